@@ -1,0 +1,65 @@
+//! The command line: one clap definition, parsed once in `main`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Where the spec lives when neither `--config` nor `COLTEC_CONFIG` says.
+pub const DEFAULT_SPEC_PATH: &str = "/workspace/.devcontainer/workspace-spec.yaml";
+
+/// coltecd keeps devcontainer state safe: it syncs a workspace's state
+/// directories to S3/R2 (or a local directory) under a leased prefix.
+#[derive(Debug, Parser)]
+#[command(name = "coltecd", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Path of workspace-spec.yaml.
+    #[arg(long, short = 'c', global = true, env = "COLTEC_CONFIG", default_value = DEFAULT_SPEC_PATH)]
+    pub config: PathBuf,
+    /// Log level or filter (e.g. `info`, `coltecd=debug`); `RUST_LOG` also works.
+    #[arg(long, global = true, env = "COLTEC_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, env = "COLTEC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a spec and print the sync targets it resolves to.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of workspace-spec.yaml (for editors).
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

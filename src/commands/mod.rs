@@ -1,0 +1,23 @@
+//! One module per subcommand; [`dispatch`] is the only entry point.
+
+use crate::cli::{Cli, Command};
+use crate::error::CmdResult;
+
+mod schema;
+mod validate;
+
+/// Run the parsed command line.
+pub fn dispatch(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Validate(args) => validate::run(&cli.global, &args),
+        Command::Schema => schema::run(),
+    }
+}
+
+/// A multi-threaded tokio runtime for commands that talk to remotes.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, crate::error::Fail> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::error::Fail::new(crate::error::ExitStatus::Failure, e))
+}

@@ -1,0 +1,21 @@
+//! coltecd: keeps devcontainer state safe.
+//!
+//! It reads `.devcontainer/workspace-spec.yaml` and syncs a workspace's state
+//! directories to S3/R2 or a local directory under a unique
+//! `{org}/{project}/{env}` prefix.
+//!
+//! # Layout
+//!
+//! - [`spec`]: loading and validating `workspace-spec.yaml` into a [`spec::Spec`].
+//! - [`cli`] / [`commands`]: the command line, one module per subcommand.
+//! - [`remote`]: opendal operators for s3 and local remotes.
+//! - [`error`]: the exit-code table every error maps into.
+//! - [`state_dir`]: the per-workspace local state directory and its lock.
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod logging;
+pub mod remote;
+pub mod spec;
+pub mod state_dir;

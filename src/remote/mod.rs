@@ -1,0 +1,118 @@
+//! Remotes: the one place that turns a spec remote into an opendal
+//! [`Operator`], with retries for transient failures.
+//!
+//! An operator is rooted at a target's location, so the sync engine only
+//! ever sees keys relative to the sync root. Retries (exponential backoff
+//! with jitter) live here, in opendal's `RetryLayer`, and nowhere else:
+//! opendal marks 5xx, 429/SlowDown, resets and timeouts as temporary.
+
+use std::time::Duration;
+
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{Operator, services};
+
+mod gate;
+pub use gate::{Fenced, GateController, WriteGate, gate};
+
+use crate::error::{ExitStatus, HasExitStatus};
+use crate::spec::{Location, RemoteKind, RemoteSpec, S3Remote, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error(
+        "remote '{remote}' has no credentials: set {vars} (or access_key_id/secret_access_key in the spec's remote options)"
+    )]
+    MissingCredentials { remote: String, vars: String },
+    #[error(
+        "remote '{remote}' is of type crypt, which this coltecd cannot sync yet; use an s3 or local remote"
+    )]
+    CryptUnsupported { remote: String },
+    #[error("cannot configure remote '{remote}': {source}")]
+    Build {
+        remote: String,
+        source: opendal::Error,
+    },
+}
+
+impl HasExitStatus for RemoteError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            RemoteError::CryptUnsupported { .. } => ExitStatus::InvalidSpec,
+            _ => ExitStatus::Remote,
+        }
+    }
+}
+
+/// An operator rooted at `target`'s remote location.
+pub fn target_operator(target: &Target) -> Result<Operator, RemoteError> {
+    operator_at(&target.remote, &target.location())
+}
+
+/// An operator rooted at `location` on `remote`.
+pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator, RemoteError> {
+    let build_err = |source| RemoteError::Build {
+        remote: remote.name.clone(),
+        source,
+    };
+    let op = match (&remote.kind, location) {
+        (RemoteKind::S3(s3), Location::S3 { key_prefix, .. }) => {
+            Operator::new(s3_builder(&remote.name, s3, key_prefix)?).map_err(build_err)?
+        }
+        (RemoteKind::Local(_), Location::Local { dir }) => {
+            let root = dir.to_string_lossy();
+            let tmp = dir.join(".coltec/tmp");
+            Operator::new(
+                services::Fs::default()
+                    .root(&root)
+                    .atomic_write_dir(&tmp.to_string_lossy()),
+            )
+            .map_err(build_err)?
+        }
+        _ => {
+            return Err(RemoteError::CryptUnsupported {
+                remote: remote.name.clone(),
+            });
+        }
+    };
+    Ok(op
+        .layer(
+            TimeoutLayer::new()
+                .with_timeout(Duration::from_secs(60))
+                .with_io_timeout(Duration::from_secs(30)),
+        )
+        .layer(
+            RetryLayer::new()
+                .with_jitter()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(6),
+        ))
+}
+
+fn s3_builder(name: &str, s3: &S3Remote, key_prefix: &str) -> Result<services::S3, RemoteError> {
+    let (Some(key), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) else {
+        return Err(RemoteError::MissingCredentials {
+            remote: name.to_string(),
+            vars: "RCLONE_S3_ACCESS_KEY_ID and RCLONE_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                .into(),
+        });
+    };
+    let mut b = services::S3::default()
+        .bucket(&s3.bucket)
+        .root(&format!("/{key_prefix}"))
+        .region(&s3.region)
+        .access_key_id(key.expose())
+        .secret_access_key(secret.expose())
+        .disable_config_load()
+        .disable_ec2_metadata();
+    if let Some(token) = &s3.session_token {
+        b = b.session_token(token.expose());
+    }
+    if let Some(endpoint) = &s3.endpoint {
+        b = b.endpoint(endpoint);
+    }
+    if !s3.path_style {
+        b = b.enable_virtual_host_style();
+    }
+    Ok(b)
+}

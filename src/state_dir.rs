@@ -1,0 +1,193 @@
+//! The per-workspace local state directory and its exclusive lock.
+//!
+//! It holds the sync-state database, the lease id, the daemon's pidfile,
+//! control socket and last status. One process at a time may use it: the
+//! lock is an `flock` on `lock`, which also works between containers that
+//! (wrongly) share the directory through a named volume on one host.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{ExitStatus, HasExitStatus};
+use crate::spec::Spec;
+
+/// Environment variable that overrides the state dir location.
+pub const STATE_DIR_ENV: &str = "COLTEC_STATE_DIR";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirError {
+    #[error("cannot create state directory {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "state directory {path} is in use by another coltecd ({holder}).\n\
+         If no other coltecd runs in this container, another container shares this \
+         directory (e.g. one named volume mounted into two devcontainers): give each \
+         container its own state dir (persistence.daemon.state_dir or {STATE_DIR_ENV})."
+    )]
+    Locked { path: PathBuf, holder: String },
+}
+
+impl HasExitStatus for StateDirError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            StateDirError::Locked { .. } => ExitStatus::LeaseHeld,
+            _ => ExitStatus::Failure,
+        }
+    }
+}
+
+/// Where the state of one workspace lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// `COLTEC_STATE_DIR`, else `persistence.daemon.state_dir`, else
+    /// `~/.local/share/coltecd/<org>-<project>-<env>`.
+    pub fn for_spec(spec: &Spec) -> StateDir {
+        let path = std::env::var_os(STATE_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| spec.daemon.state_dir.clone())
+            .unwrap_or_else(|| default_base().join(spec.workspace.dir_name()));
+        StateDir { path }
+    }
+
+    pub fn at(path: impl Into<PathBuf>) -> StateDir {
+        StateDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Create the directory (owner-only) if needed.
+    pub fn ensure(&self) -> Result<(), StateDirError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .map_err(|source| StateDirError::Create {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Take the exclusive lock, or explain who holds it.
+    pub fn lock(&self) -> Result<StateLock, StateDirError> {
+        self.ensure()?;
+        let lock_path = self.path.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| StateDirError::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(StateDirError::Locked {
+                    path: self.path.clone(),
+                    holder: if holder.is_empty() {
+                        "unknown process".into()
+                    } else {
+                        holder.to_string()
+                    },
+                });
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(StateDirError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        // Record who holds it, for the message another process prints.
+        let me = format!("pid {} on host {}", std::process::id(), hostname());
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = file.write_all(me.as_bytes());
+        let _ = file.sync_data();
+        Ok(StateLock {
+            _file: file,
+            dir: self.clone(),
+        })
+    }
+}
+
+/// Proof that this process holds the state dir; released on drop.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+    dir: StateDir,
+}
+
+impl StateLock {
+    pub fn dir(&self) -> &StateDir {
+        &self.dir
+    }
+}
+
+fn default_base() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("coltecd");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".local/share/coltecd")
+}
+
+/// This machine's host name (best effort).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused_and_names_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::at(tmp.path().join("s"));
+        let _held = dir.lock().unwrap();
+        let err = dir.lock().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("shares this directory"), "{msg}");
+    }
+
+    #[test]
+    fn lock_is_released_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::at(tmp.path().join("s"));
+        drop(dir.lock().unwrap());
+        assert!(dir.lock().is_ok());
+    }
+}

@@ -1,0 +1,8 @@
+//! The integration tests: one binary, shared helpers in `support`.
+//!
+//! S3 tests talk over HTTP to a real `moto_server` process (see
+//! `support::s3`); each test gets its own bucket so the suite runs in parallel.
+
+mod support;
+
+mod harness;
