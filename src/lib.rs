@@ -11,6 +11,7 @@
 //! - [`remote`]: opendal operators for s3 and local remotes.
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
+//! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
 
 pub mod cli;
 pub mod commands;
@@ -18,4 +19,5 @@ pub mod error;
 pub mod logging;
 pub mod remote;
 pub mod spec;
+pub mod sync;
 pub mod state_dir;
