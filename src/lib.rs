@@ -19,5 +19,5 @@ pub mod error;
 pub mod logging;
 pub mod remote;
 pub mod spec;
-pub mod sync;
 pub mod state_dir;
+pub mod sync;

@@ -149,7 +149,10 @@ impl<'a> Exec<'a> {
         let op = &self.ctx.op;
         let manifest = match self.net(op.read(MANIFEST_KEY)).await? {
             Ok(buf) => serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
-                tracing::warn!(target_name = self.name(), "ignoring unreadable manifest: {e}");
+                tracing::warn!(
+                    target_name = self.name(),
+                    "ignoring unreadable manifest: {e}"
+                );
                 Manifest::default()
             }),
             Err(e) if e.kind() == ErrorKind::NotFound => Manifest::default(),
@@ -178,7 +181,9 @@ impl<'a> Exec<'a> {
                 Err(HostileKey(why)) => {
                     view.problems.push(FailedFile {
                         path: key.clone(),
-                        reason: format!("refused remote key ({why}); it would land outside the sync root"),
+                        reason: format!(
+                            "refused remote key ({why}); it would land outside the sync root"
+                        ),
                     });
                     continue;
                 }
@@ -192,7 +197,9 @@ impl<'a> Exec<'a> {
             if view.entries.contains_key(&rel) {
                 view.problems.push(FailedFile {
                     path: key.clone(),
-                    reason: format!("both '{rel}' and '{rel}{LINK_SUFFIX}' exist on the remote; keeping one"),
+                    reason: format!(
+                        "both '{rel}' and '{rel}{LINK_SUFFIX}' exist on the remote; keeping one"
+                    ),
                 });
                 continue;
             }
@@ -251,7 +258,10 @@ impl<'a> Exec<'a> {
                     Kind::File => Ok((rel, e)),
                     Kind::Symlink => {
                         if e.size > MAX_LINK {
-                            return Err((key, "symlink object too large to be a link target".into()));
+                            return Err((
+                                key,
+                                "symlink object too large to be a link target".into(),
+                            ));
                         }
                         match self.net(self.ctx.op.read(&key)).await {
                             Ok(Ok(buf)) => match String::from_utf8(buf.to_vec()) {
@@ -261,7 +271,9 @@ impl<'a> Exec<'a> {
                                 }
                                 _ => Err((key, "symlink object is not a valid link target".into())),
                             },
-                            Ok(Err(err)) => Err((key, format!("cannot read symlink object: {err}"))),
+                            Ok(Err(err)) => {
+                                Err((key, format!("cannot read symlink object: {err}")))
+                            }
                             Err(_) => Err((key, "cancelled".into())),
                         }
                     }
@@ -354,15 +366,21 @@ impl<'a> Exec<'a> {
                     let copy = self.keep_local_copy(&rel, l).await?;
                     // The old local version becomes a new file of its own.
                     if self.ctx.target.direction.writes_remote() {
-                        let b = self.upload(&copy, &self.read_local(&copy).await?, None, &mut d).await?;
+                        let b = self
+                            .upload(&copy, &self.read_local(&copy).await?, None, &mut d)
+                            .await?;
                         d.changes.push((copy.clone(), Some(b)));
                     }
                     d.conflicts.push(copy);
                     let got = self.download(&rel, &rel, &remote, None, &mut d).await?;
-                    d.changes.push((rel, Some(BaseEntry::from_local(&got, remote.rid.clone()))));
+                    d.changes
+                        .push((rel, Some(BaseEntry::from_local(&got, remote.rid.clone()))));
                 } else {
-                    let got = self.download(&rel, &rel, &remote, local.as_ref(), &mut d).await?;
-                    d.changes.push((rel, Some(BaseEntry::from_local(&got, remote.rid.clone()))));
+                    let got = self
+                        .download(&rel, &rel, &remote, local.as_ref(), &mut d)
+                        .await?;
+                    d.changes
+                        .push((rel, Some(BaseEntry::from_local(&got, remote.rid.clone()))));
                 }
             }
             Action::DeleteRemote { rel, remote } => {
@@ -388,7 +406,8 @@ impl<'a> Exec<'a> {
                 }
             }
             Action::Adopt { rel, local, remote } => {
-                d.changes.push((rel, Some(BaseEntry::from_local(&local, remote.rid))));
+                d.changes
+                    .push((rel, Some(BaseEntry::from_local(&local, remote.rid))));
                 d.remote_changed = true;
             }
             Action::Forget { rel } => d.changes.push((rel, None)),
@@ -415,10 +434,17 @@ impl<'a> Exec<'a> {
         blocking(move || -> Result<(), FileErr> {
             match LocalEntry::read(&from) {
                 Ok(Some(now)) if now == expect => {}
-                _ => return Err(FileErr::File("changed locally during the pass; retried next pass".into())),
+                _ => {
+                    return Err(FileErr::File(
+                        "changed locally during the pass; retried next pass".into(),
+                    ));
+                }
             }
             if std::fs::symlink_metadata(&to).is_ok() {
-                return Err(FileErr::File(format!("conflict copy {} already exists", to.display())));
+                return Err(FileErr::File(format!(
+                    "conflict copy {} already exists",
+                    to.display()
+                )));
             }
             std::fs::rename(&from, &to).map_err(|e| ferr("cannot keep the local version", e))
         })
@@ -435,7 +461,9 @@ impl<'a> Exec<'a> {
                     std::fs::remove_file(&path).map_err(|e| ferr("cannot delete", e))
                 }
                 Ok(None) => Ok(()),
-                _ => Err(FileErr::File("changed locally during the pass; retried next pass".into())),
+                _ => Err(FileErr::File(
+                    "changed locally during the pass; retried next pass".into(),
+                )),
             }
         })
         .await?
@@ -529,7 +557,10 @@ impl<'a> Exec<'a> {
                     use std::os::unix::fs::PermissionsExt;
                     f.set_permissions(std::fs::Permissions::from_mode(mode))?;
                 }
-                Ok(f.metadata()?.modified().ok().and_then(remote::system_time_ns))
+                Ok(f.metadata()?
+                    .modified()
+                    .ok()
+                    .and_then(remote::system_time_ns))
             })
             .await;
             if let Ok(Ok(Some(m))) = set {
@@ -569,7 +600,10 @@ impl<'a> Exec<'a> {
             use std::os::unix::fs::MetadataExt;
             md.is_file()
                 && md.len() == l.size
-                && md.mtime().saturating_mul(1_000_000_000).saturating_add(md.mtime_nsec())
+                && md
+                    .mtime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(md.mtime_nsec())
                     == l.mtime_ns
         };
         let md = file.metadata().await.map_err(|e| ferr("cannot stat", e))?;
@@ -585,7 +619,10 @@ impl<'a> Exec<'a> {
         if let Some(um) = self.user_metadata(l) {
             opts = opts.user_metadata(um);
         }
-        let mut w = self.net(opts).await?.map_err(|e| ferr("upload failed", e))?;
+        let mut w = self
+            .net(opts)
+            .await?
+            .map_err(|e| ferr("upload failed", e))?;
         let mut sent: u64 = 0;
         let result: Result<(), FileErr> = async {
             loop {
@@ -689,7 +726,8 @@ impl<'a> Exec<'a> {
                 let dest2 = dest.clone();
                 blocking(move || -> Result<(), FileErr> {
                     check_unchanged()?;
-                    localfs::place_symlink(&dest2, &target).map_err(|e| ferr("cannot create symlink", e))
+                    localfs::place_symlink(&dest2, &target)
+                        .map_err(|e| ferr("cannot create symlink", e))
                 })
                 .await??;
                 d.bytes_down += r.size;
@@ -741,9 +779,9 @@ impl<'a> Exec<'a> {
                 }
                 let std_file = file.into_std().await;
                 let mode = r.mode.unwrap_or(0o644);
-                let mtime = r
-                    .mtime_ns
-                    .unwrap_or_else(|| remote::system_time_ns(std::time::SystemTime::now()).unwrap_or(0));
+                let mtime = r.mtime_ns.unwrap_or_else(|| {
+                    remote::system_time_ns(std::time::SystemTime::now()).unwrap_or(0)
+                });
                 let dest2 = dest.clone();
                 blocking(move || -> Result<(), FileErr> {
                     if let Err(e) = check_unchanged() {
@@ -766,7 +804,10 @@ impl<'a> Exec<'a> {
 
     // ----- manifest and trash ---------------------------------------------
 
-    pub(super) async fn write_manifest(&self, base: &BTreeMap<String, BaseEntry>) -> Result<(), SyncError> {
+    pub(super) async fn write_manifest(
+        &self,
+        base: &BTreeMap<String, BaseEntry>,
+    ) -> Result<(), SyncError> {
         let m = Manifest {
             version: Manifest::VERSION,
             writer: self.inner.host.clone(),
@@ -792,7 +833,9 @@ impl<'a> Exec<'a> {
         let now = jiff::Timestamp::now();
         for dir in dirs {
             let name = dir.name().trim_end_matches('/');
-            let Some(at) = remote::parse_stamp(name) else { continue };
+            let Some(at) = remote::parse_stamp(name) else {
+                continue;
+            };
             let age = now.duration_since(at);
             let keep = std::time::Duration::try_from(age)
                 .map(|a| a < retention)
@@ -833,7 +876,9 @@ impl<'a> Exec<'a> {
 }
 
 /// Run blocking filesystem work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SyncError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SyncError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))

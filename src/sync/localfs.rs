@@ -110,7 +110,13 @@ pub fn system_time(ns: i64) -> SystemTime {
 }
 
 /// fsync, apply mode and mtime, rename into place, fsync the directory.
-pub fn finish_file(file: File, tmp: &Path, dest: &Path, mode: u32, mtime_ns: i64) -> io::Result<()> {
+pub fn finish_file(
+    file: File,
+    tmp: &Path,
+    dest: &Path,
+    mode: u32,
+    mtime_ns: i64,
+) -> io::Result<()> {
     let r = (|| {
         file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
         file.set_modified(system_time(mtime_ns))?;
@@ -204,9 +210,6 @@ mod tests {
             conflict_name("d/notes.md", "host.a", "20240101T000000Z"),
             "d/notes.conflict-host_a-20240101T000000Z.md"
         );
-        assert_eq!(
-            conflict_name(".bashrc", "h", "S"),
-            ".bashrc.conflict-h-S"
-        );
+        assert_eq!(conflict_name(".bashrc", "h", "S"), ".bashrc.conflict-h-S");
     }
 }

@@ -286,7 +286,11 @@ impl Engine {
     ///
     /// Bandwidth: the smallest `bwlimit` up/down configured on any target
     /// becomes the one process-wide budget for that direction.
-    pub fn open(spec: Arc<Spec>, state_dir: &StateDir, gate: WriteGate) -> Result<Engine, SyncError> {
+    pub fn open(
+        spec: Arc<Spec>,
+        state_dir: &StateDir,
+        gate: WriteGate,
+    ) -> Result<Engine, SyncError> {
         state_dir.ensure()?;
         let db = StateDb::open(&state_dir.path().join("sync.redb"))?;
         let mut targets = BTreeMap::new();
@@ -413,7 +417,10 @@ impl Engine {
             let remote = local
                 .candidates
                 .iter()
-                .filter_map(|rel| base.get(rel).map(|b| (rel.clone(), RemoteEntry::from_base(b))))
+                .filter_map(|rel| {
+                    base.get(rel)
+                        .map(|b| (rel.clone(), RemoteEntry::from_base(b)))
+                })
                 .collect();
             (remote, false)
         };
@@ -433,7 +440,9 @@ impl Engine {
                 || !local.unreadable_dirs.iter().any(|d| {
                     d.is_empty()
                         || rel == d
-                        || rel.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with('/'))
+                        || rel
+                            .strip_prefix(d.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
                 })
         });
 
@@ -503,7 +512,8 @@ impl Engine {
         dry_run: bool,
         cancel: &CancellationToken,
     ) -> Result<PassReport, SyncError> {
-        self.restore_observed(target, to, dry_run, cancel, &NoObserver).await
+        self.restore_observed(target, to, dry_run, cancel, &NoObserver)
+            .await
     }
 
     /// [`Engine::restore`] with progress callbacks.
@@ -521,7 +531,9 @@ impl Engine {
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
         };
         let t = &ctx.target;
-        let root = to.map(Path::to_path_buf).unwrap_or_else(|| t.local_path.clone());
+        let root = to
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| t.local_path.clone());
         let own = root == t.local_path;
         let exists = root_is_dir(&root, &t.name).await?;
         if !exists && !dry_run {
@@ -535,8 +547,13 @@ impl Engine {
         }
         let base = self.load_base(&t.name).await?;
         let local = if exists {
-            gather_local(root.clone(), t.excludes.clone(), PassScope::Full { verify: true }, &base)
-                .await?
+            gather_local(
+                root.clone(),
+                t.excludes.clone(),
+                PassScope::Full { verify: true },
+                &base,
+            )
+            .await?
         } else {
             LocalSide::default()
         };
@@ -571,9 +588,17 @@ impl Engine {
         Ok(report)
     }
 
-    fn guard(&self, t: &Target, count: u64, total: u64, side: &'static str) -> Result<(), SyncError> {
+    fn guard(
+        &self,
+        t: &Target,
+        count: u64,
+        total: u64,
+        side: &'static str,
+    ) -> Result<(), SyncError> {
         let s = &self.inner.spec.safety;
-        if count > s.mass_delete_max_files && (count as f64) > s.mass_delete_max_fraction * total as f64 {
+        if count > s.mass_delete_max_files
+            && (count as f64) > s.mass_delete_max_fraction * total as f64
+        {
             return Err(SyncError::MassDelete {
                 target: t.name.clone(),
                 count,
@@ -677,8 +702,14 @@ fn gather_paths(
 ) -> LocalSide {
     let mut side = LocalSide::default();
     for p in paths {
-        let abs = if p.is_absolute() { p.clone() } else { root.join(p) };
-        let Ok(rel) = abs.strip_prefix(root) else { continue };
+        let abs = if p.is_absolute() {
+            p.clone()
+        } else {
+            root.join(p)
+        };
+        let Ok(rel) = abs.strip_prefix(root) else {
+            continue;
+        };
         let Some(rel) = rel.to_str() else { continue };
         let rel = rel.trim_end_matches('/').to_string();
         if rel.is_empty() {

@@ -61,7 +61,9 @@ pub enum Action {
         remote: RemoteEntry,
     },
     /// Gone on both sides: drop the base.
-    Forget { rel: String },
+    Forget {
+        rel: String,
+    },
 }
 
 impl Action {
@@ -115,12 +117,13 @@ pub fn plan(
             local: l.clone(),
             replaces: r.cloned(),
         };
-        let download = |r: &RemoteEntry, l: Option<&LocalEntry>, keep_local: bool| Action::Download {
-            rel: rel.clone(),
-            remote: r.clone(),
-            local: l.cloned(),
-            keep_local,
-        };
+        let download =
+            |r: &RemoteEntry, l: Option<&LocalEntry>, keep_local: bool| Action::Download {
+                rel: rel.clone(),
+                remote: r.clone(),
+                local: l.cloned(),
+                keep_local,
+            };
         let action = match b {
             None => match (l, r) {
                 (None, None) => None,
@@ -279,7 +282,12 @@ mod tests {
     #[test]
     fn unchanged_does_nothing() {
         for d in [Bidirectional, PushOnly, PullOnly] {
-            let a = run(d, Some(file(1, 10)), Some(base(1, 10, "e")), Some(rfile(1, 10, "e")));
+            let a = run(
+                d,
+                Some(file(1, 10)),
+                Some(base(1, 10, "e")),
+                Some(rfile(1, 10, "e")),
+            );
             assert!(a.is_empty(), "{d}: {a:?}");
         }
     }
@@ -287,10 +295,12 @@ mod tests {
     #[test]
     fn no_base_never_deletes() {
         for d in [Bidirectional, PushOnly, PullOnly] {
-            for a in run(d, Some(file(1, 10)), None, None)
-                .into_iter()
-                .chain(run(d, None, None, Some(rfile(1, 10, "e"))))
-            {
+            for a in run(d, Some(file(1, 10)), None, None).into_iter().chain(run(
+                d,
+                None,
+                None,
+                Some(rfile(1, 10, "e")),
+            )) {
                 assert!(
                     !matches!(a, Action::DeleteLocal { .. } | Action::DeleteRemote { .. }),
                     "{d}: {a:?}"
@@ -307,54 +317,134 @@ mod tests {
 
     #[test]
     fn no_base_equal_is_adopted() {
-        let a = run(Bidirectional, Some(file(3, 10)), None, Some(rfile(3, 10, "e")));
+        let a = run(
+            Bidirectional,
+            Some(file(3, 10)),
+            None,
+            Some(rfile(3, 10, "e")),
+        );
         assert!(matches!(a[..], [Action::Adopt { .. }]));
     }
 
     #[test]
     fn no_base_bidirectional_newer_remote_downloads_keeping_local() {
-        let a = run(Bidirectional, Some(file(3, 10)), None, Some(rfile(4, 20, "e")));
-        assert!(matches!(a[..], [Action::Download { keep_local: true, .. }]), "{a:?}");
-        let a = run(Bidirectional, Some(file(3, 30)), None, Some(rfile(4, 20, "e")));
+        let a = run(
+            Bidirectional,
+            Some(file(3, 10)),
+            None,
+            Some(rfile(4, 20, "e")),
+        );
+        assert!(
+            matches!(
+                a[..],
+                [Action::Download {
+                    keep_local: true,
+                    ..
+                }]
+            ),
+            "{a:?}"
+        );
+        let a = run(
+            Bidirectional,
+            Some(file(3, 30)),
+            None,
+            Some(rfile(4, 20, "e")),
+        );
         assert!(matches!(a[..], [Action::Conflict { .. }]), "{a:?}");
     }
 
     #[test]
     fn one_sided_changes_follow_direction() {
         // local modified
-        let a = run(Bidirectional, Some(file(2, 11)), Some(base(1, 10, "e")), Some(rfile(1, 10, "e")));
+        let a = run(
+            Bidirectional,
+            Some(file(2, 11)),
+            Some(base(1, 10, "e")),
+            Some(rfile(1, 10, "e")),
+        );
         assert!(matches!(a[..], [Action::Upload { .. }]));
-        let a = run(PullOnly, Some(file(2, 11)), Some(base(1, 10, "e")), Some(rfile(1, 10, "e")));
-        assert!(matches!(a[..], [Action::Download { keep_local: false, .. }]));
+        let a = run(
+            PullOnly,
+            Some(file(2, 11)),
+            Some(base(1, 10, "e")),
+            Some(rfile(1, 10, "e")),
+        );
+        assert!(matches!(
+            a[..],
+            [Action::Download {
+                keep_local: false,
+                ..
+            }]
+        ));
         // local deleted
-        let a = run(PushOnly, None, Some(base(1, 10, "e")), Some(rfile(1, 10, "e")));
+        let a = run(
+            PushOnly,
+            None,
+            Some(base(1, 10, "e")),
+            Some(rfile(1, 10, "e")),
+        );
         assert!(matches!(a[..], [Action::DeleteRemote { .. }]));
         // remote modified
-        let a = run(Bidirectional, Some(file(1, 10)), Some(base(1, 10, "e")), Some(rfile(2, 12, "f")));
+        let a = run(
+            Bidirectional,
+            Some(file(1, 10)),
+            Some(base(1, 10, "e")),
+            Some(rfile(2, 12, "f")),
+        );
         assert!(matches!(a[..], [Action::Download { .. }]));
-        let a = run(PushOnly, Some(file(1, 10)), Some(base(1, 10, "e")), Some(rfile(2, 12, "f")));
+        let a = run(
+            PushOnly,
+            Some(file(1, 10)),
+            Some(base(1, 10, "e")),
+            Some(rfile(2, 12, "f")),
+        );
         assert!(matches!(a[..], [Action::Upload { .. }]));
         // remote deleted
-        let a = run(Bidirectional, Some(file(1, 10)), Some(base(1, 10, "e")), None);
+        let a = run(
+            Bidirectional,
+            Some(file(1, 10)),
+            Some(base(1, 10, "e")),
+            None,
+        );
         assert!(matches!(a[..], [Action::DeleteLocal { .. }]));
         let a = run(PushOnly, Some(file(1, 10)), Some(base(1, 10, "e")), None);
         assert!(matches!(a[..], [Action::Upload { .. }]));
         // mode change alone is a local change
         let mut l = file(1, 10);
         l.mode = 0o600;
-        let a = run(PushOnly, Some(l), Some(base(1, 10, "e")), Some(rfile(1, 10, "e")));
+        let a = run(
+            PushOnly,
+            Some(l),
+            Some(base(1, 10, "e")),
+            Some(rfile(1, 10, "e")),
+        );
         assert!(matches!(a[..], [Action::Upload { .. }]));
     }
 
     #[test]
     fn both_changed_is_a_conflict_in_bidirectional() {
-        let a = run(Bidirectional, Some(file(2, 11)), Some(base(1, 10, "e")), Some(rfile(3, 12, "f")));
+        let a = run(
+            Bidirectional,
+            Some(file(2, 11)),
+            Some(base(1, 10, "e")),
+            Some(rfile(3, 12, "f")),
+        );
         assert!(matches!(a[..], [Action::Conflict { .. }]));
         // local delete vs remote modify: remote is restored
-        let a = run(Bidirectional, None, Some(base(1, 10, "e")), Some(rfile(3, 12, "f")));
+        let a = run(
+            Bidirectional,
+            None,
+            Some(base(1, 10, "e")),
+            Some(rfile(3, 12, "f")),
+        );
         assert!(matches!(a[..], [Action::Download { .. }]));
         // local modify vs remote delete: local is uploaded
-        let a = run(Bidirectional, Some(file(2, 11)), Some(base(1, 10, "e")), None);
+        let a = run(
+            Bidirectional,
+            Some(file(2, 11)),
+            Some(base(1, 10, "e")),
+            None,
+        );
         assert!(matches!(a[..], [Action::Upload { .. }]));
         let a = run(Bidirectional, None, Some(base(1, 10, "e")), None);
         assert!(matches!(a[..], [Action::Forget { .. }]));

@@ -198,7 +198,9 @@ pub fn stamp(t: jiff::Timestamp) -> String {
 
 pub fn parse_stamp(s: &str) -> Option<jiff::Timestamp> {
     let dt = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", s).ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 #[cfg(test)]
