@@ -134,7 +134,7 @@ impl<'a> Exec<'a> {
         SyncError::Remote {
             target: self.name().to_string(),
             op: op.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

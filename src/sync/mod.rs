@@ -187,7 +187,7 @@ pub enum SyncError {
     #[error("no sync target named '{name}' (known: {known})")]
     UnknownTarget { name: String, known: String },
     #[error(transparent)]
-    Setup(#[from] RemoteError),
+    Setup(Box<RemoteError>),
     #[error(transparent)]
     StateDir(#[from] StateDirError),
     #[error(transparent)]
@@ -199,7 +199,7 @@ pub enum SyncError {
         target: String,
         op: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     #[error("target '{target}': local directory {}: {source}", path.display())]
     Local {
@@ -228,6 +228,12 @@ pub enum SyncError {
     Cancelled,
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<RemoteError> for SyncError {
+    fn from(e: RemoteError) -> Self {
+        SyncError::Setup(Box::new(e))
+    }
 }
 
 impl HasExitStatus for SyncError {
