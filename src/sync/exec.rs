@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -30,6 +31,9 @@ use super::{FailedFile, Inner, PassObserver, PassReport, SyncError, TargetCtx, l
 const CHUNK: usize = 8 * 1024 * 1024;
 const UPLOAD_CONCURRENCY: usize = 2;
 const READ_BUF: usize = 256 * 1024;
+/// Base changes are committed every this many finished actions, so a crash
+/// in a long pass does not forget what was already transferred.
+const CHECKPOINT_EVERY: usize = 256;
 /// Symlink objects larger than this are not link targets.
 const MAX_LINK: u64 = 4096;
 
@@ -80,7 +84,9 @@ struct Done {
 }
 
 pub(super) struct Exec<'a> {
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
+    /// Persist base changes while the plan runs (not for restores elsewhere).
+    persist: bool,
     ctx: &'a TargetCtx,
     root: PathBuf,
     cancel: &'a CancellationToken,
@@ -91,14 +97,16 @@ pub(super) struct Exec<'a> {
 
 impl<'a> Exec<'a> {
     pub(super) fn new(
-        inner: &'a Inner,
+        inner: &'a Arc<Inner>,
         ctx: &'a TargetCtx,
         root: PathBuf,
+        persist: bool,
         cancel: &'a CancellationToken,
         observer: &'a dyn PassObserver,
     ) -> Exec<'a> {
         Exec {
             inner,
+            persist,
             ctx,
             root,
             cancel,
@@ -313,9 +321,16 @@ impl<'a> Exec<'a> {
             remote_changed: false,
             fatal: None,
         };
+        let mut unsaved: BTreeMap<String, Option<BaseEntry>> = BTreeMap::new();
         while let Some((rel, r)) = results.next().await {
             match r {
                 Ok(d) => {
+                    if self.persist {
+                        unsaved.extend(d.changes.iter().cloned());
+                        if unsaved.len() >= CHECKPOINT_EVERY {
+                            self.checkpoint(std::mem::take(&mut unsaved)).await;
+                        }
+                    }
                     out.changes.extend(d.changes);
                     out.remote_changed |= d.remote_changed;
                     report.uploaded += d.uploaded;
@@ -343,6 +358,18 @@ impl<'a> Exec<'a> {
             out.remote_changed = true;
         }
         out
+    }
+
+    /// Commit finished changes early (the pass commits everything at its
+    /// end anyway, so a failure here only costs re-checking after a crash).
+    async fn checkpoint(&self, changes: BTreeMap<String, Option<BaseEntry>>) {
+        let inner = self.inner.clone();
+        let name = self.name().to_string();
+        match blocking(move || inner.db.apply(&name, &changes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("checkpoint of sync state failed: {e}"),
+            Err(e) => tracing::warn!("checkpoint of sync state failed: {e}"),
+        }
     }
 
     async fn action(&self, a: Action) -> Result<Done, FileErr> {
@@ -734,7 +761,7 @@ impl<'a> Exec<'a> {
             }
             Kind::File => {
                 let reader = self
-                    .net(self.ctx.op.reader_with(&key).chunk(CHUNK))
+                    .net(self.ctx.op.reader_with(&key).content_length_hint(r.size))
                     .await?
                     .map_err(|e| ferr("download failed", e))?;
                 let mut body = self

@@ -407,7 +407,14 @@ impl Engine {
             gather_local(root.clone(), t.excludes.clone(), scope, &base).await?
         };
 
-        let exec = exec::Exec::new(&self.inner, &ctx, root.clone(), cancel, observer);
+        let exec = exec::Exec::new(
+            &self.inner,
+            &ctx,
+            root.clone(),
+            !req.dry_run,
+            cancel,
+            observer,
+        );
         let mut report = PassReport {
             target: t.name.clone(),
             remote_listed: full,
@@ -563,7 +570,14 @@ impl Engine {
         } else {
             LocalSide::default()
         };
-        let exec = exec::Exec::new(&self.inner, &ctx, root.clone(), cancel, observer);
+        let exec = exec::Exec::new(
+            &self.inner,
+            &ctx,
+            root.clone(),
+            own && !dry_run,
+            cancel,
+            observer,
+        );
         let rv = exec.reconcile(&base).await?;
         let mut report = PassReport {
             target: t.name.clone(),

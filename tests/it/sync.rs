@@ -153,6 +153,7 @@ struct Side {
 
 struct Opts {
     direction: Direction,
+    excludes: Vec<&'static str>,
     trash: Duration,
     bwlimit: BwLimit,
     max_files: u64,
@@ -162,6 +163,7 @@ impl Default for Opts {
     fn default() -> Self {
         Opts {
             direction: Direction::Bidirectional,
+            excludes: Vec::new(),
             trash: Duration::from_secs(7 * 86400),
             bwlimit: BwLimit::default(),
             max_files: 50,
@@ -179,7 +181,7 @@ fn make_spec(root: &Path, log_dir: &Path, remote: &Remote, o: &Opts) -> Spec {
         direction: o.direction,
         interval: Duration::from_secs(60),
         priority: 0,
-        excludes: Excludes::default(),
+        excludes: Excludes::new(o.excludes.iter().map(|p| p.to_string()).collect()).unwrap(),
         transfers: 4,
         checkers: 8,
         bwlimit: o.bwlimit,
@@ -977,4 +979,89 @@ async fn dry_run_changes_nothing() {
     assert_eq!(r.plan.upload.first, vec!["a.txt".to_string()]);
     assert_eq!(r.uploaded, 0);
     assert!(remote.keys().is_empty());
+}
+
+async fn excludes(remote: Remote) {
+    let o = Opts {
+        direction: Direction::PushOnly,
+        excludes: vec!["node_modules/**", "*.tmp", "/build/**"],
+        ..Opts::default()
+    };
+    let a = side(&remote, &o);
+    a.write("src/main.rs", b"fn main() {}");
+    a.write("node_modules/pkg/index.js", b"x");
+    a.write("web/node_modules/pkg/index.js", b"x");
+    a.write("scratch.tmp", b"x");
+    a.write("deep/er/scratch.tmp", b"x");
+    a.write("build/out.o", b"x");
+    a.write("src/build/keep.txt", b"kept: /build is anchored");
+    // A name the walker would report as unsyncable if it ever read the
+    // excluded directory: proves the directory is pruned, not filtered.
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"bad-\xff-name");
+    fs::write(a.root.join("node_modules").join(bad), b"x").unwrap();
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 2, "{r:?}");
+    assert_eq!(
+        remote.user_keys(),
+        vec!["src/build/keep.txt".to_string(), "src/main.rs".to_string()]
+    );
+
+    // Objects that were stored before a path became excluded are left alone.
+    let remote_keys_before = remote.user_keys();
+    let b = side(
+        &remote,
+        &Opts {
+            direction: Direction::PushOnly,
+            excludes: vec!["src/build/**"],
+            ..Opts::default()
+        },
+    );
+    b.write("src/main.rs", b"fn main() {}");
+    let r = b.pass(true).await;
+    assert_eq!(r.deleted_remote, 0, "{r:?}");
+    assert_eq!(remote.user_keys(), remote_keys_before);
+}
+
+#[tokio::test]
+async fn excludes_prune_and_never_delete_s3() {
+    excludes(Remote::s3("excludes")).await;
+}
+
+#[tokio::test]
+async fn excludes_prune_and_never_delete_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    excludes(Remote::local(tmp.path())).await;
+}
+
+#[tokio::test]
+async fn restore_of_a_coltecd_tree_needs_no_head_requests() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("restore-cheap", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    a.write("x/y.txt", b"hello");
+    a.write("z.bin", &pseudo_random(100_000, 9));
+    symlink("z.bin", a.root.join("link")).unwrap();
+    a.pass(false).await;
+    proxy.reset();
+    let b = side(&remote, &Opts::default());
+    let dest = b.root.join("r");
+    let r = b
+        .engine
+        .restore("state", Some(&dest), false, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.downloaded, 3);
+    assert_eq!(snapshot(&a.root), snapshot(&dest));
+    let seen = proxy.seen();
+    assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
+    // One LIST, the manifest and one GET per file (the link target is in the manifest).
+    assert_eq!(seen.iter().filter(|s| s.is_list()).count(), 1, "{seen:?}");
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.method == "GET" && !s.is_list())
+            .count(),
+        3,
+        "{seen:?}"
+    );
 }
