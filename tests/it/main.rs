@@ -8,3 +8,4 @@ mod support;
 mod harness;
 mod spec;
 mod sync;
+mod sync_cli;
