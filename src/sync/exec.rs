@@ -68,6 +68,8 @@ pub(super) struct RemoteView {
     pub problems: Vec<FailedFile>,
     /// The manifest does not describe what is there (write a fresh one).
     pub manifest_stale: bool,
+    /// Identity of the manifest object as listed.
+    pub manifest_rid: Option<String>,
 }
 
 #[derive(Default)]
@@ -176,11 +178,16 @@ impl<'a> Exec<'a> {
             entries: BTreeMap::new(),
             problems: Vec::new(),
             manifest_stale: false,
+            manifest_rid: None,
         };
         let mut unknown: Vec<(String, String, RemoteEntry, Option<i64>)> = Vec::new();
         for entry in listed {
             let (key, meta) = entry.into_parts();
             if meta.is_dir() {
+                continue;
+            }
+            if key == MANIFEST_KEY {
+                view.manifest_rid = Some(object_rid(&meta));
                 continue;
             }
             let (rel, kind) = match remote::rel_for_key(&key) {
@@ -831,10 +838,11 @@ impl<'a> Exec<'a> {
 
     // ----- manifest and trash ---------------------------------------------
 
+    /// Write the manifest; returns its identity.
     pub(super) async fn write_manifest(
         &self,
         base: &BTreeMap<String, BaseEntry>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<String, SyncError> {
         let m = Manifest {
             version: Manifest::VERSION,
             writer: self.inner.host.clone(),
@@ -842,10 +850,34 @@ impl<'a> Exec<'a> {
         };
         let body = serde_json::to_vec(&m).map_err(|e| SyncError::Internal(e.to_string()))?;
         self.gate()?;
-        self.net(self.ctx.op.write(MANIFEST_KEY, body))
+        let meta = self
+            .net(self.ctx.op.write(MANIFEST_KEY, body))
             .await?
             .map_err(|e| self.remote_err("writing the manifest", e))?;
-        Ok(())
+        Ok(object_rid(&meta))
+    }
+
+    /// Whether the manifest still has identity `rid` (one conditional GET on
+    /// S3, a stat of a local file on local remotes): then no other coltecd
+    /// wrote this target since this host last saw it.
+    pub(super) async fn manifest_unchanged(&self, rid: &str) -> Result<bool, SyncError> {
+        let op = &self.ctx.op;
+        if op.info().capability().read_with_if_none_match {
+            return match self
+                .net(op.read_with(MANIFEST_KEY).if_none_match(rid))
+                .await?
+            {
+                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(true),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(self.remote_err("checking the manifest", e)),
+                Ok(_) => Ok(false),
+            };
+        }
+        match self.net(op.stat(MANIFEST_KEY)).await? {
+            Ok(m) => Ok(object_rid(&m) == rid),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.remote_err("checking the manifest", e)),
+        }
     }
 
     /// Delete trash generations older than the retention.
@@ -900,6 +932,16 @@ impl<'a> Exec<'a> {
         }
         Ok(())
     }
+}
+
+/// An object's identity: its ETag, else `size:mtime`.
+fn object_rid(meta: &opendal::Metadata) -> String {
+    meta.etag().map(str::to_string).unwrap_or_else(|| {
+        remote::fallback_rid(
+            meta.content_length(),
+            meta.last_modified().and_then(remote::opendal_ns),
+        )
+    })
 }
 
 /// Run blocking filesystem work off the async threads.

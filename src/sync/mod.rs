@@ -255,6 +255,16 @@ impl HasExitStatus for SyncError {
     }
 }
 
+/// Tuning of an [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// On the first pass after open, skip the full reconcile (LIST) when the
+    /// remote manifest is unchanged since this host's last pass (one
+    /// conditional GET). Changes made behind coltecd's back are then only
+    /// seen with `verify: true`. Used by the one-shot `coltecd sync`.
+    pub trust_manifest_on_open: bool,
+}
+
 /// The sync engine: one per process, serving every target.
 #[derive(Clone)]
 pub struct Engine {
@@ -263,6 +273,7 @@ pub struct Engine {
 
 struct Inner {
     spec: Arc<Spec>,
+    options: EngineOptions,
     db: StateDb,
     gate: WriteGate,
     limits: limits::Limits,
@@ -297,6 +308,16 @@ impl Engine {
         state_dir: &StateDir,
         gate: WriteGate,
     ) -> Result<Engine, SyncError> {
+        Engine::open_with(spec, state_dir, gate, EngineOptions::default())
+    }
+
+    /// [`Engine::open`] with non-default [`EngineOptions`].
+    pub fn open_with(
+        spec: Arc<Spec>,
+        state_dir: &StateDir,
+        gate: WriteGate,
+        options: EngineOptions,
+    ) -> Result<Engine, SyncError> {
         state_dir.ensure()?;
         let db = StateDb::open(&state_dir.path().join("sync.redb"))?;
         let mut targets = BTreeMap::new();
@@ -320,6 +341,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(Inner {
                 limits: limits::Limits::from_spec(&spec),
+                options,
                 spec,
                 db,
                 gate,
@@ -395,6 +417,30 @@ impl Engine {
             }
         }
 
+        let exec = exec::Exec::new(
+            &self.inner,
+            &ctx,
+            root.clone(),
+            !req.dry_run,
+            cancel,
+            observer,
+        );
+        let meta = self.load_meta(&t.name).await?;
+        let mut trusted = false;
+        if full
+            && run.reconciled_gen.is_none()
+            && self.inner.options.trust_manifest_on_open
+            && !matches!(req.scope, PassScope::Full { verify: true })
+            && !root_missing
+            && let Some(rid) = &meta.manifest_rid
+            && exec.manifest_unchanged(rid).await?
+        {
+            // Nobody (no coltecd) wrote since this host's last pass: the
+            // base is the remote's state, no LIST needed.
+            full = false;
+            trusted = true;
+        }
+
         let base = self.load_base(&t.name).await?;
         let scope = if full || root_missing {
             PassScope::Full { verify: full }
@@ -407,14 +453,6 @@ impl Engine {
             gather_local(root.clone(), t.excludes.clone(), scope, &base).await?
         };
 
-        let exec = exec::Exec::new(
-            &self.inner,
-            &ctx,
-            root.clone(),
-            !req.dry_run,
-            cancel,
-            observer,
-        );
         let mut report = PassReport {
             target: t.name.clone(),
             remote_listed: full,
@@ -422,9 +460,11 @@ impl Engine {
         };
         report.failed.extend(local.problems.iter().cloned());
 
+        let mut manifest_rid = meta.manifest_rid.clone();
         let (remote, manifest_stale) = if full {
             let rv = exec.reconcile(&base).await?;
             report.failed.extend(rv.problems);
+            manifest_rid = rv.manifest_rid;
             (rv.entries, rv.manifest_stale)
         } else {
             let remote = local
@@ -505,12 +545,16 @@ impl Engine {
         outcome.fatal.map_or(Ok(()), Err)?;
 
         if (outcome.remote_changed || manifest_stale) && t.direction.writes_remote() {
-            exec.write_manifest(&new_base).await?;
+            manifest_rid = Some(exec.write_manifest(&new_base).await?);
+        }
+        if manifest_rid != meta.manifest_rid {
+            self.save_meta(&t.name, state::TargetMeta { manifest_rid })
+                .await?;
         }
         if full && t.direction.writes_remote() {
             exec.prune_trash(&mut report).await?;
         }
-        if full {
+        if full || trusted {
             run.reconciled_gen = Some(generation);
         }
         Ok(report)
@@ -635,6 +679,24 @@ impl Engine {
         let inner = self.inner.clone();
         let target = target.to_string();
         tokio::task::spawn_blocking(move || inner.db.load(&target))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .map_err(SyncError::from)
+    }
+
+    async fn load_meta(&self, target: &str) -> Result<state::TargetMeta, SyncError> {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || inner.db.load_meta(&target))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .map_err(SyncError::from)
+    }
+
+    async fn save_meta(&self, target: &str, meta: state::TargetMeta) -> Result<(), SyncError> {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || inner.db.save_meta(&target, &meta))
             .await
             .map_err(|e| SyncError::Internal(e.to_string()))?
             .map_err(SyncError::from)

@@ -13,7 +13,7 @@ use coltecd::spec::{
     RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
 };
 use coltecd::state_dir::StateDir;
-use coltecd::sync::{Engine, PassReport, PassRequest, PassScope, SyncError};
+use coltecd::sync::{Engine, EngineOptions, PassReport, PassRequest, PassScope, SyncError};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -149,6 +149,8 @@ struct Side {
     _tmp: TempDir,
     root: PathBuf,
     engine: Engine,
+    spec: Arc<Spec>,
+    state: PathBuf,
 }
 
 struct Opts {
@@ -230,14 +232,44 @@ fn side(remote: &Remote, o: &Opts) -> Side {
         WriteGate::always_open(),
     )
     .unwrap();
+    let state = tmp.path().join("state");
     Side {
         _tmp: tmp,
         root,
         engine,
+        spec,
+        state,
     }
 }
 
 impl Side {
+    /// A new process on the same state dir (redb allows one opener, so the
+    /// old engine goes first).
+    fn reopen(self, options: EngineOptions) -> Side {
+        let Side {
+            _tmp,
+            root,
+            engine,
+            spec,
+            state,
+        } = self;
+        drop(engine);
+        let engine = Engine::open_with(
+            spec.clone(),
+            &StateDir::at(&state),
+            WriteGate::always_open(),
+            options,
+        )
+        .unwrap();
+        Side {
+            _tmp,
+            root,
+            engine,
+            spec,
+            state,
+        }
+    }
+
     async fn try_pass(&self, scope: PassScope, allow: bool) -> Result<PassReport, SyncError> {
         self.engine
             .pass(
@@ -1073,4 +1105,64 @@ async fn restore_of_a_coltecd_tree_needs_no_head_requests() {
         3,
         "{seen:?}"
     );
+}
+
+#[tokio::test]
+async fn one_shot_pass_trusts_an_unchanged_manifest() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("trust", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    a.write("f.txt", b"1");
+    a.pass(false).await;
+    let trust = EngineOptions {
+        trust_manifest_on_open: true,
+    };
+
+    // A new process, nothing changed: one conditional GET, no LIST, no HEAD.
+    let a = a.reopen(trust.clone());
+    proxy.reset();
+    let r = a.pass(false).await;
+    assert!(!r.remote_listed && r.plan.is_empty(), "{r:?}");
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "GET");
+    assert!(seen[0].header("if-none-match").is_some(), "{seen:?}");
+
+    // Another container wrote: the manifest changed, so the pass reconciles.
+    let b = side(&remote, &Opts::default());
+    b.pass(false).await;
+    b.write("from-b.txt", b"b");
+    b.pass(false).await;
+    let a = a.reopen(trust.clone());
+    let r = a.pass(false).await;
+    assert!(r.remote_listed, "{r:?}");
+    assert_eq!(r.downloaded, 1);
+    assert_eq!(a.read("from-b.txt"), b"b");
+
+    // verify always lists.
+    let a = a.reopen(trust);
+    let r = a.pass(true).await;
+    assert!(r.remote_listed);
+}
+
+#[tokio::test]
+async fn one_shot_pass_trusts_an_unchanged_manifest_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Remote::local(tmp.path());
+    let a = side(&remote, &Opts::default());
+    a.write("f.txt", b"1");
+    a.pass(false).await;
+    let trust = EngineOptions {
+        trust_manifest_on_open: true,
+    };
+    let a = a.reopen(trust.clone());
+    let r = a.pass(false).await;
+    assert!(!r.remote_listed, "{r:?}");
+    let b = side(&remote, &Opts::default());
+    b.write("g.txt", b"g");
+    b.pass(false).await;
+    let a = a.reopen(trust);
+    let r = a.pass(false).await;
+    assert!(r.remote_listed);
+    assert_eq!(a.read("g.txt"), b"g");
 }
