@@ -87,6 +87,7 @@ struct Done {
 
 pub(super) struct Exec<'a> {
     inner: &'a Arc<Inner>,
+    op: opendal::Operator,
     /// Persist base changes while the plan runs (not for restores elsewhere).
     persist: bool,
     ctx: &'a TargetCtx,
@@ -101,6 +102,7 @@ impl<'a> Exec<'a> {
     pub(super) fn new(
         inner: &'a Arc<Inner>,
         ctx: &'a TargetCtx,
+        op: opendal::Operator,
         root: PathBuf,
         persist: bool,
         cancel: &'a CancellationToken,
@@ -108,6 +110,7 @@ impl<'a> Exec<'a> {
     ) -> Exec<'a> {
         Exec {
             inner,
+            op,
             persist,
             ctx,
             root,
@@ -156,7 +159,7 @@ impl<'a> Exec<'a> {
         &self,
         base: &BTreeMap<String, BaseEntry>,
     ) -> Result<RemoteView, SyncError> {
-        let op = &self.ctx.op;
+        let op = &self.op;
         let manifest = match self.net(op.read(MANIFEST_KEY)).await? {
             Ok(buf) => serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
                 tracing::warn!(
@@ -170,8 +173,9 @@ impl<'a> Exec<'a> {
         };
         let listed = match self.net(op.list_with("").recursive(true)).await? {
             Ok(l) => l,
-            // A local remote whose directory does not exist yet is empty.
-            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            // A local remote whose directory does not exist yet is empty (on
+            // S3 NotFound means the bucket is missing: an error).
+            Err(e) if e.kind() == ErrorKind::NotFound && self.ctx.local_dir.is_some() => Vec::new(),
             Err(e) => return Err(self.remote_err("listing", e)),
         };
         let mut view = RemoteView {
@@ -253,7 +257,7 @@ impl<'a> Exec<'a> {
             .map(|(rel, key, mut e, lm)| async move {
                 match e.kind {
                     Kind::File if self.ctx.user_metadata => {
-                        match self.net(self.ctx.op.stat(&key)).await {
+                        match self.net(self.op.stat(&key)).await {
                             Ok(Ok(m)) => {
                                 if let Some(um) = m.user_metadata() {
                                     if let Some(t) = um.get("mtime").and_then(remote::parse_mtime) {
@@ -278,7 +282,7 @@ impl<'a> Exec<'a> {
                                 "symlink object too large to be a link target".into(),
                             ));
                         }
-                        match self.net(self.ctx.op.read(&key)).await {
+                        match self.net(self.op.read(&key)).await {
                             Ok(Ok(buf)) => match String::from_utf8(buf.to_vec()) {
                                 Ok(t) if !t.is_empty() && !t.contains('\0') => {
                                     e.link = Some(t);
@@ -510,7 +514,7 @@ impl<'a> Exec<'a> {
         }
         self.gate()?;
         let to = format!("{TRASH_PREFIX}{}/{key}", self.stamp);
-        match self.net(self.ctx.op.copy(key, &to)).await? {
+        match self.net(self.op.copy(key, &to)).await? {
             Ok(_) => Ok(()),
             // Already gone behind our back: nothing to keep.
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -521,7 +525,7 @@ impl<'a> Exec<'a> {
     async fn delete_remote(&self, key: &str) -> Result<(), FileErr> {
         self.trash(key).await?;
         self.gate()?;
-        match self.net(self.ctx.op.delete(key)).await? {
+        match self.net(self.op.delete(key)).await? {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(ferr("cannot delete on the remote", e)),
@@ -555,7 +559,7 @@ impl<'a> Exec<'a> {
         let meta = match l.kind {
             Kind::Symlink => {
                 let target = l.link.clone().unwrap_or_default();
-                let mut w = self.ctx.op.write_with(&key, target.clone().into_bytes());
+                let mut w = self.op.write_with(&key, target.clone().into_bytes());
                 if let Some(um) = self.user_metadata(l) {
                     w = w.user_metadata(um);
                 }
@@ -645,7 +649,6 @@ impl<'a> Exec<'a> {
             return Err(changed());
         }
         let mut opts = self
-            .ctx
             .op
             .writer_with(key)
             .chunk(CHUNK)
@@ -750,7 +753,7 @@ impl<'a> Exec<'a> {
                     Some(t) => t.clone(),
                     None => {
                         let buf = self
-                            .net(self.ctx.op.read(&key))
+                            .net(self.op.read(&key))
                             .await?
                             .map_err(|e| ferr("download failed", e))?;
                         String::from_utf8(buf.to_vec())
@@ -768,7 +771,7 @@ impl<'a> Exec<'a> {
             }
             Kind::File => {
                 let reader = self
-                    .net(self.ctx.op.reader_with(&key).content_length_hint(r.size))
+                    .net(self.op.reader_with(&key).content_length_hint(r.size))
                     .await?
                     .map_err(|e| ferr("download failed", e))?;
                 let mut body = self
@@ -851,7 +854,7 @@ impl<'a> Exec<'a> {
         let body = serde_json::to_vec(&m).map_err(|e| SyncError::Internal(e.to_string()))?;
         self.gate()?;
         let meta = self
-            .net(self.ctx.op.write(MANIFEST_KEY, body))
+            .net(self.op.write(MANIFEST_KEY, body))
             .await?
             .map_err(|e| self.remote_err("writing the manifest", e))?;
         Ok(object_rid(&meta))
@@ -861,7 +864,7 @@ impl<'a> Exec<'a> {
     /// S3, a stat of a local file on local remotes): then no other coltecd
     /// wrote this target since this host last saw it.
     pub(super) async fn manifest_unchanged(&self, rid: &str) -> Result<bool, SyncError> {
-        let op = &self.ctx.op;
+        let op = &self.op;
         if op.info().capability().read_with_if_none_match {
             return match self
                 .net(op.read_with(MANIFEST_KEY).if_none_match(rid))
@@ -883,7 +886,7 @@ impl<'a> Exec<'a> {
     /// Delete trash generations older than the retention.
     pub(super) async fn prune_trash(&self, report: &mut PassReport) -> Result<(), SyncError> {
         let retention = self.inner.spec.safety.trash_retention;
-        let op = &self.ctx.op;
+        let op = &self.op;
         let dirs = match self.net(op.list(TRASH_PREFIX)).await? {
             Ok(l) => l,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),

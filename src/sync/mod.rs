@@ -224,6 +224,12 @@ pub enum SyncError {
     },
     #[error("target '{target}': remote writes are paused ({reason}); nothing more was written")]
     Fenced { target: String, reason: String },
+    #[error("target '{target}' cannot be synced: {reason}")]
+    Unavailable {
+        target: String,
+        reason: String,
+        status: ExitStatus,
+    },
     #[error("sync cancelled")]
     Cancelled,
     #[error("internal error: {0}")]
@@ -243,6 +249,7 @@ impl HasExitStatus for SyncError {
             SyncError::Setup(e) => e.exit_status(),
             SyncError::StateDir(e) => e.exit_status(),
             SyncError::Remote { .. } => ExitStatus::Remote,
+            SyncError::Unavailable { status, .. } => *status,
             // The target's pass refused to run at all: a failure, not a
             // partial one (no file of that target was transferred).
             SyncError::MassDelete { .. } => ExitStatus::Failure,
@@ -283,13 +290,32 @@ struct Inner {
 
 pub(crate) struct TargetCtx {
     target: Target,
-    op: Operator,
+    /// The target's operator, or why it has none (e.g. a crypt remote,
+    /// missing credentials): reported by the target's passes, so one
+    /// unusable target does not stop the others.
+    op: Result<Operator, Unavailable>,
     /// For local remotes: the directory, so stored files get their real
     /// mtime and mode (what rclone's local backend does too).
     local_dir: Option<PathBuf>,
     /// S3 carries mtime/mode as user metadata.
     user_metadata: bool,
     run: tokio::sync::Mutex<RunState>,
+}
+
+#[derive(Debug, Clone)]
+struct Unavailable {
+    reason: String,
+    status: ExitStatus,
+}
+
+impl TargetCtx {
+    fn operator(&self) -> Result<Operator, SyncError> {
+        self.op.clone().map_err(|u| SyncError::Unavailable {
+            target: self.target.name.clone(),
+            reason: u.reason,
+            status: u.status,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -322,7 +348,10 @@ impl Engine {
         let db = StateDb::open(&state_dir.path().join("sync.redb"))?;
         let mut targets = BTreeMap::new();
         for t in &spec.targets {
-            let op = target_operator(t)?;
+            let op = target_operator(t).map_err(|e| Unavailable {
+                reason: e.to_string(),
+                status: e.exit_status(),
+            });
             let local_dir = match t.location() {
                 Location::Local { dir } => Some(dir),
                 _ => None,
@@ -392,6 +421,7 @@ impl Engine {
         observer: &dyn PassObserver,
     ) -> Result<PassReport, SyncError> {
         let ctx = self.ctx(target)?;
+        let op = ctx.operator()?;
         let mut run = tokio::select! {
             g = ctx.run.lock() => g,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
@@ -420,6 +450,7 @@ impl Engine {
         let exec = exec::Exec::new(
             &self.inner,
             &ctx,
+            op,
             root.clone(),
             !req.dry_run,
             cancel,
@@ -583,6 +614,7 @@ impl Engine {
         observer: &dyn PassObserver,
     ) -> Result<PassReport, SyncError> {
         let ctx = self.ctx(target)?;
+        let op = ctx.operator()?;
         let _run = tokio::select! {
             g = ctx.run.lock() => g,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
@@ -617,6 +649,7 @@ impl Engine {
         let exec = exec::Exec::new(
             &self.inner,
             &ctx,
+            op,
             root.clone(),
             own && !dry_run,
             cancel,

@@ -222,16 +222,15 @@ fn make_spec(root: &Path, log_dir: &Path, remote: &Remote, o: &Opts) -> Spec {
 }
 
 fn side(remote: &Remote, o: &Opts) -> Side {
+    side_with_gate(remote, o, WriteGate::always_open())
+}
+
+fn side_with_gate(remote: &Remote, o: &Opts, gate: WriteGate) -> Side {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     fs::create_dir_all(&root).unwrap();
     let spec = Arc::new(make_spec(&root, tmp.path(), remote, o));
-    let engine = Engine::open(
-        spec.clone(),
-        &StateDir::at(tmp.path().join("state")),
-        WriteGate::always_open(),
-    )
-    .unwrap();
+    let engine = Engine::open(spec.clone(), &StateDir::at(tmp.path().join("state")), gate).unwrap();
     let state = tmp.path().join("state");
     Side {
         _tmp: tmp,
@@ -1165,4 +1164,71 @@ async fn one_shot_pass_trusts_an_unchanged_manifest_local() {
     let r = a.pass(false).await;
     assert!(r.remote_listed);
     assert_eq!(a.read("g.txt"), b"g");
+}
+
+#[tokio::test]
+async fn fenced_gate_stops_writes_and_reopening_forces_a_reconcile() {
+    let remote = Remote::s3("fenced");
+    let (ctl, gate) = coltecd::remote::gate();
+    let a = side_with_gate(&remote, &Opts::default(), gate);
+    a.write("a.txt", b"a");
+    a.pass(false).await;
+
+    ctl.close("lease lost: renewals failing");
+    a.write("b.txt", b"b");
+    let err = a
+        .try_pass(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
+    assert!(err.to_string().contains("renewals failing"), "{err}");
+    assert_eq!(remote.user_keys(), vec!["a.txt".to_string()]);
+
+    ctl.open();
+    let r = a.pass(false).await;
+    assert!(
+        r.remote_listed,
+        "a new gate generation must reconcile first"
+    );
+    assert_eq!(r.uploaded, 1);
+    assert_eq!(remote.read("b.txt").await, b"b");
+}
+
+#[tokio::test]
+async fn closing_the_gate_aborts_an_upload_in_flight() {
+    let remote = Remote::s3("fence-inflight");
+    let (ctl, gate) = coltecd::remote::gate();
+    let a = side_with_gate(
+        &remote,
+        &Opts {
+            bwlimit: BwLimit {
+                up: std::num::NonZeroU64::new(1024 * 1024),
+                down: None,
+            },
+            ..Opts::default()
+        },
+        gate,
+    );
+    a.write("big.bin", &pseudo_random(12 * 1024 * 1024, 5));
+    let closer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ctl.close("taken over by another container");
+        ctl
+    });
+    let err = a
+        .try_pass(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap_err();
+    let _ctl = closer.await.unwrap();
+    assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
+    assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+    // No multipart upload left behind either.
+    let (st, body) = s3::http_request(
+        "GET",
+        &format!("/{}?uploads", remote.bucket.clone().unwrap()),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(!body.contains("<UploadId>"), "{body}");
 }
