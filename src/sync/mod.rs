@@ -535,6 +535,7 @@ impl Engine {
         let empty = BTreeMap::new();
         let plan_base = if root_missing { &empty } else { &base };
         let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, &remote);
+        let actions = exec.settle_equal(actions).await;
         report.plan = PlanSummary::of(&actions);
 
         if !req.allow_mass_delete {

@@ -1232,3 +1232,34 @@ async fn closing_the_gate_aborts_an_upload_in_flight() {
     assert_eq!(st, 200, "{body}");
     assert!(!body.contains("<UploadId>"), "{body}");
 }
+
+async fn fresh_checkout(remote: Remote) {
+    let a = side(&remote, &Opts::default());
+    a.write("repo/README.md", b"same bytes");
+    a.write("repo/changed.txt", b"remote version");
+    a.pass(false).await;
+    // A new container: the same files re-created (new mtimes), one differs.
+    let b = side(&remote, &Opts::default());
+    b.write("repo/README.md", b"same bytes");
+    b.write("repo/changed.txt", b"local version!");
+    set_mtime(&b.root.join("repo/README.md"), 1_900_000_000_000_000_000);
+    set_mtime(&b.root.join("repo/changed.txt"), 1_900_000_000_000_000_000);
+    let r = b.pass(false).await;
+    assert_eq!(r.plan.adopt.files, 1, "{r:?}");
+    assert_eq!(r.conflicts.len(), 1, "only the differing file: {r:?}");
+    assert!(
+        r.conflicts[0].starts_with("repo/changed.conflict-"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn identical_content_is_adopted_not_a_conflict_s3() {
+    fresh_checkout(Remote::s3("checkout")).await;
+}
+
+#[tokio::test]
+async fn identical_content_is_adopted_not_a_conflict_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    fresh_checkout(Remote::local(tmp.path())).await;
+}
