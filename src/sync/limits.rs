@@ -99,3 +99,28 @@ impl Limits {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancelled_waits_return_promptly() {
+        let up = Bucket::new(1).unwrap();
+        let limits = Limits {
+            up: Some(up),
+            down: None,
+            requests: None,
+        };
+        let cancel = CancellationToken::new();
+        // The first byte uses the burst; the next would wait a second.
+        limits.bytes(Dir::Up, 1, &cancel).await.unwrap();
+        cancel.cancel();
+        assert!(matches!(
+            limits.bytes(Dir::Up, 1, &cancel).await,
+            Err(SyncError::Cancelled)
+        ));
+        // No budget in the other direction: never waits.
+        limits.bytes(Dir::Down, 1 << 30, &cancel).await.unwrap();
+    }
+}

@@ -1263,3 +1263,40 @@ async fn identical_content_is_adopted_not_a_conflict_local() {
     let tmp = tempfile::tempdir().unwrap();
     fresh_checkout(Remote::local(tmp.path())).await;
 }
+
+#[tokio::test]
+async fn cancelling_a_pass_stops_transfers_and_stores_nothing_torn() {
+    let remote = Remote::s3("cancel");
+    let a = side(
+        &remote,
+        &Opts {
+            bwlimit: BwLimit {
+                up: std::num::NonZeroU64::new(1024 * 1024),
+                down: None,
+            },
+            ..Opts::default()
+        },
+    );
+    a.write("big.bin", &pseudo_random(12 * 1024 * 1024, 11));
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.cancel();
+    });
+    let err = a
+        .engine
+        .pass(
+            "state",
+            PassRequest {
+                scope: PassScope::Full { verify: false },
+                dry_run: false,
+                allow_mass_delete: false,
+            },
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Cancelled), "{err}");
+    assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+}
