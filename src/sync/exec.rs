@@ -653,7 +653,9 @@ impl<'a> Exec<'a> {
             let path = dir.join(key);
             let (mtime, mode, kind) = (l.mtime_ns, l.mode, l.kind);
             let set = blocking(move || -> std::io::Result<Option<i64>> {
-                let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+                // Read-only is enough: futimens needs ownership, not write access
+                // (a stored 0444 file must still get its times).
+                let f = std::fs::File::open(&path)?;
                 f.set_modified(localfs::system_time(mtime))?;
                 if kind == Kind::File {
                     use std::os::unix::fs::PermissionsExt;
