@@ -1300,3 +1300,32 @@ async fn cancelling_a_pass_stops_transfers_and_stores_nothing_torn() {
     assert!(matches!(err, SyncError::Cancelled), "{err}");
     assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
 }
+
+#[tokio::test]
+async fn large_files_upload_as_multipart() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("multipart", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    let data = pseudo_random(20 * 1024 * 1024 + 5, 13);
+    a.write("big.bin", &data);
+    a.write("small.txt", b"small");
+    a.pass(false).await;
+    let seen = proxy.seen();
+    let parts: Vec<_> = seen
+        .iter()
+        .filter(|s| s.method == "PUT" && s.target.contains("partNumber="))
+        .collect();
+    assert_eq!(parts.len(), 3, "8 MiB parts: {seen:?}");
+    assert!(
+        parts.iter().all(
+            |p| p.header("content-length").unwrap().parse::<u64>().unwrap() <= 8 * 1024 * 1024
+        )
+    );
+    // The small file is one plain PUT.
+    assert!(
+        seen.iter().any(|s| s.method == "PUT"
+            && s.target.ends_with("/small.txt")
+            && !s.target.contains('?'))
+    );
+    assert_eq!(remote.read("big.bin").await, data);
+}
