@@ -43,6 +43,8 @@ enum FileErr {
     Fatal(SyncError),
     /// Reported for this file; the pass goes on.
     File(String),
+    /// Not started because the pass is stopping.
+    Skipped,
 }
 
 impl From<SyncError> for FileErr {
@@ -383,9 +385,17 @@ impl<'a> Exec<'a> {
 
     pub(super) async fn run(&self, actions: Vec<Action>, report: &mut PassReport) -> Outcome {
         let transfers = self.ctx.target.transfers.max(1);
+        // After a fatal error no new action starts, but those in flight are
+        // drained (not dropped), so each aborts its own multipart upload or
+        // temp file and whatever did finish is recorded.
+        let stopping = std::sync::atomic::AtomicBool::new(false);
+        let stopping = &stopping;
         let mut results = stream::iter(actions)
             .map(|a| async move {
                 let rel = a.rel().to_string();
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (rel, Err(FileErr::Skipped));
+                }
                 let r = self.action(a).await;
                 self.observer.file_done();
                 (rel, r)
@@ -418,15 +428,14 @@ impl<'a> Exec<'a> {
                 }
                 Err(FileErr::File(reason)) => report.failed.push(FailedFile { path: rel, reason }),
                 Err(FileErr::Fatal(e)) => {
-                    // Stop starting new work; finished results are kept.
+                    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                     if out.fatal.is_none() {
                         out.fatal = Some(e);
                     }
-                    break;
                 }
+                Err(FileErr::Skipped) => {}
             }
         }
-        drop(results);
         // Uploads that finished before a fatal error was seen may have
         // written; assume the manifest needs rewriting.
         if out.fatal.is_some() && !out.changes.is_empty() {

@@ -1202,16 +1202,19 @@ async fn closing_the_gate_aborts_an_upload_in_flight() {
         &remote,
         &Opts {
             bwlimit: BwLimit {
-                up: std::num::NonZeroU64::new(1024 * 1024),
+                up: std::num::NonZeroU64::new(16 * 1024 * 1024),
                 down: None,
             },
             ..Opts::default()
         },
         gate,
     );
-    a.write("big.bin", &pseudo_random(12 * 1024 * 1024, 5));
+    // Two large files in flight at once, each past its first 8 MiB part
+    // when the gate closes: both must abort their multipart uploads.
+    a.write("big.bin", &pseudo_random(24 * 1024 * 1024, 5));
+    a.write("big2.bin", &pseudo_random(24 * 1024 * 1024, 6));
     let closer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         ctl.close("taken over by another container");
         ctl
     });
