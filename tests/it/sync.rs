@@ -1332,3 +1332,27 @@ async fn large_files_upload_as_multipart() {
     );
     assert_eq!(remote.read("big.bin").await, data);
 }
+
+#[tokio::test]
+async fn a_wiped_remote_does_not_wipe_the_local_tree() {
+    let remote = Remote::s3("wiped");
+    let a = side(&remote, &Opts::default());
+    for i in 0..60 {
+        a.write(&format!("d/f{i}"), b"x");
+    }
+    a.pass(false).await;
+    // Someone deletes the prefix behind coltecd's back.
+    let op = remote.operator();
+    for k in remote.keys() {
+        op.delete(&k).await.unwrap();
+    }
+    let err = a
+        .try_pass(PassScope::Full { verify: true }, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SyncError::MassDelete { side: "local", .. }),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(a.root.join("d")).unwrap().count(), 60);
+}
