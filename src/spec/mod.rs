@@ -119,7 +119,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         return Err(fail(vec![yaml_diagnostic(&e)]));
     }
 
-    let report = keys::check(&doc, schema_value(), text);
+    let report = keys::check(&doc, schema_value());
     let mut errors = report.errors;
     let raw: Option<raw::RawSpec> = match serde_yaml::from_str(text) {
         Ok(r) => Some(r),
@@ -129,6 +129,13 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         }
     };
     let Some(raw) = raw else {
+        for d in errors.iter_mut().filter(|d| d.line.is_none()) {
+            if let Some((line, col)) = keys::locate(text, &d.field) {
+                d.line = Some(line);
+                d.column = Some(col);
+            }
+        }
+        errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
         return Err(fail(errors));
     };
 
@@ -138,7 +145,16 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
     errors.extend(resolver.errors);
     match spec {
         Some(spec) if errors.is_empty() => Ok(spec),
-        _ => Err(fail(errors)),
+        _ => {
+            for d in errors.iter_mut().filter(|d| d.line.is_none()) {
+                if let Some((line, col)) = keys::locate(text, &d.field) {
+                    d.line = Some(line);
+                    d.column = Some(col);
+                }
+            }
+            errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
+            Err(fail(errors))
+        }
     }
 }
 
@@ -194,6 +210,13 @@ fn yaml_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
         }
     } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
         match message.split_once("expected ") {
+            Some((_, "a boolean")) => "write `true` or `false` (without quotes)".to_string(),
+            Some((_, "a sequence")) => {
+                "write a list: one `- item` per line, or `[a, b]`".to_string()
+            }
+            Some((_, exp)) if exp.starts_with("struct") || exp == "a map" => {
+                "write a mapping of `key: value` lines here".to_string()
+            }
             Some((_, exp)) => format!("write {exp} here"),
             None => "check the value's type against `coltecd schema`".to_string(),
         }

@@ -290,6 +290,13 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        if has_targets && p.remotes.is_empty() {
+            self.err(
+                "persistence.remotes",
+                "no remote is defined, so the sync targets have nowhere to go",
+                "define one, e.g. `remotes: {local: {type: local, path_prefix: ~/coltecd-remote}}` plus `default_remote: local`, or an s3 remote (see config/r2.yaml)",
+            );
+        }
         self.duplicate_names(&p);
         self.cross_checks(&drafts, &remotes, workspace.as_ref());
 
@@ -732,18 +739,16 @@ impl<'a> Resolver<'a> {
             (Some(r), _) => Some(r.to_string()),
             (None, Some(d)) => Some(d.clone()),
             (None, None) if ctx.remote_names.len() == 1 => ctx.remote_names.first().cloned(),
+            // No remotes at all: reported once for the whole spec, in `resolve`.
+            (None, None) if ctx.remote_names.is_empty() => None,
             (None, None) => {
                 self.err(
                     format!("{o}.remote"),
                     format!("target `{}` has no remote", e.name),
-                    if ctx.remote_names.is_empty() {
-                        "define a remote under `persistence.remotes` (e.g. `local: {type: local, path_prefix: ~/coltecd-remote}`) and set `persistence.default_remote` to its name".to_string()
-                    } else {
-                        format!(
-                            "add `remote: <name>` here or set `persistence.default_remote` (defined remotes: {})",
-                            ctx.remote_names.join(", ")
-                        )
-                    },
+                    format!(
+                        "add `remote: <name>` here or set `persistence.default_remote` (defined remotes: {})",
+                        ctx.remote_names.join(", ")
+                    ),
                 );
                 None
             }
