@@ -119,6 +119,16 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         return Err(fail(vec![yaml_diagnostic(&e)]));
     }
 
+    let secrets = secret_values(&doc, env);
+    let scrub = |mut ds: Vec<Diagnostic>| {
+        for d in &mut ds {
+            d.message = redact(&d.message, &secrets);
+            d.hint = d.hint.as_deref().map(|h| redact(h, &secrets));
+        }
+        ds
+    };
+    let fail = |ds: Vec<Diagnostic>| fail(scrub(ds));
+
     let report = keys::check(&doc, schema_value());
     let mut errors = report.errors;
     let raw: Option<raw::RawSpec> = match serde_yaml::from_str(text) {
@@ -144,7 +154,12 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
     let spec = resolver.resolve(raw);
     errors.extend(resolver.errors);
     match spec {
-        Some(spec) if errors.is_empty() => Ok(spec),
+        Some(mut spec) if errors.is_empty() => {
+            for w in &mut spec.warnings {
+                *w = redact(w, &secrets);
+            }
+            Ok(spec)
+        }
         _ => {
             for d in errors.iter_mut().filter(|d| d.line.is_none()) {
                 if let Some((line, col)) = keys::locate(text, &d.field) {
@@ -156,6 +171,70 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
             Err(fail(errors))
         }
     }
+}
+
+/// Variables that hold credentials: their values are never printed.
+const CREDENTIAL_VARS: &[&str] = &[
+    "RCLONE_S3_ACCESS_KEY_ID",
+    "RCLONE_S3_SECRET_ACCESS_KEY",
+    "RCLONE_S3_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "RCLONE_CRYPT_PASSWORD",
+    "RCLONE_CRYPT_SALT",
+];
+
+/// Remote options that hold credentials.
+const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
+
+/// Every credential value this spec could put into a message: the values
+/// of the credential variables, of the crypt password variables it names,
+/// and of its credential options (literal or expanded). Messages are
+/// scrubbed of them as a last line of defence: the loader quotes paths and
+/// prefixes, which a careless `${VAR}` could fill with a secret.
+fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
+    let mut out: Vec<String> = CREDENTIAL_VARS.iter().filter_map(|v| env(v)).collect();
+    let remotes = doc
+        .get("persistence")
+        .and_then(|p| p.get("remotes"))
+        .and_then(serde_yaml::Value::as_mapping);
+    for remote in remotes.into_iter().flat_map(|m| m.values()) {
+        if let Some(opts) = remote.get("options") {
+            for key in CREDENTIAL_OPTIONS {
+                if let Some(raw) = opts.get(*key).and_then(serde_yaml::Value::as_str) {
+                    out.push(raw.to_string());
+                    if let Ok(v) = expand::expand_vars(raw, env) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        if let Some(crypt) = remote.get("crypt") {
+            for key in ["password_env", "password2_env"] {
+                if let Some(var) = crypt.get(key).and_then(serde_yaml::Value::as_str)
+                    && let Some(v) = env(var)
+                {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    // Very short values would mangle ordinary words; real credentials are long.
+    out.retain(|s| s.len() >= 6 && !s.contains("${"));
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut t = text.to_string();
+    for s in secrets {
+        if t.contains(s.as_str()) {
+            t = t.replace(s.as_str(), "***");
+        }
+    }
+    t
 }
 
 /// The JSON Schema (draft-07) of `workspace-spec.yaml`, for editors.

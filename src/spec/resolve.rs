@@ -119,7 +119,11 @@ impl<'a> Resolver<'a> {
         let expanded = self.expand(field, raw)?;
         match resolve_local_path(&expanded, &self.spec_dir, self.env) {
             Ok(p) => Some(p),
-            Err(inv) => {
+            Err(mut inv) => {
+                // Quote what the user wrote, not what a variable expanded to.
+                if expanded != raw {
+                    inv.message = inv.message.replace(&expanded, raw);
+                }
                 self.invalid(field, inv);
                 None
             }
@@ -453,7 +457,10 @@ impl<'a> Resolver<'a> {
         if bucket.contains('/') {
             self.err(
                 format!("{field}.bucket"),
-                format!("bucket `{bucket}` contains `/`"),
+                format!(
+                    "bucket `{}` contains `/`",
+                    r.bucket.as_deref().unwrap_or("$RCLONE_BUCKET")
+                ),
                 "put the bucket name in `bucket` and any key prefix in `path_prefix`",
             );
         }
@@ -560,10 +567,11 @@ impl<'a> Resolver<'a> {
     fn key_prefix(&mut self, field: &str, raw: Option<&str>) -> Option<String> {
         let raw = raw?;
         let v = self.expand(field, raw)?;
-        self.clean_key(field, &v)
+        self.clean_key(field, raw, &v)
     }
 
-    fn clean_key(&mut self, field: &str, v: &str) -> Option<String> {
+    /// `v` is the expanded value; messages quote `raw`, what the user wrote.
+    fn clean_key(&mut self, field: &str, raw: &str, v: &str) -> Option<String> {
         let segs: Vec<&str> = v
             .split('/')
             .filter(|s| !s.is_empty() && *s != ".")
@@ -571,7 +579,7 @@ impl<'a> Resolver<'a> {
         if segs.contains(&"..") {
             self.err(
                 field,
-                format!("`{v}` contains `..`"),
+                format!("`{raw}` contains `..`"),
                 "remote paths cannot climb out of their prefix; remove the `..`",
             );
             return None;
@@ -889,7 +897,7 @@ impl<'a> Resolver<'a> {
             };
             normalize(&p).to_string_lossy().into_owned()
         } else {
-            self.clean_key(&field, &substituted)?
+            self.clean_key(&field, &raw, &substituted)?
         };
         if value.is_empty() || value == "/" {
             self.err(

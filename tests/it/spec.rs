@@ -10,6 +10,9 @@ use coltecd::spec::{self, Spec, SpecError};
 use crate::support::repo_root;
 
 mod bad;
+mod cli;
+mod s3;
+mod schema;
 
 /// A recognisable secret that must never appear in any output.
 pub const SECRET: &str = "sEcReT-VaLuE-0123456789-never-print";

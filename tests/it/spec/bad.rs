@@ -451,6 +451,13 @@ fn cases() -> Vec<Case> {
             "https://<account>.r2.cloudflarestorage.com",
         ),
         case(
+            "path_prefix climbing out through a variable quotes the raw text",
+            edit("bucket: bkt", "bucket: bkt\n      path_prefix: \"${RCLONE_S3_SECRET_ACCESS_KEY}/../x\""),
+            "persistence.remotes.r2.path_prefix",
+            "`${RCLONE_S3_SECRET_ACCESS_KEY}/../x` contains `..`",
+            "remove the `..`",
+        ),
+        case(
             "target name with a slash",
             edit("name: ctx", "name: a/b"),
             "persistence.sync[0].name",
