@@ -35,13 +35,21 @@ pub(crate) struct Resolver<'a> {
     spec_dir: PathBuf,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// Every target's local directory, for the nesting check (collected even
+    /// for targets whose remote side has errors).
+    locals: Vec<LocalEntry>,
+}
+
+struct LocalEntry {
+    origin: String,
+    field: String,
+    name: String,
+    path: PathBuf,
 }
 
 /// A target while it is being resolved, with where it came from.
 struct Draft {
     origin: String,
-    /// Field that holds the local path (`path` or `mount_path`).
-    path_field: &'static str,
     target: Target,
 }
 
@@ -57,6 +65,7 @@ impl<'a> Resolver<'a> {
             spec_dir,
             errors: Vec::new(),
             warnings: Vec::new(),
+            locals: Vec::new(),
         }
     }
 
@@ -722,7 +731,6 @@ impl<'a> Resolver<'a> {
     // ---------------------------------------------------------------- targets
 
     fn target(&mut self, ctx: &TargetCtx<'_>, e: Entry<'_>) -> Option<Draft> {
-        let before = self.errors.len();
         let o = &e.origin;
         if let Some(problem) = name_problem(e.name) {
             self.err(
@@ -731,7 +739,16 @@ impl<'a> Resolver<'a> {
                 "use letters, digits, `-`, `_` and `.`, e.g. `agent-context`",
             );
         }
-        let local_path = self.local_path(&format!("{o}.{}", e.path_field), e.path);
+        let path_field = format!("{o}.{}", e.path_field);
+        let local_path = self.local_path(&path_field, e.path);
+        if let Some(p) = &local_path {
+            self.locals.push(LocalEntry {
+                origin: o.clone(),
+                field: path_field,
+                name: e.name.to_string(),
+                path: p.clone(),
+            });
+        }
         if let Some(p) = &local_path
             && p.parent().is_none()
         {
@@ -829,9 +846,8 @@ impl<'a> Resolver<'a> {
         let checkers = self.count(&format!("{o}.checkers"), e.checkers, ctx.checkers);
         let bwlimit = self.bwlimit(&format!("{o}.bwlimit"), e.bwlimit, ctx.bwlimit);
 
-        if self.errors.len() != before {
-            return None;
-        }
+        // A target with other errors still takes part in the nesting checks
+        // (so they are reported too); the spec as a whole is rejected anyway.
         let (Some(local_path), Some(Some(remote)), Some(remote_path)) =
             (local_path, remote, remote_path)
         else {
@@ -839,7 +855,6 @@ impl<'a> Resolver<'a> {
         };
         Some(Draft {
             origin: e.origin.clone(),
-            path_field: e.path_field,
             target: Target {
                 name: e.name.to_string(),
                 local_path,
@@ -950,9 +965,10 @@ impl<'a> Resolver<'a> {
             .iter()
             .map(|d| physical(&d.target, remotes))
             .collect();
-        for (j, b) in drafts.iter().enumerate() {
-            for (i, a) in drafts.iter().enumerate().take(j) {
-                let (pa, pb) = (&a.target.local_path, &b.target.local_path);
+        let locals = std::mem::take(&mut self.locals);
+        for (j, b) in locals.iter().enumerate() {
+            for a in locals.iter().take(j) {
+                let (pa, pb) = (&a.path, &b.path);
                 if pa == pb || pa.starts_with(pb) || pb.starts_with(pa) {
                     let rel = if pa == pb {
                         "is the same directory as"
@@ -962,17 +978,21 @@ impl<'a> Resolver<'a> {
                         "contains"
                     };
                     self.err(
-                        format!("{}.{}", b.origin, b.path_field),
+                        &b.field,
                         format!(
                             "{} {rel} {} of target `{}` ({})",
                             pb.display(),
                             pa.display(),
-                            a.target.name,
+                            a.name,
                             a.origin
                         ),
                         "give every target its own directory; to leave a subdirectory out of a target, add it to that target's `exclude`",
                     );
                 }
+            }
+        }
+        for (j, b) in drafts.iter().enumerate() {
+            for (i, a) in drafts.iter().enumerate().take(j) {
                 if let (Some(x), Some(y)) = (&phys[i], &phys[j])
                     && let Some(rel) = x.overlap(y)
                 {
