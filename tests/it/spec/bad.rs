@@ -622,9 +622,14 @@ fn far_unknown_top_level_sections_only_warn() {
 
 #[test]
 fn nesting_is_reported_even_when_the_remote_is_broken() {
-    let text = with_second("    - name: sub\n      path: /w/ctx/sub\n      remote_path: \"{org}/{project}/{env}/sub\"\n");
+    let text = with_second(
+        "    - name: sub\n      path: /w/ctx/sub\n      remote_path: \"{org}/{project}/{env}/sub\"\n",
+    );
     let err = load_text(&text, &without(&["RCLONE_S3_ACCESS_KEY_ID"])).unwrap_err();
     let fields: Vec<&str> = err.diagnostics.iter().map(|d| d.field.as_str()).collect();
-    assert!(fields.contains(&"persistence.remotes.r2.options.access_key_id"), "{err}");
+    assert!(
+        fields.contains(&"persistence.remotes.r2.options.access_key_id"),
+        "{err}"
+    );
     assert!(fields.contains(&"persistence.sync[1].path"), "{err}");
 }
