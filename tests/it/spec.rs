@@ -48,6 +48,24 @@ pub fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures/compat").join(name)
 }
 
+/// Every `*.yaml` under config/, so a new example is tested automatically.
+pub fn config_examples() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo_root().join("config"), &mut out);
+    out.sort();
+    out
+}
+
 fn compat_files() -> Vec<(String, PathBuf)> {
     let mut v: Vec<_> = std::fs::read_dir(repo_root().join("tests/fixtures/compat"))
         .unwrap()
@@ -183,13 +201,8 @@ fn config_local_yaml_loads() {
 #[test]
 fn config_examples_all_validate() {
     let env = test_env();
-    let mut files = vec![
-        repo_root().join("config/local.yaml"),
-        repo_root().join("config/r2.yaml"),
-    ];
-    for slot in ["a", "b", "c", "d", "e"] {
-        files.push(repo_root().join(format!("config/five-slots/dev-{slot}.yaml")));
-    }
+    let files = config_examples();
+    assert_eq!(files.len(), 7, "{files:?}");
     for f in &files {
         let spec = load_env(f, &env).unwrap_or_else(|e| panic!("{e}"));
         assert!(spec.enabled);

@@ -55,11 +55,7 @@ fn schema_accepts_every_valid_compat_file_and_config_example() {
                 .starts_with("invalid_")
         })
         .collect();
-    files.push(repo_root().join("config/local.yaml"));
-    files.push(repo_root().join("config/r2.yaml"));
-    for slot in ["a", "b", "c", "d", "e"] {
-        files.push(repo_root().join(format!("config/five-slots/dev-{slot}.yaml")));
-    }
+    files.extend(super::config_examples());
     assert_eq!(files.len(), 10);
     for f in files {
         let errs = errors(&v, &std::fs::read_to_string(&f).unwrap());
