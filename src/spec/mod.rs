@@ -312,3 +312,41 @@ fn yaml_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
         column: loc.as_ref().map(|l| l.column()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_values_are_collected_and_redacted() {
+        let doc: serde_yaml::Value = serde_yaml::from_str(
+            "persistence:\n  remotes:\n    r:\n      options:\n        access_key_id: LITERALKEY123\n        secret_access_key: ${MY_SECRET}\n    c:\n      crypt: {password_env: PW}\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "MY_SECRET" => Some("expanded-secret".to_string()),
+            "PW" => Some("crypt-password".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("aws-secret-value".to_string()),
+            "AWS_SESSION_TOKEN" => Some("abc".to_string()),
+            _ => None,
+        };
+        let secrets = secret_values(&doc, &env);
+        for s in [
+            "LITERALKEY123",
+            "expanded-secret",
+            "crypt-password",
+            "aws-secret-value",
+        ] {
+            assert!(
+                secrets.iter().any(|x| x == s),
+                "{s} not collected: {secrets:?}"
+            );
+        }
+        // Too short to be a credential: not scrubbed (it would mangle words).
+        assert!(!secrets.iter().any(|x| x == "abc"));
+        assert_eq!(
+            redact("a expanded-secret b LITERALKEY123", &secrets),
+            "a *** b ***"
+        );
+    }
+}

@@ -1346,3 +1346,51 @@ fn physical(t: &Target, remotes: &BTreeMap<String, Option<RemoteSpec>>) -> Optio
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(bucket: &str, key: &str) -> Phys {
+        Phys::Store {
+            store: format!("aws|{bucket}"),
+            segs: split_key(key),
+        }
+    }
+
+    #[test]
+    fn overlap_is_by_whole_segments() {
+        assert_eq!(
+            store("b", "a/b").overlap(&store("b", "a/b")),
+            Some("is the same as")
+        );
+        assert_eq!(
+            store("b", "a").overlap(&store("b", "a/b")),
+            Some("is inside")
+        );
+        assert_eq!(
+            store("b", "a/b").overlap(&store("b", "a")),
+            Some("contains")
+        );
+        // `a/bc` is not inside `a/b`.
+        assert_eq!(store("b", "a/b").overlap(&store("b", "a/bc")), None);
+        assert_eq!(store("b", "a").overlap(&store("c", "a")), None);
+        let d = |p: &str| Phys::Dir(PathBuf::from(p));
+        assert_eq!(d("/r/a").overlap(&d("/r/a/b")), Some("is inside"));
+        assert_eq!(d("/r/a").overlap(&d("/r/ab")), None);
+        assert_eq!(d("/r/a").overlap(&store("b", "r/a")), None);
+    }
+
+    #[test]
+    fn slugs_and_names() {
+        assert_eq!(slug_problem("dev-a"), None);
+        assert!(slug_problem("").is_some());
+        assert!(slug_problem("a/b").is_some());
+        assert!(slug_problem("..").is_some());
+        assert!(slug_problem("a b").is_some());
+        assert_eq!(name_problem("agent-context"), None);
+        assert_eq!(name_problem("v1.2_x"), None);
+        assert!(name_problem(".hidden").is_some());
+        assert!(name_problem("a b").is_some());
+    }
+}
