@@ -3,9 +3,11 @@
 //! The file is read once, in three passes, and every problem is collected:
 //! 1. YAML syntax ([`serde_yaml::Value`]), with line:column.
 //! 2. Unknown keys, by walking the document against the JSON Schema of the
-//!    raw structs ([`keys`]), with "did you mean" suggestions; and types,
-//!    by deserializing the raw structs ([`raw`]) with line:column and path.
-//! 3. Meaning ([`resolve`]): defaults, `${VAR}` expansion, `{org}/{project}/{env}`
+//!    raw structs (`keys`), with "did you mean" suggestions; and types, by
+//!    deserializing the raw structs (`raw`) with line:column and path. serde
+//!    stops at the first type error, so on failure each part (sync entry,
+//!    remote, setting) is deserialized on its own to report all of them.
+//! 3. Meaning (`resolve`): defaults, `${VAR}` expansion, `{org}/{project}/{env}`
 //!    placeholders, paths, durations, rates, globs, remotes and the
 //!    cross-target nesting checks.
 //!
@@ -134,7 +136,18 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
     let raw: Option<raw::RawSpec> = match serde_yaml::from_str(text) {
         Ok(r) => Some(r),
         Err(e) => {
-            errors.push(yaml_diagnostic(&e));
+            // serde stops at the first type error; look for the others part
+            // by part so that all of them are reported at once.
+            let first = yaml_diagnostic(&e);
+            let mut parts = type_errors(&doc);
+            match parts
+                .iter_mut()
+                .find(|d| d.field == first.field && d.message == first.message)
+            {
+                Some(same) => *same = first,
+                None => parts.insert(0, first),
+            }
+            errors.extend(parts);
             None
         }
     };
@@ -257,6 +270,101 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+/// Type errors of every independently deserializable part of the document
+/// (each sync entry, volume and remote, each `persistence` setting, the
+/// metadata), with field paths relative to the document root. Positions are
+/// filled in later from the field path.
+fn type_errors(doc: &serde_yaml::Value) -> Vec<Diagnostic> {
+    use serde::de::DeserializeOwned;
+    use serde_yaml::Value;
+
+    fn check<T: DeserializeOwned>(v: &Value, prefix: &str, out: &mut Vec<Diagnostic>) {
+        // Round-tripping through text keeps serde_yaml's path tracking.
+        let Ok(text) = serde_yaml::to_string(v) else {
+            return;
+        };
+        if let Err(e) = serde_yaml::from_str::<T>(&text) {
+            let mut d = yaml_diagnostic(&e);
+            d.field = match (prefix, d.field.as_str()) {
+                (p, "") => p.to_string(),
+                (p, f) if f.starts_with('[') => format!("{p}{f}"),
+                (p, f) => format!("{p}.{f}"),
+            };
+            d.line = None;
+            d.column = None;
+            out.push(d);
+        }
+    }
+    fn each<T: DeserializeOwned>(v: &Value, prefix: &str, out: &mut Vec<Diagnostic>) {
+        match v {
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    check::<T>(item, &format!("{prefix}[{i}]"), out);
+                }
+            }
+            other => check::<Vec<T>>(other, prefix, out),
+        }
+    }
+
+    let mut out = Vec::new();
+    if let Some(name) = doc.get("name") {
+        check::<Option<String>>(name, "name", &mut out);
+    }
+    if let Some(m) = doc.get("metadata") {
+        check::<raw::RawMetadata>(m, "metadata", &mut out);
+    }
+    let Some(Value::Mapping(p)) = doc.get("persistence") else {
+        if let Some(p) = doc.get("persistence") {
+            check::<Option<raw::RawPersistence>>(p, "persistence", &mut out);
+        }
+        return out;
+    };
+    for (k, v) in p {
+        let Some(key) = k.as_str() else { continue };
+        let f = format!("persistence.{key}");
+        match key {
+            "enabled" => check::<Option<bool>>(v, &f, &mut out),
+            "mode" => check::<Option<raw::RawMode>>(v, &f, &mut out),
+            "scope" => check::<Option<raw::RawScope>>(v, &f, &mut out),
+            "mounts" => each::<raw::RawPersistenceMount>(v, &f, &mut out),
+            "default_remote" => check::<Option<String>>(v, &f, &mut out),
+            "defaults" => check::<Option<raw::RawDefaults>>(v, &f, &mut out),
+            "sync" => each::<raw::RawSync>(v, &f, &mut out),
+            "lease" => check::<Option<raw::RawLease>>(v, &f, &mut out),
+            "safety" => check::<Option<raw::RawSafety>>(v, &f, &mut out),
+            "daemon" => check::<Option<raw::RawDaemon>>(v, &f, &mut out),
+            "remotes" => match v {
+                Value::Mapping(m) => {
+                    for (name, r) in m {
+                        if let Some(name) = name.as_str() {
+                            check::<raw::RawRemote>(r, &format!("{f}.{name}"), &mut out);
+                        }
+                    }
+                }
+                other => {
+                    check::<std::collections::BTreeMap<String, raw::RawRemote>>(other, &f, &mut out)
+                }
+            },
+            "multi_scope_volumes" => match v {
+                Value::Mapping(m) => {
+                    for (k2, v2) in m {
+                        let Some(k2) = k2.as_str() else { continue };
+                        let f2 = format!("{f}.{k2}");
+                        match k2 {
+                            "environment" => each::<raw::RawVolume>(v2, &f2, &mut out),
+                            "global_refs" | "project_refs" => each::<String>(v2, &f2, &mut out),
+                            _ => {}
+                        }
+                    }
+                }
+                other => check::<Option<raw::RawVolumes>>(other, &f, &mut out),
+            },
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A serde_yaml error as a diagnostic: its path (`persistence.sync[0].interval`),
 /// its position, and a hint derived from the kind of mistake.
 fn yaml_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
@@ -296,6 +404,11 @@ fn yaml_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
             Some((_, exp)) if exp.starts_with("struct") || exp == "a map" => {
                 "write a mapping of `key: value` lines here".to_string()
             }
+            Some((_, "u64" | "u32" | "u16" | "u8" | "usize")) => {
+                "write a whole number here, without quotes".to_string()
+            }
+            Some((_, "i64" | "i32")) => "write a whole number here, without quotes".to_string(),
+            Some((_, "f64" | "f32")) => "write a number here, without quotes".to_string(),
             Some((_, exp)) => format!("write {exp} here"),
             None => "check the value's type against `coltecd schema`".to_string(),
         }

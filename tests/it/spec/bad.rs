@@ -122,7 +122,7 @@ fn cases() -> Vec<Case> {
             with_second("      transfers: many\n"),
             "persistence.sync[0].transfers",
             "invalid type: string \"many\"",
-            "write u64 here",
+            "write a whole number here",
         ),
         case(
             "missing required field",
@@ -632,4 +632,46 @@ fn nesting_is_reported_even_when_the_remote_is_broken() {
         "{err}"
     );
     assert!(fields.contains(&"persistence.sync[1].path"), "{err}");
+}
+
+#[test]
+fn every_type_error_is_reported_with_its_position() {
+    let text = "\
+metadata:
+  org: a
+  project: b
+persistence:
+  enabled: \"yes\"
+  mode: mirrored
+  sync:
+    - name: x
+      path: /x
+      transfers: many
+    - path: /y
+  remotes:
+    r: {type: gcs}
+  lease: maybe
+";
+    let err = load_text(text, &test_env()).unwrap_err();
+    let got: Vec<(String, Option<usize>)> = err
+        .diagnostics
+        .iter()
+        .map(|d| (d.field.clone(), d.line))
+        .collect();
+    let want = [
+        ("persistence.enabled", 5),
+        ("persistence.mode", 6),
+        ("persistence.sync[0].transfers", 10),
+        ("persistence.sync[1]", 11),
+        ("persistence.remotes.r.type", 13),
+        ("persistence.lease", 14),
+    ];
+    assert_eq!(
+        got,
+        want.iter()
+            .map(|(f, l)| (f.to_string(), Some(*l)))
+            .collect::<Vec<_>>(),
+        "{err}"
+    );
+    assert!(err.diagnostics.iter().all(|d| d.hint.is_some()));
 }
