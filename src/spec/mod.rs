@@ -12,8 +12,8 @@
 //!    cross-target nesting checks.
 //!
 //! # Layout
-//! - [`model`]: the validated types everyone else codes against.
-//! - [`filter`]: `exclude:` globs with rclone semantics.
+//! - `model`: the validated types everyone else codes against.
+//! - `filter`: `exclude:` globs with rclone semantics.
 //! - `raw`: serde structs of the file as written, and the JSON Schema.
 //! - `keys`: unknown-key detection against that schema.
 //! - `expand`: `${VAR}` expansion and the duration / bwlimit / path parsers.
