@@ -1053,6 +1053,20 @@ impl<'a> Resolver<'a> {
             ttl: Duration::from_secs(60),
             renew_every: Duration::from_secs(15),
         };
+        if matches!(
+            raw,
+            Some(RawLease::Switch(false))
+                | Some(RawLease::Settings(RawLeaseSettings {
+                    enabled: Some(false),
+                    ..
+                }))
+        ) {
+            self.warn(
+                "persistence.lease",
+                "the lease is off: nothing stops a second container from writing the same remote prefixes",
+                "turn it off only for a backend without conditional writes, and make sure no two containers share {org}/{project}/{env}",
+            );
+        }
         let s = match raw {
             None => return defaults,
             Some(RawLease::Switch(enabled)) => {
@@ -1146,6 +1160,15 @@ impl<'a> Resolver<'a> {
                 "persistence.daemon.flush_deadline",
                 "must be more than 0",
                 "keep it below the container's stop grace period (docker: 10s), e.g. `8s`",
+            );
+        } else if flush_deadline >= Duration::from_secs(10) {
+            self.warn(
+                "persistence.daemon.flush_deadline",
+                format!(
+                    "{} is not below docker's default stop grace period of 10s: the final flush may be cut off by SIGKILL",
+                    humantime::format_duration(flush_deadline)
+                ),
+                "lower it, or raise the container's stop timeout to match",
             );
         }
         let rps = d.max_requests_per_second.unwrap_or(100);

@@ -353,6 +353,27 @@ fn coltecd_settings_are_read() {
         &test_env(),
     );
     assert!(!off.lease.enabled);
+    assert!(
+        off.warnings
+            .iter()
+            .any(|w| w.starts_with("persistence.lease: the lease is off")),
+        "{:?}",
+        off.warnings
+    );
+    let slow = load(
+        &bad::BASE.replace(
+            "  default_remote: r2\n",
+            "  default_remote: r2\n  daemon: {flush_deadline: 30s}\n",
+        ),
+        &test_env(),
+    );
+    assert!(
+        slow.warnings
+            .iter()
+            .any(|w| w.starts_with("persistence.daemon.flush_deadline")),
+        "{:?}",
+        slow.warnings
+    );
     // Only ttl given: renewal follows it (ttl/4).
     let ttl = load(
         &bad::BASE.replace(
