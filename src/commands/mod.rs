@@ -3,7 +3,9 @@
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod restore;
 mod schema;
+mod sync;
 mod validate;
 
 /// Run the parsed command line.
@@ -11,6 +13,8 @@ pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate(args) => validate::run(&cli.global, &args),
         Command::Schema => schema::run(),
+        Command::Sync(args) => sync::run(&cli.global, &args),
+        Command::Restore(args) => restore::run(&cli.global, &args),
     }
 }
 
