@@ -11,10 +11,12 @@
 //! - [`remote`]: opendal operators for s3 and local remotes.
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
+//! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
 
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod lease;
 pub mod logging;
 pub mod remote;
 pub mod spec;

@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod lease;
 mod schema;
 mod validate;
 
@@ -11,6 +12,7 @@ pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate(args) => validate::run(&cli.global, &args),
         Command::Schema => schema::run(),
+        Command::Lease(args) => lease::run(&cli.global, &args),
     }
 }
 
