@@ -33,8 +33,8 @@ fn show(global: &GlobalArgs, args: &LeaseShowArgs) -> CmdResult {
     let state_dir = StateDir::for_spec(&spec);
     let views = super::runtime()?.block_on(lease::inspect(&spec, &state_dir, only(&args.only)))?;
     if args.json {
-        let json = serde_json::to_string_pretty(&views)
-            .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let json =
+            serde_json::to_string_pretty(&views).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         return print(&format!("{json}\n"));
     }
     if views.is_empty() {
@@ -102,14 +102,16 @@ fn brk(global: &GlobalArgs, args: &LeaseBreakArgs) -> CmdResult {
     if !spec.lease.enabled {
         return Err(Fail::new(
             ExitStatus::Usage,
-            anyhow::anyhow!("leasing is off in this spec (`lease: off`): there is no lease to break"),
+            anyhow::anyhow!(
+                "leasing is off in this spec (`lease: off`): there is no lease to break"
+            ),
         ));
     }
     let broken =
         super::runtime()?.block_on(lease::break_leases(&spec, &state_dir, only(&args.only)))?;
     if args.json {
-        let json = serde_json::to_string_pretty(&broken)
-            .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let json =
+            serde_json::to_string_pretty(&broken).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         return print(&format!("{json}\n"));
     }
     let mut s = String::new();

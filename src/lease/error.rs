@@ -98,7 +98,7 @@ pub enum LeaseError {
         op: &'static str,
         location: String,
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
 
     #[error("lease {op} on {location} failed: {source}")]

@@ -331,7 +331,9 @@ pub async fn inspect(
         };
         if let Some((etag, bytes)) = cur {
             let rec = LeaseRecord::parse(&bytes);
-            let ttl = rec.as_ref().map_or(set.inner.ttl, |r| r.ttl().max(set.inner.ttl));
+            let ttl = rec
+                .as_ref()
+                .map_or(set.inner.ttl, |r| r.ttl().max(set.inner.ttl));
             let verdict = lock(&set.inner.observations).observe(&slot.location, &etag, ttl);
             view.state = match &rec {
                 Some(r) if r.released => "released",
@@ -363,7 +365,10 @@ pub async fn inspect(
 }
 
 /// The targets that need a lease, after `--only`.
-fn select_targets<'a>(spec: &'a Spec, only: Option<&[String]>) -> Result<Vec<&'a Target>, LeaseError> {
+fn select_targets<'a>(
+    spec: &'a Spec,
+    only: Option<&[String]>,
+) -> Result<Vec<&'a Target>, LeaseError> {
     if let Some(names) = only {
         for n in names {
             if !spec.targets.iter().any(|t| &t.name == n) {
@@ -446,7 +451,11 @@ impl LeaseSet {
         }
     }
 
-    fn prepare(spec: &Spec, state_dir: &StateDir, targets: &[&Target]) -> Result<LeaseSet, LeaseError> {
+    fn prepare(
+        spec: &Spec,
+        state_dir: &StateDir,
+        targets: &[&Target],
+    ) -> Result<LeaseSet, LeaseError> {
         state_dir.ensure().map_err(|e| LeaseError::StateDir {
             path: state_dir.path().to_path_buf(),
             source: std::io::Error::other(e),
@@ -472,7 +481,10 @@ impl LeaseSet {
             });
         }
         let ttl = spec.lease.ttl.max(Duration::from_millis(100));
-        let renew_every = spec.lease.renew_every.clamp(Duration::from_millis(10), ttl / 3);
+        let renew_every = spec
+            .lease
+            .renew_every
+            .clamp(Duration::from_millis(10), ttl / 3);
         let states = slots
             .iter()
             .map(|_| SlotState {
@@ -588,7 +600,10 @@ impl LeaseSet {
                 None => {
                     let rec = self.new_record(i, 0, &acquired_at);
                     (
-                        slot.store.create(&slot.key, rec.to_bytes(), t).await.map(|e| (e, rec)),
+                        slot.store
+                            .create(&slot.key, rec.to_bytes(), t)
+                            .await
+                            .map(|e| (e, rec)),
                         None,
                     )
                 }
@@ -607,8 +622,11 @@ impl LeaseSet {
                         }
                         _ if force => {}
                         _ => {
-                            let ttl = prev.as_ref().map_or(self.inner.ttl, |r| r.ttl().max(self.inner.ttl));
-                            match lock(&self.inner.observations).observe(&slot.location, &etag, ttl) {
+                            let ttl = prev
+                                .as_ref()
+                                .map_or(self.inner.ttl, |r| r.ttl().max(self.inner.ttl));
+                            match lock(&self.inner.observations).observe(&slot.location, &etag, ttl)
+                            {
                                 Staleness::Stale { unchanged_for } => {
                                     tracing::warn!(
                                         location = %slot.location,
@@ -617,7 +635,10 @@ impl LeaseSet {
                                         "taking over a stale lease"
                                     );
                                 }
-                                Staleness::Live { unchanged_for, stale_in } => {
+                                Staleness::Live {
+                                    unchanged_for,
+                                    stale_in,
+                                } => {
                                     return Err(LeaseError::HeldElsewhere(Box::new(HeldBy {
                                         wanted: slot.location.clone(),
                                         held: slot.location.clone(),
@@ -675,7 +696,10 @@ impl LeaseSet {
         let slot = &self.inner.slots[i];
         let id = &self.identity().lease_id;
         for anc in slot.prefix.ancestors() {
-            let name = format!("{}@{id}.json", slot.prefix.marker_name(&anc).trim_end_matches(".json"));
+            let name = format!(
+                "{}@{id}.json",
+                slot.prefix.marker_name(&anc).trim_end_matches(".json")
+            );
             let marker = NestedMarker {
                 format: RECORD_FORMAT,
                 segments: slot.prefix.0.clone(),
@@ -694,8 +718,15 @@ impl LeaseSet {
         let slot = &self.inner.slots[i];
         let id = &self.identity().lease_id;
         for anc in slot.prefix.ancestors() {
-            let name = format!("{}@{id}.json", slot.prefix.marker_name(&anc).trim_end_matches(".json"));
-            if let Err(e) = slot.store.delete(&anc.child(&[".coltec", "nested", &name]), t).await {
+            let name = format!(
+                "{}@{id}.json",
+                slot.prefix.marker_name(&anc).trim_end_matches(".json")
+            );
+            if let Err(e) = slot
+                .store
+                .delete(&anc.child(&[".coltec", "nested", &name]), t)
+                .await
+            {
                 tracing::debug!(error = %e, "cannot delete a nested-prefix marker");
             }
         }
@@ -727,11 +758,16 @@ impl LeaseSet {
             .await?;
         let mut descendants: Vec<Prefix> = Vec::new();
         for name in names {
-            let Some(rel) = decode_marker(&name) else { continue };
+            let Some(rel) = decode_marker(&name) else {
+                continue;
+            };
             let mut segs = slot.prefix.0.clone();
             segs.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
             let d = Prefix(segs);
-            if d.is_strictly_inside(&slot.prefix) && !ours.contains(&&d) && !descendants.contains(&d) {
+            if d.is_strictly_inside(&slot.prefix)
+                && !ours.contains(&&d)
+                && !descendants.contains(&d)
+            {
                 descendants.push(d);
             }
         }
@@ -743,7 +779,12 @@ impl LeaseSet {
 
     /// Fail if `other` (an ancestor or descendant of `slot`) is held live by
     /// someone else.
-    async fn check_foreign(&self, slot: &Slot, other: &Prefix, t: Duration) -> Result<(), LeaseError> {
+    async fn check_foreign(
+        &self,
+        slot: &Slot,
+        other: &Prefix,
+        t: Duration,
+    ) -> Result<(), LeaseError> {
         let key = other.child(&[".coltec", "lease.json"]);
         let Some((etag, bytes)) = slot.store.read(&key, t).await? else {
             return Ok(());
@@ -755,7 +796,9 @@ impl LeaseSet {
             return Ok(());
         }
         let held = slot.store.display(other);
-        let ttl = rec.as_ref().map_or(self.inner.ttl, |r| r.ttl().max(self.inner.ttl));
+        let ttl = rec
+            .as_ref()
+            .map_or(self.inner.ttl, |r| r.ttl().max(self.inner.ttl));
         match lock(&self.inner.observations).observe(&held, &etag, ttl) {
             Staleness::Stale { unchanged_for } => {
                 tracing::warn!(location = %held, unchanged_secs = unchanged_for.as_secs(), "ignoring a stale lease on an overlapping prefix");
@@ -784,12 +827,21 @@ impl LeaseSet {
             let slot = &self.inner.slots[i];
             let (etag, seq, acquired_at, taken_over) = {
                 let st = &lock(&self.inner.states)[i];
-                (st.etag.clone(), st.seq, st.acquired_at.clone(), st.taken_over)
+                (
+                    st.etag.clone(),
+                    st.seq,
+                    st.acquired_at.clone(),
+                    st.taken_over,
+                )
             };
             if let (Some(etag), false) = (etag, taken_over) {
                 let mut rec = self.new_record(i, seq.saturating_add(1), &acquired_at);
                 rec.released = true;
-                match slot.store.replace(&slot.key, &etag, rec.to_bytes(), t).await {
+                match slot
+                    .store
+                    .replace(&slot.key, &etag, rec.to_bytes(), t)
+                    .await
+                {
                     Ok(_) => {
                         if let Err(e) = slot.store.delete(&slot.key, t).await {
                             tracing::warn!(error = %e, "lease marked released but not deleted");
@@ -943,7 +995,16 @@ impl LeaseSet {
                 }
             }
             self.save_observations();
-            tracing::warn!("lease re-verified after a renewal gap; remote writes resume after reconciling");
+            {
+                let mut states = lock(&self.inner.states);
+                for st in states.iter_mut().filter(|st| !st.taken_over) {
+                    st.state = LeaseState::Held;
+                    st.detail = None;
+                }
+            }
+            tracing::warn!(
+                "lease re-verified after a renewal gap; remote writes resume after reconciling"
+            );
             self.inner.gate.open();
         }
         Round::Renewed
@@ -955,7 +1016,12 @@ impl LeaseSet {
         let slot = &self.inner.slots[i];
         let (etag, seq, acquired_at, taken_over) = {
             let st = &lock(&self.inner.states)[i];
-            (st.etag.clone(), st.seq, st.acquired_at.clone(), st.taken_over)
+            (
+                st.etag.clone(),
+                st.seq,
+                st.acquired_at.clone(),
+                st.taken_over,
+            )
         };
         let Some(etag) = etag else {
             return Ok(false);
@@ -970,7 +1036,11 @@ impl LeaseSet {
             .max(Duration::from_millis(200));
         let sent = boottime();
         let rec = self.new_record(i, seq.saturating_add(1), &acquired_at);
-        match slot.store.replace(&slot.key, &etag, rec.to_bytes(), timeout).await {
+        match slot
+            .store
+            .replace(&slot.key, &etag, rec.to_bytes(), timeout)
+            .await
+        {
             Ok(new) => {
                 let mut states = lock(&self.inner.states);
                 let st = &mut states[i];
@@ -1012,13 +1082,17 @@ impl LeaseSet {
                     return Ok(false);
                 }
                 let holder = match &rec {
-                    Some(r) if r.released => "nobody: it was released by another process".to_string(),
+                    Some(r) if r.released => {
+                        "nobody: it was released by another process".to_string()
+                    }
                     Some(r) => r.describe_holder(),
                     None if current.is_none() => "nobody: the lease object was deleted".to_string(),
                     None => "unknown".to_string(),
                 };
                 tracing::error!(location = %slot.location, holder = %holder, "lease taken over");
-                self.inner.gate.close(format!("lease on {} taken over", slot.location));
+                self.inner
+                    .gate
+                    .close(format!("lease on {} taken over", slot.location));
                 let mut states = lock(&self.inner.states);
                 let st = &mut states[i];
                 st.state = LeaseState::Lost;
@@ -1054,7 +1128,11 @@ mod tests {
     fn marker_names_round_trip() {
         let p = Prefix(vec!["a".into(), "b".into(), "c%x@y".into()]);
         let anc = Prefix(vec!["a".into()]);
-        let name = format!("{}@{}.json", p.marker_name(&anc).trim_end_matches(".json"), "abc");
+        let name = format!(
+            "{}@{}.json",
+            p.marker_name(&anc).trim_end_matches(".json"),
+            "abc"
+        );
         assert_eq!(decode_marker(&name).as_deref(), Some("b/c%x@y"));
         assert_eq!(decode_marker("junk"), None);
     }

@@ -163,7 +163,10 @@ mod tests {
         let mut o = Observations::load(tmp.path());
         assert!(matches!(o.observe("l", "e1", ttl), Staleness::Stale { .. }));
         assert!(matches!(o.observe("l", "e2", ttl), Staleness::Live { .. }));
-        assert!(matches!(o.observe("other", "e1", ttl), Staleness::Live { .. }));
+        assert!(matches!(
+            o.observe("other", "e1", ttl),
+            Staleness::Live { .. }
+        ));
     }
 
     #[test]

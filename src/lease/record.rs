@@ -71,7 +71,11 @@ impl LeaseRecord {
 
     /// "host H, container C, slot S, pid P" for messages.
     pub fn describe_holder(&self) -> String {
-        let mut s = format!("host {}, container {}", self.host, short(&self.container_id));
+        let mut s = format!(
+            "host {}, container {}",
+            self.host,
+            short(&self.container_id)
+        );
         if let Some(slot) = &self.slot {
             s.push_str(&format!(", slot {slot}"));
         }
@@ -244,9 +248,16 @@ fn find_container_id(text: &str) -> Option<String> {
     for line in text.lines() {
         // Only paths that name a container runtime; a bare 64-hex token
         // elsewhere (e.g. an overlay layer digest) is not a container id.
-        let interesting = ["docker", "containers/", "cri-containerd", "crio-", "libpod", "kubepods"]
-            .iter()
-            .any(|m| line.contains(m));
+        let interesting = [
+            "docker",
+            "containers/",
+            "cri-containerd",
+            "crio-",
+            "libpod",
+            "kubepods",
+        ]
+        .iter()
+        .any(|m| line.contains(m));
         if !interesting {
             continue;
         }

@@ -169,7 +169,7 @@ impl Store {
         LeaseError::Remote {
             op,
             location: self.display(key),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -310,8 +310,9 @@ impl Store {
                 }
                 Store::Local => {
                     let path = Self::path(key);
-                    let res = blocking(move || local_conditional(&path, &body, expected.as_deref()))
-                        .await;
+                    let res =
+                        blocking(move || local_conditional(&path, &body, expected.as_deref()))
+                            .await;
                     match res {
                         Ok(Some(v)) => Ok(v),
                         Ok(None) => Err(CondError::Lost),
@@ -331,7 +332,12 @@ impl Store {
     }
 
     /// Unconditional write (markers, probes).
-    pub async fn put(&self, key: &Prefix, body: Vec<u8>, timeout: Duration) -> Result<(), LeaseError> {
+    pub async fn put(
+        &self,
+        key: &Prefix,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), LeaseError> {
         bounded(self, "write", key, timeout, async {
             match self {
                 Store::S3 { op, .. } => op
@@ -430,7 +436,12 @@ impl Store {
     /// Check that the server enforces conditional writes, with a probe object
     /// under `<prefix>/.coltec/`. Some S3-compatible servers silently accept
     /// `If-None-Match: *` on an existing key or ignore `If-Match`.
-    pub async fn probe(&self, remote: &str, prefix: &Prefix, timeout: Duration) -> Result<(), LeaseError> {
+    pub async fn probe(
+        &self,
+        remote: &str,
+        prefix: &Prefix,
+        timeout: Duration,
+    ) -> Result<(), LeaseError> {
         if self.is_local() {
             return Ok(());
         }
@@ -680,7 +691,10 @@ mod tests {
         let s = Store::Local;
         let t = Duration::from_secs(5);
         let v1 = s.create(&key, b"one".to_vec(), t).await.unwrap();
-        assert!(matches!(s.create(&key, b"two".to_vec(), t).await, Err(CondError::Lost)));
+        assert!(matches!(
+            s.create(&key, b"two".to_vec(), t).await,
+            Err(CondError::Lost)
+        ));
         let (v, body) = s.read(&key, t).await.unwrap().unwrap();
         assert_eq!((v.as_str(), body.as_slice()), (v1.as_str(), &b"one"[..]));
         assert!(matches!(
