@@ -61,6 +61,17 @@ pub enum LeaseCommand {
     /// Take over leases held by another container (that container's writes are then fenced),
     /// print whose they were, and release them so the next `coltecd start` acquires at once.
     Break(LeaseBreakArgs),
+    /// Acquire this spec's leases and keep renewing them until SIGTERM/SIGINT, then release
+    /// (for tests and diagnostics; `coltecd start` does this as part of syncing).
+    #[command(hide = true)]
+    Hold(LeaseHoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseHoldArgs {
+    /// Only these sync targets (by name; repeat or separate with commas).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use crate::cli::{GlobalArgs, LeaseArgs, LeaseBreakArgs, LeaseCommand, LeaseShowArgs};
+use crate::cli::{
+    GlobalArgs, LeaseArgs, LeaseBreakArgs, LeaseCommand, LeaseHoldArgs, LeaseShowArgs,
+};
 use crate::error::{CmdResult, ExitStatus, Fail};
 use crate::lease::{self, Broken, LeaseView};
 use crate::state_dir::StateDir;
@@ -13,6 +15,7 @@ pub fn run(global: &GlobalArgs, args: &LeaseArgs) -> CmdResult {
     match &args.command {
         LeaseCommand::Show(a) => show(global, a),
         LeaseCommand::Break(a) => brk(global, a),
+        LeaseCommand::Hold(a) => hold(global, a),
     }
 }
 
@@ -133,4 +136,53 @@ fn render_broken(b: &Broken) -> String {
         ),
         None => format!("{}: was not held; nothing to break\n", b.location),
     }
+}
+
+/// Hold the leases until SIGTERM/SIGINT: the lease half of a daemon, so
+/// contention, `kill -9` and takeover can be exercised on real processes.
+fn hold(global: &GlobalArgs, args: &LeaseHoldArgs) -> CmdResult {
+    use tokio::signal::unix::{SignalKind, signal};
+    use tokio_util::sync::CancellationToken;
+
+    let spec = crate::spec::load(&global.config)?;
+    let state_dir = StateDir::for_spec(&spec);
+    let _lock = state_dir.lock()?;
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        // Handlers first: a SIGTERM right after `held` is printed must release.
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let opts = lease::AcquireOptions {
+            only: only(&args.only).map(<[String]>::to_vec),
+            force: false,
+        };
+        let set = lease::acquire(&spec, &state_dir, opts).await?;
+        let mut s = String::new();
+        for st in set.snapshot() {
+            s.push_str(&format!(
+                "held {} ({})\n",
+                st.location,
+                st.targets.join(", ")
+            ));
+        }
+        print(&s)?;
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let watcher = tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        });
+        let kept = set.maintain(cancel.clone()).await;
+        cancel.cancel();
+        let _ = watcher.await;
+        set.release().await?;
+        kept?;
+        Ok(ExitStatus::Ok)
+    })
 }

@@ -7,4 +7,5 @@ mod support;
 
 mod harness;
 mod lease;
+mod lease_cli;
 mod spec;
