@@ -54,7 +54,7 @@ impl std::fmt::Display for HeldBy {
             f,
             "  this version has been seen unchanged here for {}s; it would be considered stale in {}s if not renewed",
             self.unchanged_for.as_secs(),
-            self.stale_in.as_secs().max(1)
+            self.stale_in.as_millis().div_ceil(1000).max(1)
         )?;
         writeln!(
             f,
@@ -161,5 +161,53 @@ impl LeaseError {
             LeaseError::HeldElsewhere(h) => Some(h),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> LeaseRecord {
+        LeaseRecord {
+            format: 1,
+            lease_id: "0123456789abcdef0123456789abcdef".into(),
+            host: "widget-dev-b".into(),
+            container_id: "c".repeat(64),
+            devcontainer_id: None,
+            slot: Some("dev-b".into()),
+            pid: 42,
+            coltecd_version: "0.1.0".into(),
+            workspace: "acme/widget/dev".into(),
+            location: "s3://b/ws/acme/widget/dev".into(),
+            acquired_at: "2026-01-02T03:04:05Z".into(),
+            renewed_at: "2026-01-02T03:14:05Z".into(),
+            ttl_ms: 60_000,
+            session: "s".into(),
+            seq: 7,
+            released: false,
+        }
+    }
+
+    #[test]
+    fn refusal_names_prefix_holder_staleness_and_ways_out() {
+        let e = LeaseError::HeldElsewhere(Box::new(HeldBy {
+            wanted: "s3://b/ws/acme/widget/dev/workspace".into(),
+            held: "s3://b/ws/acme/widget/dev".into(),
+            record: Some(record()),
+            unchanged_for: Duration::from_millis(12_300),
+            stale_in: Duration::from_millis(47_700),
+            ttl: Duration::from_secs(60),
+        }));
+        assert_eq!(e.exit_status(), ExitStatus::LeaseHeld);
+        assert_eq!(
+            e.to_string(),
+            "the lease on s3://b/ws/acme/widget/dev (it encloses s3://b/ws/acme/widget/dev/workspace) is held by another container:\n\
+             \x20 holder: host widget-dev-b, container cccccccccccc, slot dev-b, pid 42, coltecd 0.1.0, workspace acme/widget/dev\n\
+             \x20 since 2026-01-02T03:04:05Z (holder's clock), last renewal seen 2026-01-02T03:14:05Z, lease id 0123456789abcdef0123456789abcdef\n\
+             \x20 this version has been seen unchanged here for 12s; it would be considered stale in 48s if not renewed\n\
+             \x20 (rule: a lease is stale once this machine has seen the same version unchanged for longer than its TTL of 60s on its own clock; clocks are never compared)\n\
+             Ways out: stop coltecd in that container (`coltecd stop`), wait and run this again after that time, or take the lease over with `coltecd lease break --force` (only if that container is really gone: two writers overwrite each other's state)."
+        );
     }
 }

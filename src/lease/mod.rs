@@ -835,24 +835,43 @@ impl LeaseSet {
                 )
             };
             if let (Some(etag), false) = (etag, taken_over) {
-                let mut rec = self.new_record(i, seq.saturating_add(1), &acquired_at);
-                rec.released = true;
-                match slot
-                    .store
-                    .replace(&slot.key, &etag, rec.to_bytes(), t)
-                    .await
-                {
-                    Ok(_) => {
-                        if let Err(e) = slot.store.delete(&slot.key, t).await {
-                            tracing::warn!(error = %e, "lease marked released but not deleted");
+                let (mut etag, mut seq) = (etag, seq);
+                for _ in 0..4 {
+                    let mut rec = self.new_record(i, seq.saturating_add(1), &acquired_at);
+                    rec.released = true;
+                    match slot
+                        .store
+                        .replace(&slot.key, &etag, rec.to_bytes(), t)
+                        .await
+                    {
+                        Ok(_) => {
+                            if let Err(e) = slot.store.delete(&slot.key, t).await {
+                                tracing::warn!(error = %e, "lease marked released but not deleted");
+                            }
+                            tracing::info!(location = %slot.location, "lease released");
+                            break;
                         }
-                        tracing::info!(location = %slot.location, "lease released");
-                    }
-                    Err(CondError::Lost) => {
-                        tracing::warn!(location = %slot.location, "lease changed under us before release; leaving it to its current holder");
-                    }
-                    Err(CondError::Failed(e)) => {
-                        tracing::warn!(location = %slot.location, error = %e, "cannot release lease; it becomes stale after its TTL");
+                        Err(CondError::Lost) => {
+                            // A renewal of ours (still running, or whose
+                            // answer was lost) moved the etag: retry on it.
+                            let current = slot.store.read(&slot.key, t).await.ok().flatten();
+                            let ours = current.and_then(|(v, b)| {
+                                LeaseRecord::parse(&b)
+                                    .filter(|r| self.identity().wrote(r) && !r.released)
+                                    .map(|r| (v, r.seq))
+                            });
+                            match ours {
+                                Some((v, s)) => (etag, seq) = (v, s),
+                                None => {
+                                    tracing::warn!(location = %slot.location, "lease changed under us before release; leaving it to its current holder");
+                                    break;
+                                }
+                            }
+                        }
+                        Err(CondError::Failed(e)) => {
+                            tracing::warn!(location = %slot.location, error = %e, "cannot release lease; it becomes stale after its TTL");
+                            break;
+                        }
                     }
                 }
             }
@@ -922,6 +941,13 @@ impl LeaseSet {
                 _ = ticker.tick() => {}
             }
             self.enforce_fence();
+            if lock(&self.inner.states)
+                .iter()
+                .all(|st| st.state == LeaseState::Released)
+            {
+                // `release` ran: nothing left to renew.
+                return Ok(());
+            }
             if rounds.is_empty() && boottime() >= next_renew {
                 let this = self.clone();
                 rounds.spawn(async move { this.renew_round().await });
@@ -1070,6 +1096,13 @@ impl LeaseSet {
                     }
                 };
                 let rec = current.as_ref().and_then(|(_, b)| LeaseRecord::parse(b));
+                if rec
+                    .as_ref()
+                    .is_some_and(|r| self.identity().wrote(r) && r.released)
+                {
+                    // Our own release (running concurrently) got there first.
+                    return Ok(false);
+                }
                 if let (Some((etag, _)), Some(r)) = (&current, &rec)
                     && self.identity().wrote(r)
                     && !r.released

@@ -639,3 +639,33 @@ async fn inspect_reports_holder_and_staleness() {
     assert_eq!(views[0].state, "mine");
     holder.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn release_while_renewing_frees_the_prefix_and_ends_maintain() {
+    let bucket = s3::bucket("lease-release");
+    let spec = one(s3_remote(&bucket, s3::endpoint()), "acme/widget/dev-a");
+    let holder = take(&spec, &container()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let (h2, c2) = (holder.clone(), cancel.clone());
+    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+    tokio::time::sleep(RENEW * 2).await;
+    holder.release().await.unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(30), maintain)
+        .await
+        .expect("maintain ends after release")
+        .unwrap();
+    assert!(res.is_ok(), "{res:?}");
+    assert!(
+        !s3::list_keys(&bucket, "")
+            .iter()
+            .any(|k| k.ends_with("lease.json") || k.contains("/nested/")),
+        "{:?}",
+        s3::list_keys(&bucket, "")
+    );
+    take(&spec, &container())
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
