@@ -6,5 +6,7 @@
 mod support;
 
 mod harness;
+mod lease;
+mod lease_cli;
 mod spec;
 mod sync;
