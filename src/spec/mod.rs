@@ -19,6 +19,7 @@
 //! - `expand`: `${VAR}` expansion and the duration / bwlimit / path parsers.
 //! - `resolve`: raw -> [`Spec`].
 //! - `error`: [`SpecError`] and [`Diagnostic`].
+//! - `select`: [`Spec::select`] for `--only NAME`.
 //!
 //! # Defaults worth knowing
 //! - `metadata.environment` missing -> `dev` (the incumbent's default, so its
@@ -44,6 +45,7 @@ mod keys;
 mod model;
 mod raw;
 mod resolve;
+mod select;
 
 pub use error::{Diagnostic, SpecError};
 pub use expand::EnvLookup;
@@ -53,6 +55,7 @@ pub use resolve::{
     DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_PRIORITY, DEFAULT_TRANSFERS,
     MIN_INTERVAL,
 };
+pub use select::UnknownTarget;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -667,3 +667,37 @@ persistence:
         .unwrap_or_else(|| panic!("{err}"));
     assert!(d.line.is_some(), "{err}");
 }
+
+#[test]
+fn only_selects_targets_in_order_and_rejects_unknown_names() {
+    let spec = load_env(&fixture("incumbent_repo_workspace.yaml"), &test_env()).unwrap();
+    let all: Vec<_> = spec
+        .select(&[])
+        .unwrap()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(all, ["agent-context", "encrypted", "scratch"]);
+    let some: Vec<_> = spec
+        .select(&["scratch".into(), "agent-context".into(), "scratch".into()])
+        .unwrap()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(some, ["agent-context", "scratch"]);
+    assert_eq!(
+        spec.target("scratch").unwrap().direction,
+        spec::Direction::PushOnly
+    );
+    let err = spec.select(&["scrach".into()]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no sync target named `scrach` (did you mean `scratch`?)"),
+        "{msg}"
+    );
+    assert!(msg.contains("agent-context, encrypted, scratch"), "{msg}");
+    assert_eq!(
+        coltecd::error::HasExitStatus::exit_status(&err),
+        coltecd::error::ExitStatus::Usage
+    );
+}
