@@ -221,3 +221,18 @@ remote primary: s3 bucket coltec-dev prefix workspaces, endpoint https://xxx.r2.
 ";
     assert_eq!(stdout, expected);
 }
+
+#[test]
+fn validate_exit_codes_for_every_compat_file() {
+    let env = full_env();
+    for entry in std::fs::read_dir(repo_root().join("tests/fixtures/compat")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let out = coltecd(
+            &["validate", "--config", path.to_str().unwrap()],
+            &refs(&env),
+        );
+        let want = if name.starts_with("invalid_") { 3 } else { 0 };
+        assert_eq!(out.status.code(), Some(want), "{name}: {:?}", text(&out));
+    }
+}
