@@ -48,6 +48,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Pull targets' remote state into their directories (or --to DIR).
     Restore(RestoreArgs),
+    /// Show or break the leases on this spec's remote prefixes.
+    Lease(LeaseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +85,55 @@ pub struct RestoreArgs {
     /// Print what would be downloaded; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    #[command(subcommand)]
+    pub command: LeaseCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Who holds the lease of each prefix this spec writes, and how stale it looks from here.
+    Show(LeaseShowArgs),
+    /// Take over leases held by another container (that container's writes are then fenced),
+    /// print whose they were, and release them so the next `coltecd start` acquires at once.
+    Break(LeaseBreakArgs),
+    /// Acquire this spec's leases and keep renewing them until SIGTERM/SIGINT, then release
+    /// (for tests and diagnostics; `coltecd start` does this as part of syncing).
+    #[command(hide = true)]
+    Hold(LeaseHoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseHoldArgs {
+    /// Only these sync targets (by name; repeat or separate with commas).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseShowArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these sync targets (by name; repeat or separate with commas).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseBreakArgs {
+    /// Required: breaking a live lease lets two containers write the same prefix.
+    #[arg(long)]
+    pub force: bool,
+    /// Only these sync targets (by name; repeat or separate with commas).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

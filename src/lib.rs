@@ -12,10 +12,12 @@
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
 //! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
+//! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
 
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod lease;
 pub mod logging;
 pub mod remote;
 pub mod spec;

@@ -4,6 +4,7 @@ use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
 mod restore;
+mod lease;
 mod schema;
 mod sync;
 mod validate;
@@ -15,6 +16,7 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Schema => schema::run(),
         Command::Sync(args) => sync::run(&cli.global, &args),
         Command::Restore(args) => restore::run(&cli.global, &args),
+        Command::Lease(args) => lease::run(&cli.global, &args),
     }
 }
 

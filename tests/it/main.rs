@@ -6,6 +6,8 @@
 mod support;
 
 mod harness;
+mod lease;
+mod lease_cli;
 mod spec;
 mod sync;
 mod sync_cli;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod lease_proxy;
 pub mod s3;
 
 use std::path::PathBuf;
