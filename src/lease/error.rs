@@ -155,6 +155,19 @@ impl HasExitStatus for LeaseError {
 }
 
 impl LeaseError {
+    /// Access denied by the remote (e.g. a token scoped to a path prefix).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            LeaseError::Remote { source, .. } => {
+                source.kind() == opendal::ErrorKind::PermissionDenied
+            }
+            LeaseError::LocalIo { source, .. } => {
+                source.kind() == std::io::ErrorKind::PermissionDenied
+            }
+            _ => false,
+        }
+    }
+
     /// The holder named in a refusal, if this is one.
     pub fn held_by(&self) -> Option<&HeldBy> {
         match self {

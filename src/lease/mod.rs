@@ -145,6 +145,54 @@ struct Slot {
     prefix: Prefix,
     location: String,
     key: Prefix,
+    /// Ancestors shorter than this are never touched (a local remote's
+    /// root: nothing is written above it, e.g. into `$HOME` or `/`).
+    hard_floor: usize,
+    /// Ancestors shorter than this may be forbidden to us (an S3 token
+    /// scoped to the remote's `path_prefix`): access denied there is
+    /// tolerated with a warning instead of failing the acquisition.
+    soft_floor: usize,
+}
+
+impl Slot {
+    /// The enclosing prefixes this slot checks and marks, nearest first.
+    fn ancestors(&self) -> Vec<Prefix> {
+        self.prefix
+            .ancestors()
+            .into_iter()
+            .filter(|a| a.0.len() >= self.hard_floor)
+            .collect()
+    }
+
+    /// Whether a failure at ancestor `a` may be skipped.
+    fn tolerable(&self, a: &Prefix, e: &LeaseError) -> bool {
+        a.0.len() < self.soft_floor && e.is_permission_denied()
+    }
+}
+
+/// (hard, soft) floors of a target's ancestors, see [`Slot`].
+fn floors(t: &Target, prefix: &Prefix) -> (usize, usize) {
+    use crate::spec::RemoteKind;
+    match &t.remote.kind {
+        RemoteKind::Local(l) => {
+            let root = Store::prefix_of(&crate::spec::Location::Local {
+                dir: l.root.clone(),
+            });
+            let hard = if prefix.0.starts_with(&root.0) {
+                root.0.len()
+            } else {
+                // An absolute remote_path outside the remote's root: only
+                // its parent directory is shared ground.
+                prefix.0.len().saturating_sub(1)
+            };
+            (hard, hard)
+        }
+        RemoteKind::S3(s3) => (
+            0,
+            s3.path_prefix.split('/').filter(|s| !s.is_empty()).count(),
+        ),
+        RemoteKind::Crypt(_) => (0, 0),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +219,9 @@ struct Inner {
     states: Mutex<Vec<SlotState>>,
     observations: Mutex<Observations>,
     gate: GateController,
+    /// Set when `release` starts: renewals stop and a vanished object is
+    /// our own doing, not a takeover.
+    releasing: std::sync::atomic::AtomicBool,
 }
 
 /// The leases this process holds; cheap to clone.
@@ -421,6 +472,8 @@ impl LeaseSet {
                 prefix: Prefix(Vec::new()),
                 location,
                 key: Prefix(Vec::new()),
+                hard_floor: 0,
+                soft_floor: 0,
             })
             .collect::<Vec<_>>();
         let states = slots
@@ -447,6 +500,7 @@ impl LeaseSet {
                 states: Mutex::new(states),
                 observations: Mutex::new(Observations::load(std::path::Path::new("/nonexistent"))),
                 gate: gate().0,
+                releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -471,6 +525,7 @@ impl LeaseSet {
                 s.targets.push(t.name.clone());
                 continue;
             }
+            let (hard_floor, soft_floor) = floors(t, &prefix);
             slots.push(Slot {
                 targets: vec![t.name.clone()],
                 remote: t.remote_name.clone(),
@@ -478,6 +533,8 @@ impl LeaseSet {
                 store,
                 prefix,
                 location: display,
+                hard_floor,
+                soft_floor,
             });
         }
         let ttl = spec.lease.ttl.max(Duration::from_millis(100));
@@ -509,6 +566,7 @@ impl LeaseSet {
                 states: Mutex::new(states),
                 observations: Mutex::new(Observations::load(state_dir.path())),
                 gate: gate().0,
+                releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -527,6 +585,12 @@ impl LeaseSet {
                 session: String::new(),
             })
         })
+    }
+
+    fn releasing(&self) -> bool {
+        self.inner
+            .releasing
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn save_observations(&self) {
@@ -695,7 +759,7 @@ impl LeaseSet {
     async fn write_markers(&self, i: usize, t: Duration) -> Result<(), LeaseError> {
         let slot = &self.inner.slots[i];
         let id = &self.identity().lease_id;
-        for anc in slot.prefix.ancestors() {
+        for anc in slot.ancestors() {
             let name = format!(
                 "{}@{id}.json",
                 slot.prefix.marker_name(&anc).trim_end_matches(".json")
@@ -707,9 +771,16 @@ impl LeaseSet {
                 lease_id: id.clone(),
             };
             let body = serde_json::to_vec_pretty(&marker).unwrap_or_default();
-            slot.store
+            match slot
+                .store
                 .put(&anc.child(&[".coltec", "nested", &name]), body, t)
-                .await?;
+                .await
+            {
+                Err(e) if slot.tolerable(&anc, &e) => {
+                    tracing::warn!(location = %slot.store.display(&anc), error = %e, "cannot mark this enclosing prefix (outside the remote's path_prefix); a holder there will not see this lease");
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
@@ -717,7 +788,7 @@ impl LeaseSet {
     async fn delete_markers(&self, i: usize, t: Duration) {
         let slot = &self.inner.slots[i];
         let id = &self.identity().lease_id;
-        for anc in slot.prefix.ancestors() {
+        for anc in slot.ancestors() {
             let name = format!(
                 "{}@{id}.json",
                 slot.prefix.marker_name(&anc).trim_end_matches(".json")
@@ -745,11 +816,16 @@ impl LeaseSet {
         let slot = &self.inner.slots[i];
         let ours: Vec<&Prefix> = self.inner.slots.iter().map(|s| &s.prefix).collect();
         // Enclosing prefixes: one read each, bounded by depth.
-        for anc in slot.prefix.ancestors() {
+        for anc in slot.ancestors() {
             if ours.contains(&&anc) {
                 continue;
             }
-            self.check_foreign(slot, &anc, t).await?;
+            match self.check_foreign(slot, &anc, t).await {
+                Err(e) if slot.tolerable(&anc, &e) => {
+                    tracing::warn!(location = %slot.store.display(&anc), error = %e, "cannot check for a lease on this enclosing prefix (outside the remote's path_prefix)");
+                }
+                other => other?,
+            }
         }
         // Nested prefixes: one LIST of our own marker folder.
         let names = slot
@@ -845,7 +921,7 @@ impl LeaseSet {
                         .await
                     {
                         Ok(_) => {
-                            if let Err(e) = slot.store.delete(&slot.key, t).await {
+                            if let Err(e) = slot.store.delete_lease(&slot.key, t).await {
                                 tracing::warn!(error = %e, "lease marked released but not deleted");
                             }
                             tracing::info!(location = %slot.location, "lease released");
@@ -893,6 +969,9 @@ impl LeaseSet {
             return Ok(());
         }
         self.inner.gate.close("lease released");
+        self.inner
+            .releasing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let all: Vec<usize> = (0..self.inner.slots.len()).collect();
         self.release_slots(&all).await;
         self.save_observations();
@@ -1052,7 +1131,7 @@ impl LeaseSet {
         let Some(etag) = etag else {
             return Ok(false);
         };
-        if taken_over {
+        if taken_over || self.releasing() {
             return Ok(false);
         }
         let timeout = self
@@ -1101,6 +1180,9 @@ impl LeaseSet {
                     .is_some_and(|r| self.identity().wrote(r) && r.released)
                 {
                     // Our own release (running concurrently) got there first.
+                    return Ok(false);
+                }
+                if self.releasing() {
                     return Ok(false);
                 }
                 if let (Some((etag, _)), Some(r)) = (&current, &rec)
