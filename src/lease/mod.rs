@@ -732,12 +732,29 @@ impl LeaseSet {
                     return Ok(previous);
                 }
                 Err(CondError::Lost) => continue,
-                Err(CondError::Failed(e)) => return Err(e),
+                Err(CondError::Failed(e)) => {
+                    self.undo_ambiguous_write(i).await;
+                    return Err(e);
+                }
             }
         }
         Err(LeaseError::Contended {
             location: slot.location.clone(),
         })
+    }
+
+    /// After a failed create/replace whose request may still have landed:
+    /// if the object turns out to be ours, release it rather than leave it
+    /// to go stale (best effort; the remote is likely unreachable).
+    async fn undo_ambiguous_write(&self, i: usize) {
+        let slot = &self.inner.slots[i];
+        let t = op_timeout(self.inner.ttl).min(Duration::from_secs(5));
+        if let Ok(Some((etag, bytes))) = slot.store.read(&slot.key, t).await
+            && let Some(r) = LeaseRecord::parse(&bytes).filter(|r| self.identity().wrote(r))
+        {
+            self.set_held(i, etag, r, None);
+            self.release_slots(&[i]).await;
+        }
     }
 
     fn set_held(&self, i: usize, etag: String, rec: LeaseRecord, sent: Option<Duration>) {

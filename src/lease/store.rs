@@ -582,9 +582,24 @@ impl SidecarLock {
             .truncate(false)
             .mode(0o644)
             .open(PathBuf::from(name))?;
-        // Held for a few syscalls only; the caller bounds the wait.
-        f.lock()?;
-        Ok(SidecarLock(f))
+        // Held for a few syscalls only. Poll rather than block, so a holder
+        // that is stopped mid-operation cannot pin a blocking thread forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(SidecarLock(f)),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the lease lock file stays locked by another process",
+                    ));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
     }
 }
 

@@ -16,6 +16,23 @@ use crate::support::{coltecd_bin, s3};
 /// A spec file for `remote_path`s under one bucket (lease ttl 10s, the
 /// loader's minimum; renew every 2s).
 fn write_spec(dir: &Path, bucket: &str, remote_paths: &[(&str, &str)]) -> PathBuf {
+    let remote = format!(
+        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n",
+        s3::endpoint()
+    );
+    write_spec_with(dir, &remote, remote_paths)
+}
+
+/// The same with a `local` remote rooted at `root`.
+fn write_local_spec(dir: &Path, root: &Path, remote_paths: &[(&str, &str)]) -> PathBuf {
+    let remote = format!(
+        "    moto:\n      type: local\n      path_prefix: {}\n",
+        root.display()
+    );
+    write_spec_with(dir, &remote, remote_paths)
+}
+
+fn write_spec_with(dir: &Path, remote: &str, remote_paths: &[(&str, &str)]) -> PathBuf {
     let mut sync = String::new();
     for (name, rp) in remote_paths {
         sync.push_str(&format!(
@@ -27,10 +44,9 @@ fn write_spec(dir: &Path, bucket: &str, remote_paths: &[(&str, &str)]) -> PathBu
         "name: lease-cli\n\
          metadata:\n  org: acme\n  project: widget\n  environment: dev-a\n\
          persistence:\n  enabled: true\n  mode: replicated\n  default_remote: moto\n\
-         \x20 remotes:\n    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n\
+         \x20 remotes:\n{remote}\
          \x20 sync:\n{sync}\
-         \x20 lease:\n    ttl: 10s\n    renew_every: 2s\n",
-        s3::endpoint()
+         \x20 lease:\n    ttl: 10s\n    renew_every: 2s\n"
     );
     let path = dir.join("workspace-spec.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -139,12 +155,42 @@ fn stdout(o: &Output) -> String {
 fn race_of_eight_processes_one_holds_seven_exit_4() {
     let bucket = s3::bucket("lease-cli-race");
     let dir = tempfile::tempdir().unwrap();
-    for round in 0..20 {
-        let spec = write_spec(
+    race_processes(20, "held s3://", |round| {
+        write_spec(
             dir.path(),
             &bucket,
             &[("state", &format!("{{org}}/{{project}}/{{env}}/r{round}"))],
-        );
+        )
+    });
+    assert!(
+        !s3::list_keys(&bucket, "")
+            .iter()
+            .any(|k| k.ends_with("lease.json")),
+        "every lease released"
+    );
+}
+
+#[test]
+fn race_of_eight_processes_local_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("remote");
+    race_processes(5, "held local:/", |round| {
+        write_local_spec(
+            dir.path(),
+            &root,
+            &[("state", &format!("{{org}}/{{project}}/{{env}}/r{round}"))],
+        )
+    });
+    assert!(
+        !root
+            .join("acme/widget/dev-a/r0/.coltec/lease.json")
+            .exists()
+    );
+}
+
+fn race_processes(rounds: usize, held_prefix: &str, spec_for: impl Fn(usize) -> PathBuf) {
+    for round in 0..rounds {
+        let spec = spec_for(round);
         let boxes: Vec<Box_> = (0..8).map(|_| Box_::new()).collect();
         let mut children: Vec<Child> = boxes
             .iter()
@@ -183,7 +229,7 @@ fn race_of_eight_processes_one_holds_seven_exit_4() {
             .read_line(&mut line)
             .unwrap();
         assert!(
-            line.starts_with("held s3://"),
+            line.starts_with(held_prefix),
             "round {round}: winner printed {line:?}"
         );
         let host = coltecd::state_dir::hostname();
@@ -202,12 +248,6 @@ fn race_of_eight_processes_one_holds_seven_exit_4() {
             0
         );
     }
-    assert!(
-        !s3::list_keys(&bucket, "")
-            .iter()
-            .any(|k| k.ends_with("lease.json")),
-        "every lease released"
-    );
 }
 
 #[test]
