@@ -44,8 +44,47 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the JSON Schema of workspace-spec.yaml (for editors).
     Schema,
+    /// Run one sync pass over the spec's targets (by priority) and exit.
+    Sync(SyncArgs),
+    /// Pull targets' remote state into their directories (or --to DIR).
+    Restore(RestoreArgs),
     /// Show or break the leases on this spec's remote prefixes.
     Lease(LeaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Run one pass and exit (what this command always does; accepted for
+    /// scripts written against the incumbent).
+    #[arg(long)]
+    pub once: bool,
+    /// Print what would be transferred or deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only sync the target with this name (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Compare against a fresh listing of the remote, catching changes made
+    /// behind coltecd's back.
+    #[arg(long)]
+    pub verify: bool,
+    /// Let a pass delete more files than the mass-delete guard allows.
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Only restore the target with this name (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Restore into DIR instead of each target's own path (with several
+    /// targets: into DIR/<target name>).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<std::path::PathBuf>,
+    /// Print what would be downloaded; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

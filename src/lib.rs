@@ -11,6 +11,7 @@
 //! - [`remote`]: opendal operators for s3 and local remotes.
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
+//! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
 //! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
 
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod logging;
 pub mod remote;
 pub mod spec;
 pub mod state_dir;
+pub mod sync;

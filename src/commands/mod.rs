@@ -3,8 +3,10 @@
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod restore;
 mod lease;
 mod schema;
+mod sync;
 mod validate;
 
 /// Run the parsed command line.
@@ -12,6 +14,8 @@ pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate(args) => validate::run(&cli.global, &args),
         Command::Schema => schema::run(),
+        Command::Sync(args) => sync::run(&cli.global, &args),
+        Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),
     }
 }

@@ -9,3 +9,4 @@ mod harness;
 mod lease;
 mod lease_cli;
 mod spec;
+mod sync;
