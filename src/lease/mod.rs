@@ -294,6 +294,40 @@ pub async fn acquire(
     Ok(set)
 }
 
+/// Acquire the leases, keep them renewed while `work` runs with the write
+/// gate, then release them: the lease half of a one-shot command such as
+/// `coltecd sync`, so a manual sync cannot collide with another container's
+/// daemon. A takeover during the work closes the gate (the engine sees
+/// `Fenced` on its next write) and is returned as the error once the work
+/// has finished.
+pub async fn while_held<T, Fut>(
+    spec: &Spec,
+    state_dir: &StateDir,
+    opts: AcquireOptions,
+    work: impl FnOnce(WriteGate) -> Fut,
+) -> Result<T, LeaseError>
+where
+    Fut: Future<Output = T>,
+{
+    let set = acquire(spec, state_dir, opts).await?;
+    let cancel = CancellationToken::new();
+    let keeper = {
+        let (set, cancel) = (set.clone(), cancel.clone());
+        tokio::spawn(async move { set.maintain(cancel).await })
+    };
+    let out = work(set.gate()).await;
+    cancel.cancel();
+    let kept = match keeper.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "lease keeper failed");
+            Ok(())
+        }
+    };
+    set.release().await?;
+    kept.map(|()| out)
+}
+
 /// A lease taken over by `lease break --force`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Broken {

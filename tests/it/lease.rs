@@ -680,3 +680,36 @@ async fn release_while_renewing_frees_the_prefix_and_ends_maintain() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn while_held_leases_for_the_work_then_releases() {
+    let bucket = s3::bucket("lease-while");
+    let spec = one(s3_remote(&bucket, s3::endpoint()), "acme/widget/dev-a");
+    let c = container();
+    let other = spec.clone();
+    let seen = lease::while_held(
+        &spec,
+        &c.dir,
+        AcquireOptions::default(),
+        |gate| async move {
+            assert!(gate.is_open());
+            // Held while the work runs: another container is refused.
+            let e = take(&other, &container())
+                .await
+                .err()
+                .expect("held during work");
+            held_by(&e);
+            42
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen, 42);
+    // Released afterwards.
+    take(&spec, &container())
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
