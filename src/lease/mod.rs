@@ -52,6 +52,11 @@
 //! took over, the nested check is repeated, and the gate re-opens with a new
 //! generation so the engine reconciles before pushing. If the object changed
 //! under us, the lease was taken over: the gate stays closed for good.
+//! Limits: the margin (TTL/4) must cover the engine's in-flight writes
+//! (it aborts them on [`WriteGate::closed`]) and the renewal loop's tick;
+//! a process frozen for longer than that (SIGSTOP, a paused VM) may still
+//! have a request in flight when it wakes. S3 offers no fencing token that
+//! could close that window completely.
 //!
 //! # Nested prefixes
 //!
@@ -690,6 +695,8 @@ impl LeaseSet {
     async fn acquire_slot(&self, i: usize, force: bool) -> Result<Option<LeaseRecord>, LeaseError> {
         let slot = &self.inner.slots[i];
         let t = op_timeout(self.inner.ttl);
+        // Any write of ours found later landed after this instant.
+        let first_sent = boottime();
         for _ in 0..8 {
             let sent = boottime();
             let acquired_at = now_rfc3339();
@@ -711,7 +718,7 @@ impl LeaseSet {
                     match &prev {
                         // Our own write whose response we lost.
                         Some(r) if self.identity().wrote(r) && !r.released => {
-                            self.set_held(i, etag, r.clone(), None);
+                            self.set_held(i, etag, r.clone(), Some(first_sent));
                             return Ok(None);
                         }
                         Some(r) if r.released => {}
