@@ -80,8 +80,30 @@ impl Box_ {
         c
     }
 
+    /// Run to completion; a process still running after 120 s (e.g. a
+    /// `lease hold` that should have been refused but holds) is killed and
+    /// the test fails instead of hanging.
     fn run(&self, spec: &Path, args: &[&str]) -> Output {
-        self.cmd(spec, args).output().unwrap()
+        let mut child = self
+            .cmd(spec, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "coltecd {args:?} did not exit: {}{}",
+                    stdout(&out),
+                    stderr(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
     }
 
     /// `lease hold` in the background; returns once it holds (or exited).
@@ -129,6 +151,18 @@ impl Drop for Holder {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Kills and reaps children on drop, so a failing test leaves no holder behind.
+struct Reap(Vec<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -192,16 +226,19 @@ fn race_processes(rounds: usize, held_prefix: &str, spec_for: impl Fn(usize) -> 
     for round in 0..rounds {
         let spec = spec_for(round);
         let boxes: Vec<Box_> = (0..8).map(|_| Box_::new()).collect();
-        let mut children: Vec<Child> = boxes
-            .iter()
-            .map(|b| {
-                b.cmd(&spec, &["lease", "hold"])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let mut guard = Reap(
+            boxes
+                .iter()
+                .map(|b| {
+                    b.cmd(&spec, &["lease", "hold"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
+        let children = &mut guard.0;
         // Seven must exit 4; the eighth keeps holding.
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut exited: Vec<(usize, i32)> = Vec::new();
@@ -417,4 +454,28 @@ fn state_dir_shared_by_two_containers_is_refused() {
         stderr(&second)
     );
     assert_eq!(holder.stop(), 0);
+}
+
+#[test]
+fn server_ignoring_conditional_writes_is_refused_with_exit_5() {
+    use crate::support::lease_proxy::{LeaseProxy, Mode};
+    let bucket = s3::bucket("lease-cli-strip");
+    let proxy = LeaseProxy::start(s3::endpoint(), Mode::StripConditional);
+    let dir = tempfile::tempdir().unwrap();
+    let remote = format!(
+        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n",
+        proxy.endpoint()
+    );
+    let spec = write_spec_with(
+        dir.path(),
+        &remote,
+        &[("state", "{org}/{project}/{env}/state")],
+    );
+    let out = Box_::new().run(&spec, &["lease", "hold"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("does not honour conditional writes"), "{err}");
+    assert!(err.contains("lease: off"), "{err}");
+    assert!(!err.contains(s3::SECRET_KEY), "{err}");
+    assert!(stdout(&out).is_empty());
 }
