@@ -34,6 +34,10 @@ pub(crate) fn check(doc: &Yaml, schema: &Json) -> KeyReport {
                 let known: Vec<&str> = props
                     .map(|p| p.keys().map(String::as_str).collect())
                     .unwrap_or_default();
+                // `x-...` keys hold YAML anchors for reuse (as in docker compose).
+                if key.starts_with("x-") {
+                    continue;
+                }
                 let mut d = unknown_key(&key, &key, &known);
                 if suggest(&key, &known).is_some() {
                     report.errors.push(d);

@@ -19,6 +19,7 @@
 //! - `expand`: `${VAR}` expansion and the duration / bwlimit / path parsers.
 //! - `resolve`: raw -> [`Spec`].
 //! - `error`: [`SpecError`] and [`Diagnostic`].
+//! - `select`: [`Spec::select`] for `--only NAME`.
 //!
 //! # Defaults worth knowing
 //! - `metadata.environment` missing -> `dev` (the incumbent's default, so its
@@ -44,6 +45,7 @@ mod keys;
 mod model;
 mod raw;
 mod resolve;
+mod select;
 
 pub use error::{Diagnostic, SpecError};
 pub use expand::EnvLookup;
@@ -53,6 +55,7 @@ pub use resolve::{
     DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_PRIORITY, DEFAULT_TRANSFERS,
     MIN_INTERVAL,
 };
+pub use select::UnknownTarget;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -117,9 +120,19 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         }
     }
     // `<<: *anchor` merges are legal YAML; resolve them before checking keys.
+    let unmerged = doc.clone();
     if let Err(e) = doc.apply_merge() {
         return Err(fail(vec![yaml_diagnostic(&e)]));
     }
+    // serde_yaml applies `<<` merges only to `Value`s, not when deserializing
+    // structs from text, where merged keys would silently vanish. With merges
+    // present, the typed pass reads the merged document re-serialized, and
+    // positions come from the field path instead of the parser.
+    let merged_text = if doc != unmerged {
+        serde_yaml::to_string(&doc).ok()
+    } else {
+        None
+    };
 
     let secrets = secret_values(&doc, env);
     let scrub = |mut ds: Vec<Diagnostic>| {
@@ -133,24 +146,29 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
 
     let report = keys::check(&doc, schema_value());
     let mut errors = report.errors;
-    let raw: Option<raw::RawSpec> = match serde_yaml::from_str(text) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            // serde stops at the first type error; look for the others part
-            // by part so that all of them are reported at once.
-            let first = yaml_diagnostic(&e);
-            let mut parts = type_errors(&doc);
-            match parts
-                .iter_mut()
-                .find(|d| d.field == first.field && d.message == first.message)
-            {
-                Some(same) => *same = first,
-                None => parts.insert(0, first),
+    let raw: Option<raw::RawSpec> =
+        match serde_yaml::from_str(merged_text.as_deref().unwrap_or(text)) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // serde stops at the first type error; look for the others part
+                // by part so that all of them are reported at once.
+                let mut first = yaml_diagnostic(&e);
+                if merged_text.is_some() {
+                    first.line = None;
+                    first.column = None;
+                }
+                let mut parts = type_errors(&doc);
+                match parts
+                    .iter_mut()
+                    .find(|d| d.field == first.field && d.message == first.message)
+                {
+                    Some(same) => *same = first,
+                    None => parts.insert(0, first),
+                }
+                errors.extend(parts);
+                None
             }
-            errors.extend(parts);
-            None
-        }
-    };
+        };
     let Some(raw) = raw else {
         for d in errors.iter_mut().filter(|d| d.line.is_none()) {
             if let Some((line, col)) = keys::locate(text, &d.field) {

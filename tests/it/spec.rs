@@ -622,3 +622,82 @@ fn missing_file_is_a_clear_invalid_spec_error() {
         coltecd::error::ExitStatus::InvalidSpec
     );
 }
+
+#[test]
+fn yaml_merge_keys_are_applied_not_dropped() {
+    let text = "\
+metadata: {org: acme, project: widget, environment: dev-a}
+x-common: &common
+  interval: 120
+  exclude: [\".git/**\"]
+persistence:
+  enabled: true
+  remotes:
+    l: {type: local, path_prefix: /srv/remote}
+  sync:
+    - <<: *common
+      name: a
+      path: /w/a
+    - <<: *common
+      name: b
+      path: /w/b
+      interval: 30
+";
+    let spec = load(text, &test_env());
+    assert!(
+        spec.warnings.is_empty(),
+        "x- keys hold anchors: {:?}",
+        spec.warnings
+    );
+    let a = &spec.targets[0];
+    assert_eq!((a.name.as_str(), a.interval.as_secs()), ("a", 120));
+    assert_eq!(a.excludes.patterns(), [".git/**"]);
+    assert_eq!(spec.targets[1].interval.as_secs(), 30);
+
+    // Errors inside merged values still name the field and find a position.
+    let err = bad::load_text(
+        &text.replace("interval: 120", "interval: fast"),
+        &test_env(),
+    )
+    .unwrap_err();
+    let d = err
+        .diagnostics
+        .iter()
+        .find(|d| d.field == "persistence.sync[0].interval")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(d.line.is_some(), "{err}");
+}
+
+#[test]
+fn only_selects_targets_in_order_and_rejects_unknown_names() {
+    let spec = load_env(&fixture("incumbent_repo_workspace.yaml"), &test_env()).unwrap();
+    let all: Vec<_> = spec
+        .select(&[])
+        .unwrap()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(all, ["agent-context", "encrypted", "scratch"]);
+    let some: Vec<_> = spec
+        .select(&["scratch".into(), "agent-context".into(), "scratch".into()])
+        .unwrap()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(some, ["agent-context", "scratch"]);
+    assert_eq!(
+        spec.target("scratch").unwrap().direction,
+        spec::Direction::PushOnly
+    );
+    let err = spec.select(&["scrach".into()]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no sync target named `scrach` (did you mean `scratch`?)"),
+        "{msg}"
+    );
+    assert!(msg.contains("agent-context, encrypted, scratch"), "{msg}");
+    assert_eq!(
+        coltecd::error::HasExitStatus::exit_status(&err),
+        coltecd::error::ExitStatus::Usage
+    );
+}

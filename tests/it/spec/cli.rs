@@ -191,3 +191,48 @@ fn no_secret_in_any_validate_output() {
         }
     }
 }
+
+#[test]
+fn validate_output_snapshot() {
+    let f = fixture("named_remotes_workspace.yaml");
+    let out = coltecd(
+        &["validate", "--config", f.to_str().unwrap()],
+        &[
+            ("RCLONE_S3_ACCESS_KEY_ID", SECRET),
+            ("RCLONE_S3_SECRET_ACCESS_KEY", SECRET),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace(repo_root().to_str().unwrap(), "<repo>");
+    let expected = "\
+<repo>/tests/fixtures/compat/named_remotes_workspace.yaml: valid
+workspace test-org/test-proj/dev (named-remotes-test)
+remote logs-bucket: s3 bucket coltec-logs, endpoint https://xxx.r2.cloudflarestorage.com, region auto, path-style addressing, credentials present
+remote primary: s3 bucket coltec-dev prefix workspaces, endpoint https://xxx.r2.cloudflarestorage.com, region auto, path-style addressing, credentials present
+2 target(s):
+  workspace [priority 1]
+    /workspace <-> s3://coltec-dev/workspaces/test-org/test-proj/dev/code
+    bidirectional, every 1m, 3 exclude(s), transfers 8, checkers 16
+  logs [priority 2]
+    /var/log/app <-> s3://coltec-logs/test-org/test-proj/dev/logs
+    push-only, every 5m, 0 exclude(s), transfers 4, checkers 16
+";
+    assert_eq!(stdout, expected);
+}
+
+#[test]
+fn validate_exit_codes_for_every_compat_file() {
+    let env = full_env();
+    for entry in std::fs::read_dir(repo_root().join("tests/fixtures/compat")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let out = coltecd(
+            &["validate", "--config", path.to_str().unwrap()],
+            &refs(&env),
+        );
+        let want = if name.starts_with("invalid_") { 3 } else { 0 };
+        assert_eq!(out.status.code(), Some(want), "{name}: {:?}", text(&out));
+    }
+}
