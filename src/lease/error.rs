@@ -134,8 +134,8 @@ pub enum LeaseError {
         source: std::io::Error,
     },
 
-    #[error("no sync target named '{name}' writes to a remote (known: {known})")]
-    UnknownTarget { name: String, known: String },
+    #[error(transparent)]
+    UnknownTarget(#[from] crate::spec::UnknownTarget),
 }
 
 impl HasExitStatus for LeaseError {
@@ -149,7 +149,7 @@ impl HasExitStatus for LeaseError {
             | LeaseError::Contended { .. } => ExitStatus::Remote,
             LeaseError::Setup(e) => e.exit_status(),
             LeaseError::StateDir { .. } => ExitStatus::Failure,
-            LeaseError::UnknownTarget { .. } => ExitStatus::Usage,
+            LeaseError::UnknownTarget(e) => e.exit_status(),
         }
     }
 }

@@ -109,7 +109,8 @@ use crate::state_dir::StateDir;
 /// Which targets to lease and how.
 #[derive(Debug, Clone, Default)]
 pub struct AcquireOptions {
-    /// Only these targets (by name); `None` = every target that writes.
+    /// Only these targets (by name); `None` or empty = every target that
+    /// writes. An unknown name is a usage error.
     pub only: Option<Vec<String>>,
     /// Take over leases held elsewhere without waiting (`lease break --force`).
     pub force: bool,
@@ -459,27 +460,11 @@ fn select_targets<'a>(
     spec: &'a Spec,
     only: Option<&[String]>,
 ) -> Result<Vec<&'a Target>, LeaseError> {
-    if let Some(names) = only {
-        for n in names {
-            if !spec.targets.iter().any(|t| &t.name == n) {
-                return Err(LeaseError::UnknownTarget {
-                    name: n.clone(),
-                    known: spec
-                        .targets
-                        .iter()
-                        .filter(|t| t.direction.writes_remote())
-                        .map(|t| t.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
-    }
+    // `None` and an empty list both mean every target, as for `--only`.
     Ok(spec
-        .targets
-        .iter()
+        .select(only.unwrap_or_default())?
+        .into_iter()
         .filter(|t| t.direction.writes_remote())
-        .filter(|t| only.is_none_or(|names| names.iter().any(|n| n == &t.name)))
         .collect())
 }
 
