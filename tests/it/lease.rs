@@ -713,3 +713,53 @@ async fn while_held_leases_for_the_work_then_releases() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_holder_that_came_in_while_fenced_keeps_the_old_holder_fenced() {
+    let bucket = s3::bucket("lease-fence-nested");
+    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
+    let parent = one(
+        s3_remote(&bucket, &proxy.endpoint()),
+        "ws/acme/widget/dev-a",
+    );
+    let child = one(
+        s3_remote(&bucket, s3::endpoint()),
+        "ws/acme/widget/dev-a/workspace",
+    );
+
+    let holder = take(&parent, &container()).await.unwrap();
+    let gate = holder.gate();
+    let cancel = CancellationToken::new();
+    let (h2, c2) = (holder.clone(), cancel.clone());
+    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+
+    proxy.set_mode(Mode::Down);
+    tokio::time::timeout(Duration::from_secs(30), gate.closed())
+        .await
+        .expect("fenced");
+    // The enclosing lease goes unrenewed: a nested acquirer is refused
+    // first, then treats it as stale and proceeds.
+    let (_, nested) = take_after_ttl(&child, &container()).await;
+
+    // The old holder's etag still matches, but re-verification finds the
+    // nested holder: it must not resume.
+    proxy.set_mode(Mode::Pass);
+    let res = tokio::time::timeout(Duration::from_secs(60), maintain)
+        .await
+        .expect("maintain ends")
+        .unwrap();
+    let e = res.expect_err("a nested holder appeared while fenced");
+    assert!(
+        held_by(&e).held.ends_with("ws/acme/widget/dev-a/workspace"),
+        "{e}"
+    );
+    assert!(!gate.is_open());
+    holder.release().await.unwrap();
+    // The nested holder keeps its lease.
+    let again = take(&child, &container()).await.err().expect("still held");
+    assert_eq!(
+        held_by(&again).record.as_ref().unwrap().lease_id,
+        lease_id(&nested)
+    );
+    cancel.cancel();
+}
