@@ -11,9 +11,13 @@
 //! - [`remote`]: opendal operators for s3 and local remotes.
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
+//! - [`daemon`]: the sync daemon (`start`/`run`/`init`), its control socket,
+//!   status model, pidfile and systemd notify support.
+//! - [`logging`]: tracing setup, the daemon's size-rotated log file.
 
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 pub mod error;
 pub mod logging;
 pub mod remote;

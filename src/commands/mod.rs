@@ -3,7 +3,12 @@
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod init;
+mod run;
 mod schema;
+mod start;
+mod status;
+mod stop;
 mod validate;
 
 /// Run the parsed command line.
@@ -11,6 +16,11 @@ pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate(args) => validate::run(&cli.global, &args),
         Command::Schema => schema::run(),
+        Command::Start => start::run(&cli.global),
+        Command::Run(args) => run::run(&cli.global, &args),
+        Command::Stop(args) => stop::run(&cli.global, &args),
+        Command::Status(args) => status::run(&cli.global, &args),
+        Command::Init(args) => init::run(&cli.global, &args),
     }
 }
 

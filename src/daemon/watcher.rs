@@ -1,0 +1,499 @@
+//! File watching: turns inotify events into "these paths of target N
+//! changed" messages for the scheduler, and says when a target must fall
+//! back to interval scans.
+//!
+//! Every directory is watched on its own (non-recursively) so excluded
+//! directories (`node_modules/**`, …) are never watched: they cost no
+//! inotify watch and wake nobody. New directories get a watch as they
+//! appear, and their contents (created before the watch existed) count as
+//! changed. The notify callback never blocks: it `try_send`s into a bounded
+//! channel; when that is full the target is marked for a full rescan.
+//! When the watch budget runs out (`ENOSPC`, `fs.inotify.max_user_watches`)
+//! the target's watcher is dropped and it is scanned every interval
+//! instead; an inotify queue overflow triggers one full rescan.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::spec::{Excludes, Target};
+
+/// Raw events buffered between the notify thread and the watch worker.
+const RAW_CAPACITY: usize = 4096;
+
+/// What the watch worker tells the scheduler.
+#[derive(Debug)]
+pub(crate) enum WatchMsg {
+    /// These files (absolute paths, with their current size; 0 if gone) changed.
+    Changed {
+        target: usize,
+        paths: Vec<(PathBuf, u64)>,
+    },
+    /// Events were lost: run a full pass of this target.
+    Rescan { target: usize, reason: String },
+    /// Events are unusable for this target from now on: poll.
+    Fallback { target: usize, reason: String },
+}
+
+/// One watched target.
+#[derive(Clone)]
+pub(crate) struct WatchTarget {
+    pub index: usize,
+    pub name: String,
+    pub root: PathBuf,
+    pub excludes: Excludes,
+}
+
+impl WatchTarget {
+    pub fn from_target(index: usize, t: &Target) -> WatchTarget {
+        WatchTarget {
+            index,
+            name: t.name.clone(),
+            root: t.local_path.clone(),
+            excludes: t.excludes.clone(),
+        }
+    }
+
+    /// `path` relative to the root ('/'-separated), or `None` if outside.
+    fn rel(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let s = rel.to_string_lossy().replace('\\', "/");
+        Some(s)
+    }
+
+    /// Whether `rel` or any of its parent directories is excluded.
+    fn excluded(&self, rel: &str, is_dir: bool) -> bool {
+        if rel.is_empty() {
+            return false;
+        }
+        let mut prefix = String::new();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            let last = i + 1 == parts.len();
+            if self
+                .excludes
+                .is_excluded(&prefix, if last { is_dir } else { true })
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+type RawEvent = (usize, notify::Result<notify::Event>);
+
+struct Slot {
+    target: WatchTarget,
+    watcher: Arc<Mutex<Option<RecommendedWatcher>>>,
+    overflowed: Arc<AtomicBool>,
+}
+
+/// Why a watch could not be set up.
+enum SetupError {
+    Budget(String),
+    Other(String),
+}
+
+fn budget_message(e: &notify::Error) -> String {
+    format!(
+        "inotify watch limit reached ({e}); raise fs.inotify.max_user_watches \
+         (sysctl -w fs.inotify.max_user_watches=524288) or exclude large directories"
+    )
+}
+
+fn classify(e: notify::Error) -> SetupError {
+    match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => SetupError::Budget(budget_message(&e)),
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28) => {
+            SetupError::Budget(budget_message(&e))
+        }
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => SetupError::Budget(format!(
+            "too many open files / inotify instances ({e}); raise fs.inotify.max_user_instances \
+             or the open-file limit"
+        )),
+        _ => SetupError::Other(e.to_string()),
+    }
+}
+
+/// Walk `dir` (not descending into excluded directories) and add a
+/// non-recursive watch on each directory. Returns the files found (for new
+/// directories whose contents appeared before their watch).
+fn watch_tree(
+    target: &WatchTarget,
+    watcher: &mut RecommendedWatcher,
+    dir: &Path,
+    collect_files: bool,
+) -> Result<Vec<(PathBuf, u64)>, SetupError> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        match watcher.watch(&d, RecursiveMode::NonRecursive) {
+            Ok(()) => {}
+            Err(e) => match classify(e) {
+                SetupError::Budget(m) => return Err(SetupError::Budget(m)),
+                // Vanished in the meantime, or unreadable: skip it.
+                SetupError::Other(m) => {
+                    tracing::debug!(target_name = %target.name, dir = %d.display(), error = %m, "cannot watch directory");
+                    continue;
+                }
+            },
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(ft) = entry.file_type() else { continue };
+            let path = entry.path();
+            let Some(rel) = target.rel(&path) else {
+                continue;
+            };
+            if ft.is_dir() {
+                if !target.excluded(&rel, true) {
+                    stack.push(path);
+                }
+            } else if collect_files && !target.excluded(&rel, false) {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                files.push((path, size));
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Start watching `targets`; runs until `cancel`. Watchers that cannot be
+/// set up report [`WatchMsg::Fallback`] and the rest keep going.
+pub(crate) async fn run(
+    targets: Vec<WatchTarget>,
+    out: mpsc::Sender<WatchMsg>,
+    cancel: CancellationToken,
+) {
+    let (raw_tx, mut raw_rx) = mpsc::channel::<RawEvent>(RAW_CAPACITY);
+    let mut slots: Vec<Slot> = Vec::new();
+    for target in targets {
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let tx = raw_tx.clone();
+        let flag = overflowed.clone();
+        let index = target.index;
+        let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            // Never block the notify thread: a full channel means we lost
+            // events, which a rescan makes up for.
+            if tx.try_send((index, ev)).is_err() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        let watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                let reason = match classify(e) {
+                    SetupError::Budget(m) | SetupError::Other(m) => m,
+                };
+                let _ = out
+                    .send(WatchMsg::Fallback {
+                        target: index,
+                        reason,
+                    })
+                    .await;
+                continue;
+            }
+        };
+        let slot = Slot {
+            target: target.clone(),
+            watcher: Arc::new(Mutex::new(Some(watcher))),
+            overflowed,
+        };
+        let shared = slot.watcher.clone();
+        let t = target.clone();
+        let setup = tokio::task::spawn_blocking(move || {
+            let mut guard = shared
+                .lock()
+                .map_err(|_| SetupError::Other("watcher lock poisoned".into()))?;
+            let Some(w) = guard.as_mut() else {
+                return Ok(0usize);
+            };
+            watch_tree(&t, w, &t.root, false).map(|_| 0usize)
+        });
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = setup => r,
+        };
+        match result {
+            Ok(Ok(_)) => {
+                tracing::info!(target_name = %target.name, root = %target.root.display(), "watching for changes");
+            }
+            Ok(Err(SetupError::Budget(reason))) | Ok(Err(SetupError::Other(reason))) => {
+                drop_watcher(&slot);
+                let _ = out
+                    .send(WatchMsg::Fallback {
+                        target: index,
+                        reason,
+                    })
+                    .await;
+                continue;
+            }
+            Err(e) => {
+                drop_watcher(&slot);
+                let _ = out
+                    .send(WatchMsg::Fallback {
+                        target: index,
+                        reason: format!("watch setup failed: {e}"),
+                    })
+                    .await;
+                continue;
+            }
+        }
+        slots.push(slot);
+    }
+    drop(raw_tx);
+    if slots.is_empty() {
+        cancel.cancelled().await;
+        return;
+    }
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut batch: Vec<RawEvent> = Vec::new();
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+            got = raw_rx.recv() => match got {
+                Some(ev) => batch.push(ev),
+                None => break,
+            },
+        }
+        while batch.len() < 1024 {
+            match raw_rx.try_recv() {
+                Ok(ev) => batch.push(ev),
+                Err(_) => break,
+            }
+        }
+        for slot in &slots {
+            if slot.overflowed.swap(false, Ordering::Relaxed) {
+                let _ = out
+                    .send(WatchMsg::Rescan {
+                        target: slot.target.index,
+                        reason: "file event buffer overflowed".into(),
+                    })
+                    .await;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let work: Vec<(
+            WatchTarget,
+            Arc<Mutex<Option<RecommendedWatcher>>>,
+            Vec<notify::Result<notify::Event>>,
+        )> = group(&slots, batch);
+        let processed = tokio::task::spawn_blocking(move || {
+            work.into_iter()
+                .map(|(t, w, evs)| process(&t, &w, evs))
+                .collect::<Vec<_>>()
+        });
+        let processed = tokio::select! {
+            _ = cancel.cancelled() => break,
+            p = processed => p,
+        };
+        let Ok(processed) = processed else { continue };
+        for msgs in processed {
+            for msg in msgs {
+                if let WatchMsg::Fallback { target, .. } = &msg
+                    && let Some(slot) = slots.iter().find(|s| s.target.index == *target)
+                {
+                    drop_watcher(slot);
+                }
+                if out.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    for slot in &slots {
+        drop_watcher(slot);
+    }
+}
+
+fn drop_watcher(slot: &Slot) {
+    let taken = match slot.watcher.lock() {
+        Ok(mut g) => g.take(),
+        Err(p) => p.into_inner().take(),
+    };
+    drop(taken);
+}
+
+#[allow(clippy::type_complexity)]
+fn group(
+    slots: &[Slot],
+    batch: Vec<RawEvent>,
+) -> Vec<(
+    WatchTarget,
+    Arc<Mutex<Option<RecommendedWatcher>>>,
+    Vec<notify::Result<notify::Event>>,
+)> {
+    let mut by: BTreeMap<usize, Vec<notify::Result<notify::Event>>> = BTreeMap::new();
+    for (i, ev) in batch {
+        by.entry(i).or_default().push(ev);
+    }
+    by.into_iter()
+        .filter_map(|(i, evs)| {
+            let slot = slots.iter().find(|s| s.target.index == i)?;
+            Some((slot.target.clone(), slot.watcher.clone(), evs))
+        })
+        .collect()
+}
+
+/// Turn a batch of raw events of one target into scheduler messages,
+/// watching new directories on the way. Blocking (stats, walks).
+fn process(
+    target: &WatchTarget,
+    watcher: &Mutex<Option<RecommendedWatcher>>,
+    events: Vec<notify::Result<notify::Event>>,
+) -> Vec<WatchMsg> {
+    let mut changed: BTreeMap<PathBuf, u64> = BTreeMap::new();
+    let mut msgs = Vec::new();
+    let mut rescan = None;
+    for ev in events {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => match classify(e) {
+                SetupError::Budget(reason) => {
+                    msgs.push(WatchMsg::Fallback {
+                        target: target.index,
+                        reason,
+                    });
+                    return msgs;
+                }
+                SetupError::Other(m) => {
+                    tracing::warn!(target_name = %target.name, error = %m, "file watch error; rescanning");
+                    rescan = Some(m);
+                    continue;
+                }
+            },
+        };
+        if ev.need_rescan() {
+            rescan = Some("the kernel dropped file events (inotify queue overflow)".to_string());
+            continue;
+        }
+        if matches!(
+            ev.kind,
+            EventKind::Access(AccessKind::Open(_))
+                | EventKind::Access(AccessKind::Read)
+                | EventKind::Access(AccessKind::Close(AccessMode::Read))
+                | EventKind::Access(AccessKind::Close(AccessMode::Execute))
+        ) {
+            continue;
+        }
+        for path in ev.paths {
+            let Some(rel) = target.rel(&path) else {
+                continue;
+            };
+            if rel.is_empty() {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).ok();
+            let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+            if target.excluded(&rel, is_dir) {
+                continue;
+            }
+            if is_dir {
+                // A new (or moved-in) directory: watch it and everything
+                // below, and treat what is already inside as changed.
+                let mut guard = match watcher.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                if let Some(w) = guard.as_mut() {
+                    match watch_tree(target, w, &path, true) {
+                        Ok(files) => changed.extend(files),
+                        Err(SetupError::Budget(reason)) => {
+                            msgs.push(WatchMsg::Fallback {
+                                target: target.index,
+                                reason,
+                            });
+                            return msgs;
+                        }
+                        Err(SetupError::Other(_)) => {}
+                    }
+                }
+                // The directory itself matters too (empty dirs, renames).
+                changed.insert(path, 0);
+            } else {
+                let size = meta.map(|m| m.len()).unwrap_or(0);
+                changed.insert(path, size);
+            }
+        }
+    }
+    if let Some(reason) = rescan {
+        msgs.push(WatchMsg::Rescan {
+            target: target.index,
+            reason,
+        });
+    }
+    if !changed.is_empty() {
+        msgs.push(WatchMsg::Changed {
+            target: target.index,
+            paths: changed.into_iter().collect(),
+        });
+    }
+    msgs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_new_files_and_files_in_new_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            vec![WatchTarget {
+                index: 0,
+                name: "t".into(),
+                root: root.clone(),
+                excludes: Excludes::default(),
+            }],
+            tx,
+            cancel.clone(),
+        ));
+        // Give the initial watches a moment to be placed, then write.
+        let mut seen: BTreeMap<PathBuf, u64> = BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let wanted = [root.join("sub/a.txt"), root.join("new/deep/b.txt")];
+        let mut wrote = false;
+        while tokio::time::Instant::now() < deadline && !wanted.iter().all(|w| seen.contains_key(w))
+        {
+            if !wrote {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                std::fs::write(root.join("sub/a.txt"), b"hello").unwrap();
+                std::fs::create_dir_all(root.join("new/deep")).unwrap();
+                std::fs::write(root.join("new/deep/b.txt"), b"hi").unwrap();
+                wrote = true;
+            }
+            if let Ok(Some(WatchMsg::Changed { paths, .. })) =
+                tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+            {
+                seen.extend(paths);
+            }
+        }
+        assert_eq!(seen.get(&root.join("sub/a.txt")), Some(&5), "{seen:?}");
+        assert!(seen.contains_key(&root.join("new/deep/b.txt")), "{seen:?}");
+        cancel.cancel();
+        task.await.unwrap();
+    }
+}
