@@ -105,16 +105,14 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 
     let result = serve(spec.clone(), &state, board.clone(), backends.clone(), opts).await;
 
-    // Release the lease whatever happened (unless it is already lost: then
-    // there is nothing of ours to release).
-    if backends.lease.gate().is_open() {
-        match tokio::time::timeout(Duration::from_secs(5), backends.lease.release()).await {
-            Ok(Ok(())) => tracing::info!("lease released"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "releasing the lease failed; it will expire after its TTL")
-            }
-            Err(_) => tracing::warn!("releasing the lease timed out; it will expire after its TTL"),
+    // Release whatever happened: after a flush, after a failed start, and
+    // after a lost lease (the keeper frees the prefixes it still holds).
+    match tokio::time::timeout(Duration::from_secs(5), backends.lease.release()).await {
+        Ok(Ok(())) => tracing::info!("lease released"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "releasing the lease failed; it will expire after its TTL")
         }
+        Err(_) => tracing::warn!("releasing the lease timed out; it will expire after its TTL"),
     }
     let mut last = board.snapshot().as_stopped(unix_now());
     last.updated_at = unix_now();

@@ -5,5 +5,6 @@
 
 mod support;
 
+mod daemon;
 mod harness;
 mod spec;
