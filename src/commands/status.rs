@@ -78,6 +78,7 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         spec: Default::default(),
         pid: None,
         started_at: None,
+        uptime_secs: None,
         updated_at: unix_now(),
         leases: status::LeaseState {
             writes_allowed: false,

@@ -9,19 +9,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::status::PassCounts;
+use super::status::{InFlight, PassCounts};
 use crate::error::ExitStatus;
 use crate::remote::WriteGate;
 
 /// What a pass covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scope {
-    /// Compare the whole target with the remote.
-    Full,
+    /// Scan the whole local target; `verify` also lists the remote (a full
+    /// reconcile) instead of trusting the recorded sync state.
+    Full { verify: bool },
     /// Re-check only these absolute local paths (from file events).
     Paths(Vec<PathBuf>),
 }
@@ -53,9 +55,62 @@ impl SeamError {
     where
         E: crate::error::HasExitStatus + std::error::Error,
     {
+        // The error's message plus any causes it does not already spell out.
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = s.source();
+        }
         SeamError {
             status: e.exit_status(),
-            message: format!("{:#}", anyhow::anyhow!(e.to_string())),
+            message,
+        }
+    }
+}
+
+/// Live progress of the pass in flight of one target (what `status` shows
+/// as in-flight transfers). Written by the engine's observer, read by
+/// `status`; plain atomics so neither side ever waits.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    files_planned: AtomicU64,
+    files_done: AtomicU64,
+    bytes_planned: AtomicU64,
+    bytes_done: AtomicU64,
+}
+
+impl Progress {
+    pub fn reset(&self) {
+        for a in [
+            &self.files_planned,
+            &self.files_done,
+            &self.bytes_planned,
+            &self.bytes_done,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+    pub fn planned(&self, files: u64, bytes: u64) {
+        self.files_planned.store(files, Ordering::Relaxed);
+        self.bytes_planned.store(bytes, Ordering::Relaxed);
+    }
+    pub fn file_done(&self) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn bytes(&self, n: u64) {
+        self.bytes_done.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn view(&self) -> InFlight {
+        InFlight {
+            files_planned: self.files_planned.load(Ordering::Relaxed),
+            files_done: self.files_done.load(Ordering::Relaxed),
+            bytes_planned: self.bytes_planned.load(Ordering::Relaxed),
+            bytes_done: self.bytes_done.load(Ordering::Relaxed),
         }
     }
 }
@@ -67,6 +122,7 @@ pub(crate) trait SyncSeam: Send + Sync + 'static {
         target: &str,
         scope: Scope,
         cancel: CancellationToken,
+        progress: Arc<Progress>,
     ) -> BoxFuture<'static, Result<PassOutcome, SeamError>>;
 }
 

@@ -53,11 +53,11 @@ impl Readiness {
 
     /// Send the one message; later calls do nothing.
     pub fn send(&mut self, msg: &ReadyMsg) {
-        if let Some(mut f) = self.file.take() {
-            if let Ok(mut line) = serde_json::to_string(msg) {
-                line.push('\n');
-                let _ = f.write_all(line.as_bytes());
-            }
+        if let Some(mut f) = self.file.take()
+            && let Ok(mut line) = serde_json::to_string(msg)
+        {
+            line.push('\n');
+            let _ = f.write_all(line.as_bytes());
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{LeaseSeam, PassOutcome, Scope, SeamError, SyncSeam};
+use super::backend::{LeaseSeam, PassOutcome, Progress, Scope, SeamError, SyncSeam};
 use super::control::{Command, Request, Response, SyncNowOutcome};
 use super::status::{
     DaemonStatus, LeaseState, TargetStatus, WatchModeState, WatchState, to_unix, unix_now,
@@ -40,14 +40,26 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) struct Board {
     inner: Mutex<DaemonStatus>,
     lease: OnceLock<Arc<dyn LeaseSeam>>,
+    /// Per target, in board order.
+    progress: Vec<Arc<Progress>>,
 }
 
 impl Board {
     pub fn new(initial: DaemonStatus) -> Board {
+        let progress = initial
+            .targets
+            .iter()
+            .map(|_| Arc::new(Progress::default()))
+            .collect();
         Board {
             inner: Mutex::new(initial),
             lease: OnceLock::new(),
+            progress,
         }
+    }
+
+    pub fn progress(&self, i: usize) -> Arc<Progress> {
+        self.progress.get(i).cloned().unwrap_or_default()
     }
 
     pub fn set_lease(&self, lease: Arc<dyn LeaseSeam>) {
@@ -74,6 +86,9 @@ impl Board {
                 fenced_reason: gate.check().err().map(|f| f.reason),
                 detail: lease.snapshot(),
             };
+        }
+        for (t, p) in s.targets.iter_mut().zip(&self.progress) {
+            t.in_flight = t.pass_running.then(|| p.view());
         }
         let now = unix_now();
         s.updated_at = now;
@@ -114,6 +129,8 @@ struct TargetRt {
     first_done: bool,
     polling: bool,
     full_seq_started: u64,
+    /// The next full pass also lists the remote (`sync --now`).
+    verify_next: bool,
 }
 
 struct Waiter {
@@ -170,6 +187,7 @@ impl Scheduler {
                 running: false,
                 first_done: false,
                 full_seq_started: 0,
+                verify_next: false,
             })
             .collect();
         Scheduler {
@@ -286,7 +304,11 @@ impl Scheduler {
         t.running = true;
         let scope = if full {
             t.full_seq_started += 1;
-            Scope::Full
+            // Remote changes only come from elsewhere for pull-only targets
+            // (the lease keeps everyone else off the others): only those list
+            // the remote every interval, so an idle daemon makes no requests.
+            let verify = std::mem::take(&mut t.verify_next) || !t.info.writes_remote;
+            Scope::Full { verify }
         } else {
             Scope::Paths(t.inflight.keys().cloned().collect())
         };
@@ -295,8 +317,10 @@ impl Scheduler {
         tracing::debug!(target_name = %name, full, paths = t.inflight.len(), "pass starting");
         let sync = self.sync.clone();
         let cancel = self.pass_cancel.child_token();
+        let progress = self.board.progress(i);
+        progress.reset();
         self.passes.spawn(async move {
-            let r = sync.pass(&name, scope, cancel).await;
+            let r = sync.pass(&name, scope, cancel, progress).await;
             (i, full, seq, r)
         });
         self.publish();
@@ -324,16 +348,27 @@ impl Scheduler {
                 if out.failed.is_empty() {
                     success = true;
                     t.backoff = FIRST_BACKOFF;
-                    tracing::info!(
-                        target_name = %name,
-                        full,
-                        uploaded = out.counts.uploaded,
-                        downloaded = out.counts.downloaded,
-                        deleted_remote = out.counts.deleted_remote,
-                        deleted_local = out.counts.deleted_local,
-                        conflicts = out.conflicts.len(),
-                        "pass done"
-                    );
+                    let moved = out.counts.uploaded
+                        + out.counts.downloaded
+                        + out.counts.deleted_remote
+                        + out.counts.deleted_local
+                        + out.conflicts.len() as u64;
+                    // Idle interval passes are routine: keep them out of the
+                    // info log so it shows what actually moved.
+                    if moved == 0 {
+                        tracing::debug!(target_name = %name, full, "pass done, nothing to do");
+                    } else {
+                        tracing::info!(
+                            target_name = %name,
+                            full,
+                            uploaded = out.counts.uploaded,
+                            downloaded = out.counts.downloaded,
+                            deleted_remote = out.counts.deleted_remote,
+                            deleted_local = out.counts.deleted_local,
+                            conflicts = out.conflicts.len(),
+                            "pass done"
+                        );
+                    }
                 } else {
                     let first = out
                         .failed
@@ -493,6 +528,7 @@ impl Scheduler {
                 for t in &mut self.targets {
                     t.full_at = now;
                     t.not_before = now;
+                    t.verify_next = true;
                     required.push(t.full_seq_started + 1);
                 }
                 if self.targets.is_empty() {
@@ -545,7 +581,9 @@ impl Scheduler {
     fn publish(&self) {
         let now = Instant::now();
         let now_sys = SystemTime::now();
-        let views: Vec<(u64, u64, Option<u64>, bool, Option<u64>)> = self
+        // (pending files, pending bytes, oldest pending, running, next check)
+        type View = (u64, u64, Option<u64>, bool, Option<u64>);
+        let views: Vec<View> = self
             .targets
             .iter()
             .map(|t| {
@@ -665,6 +703,7 @@ pub(crate) fn initial_target_status(t: &crate::spec::Target, watch: WatchState) 
         pending_bytes: 0,
         oldest_pending_at: None,
         pass_running: false,
+        in_flight: None,
         next_check_at: None,
         conflicts: Vec::new(),
         conflicts_total: 0,
@@ -691,6 +730,7 @@ mod tests {
             target: &str,
             scope: Scope,
             _cancel: CancellationToken,
+            _progress: Arc<Progress>,
         ) -> BoxFuture<'static, Result<PassOutcome, SeamError>> {
             self.calls.lock().unwrap().push((target.to_string(), scope));
             let mut f = self.fail_first.lock().unwrap();
@@ -722,6 +762,7 @@ mod tests {
             spec: "/s".into(),
             pid: Some(1),
             started_at: Some(unix_now()),
+            uptime_secs: None,
             updated_at: unix_now(),
             leases: LeaseState {
                 writes_allowed: true,
@@ -748,6 +789,7 @@ mod tests {
                     pending_bytes: 0,
                     oldest_pending_at: None,
                     pass_running: false,
+                    in_flight: None,
                     next_check_at: None,
                     conflicts: vec![],
                     conflicts_total: 0,
@@ -834,7 +876,10 @@ mod tests {
         let calls = h.rec.calls.lock().unwrap().clone();
         assert_eq!(
             calls,
-            vec![("high".into(), Scope::Full), ("low".into(), Scope::Full)]
+            vec![
+                ("high".into(), Scope::Full { verify: false }),
+                ("low".into(), Scope::Full { verify: false })
+            ]
         );
         h.shutdown.cancel();
         assert!(h.task.await.unwrap().is_empty());
@@ -870,7 +915,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|(_, s)| *s == Scope::Full)
+                .filter(|(_, s)| matches!(s, Scope::Full { .. }))
                 .count()
                 >= 2
         })
@@ -959,7 +1004,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(h.rec.calls.lock().unwrap().len(), 2);
+        assert_eq!(
+            h.rec.calls.lock().unwrap()[1],
+            ("t".into(), Scope::Full { verify: true })
+        );
         let (tx, rx) = oneshot::channel();
         h.cmd_tx
             .send(Command {
@@ -988,7 +1036,10 @@ mod tests {
         eventually(|| rec.calls.lock().unwrap().len() >= 2).await;
         let st = h.board.snapshot();
         assert_eq!(st.targets[0].watch.mode, WatchModeState::Polling);
-        assert_eq!(h.rec.calls.lock().unwrap()[1].1, Scope::Full);
+        assert_eq!(
+            h.rec.calls.lock().unwrap()[1].1,
+            Scope::Full { verify: false }
+        );
         h.shutdown.cancel();
         h.task.await.unwrap();
     }

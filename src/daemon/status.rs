@@ -14,6 +14,7 @@
 //!   "spec": "/workspace/.devcontainer/workspace-spec.yaml",
 //!   "pid": 1234,                   // null when not running
 //!   "started_at": 1763900000,      // unix seconds; null when unknown
+//!   "uptime_secs": 42,             // null when not running
 //!   "updated_at": 1763900042,      // unix seconds when this snapshot was taken
 //!   "leases": { "writes_allowed": true, "fenced_reason": null, "detail": [ ... ] },
 //!   "targets": [{
@@ -25,6 +26,8 @@
 //!     "last_error": null,
 //!     "pending_files": 2, "pending_bytes": 5120, "oldest_pending_at": 1763900040,
 //!     "pass_running": false, "next_check_at": 1763900330,
+//!     "in_flight": null,             // while a pass runs: {"files_planned", "files_done",
+//!                                    //  "bytes_planned", "bytes_done"}
 //!     "conflicts": ["notes.md.conflict-..."], "conflicts_total": 1,
 //!     "last_pass": { "uploaded": 1, "downloaded": 0, "deleted_remote": 0, "deleted_local": 0,
 //!                    "bytes_up": 5120, "bytes_down": 0, "failed": 0 }
@@ -124,6 +127,15 @@ pub struct PassCounts {
     pub failed: u64,
 }
 
+/// Transfers of the pass in flight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub files_planned: u64,
+    pub files_done: u64,
+    pub bytes_planned: u64,
+    pub bytes_done: u64,
+}
+
 /// One sync target as the daemon sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetStatus {
@@ -141,8 +153,11 @@ pub struct TargetStatus {
     pub pending_bytes: u64,
     /// When the oldest change not yet on the remote was seen (unix seconds).
     pub oldest_pending_at: Option<u64>,
-    /// A pass (transfers) is in flight right now.
+    /// A pass (transfers) is in flight right now ...
     pub pass_running: bool,
+    /// ... and how far it got (once it has planned).
+    #[serde(default)]
+    pub in_flight: Option<InFlight>,
     pub next_check_at: Option<u64>,
     /// Conflict copies created by recent passes (most recent last, capped).
     pub conflicts: Vec<String>,
@@ -173,6 +188,9 @@ pub struct DaemonStatus {
     pub spec: PathBuf,
     pub pid: Option<u32>,
     pub started_at: Option<u64>,
+    /// Seconds since `started_at` while running.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
     pub updated_at: u64,
     pub leases: LeaseState,
     pub targets: Vec<TargetStatus>,
@@ -190,8 +208,12 @@ pub fn to_unix(t: SystemTime) -> u64 {
 }
 
 impl DaemonStatus {
-    /// Recompute `health` and `problems` from the rest, as of `now`.
+    /// Recompute `health`, `problems` and `uptime_secs` from the rest, as of `now`.
     pub fn evaluate(&mut self, now: u64) {
+        self.uptime_secs = match (self.state, self.started_at) {
+            (RunState::Running, Some(s)) => Some(now.saturating_sub(s)),
+            _ => None,
+        };
         let mut problems = Vec::new();
         match self.state {
             RunState::Disabled => {
@@ -249,6 +271,7 @@ impl DaemonStatus {
         self.pid = None;
         for t in &mut self.targets {
             t.pass_running = false;
+            t.in_flight = None;
             t.next_check_at = None;
         }
         self.evaluate(now);
@@ -285,7 +308,9 @@ impl DaemonStatus {
         if self.state == RunState::Disabled {
             return out;
         }
-        let lease = if self.leases.writes_allowed {
+        let lease = if self.state == RunState::Stopped {
+            "not held (the daemon is not running)".to_string()
+        } else if self.leases.writes_allowed {
             "held".to_string()
         } else {
             format!(
@@ -296,7 +321,7 @@ impl DaemonStatus {
         let _ = writeln!(out, "lease: {lease}");
         if let serde_json::Value::Array(items) = &self.leases.detail {
             for item in items {
-                let _ = writeln!(out, "  {}", compact(item));
+                let _ = writeln!(out, "  {}", lease_line(item, now));
             }
         }
         for t in &self.targets {
@@ -333,7 +358,21 @@ impl DaemonStatus {
                 );
             }
             if t.pass_running {
-                let _ = write!(out, "; transferring now");
+                match &t.in_flight {
+                    Some(f) if f.files_planned > 0 => {
+                        let _ = write!(
+                            out,
+                            "; transferring {}/{} file(s), {}/{}",
+                            f.files_done,
+                            f.files_planned,
+                            human_bytes(f.bytes_done),
+                            human_bytes(f.bytes_planned)
+                        );
+                    }
+                    _ => {
+                        let _ = write!(out, "; checking now");
+                    }
+                }
             } else if let Some(next) = t.next_check_at {
                 let _ = write!(
                     out,
@@ -361,6 +400,31 @@ impl DaemonStatus {
         }
         out
     }
+}
+
+/// One lease of the keeper's snapshot: where, held/lost, last renewal,
+/// holder. Unknown shapes fall back to `key=value` pairs.
+fn lease_line(v: &serde_json::Value, now: u64) -> String {
+    let Some(location) = v.get("location").and_then(|l| l.as_str()) else {
+        return compact(v);
+    };
+    let _ = now;
+    let state = v.get("state").and_then(|s| s.as_str()).unwrap_or("unknown");
+    let mut line = format!("{location}: {state}");
+    if let Some(secs) = v.get("last_renewal_secs_ago").and_then(|s| s.as_u64()) {
+        let _ = write!(line, ", renewed {} ago", human_secs(secs));
+    }
+    if let Some(h) = v.get("holder").filter(|h| !h.is_null()) {
+        let host = h.get("host").and_then(|x| x.as_str()).unwrap_or("?");
+        let _ = write!(line, ", holder {host}");
+        if let Some(c) = h.get("container_id").and_then(|x| x.as_str()) {
+            let _ = write!(line, " ({c})");
+        }
+    }
+    if let Some(d) = v.get("detail").and_then(|x| x.as_str()) {
+        let _ = write!(line, " — {d}");
+    }
+    line
 }
 
 fn compact(v: &serde_json::Value) -> String {
@@ -455,6 +519,7 @@ pub(crate) mod tests_support {
             spec: "/w/spec.yaml".into(),
             pid: Some(42),
             started_at: Some(now - 100),
+            uptime_secs: None,
             updated_at: now,
             leases: LeaseState {
                 writes_allowed: true,
@@ -479,6 +544,7 @@ pub(crate) mod tests_support {
                 pending_bytes: 5120,
                 oldest_pending_at: Some(now - 1),
                 pass_running: false,
+                in_flight: None,
                 next_check_at: Some(now + 48),
                 conflicts: vec![],
                 conflicts_total: 0,

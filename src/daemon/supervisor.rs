@@ -299,9 +299,7 @@ async fn serve(
                         shutdown.cancel();
                     }
                     Some(Ok((name, Ok(())))) => {
-                        if !workers_cancel.is_cancelled() {
-                            tracing::debug!(worker = name, "worker finished");
-                        }
+                        tracing::debug!(worker = name, "worker finished");
                     }
                     Some(Err(e)) => {
                         tracing::error!(error = %e, "a worker panicked; stopping");

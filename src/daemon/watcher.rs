@@ -93,10 +93,17 @@ impl WatchTarget {
 }
 
 type RawEvent = (usize, notify::Result<notify::Event>);
+type SharedWatcher = Arc<Mutex<Option<RecommendedWatcher>>>;
+/// One target's share of a batch: who, its watcher, its events.
+type Work = (
+    WatchTarget,
+    SharedWatcher,
+    Vec<notify::Result<notify::Event>>,
+);
 
 struct Slot {
     target: WatchTarget,
-    watcher: Arc<Mutex<Option<RecommendedWatcher>>>,
+    watcher: SharedWatcher,
     overflowed: Arc<AtomicBool>,
 }
 
@@ -292,11 +299,7 @@ pub(crate) async fn run(
         if batch.is_empty() {
             continue;
         }
-        let work: Vec<(
-            WatchTarget,
-            Arc<Mutex<Option<RecommendedWatcher>>>,
-            Vec<notify::Result<notify::Event>>,
-        )> = group(&slots, batch);
+        let work: Vec<Work> = group(&slots, batch);
         let processed = tokio::task::spawn_blocking(move || {
             work.into_iter()
                 .map(|(t, w, evs)| process(&t, &w, evs))
@@ -333,15 +336,7 @@ fn drop_watcher(slot: &Slot) {
     drop(taken);
 }
 
-#[allow(clippy::type_complexity)]
-fn group(
-    slots: &[Slot],
-    batch: Vec<RawEvent>,
-) -> Vec<(
-    WatchTarget,
-    Arc<Mutex<Option<RecommendedWatcher>>>,
-    Vec<notify::Result<notify::Event>>,
-)> {
+fn group(slots: &[Slot], batch: Vec<RawEvent>) -> Vec<Work> {
     let mut by: BTreeMap<usize, Vec<notify::Result<notify::Event>>> = BTreeMap::new();
     for (i, ev) in batch {
         by.entry(i).or_default().push(ev);

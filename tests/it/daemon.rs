@@ -6,16 +6,20 @@
 //! killed by a [`Daemon`] guard whatever happens. Nothing asserts on timing:
 //! eventual conditions are polled with generous deadlines.
 
-use std::path::{Path, PathBuf};
+// Until the engine and lease are on main, part of these helpers is unused
+// (tests/it/daemon_sync.rs, added with the wiring, uses the rest).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{coltecd_bin, s3};
 
 /// Generous deadline for eventual conditions (a loaded CI machine).
-const EVENTUALLY: Duration = Duration::from_secs(60);
+pub(crate) const EVENTUALLY: Duration = Duration::from_secs(60);
 
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(
@@ -27,35 +31,35 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// One test's world.
-struct World {
-    dir: tempfile::TempDir,
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         World {
             dir: tempfile::Builder::new().prefix("cd").tempdir().unwrap(),
         }
     }
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
-    fn spec(&self) -> PathBuf {
+    pub(crate) fn spec(&self) -> PathBuf {
         self.path("ws/.devcontainer/workspace-spec.yaml")
     }
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.path("state")
     }
-    fn logs(&self) -> PathBuf {
+    pub(crate) fn logs(&self) -> PathBuf {
         self.path("logs")
     }
-    fn remote(&self) -> PathBuf {
+    pub(crate) fn remote(&self) -> PathBuf {
         self.path("remote")
     }
 
     /// A spec with a `local` remote and the given targets (`name`,
     /// direction); extra YAML goes under `persistence.daemon`.
-    fn write_local_spec(&self, targets: &[(&str, &str)], daemon_extra: &str) {
+    pub(crate) fn write_local_spec(&self, targets: &[(&str, &str)], daemon_extra: &str) {
         let mut sync = String::new();
         for (name, direction) in targets {
             std::fs::create_dir_all(self.path(name)).unwrap();
@@ -70,7 +74,7 @@ impl World {
         ), daemon_extra);
     }
 
-    fn write_spec(&self, persistence_body: &str, daemon_extra: &str) {
+    pub(crate) fn write_spec(&self, persistence_body: &str, daemon_extra: &str) {
         let body = format!(
             "name: daemon-test\nmetadata:\n  org: acme\n  project: widget\n  environment: dev-a\npersistence:\n  enabled: true\n{persistence_body}  daemon:\n    log_dir: {}\n    debounce: 1s\n{daemon_extra}",
             self.logs().display()
@@ -80,7 +84,7 @@ impl World {
     }
 
     /// `coltecd` with this world's spec and state dir and a clean env.
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(coltecd_bin());
         c.env("COLTEC_CONFIG", self.spec())
             .env("COLTEC_STATE_DIR", self.state())
@@ -102,11 +106,11 @@ impl World {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.state().join("coltecd.pid"))
             .ok()?
             .trim()
@@ -114,7 +118,7 @@ impl World {
             .ok()
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut all = String::new();
         if let Ok(entries) = std::fs::read_dir(self.logs()) {
             for e in entries.flatten() {
@@ -126,8 +130,8 @@ impl World {
 }
 
 /// Kills the daemon of a world (by its pidfile) when the test ends.
-struct Daemon<'a> {
-    world: &'a World,
+pub(crate) struct Daemon<'a> {
+    pub(crate) world: &'a World,
 }
 
 impl Drop for Daemon<'_> {
@@ -138,7 +142,7 @@ impl Drop for Daemon<'_> {
     }
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -147,11 +151,11 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn status_json(w: &World) -> (i32, serde_json::Value) {
+pub(crate) fn status_json(w: &World) -> (i32, serde_json::Value) {
     let o = w.run(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&o)));
@@ -428,6 +432,3 @@ fn which(bin: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
-
-#[allow(dead_code)]
-fn unused(_: &Path, _: Daemon<'_>) {}
