@@ -3,7 +3,7 @@
 //! terminal afterwards (Codespaces would count it as activity).
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
@@ -55,6 +55,21 @@ pub fn run(global: &GlobalArgs) -> CmdResult {
             anyhow::anyhow!("cannot create a pipe: {e}"),
         )
     })?;
+    // If we were started with stdio closed, the pipe may sit on fd 0-2,
+    // which the child's stdio setup would overwrite: move it above them.
+    let write_end = if write_end.as_raw_fd() <= 2 {
+        let moved = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+            .map_err(|e| {
+                Fail::new(
+                    ExitStatus::Failure,
+                    anyhow::anyhow!("cannot set up the readiness pipe: {e}"),
+                )
+            })?;
+        // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor we now own.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(moved) }
+    } else {
+        write_end
+    };
     let ready_fd = write_end.as_raw_fd();
 
     let mut cmd = std::process::Command::new(exe);
@@ -71,6 +86,7 @@ pub fn run(global: &GlobalArgs) -> CmdResult {
     cmd.arg("run")
         .arg("--ready-fd")
         .arg(ready_fd.to_string())
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));

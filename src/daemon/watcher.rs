@@ -449,6 +449,55 @@ fn process(
 mod tests {
     use super::*;
 
+    #[test]
+    fn watch_budget_errors_mean_fallback_with_advice() {
+        let enospc = notify::Error::io(std::io::Error::from_raw_os_error(28));
+        match classify(enospc) {
+            SetupError::Budget(m) => assert!(m.contains("max_user_watches"), "{m}"),
+            SetupError::Other(m) => panic!("not a budget error: {m}"),
+        }
+        match classify(notify::Error::new(notify::ErrorKind::MaxFilesWatch)) {
+            SetupError::Budget(m) => assert!(m.contains("sysctl"), "{m}"),
+            SetupError::Other(m) => panic!("not a budget error: {m}"),
+        }
+        assert!(matches!(
+            classify(notify::Error::path_not_found()),
+            SetupError::Other(_)
+        ));
+    }
+
+    #[test]
+    fn excluded_dirs_are_not_watched_or_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::create_dir_all(root.join("src/node_modules/pkg")).unwrap();
+        std::fs::create_dir_all(root.join("node_modules/x")).unwrap();
+        std::fs::write(root.join("src/a.rs"), "a").unwrap();
+        std::fs::write(root.join("node_modules/x/i.js"), "i").unwrap();
+        let spec_excludes = crate::spec::Excludes::new(vec!["node_modules/**".to_string()]);
+        let Ok(excludes) = spec_excludes else {
+            panic!("excludes do not compile")
+        };
+        let t = WatchTarget {
+            index: 0,
+            name: "t".into(),
+            root: root.clone(),
+            excludes,
+        };
+        assert!(t.excluded("node_modules", true));
+        assert!(t.excluded("src/node_modules/pkg", true));
+        assert!(t.excluded("node_modules/x/i.js", false));
+        assert!(!t.excluded("src/a.rs", false));
+        let mut w = notify::recommended_watcher(|_: notify::Result<notify::Event>| {}).unwrap();
+        let files = match watch_tree(&t, &mut w, &root, true) {
+            Ok(f) => f,
+            Err(_) => panic!("watch setup failed"),
+        };
+        let names: Vec<_> = files.iter().map(|(p, _)| p.clone()).collect();
+        // Nothing below an excluded directory was walked (so not watched).
+        assert_eq!(names, vec![root.join("src/a.rs")]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reports_new_files_and_files_in_new_dirs() {
         let tmp = tempfile::tempdir().unwrap();
