@@ -60,6 +60,12 @@ pub enum Command {
     /// signals, run the sync daemon alongside, flush before exiting with the
     /// command's exit code.
     Init(InitArgs),
+    /// Run one sync pass over the spec's targets (by priority) and exit.
+    Sync(SyncArgs),
+    /// Pull targets' remote state into their directories (or --to DIR).
+    Restore(RestoreArgs),
+    /// Show or break the leases on this spec's remote prefixes.
+    Lease(LeaseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +95,90 @@ pub struct InitArgs {
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Run one pass and exit (what this command always does; accepted for
+    /// scripts written against the incumbent).
+    #[arg(long)]
+    pub once: bool,
+    /// Print what would be transferred or deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only sync the target with this name (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Compare against a fresh listing of the remote, catching changes made
+    /// behind coltecd's back.
+    #[arg(long)]
+    pub verify: bool,
+    /// Let a pass delete more files than the mass-delete guard allows.
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Only restore the target with this name (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Restore into DIR instead of each target's own path (with several
+    /// targets: into DIR/<target name>).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<std::path::PathBuf>,
+    /// Print what would be downloaded; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    #[command(subcommand)]
+    pub command: LeaseCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Who holds the lease of each prefix this spec writes, and how stale it looks from here.
+    Show(LeaseShowArgs),
+    /// Take over leases held by another container (that container's writes are then fenced),
+    /// print whose they were, and release them so the next `coltecd start` acquires at once.
+    Break(LeaseBreakArgs),
+    /// Acquire this spec's leases and keep renewing them until SIGTERM/SIGINT, then release
+    /// (for tests and diagnostics; `coltecd start` does this as part of syncing).
+    #[command(hide = true)]
+    Hold(LeaseHoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseHoldArgs {
+    /// Only these sync targets (by name; repeat or separate with commas).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseShowArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these sync targets (by name; repeat or separate with commas).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseBreakArgs {
+    /// Required: breaking a live lease lets two containers write the same prefix.
+    #[arg(long)]
+    pub force: bool,
+    /// Only these sync targets (by name; repeat or separate with commas).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

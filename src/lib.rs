@@ -14,12 +14,16 @@
 //! - [`daemon`]: the sync daemon (`start`/`run`/`init`), its control socket,
 //!   status model, pidfile and systemd notify support.
 //! - [`logging`]: tracing setup, the daemon's size-rotated log file.
+//! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
+//! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
 
 pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod error;
+pub mod lease;
 pub mod logging;
 pub mod remote;
 pub mod spec;
 pub mod state_dir;
+pub mod sync;

@@ -4,11 +4,14 @@ use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
 mod init;
+mod lease;
+mod restore;
 mod run;
 mod schema;
 mod start;
 mod status;
 mod stop;
+mod sync;
 mod validate;
 
 /// Run the parsed command line.
@@ -21,6 +24,9 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Stop(args) => stop::run(&cli.global, &args),
         Command::Status(args) => status::run(&cli.global, &args),
         Command::Init(args) => init::run(&cli.global, &args),
+        Command::Sync(args) => sync::run(&cli.global, &args),
+        Command::Restore(args) => restore::run(&cli.global, &args),
+        Command::Lease(args) => lease::run(&cli.global, &args),
     }
 }
 

@@ -13,9 +13,6 @@
 //!   [`sdnotify`] (systemd), [`init`] (PID-1 mode).
 //! - `backend`/`wiring`: the seam to the sync engine and the lease.
 
-// Parts of the seam are used only by the engine wiring, which lands once the
-// engine and lease are on main.
-#[allow(dead_code)]
 pub(crate) mod backend;
 pub mod control;
 pub mod init;

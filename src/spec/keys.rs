@@ -20,7 +20,7 @@ pub(crate) struct KeyReport {
     pub warnings: Vec<Diagnostic>,
 }
 
-pub(crate) fn check(doc: &Yaml, schema: &Json, text: &str) -> KeyReport {
+pub(crate) fn check(doc: &Yaml, schema: &Json) -> KeyReport {
     let mut report = KeyReport::default();
     let Yaml::Mapping(top) = doc else {
         return report;
@@ -29,12 +29,16 @@ pub(crate) fn check(doc: &Yaml, schema: &Json, text: &str) -> KeyReport {
     for (k, v) in top {
         let Some(key) = key_str(k) else { continue };
         match props.and_then(|p| p.get(&key)) {
-            Some(sub) => walk(v, sub, schema, &key, text, &mut report),
+            Some(sub) => walk(v, sub, schema, &key, &mut report),
             None => {
                 let known: Vec<&str> = props
                     .map(|p| p.keys().map(String::as_str).collect())
                     .unwrap_or_default();
-                let mut d = unknown_key(&key, &key, &known, text);
+                // `x-...` keys hold YAML anchors for reuse (as in docker compose).
+                if key.starts_with("x-") {
+                    continue;
+                }
+                let mut d = unknown_key(&key, &key, &known);
                 if suggest(&key, &known).is_some() {
                     report.errors.push(d);
                 } else {
@@ -80,8 +84,16 @@ fn resolve<'a>(schema: &'a Json, root: &'a Json) -> &'a Json {
     s
 }
 
-fn walk(value: &Yaml, schema: &Json, root: &Json, path: &str, text: &str, out: &mut KeyReport) {
-    let schema = resolve(schema, root);
+fn walk(value: &Yaml, schema: &Json, root: &Json, path: &str, out: &mut KeyReport) {
+    let mut schema = resolve(schema, root);
+    // schemars wraps a `$ref` with a description in a one-element `allOf`.
+    while let Some([only]) = schema
+        .get("allOf")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+    {
+        schema = resolve(only, root);
+    }
     // Option<T> and hand-written unions: pick the alternative that fits the value's shape.
     for comb in ["anyOf", "oneOf"] {
         if let Some(alts) = schema.get(comb).and_then(Json::as_array) {
@@ -95,7 +107,7 @@ fn walk(value: &Yaml, schema: &Json, root: &Json, path: &str, text: &str, out: &
                 .map(|a| resolve(a, root))
                 .find(|a| has_type(a, want))
             {
-                walk(value, alt, root, path, text, out);
+                walk(value, alt, root, path, out);
             }
             return;
         }
@@ -108,14 +120,14 @@ fn walk(value: &Yaml, schema: &Json, root: &Json, path: &str, text: &str, out: &
                 let Some(key) = key_str(k) else { continue };
                 let sub_path = format!("{path}.{key}");
                 if let Some(sub) = props.and_then(|p| p.get(&key)) {
-                    walk(v, sub, root, &sub_path, text, out);
+                    walk(v, sub, root, &sub_path, out);
                 } else {
                     match additional {
                         Some(Json::Bool(false)) => {
                             let known: Vec<&str> = props
                                 .map(|p| p.keys().map(String::as_str).collect())
                                 .unwrap_or_default();
-                            out.errors.push(unknown_key(&sub_path, &key, &known, text));
+                            out.errors.push(unknown_key(&sub_path, &key, &known));
                         }
                         Some(sub @ Json::Object(_)) => {
                             // Remote options: rclone passthrough keys are accepted but unused.
@@ -129,7 +141,7 @@ fn walk(value: &Yaml, schema: &Json, root: &Json, path: &str, text: &str, out: &
                                 }
                                 out.warnings.push(d);
                             }
-                            walk(v, sub, root, &sub_path, text, out);
+                            walk(v, sub, root, &sub_path, out);
                         }
                         _ => {}
                     }
@@ -139,7 +151,7 @@ fn walk(value: &Yaml, schema: &Json, root: &Json, path: &str, text: &str, out: &
         Yaml::Sequence(items) => {
             if let Some(item) = schema.get("items") {
                 for (i, v) in items.iter().enumerate() {
-                    walk(v, item, root, &format!("{path}[{i}]"), text, out);
+                    walk(v, item, root, &format!("{path}[{i}]"), out);
                 }
             }
         }
@@ -155,55 +167,162 @@ fn has_type(schema: &Json, want: &str) -> bool {
     }
 }
 
-fn unknown_key(path: &str, key: &str, known: &[&str], text: &str) -> Diagnostic {
+fn unknown_key(path: &str, key: &str, known: &[&str]) -> Diagnostic {
     let mut d = Diagnostic::new(path, format!("unknown key `{key}`"));
     d.hint = Some(match suggest(key, known) {
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("remove it; the keys allowed here are: {}", known.join(", ")),
     });
-    if let Some((line, col)) = find_key_line(text, key) {
-        d.line = Some(line);
-        d.column = Some(col);
-    }
     d
 }
 
 /// The closest known key, if it is close enough to be a likely typo.
 pub(crate) fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let key = key.to_lowercase();
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(&key.to_lowercase(), k), *k))
-        .filter(|(score, _)| *score >= 0.85)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k)
+        .filter(|k| {
+            // Short names (`r3` for `r2`) are judged by edit distance, longer
+            // ones by Jaro-Winkler, which favours a shared prefix.
+            let edits = strsim::levenshtein(&key, k);
+            strsim::jaro_winkler(&key, k) >= 0.85
+                || edits <= 1
+                || (edits <= 2 && key.chars().count() >= 5)
+        })
+        .min_by(|a, b| {
+            strsim::levenshtein(&key, a)
+                .cmp(&strsim::levenshtein(&key, b))
+                .then(strsim::jaro_winkler(&key, b).total_cmp(&strsim::jaro_winkler(&key, a)))
+        })
+        .copied()
 }
 
-/// Best-effort position of `key:` for keys serde_yaml's `Value` cannot
-/// locate: used only when the key occurs exactly once in the file.
-fn find_key_line(text: &str, key: &str) -> Option<(usize, usize)> {
-    let mut found = None;
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        let (body, extra) = match trimmed.strip_prefix("- ") {
-            Some(b) => (
-                b.trim_start(),
-                2 + (trimmed.len() - 2 - b.trim_start().len()),
-            ),
-            None => (trimmed, 0),
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn parse_field(field: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for part in field.split('.') {
+        let (key, mut idx) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
         };
-        let body = body
-            .strip_prefix('"')
-            .and_then(|b| b.strip_prefix(key).and_then(|r| r.strip_prefix('"')))
-            .or_else(|| body.strip_prefix(key));
-        if body.is_some_and(|r| r.trim_start().starts_with(':')) {
-            if found.is_some() {
-                return None;
+        if !key.is_empty() {
+            out.push(Seg::Key(key.to_string()));
+        }
+        while let Some(rest) = idx.strip_prefix('[') {
+            let Some(end) = rest.find(']') else { break };
+            if let Ok(n) = rest[..end].parse() {
+                out.push(Seg::Index(n));
             }
-            found = Some((i + 1, indent + extra + 1));
+            idx = &rest[end + 1..];
         }
     }
-    found
+    out
+}
+
+/// Best-effort 1-based line:column of `field` (`persistence.sync[1].interval`)
+/// in block-style YAML, for diagnostics the parser cannot place (unknown
+/// keys, semantic errors). Falls back to the deepest enclosing key found;
+/// `None` when not even the first segment is found.
+pub(crate) fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
+    let want = parse_field(field);
+    if want.is_empty() {
+        return None;
+    }
+    let mut stack: Vec<(usize, Seg)> = Vec::new();
+    let mut best: Option<(usize, (usize, usize))> = None;
+    let mut consider = |stack: &[(usize, Seg)], pos: (usize, usize)| {
+        let n = stack.len();
+        if n <= want.len()
+            && stack.iter().map(|(_, s)| s).eq(want[..n].iter())
+            && best.is_none_or(|(m, _)| n > m)
+        {
+            best = Some((n, pos));
+        }
+    };
+    let mut in_block_scalar: Option<usize> = None;
+    for (lineno, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let mut rest = &line[indent..];
+        if rest.is_empty() || rest.starts_with('#') || rest.starts_with("---") {
+            continue;
+        }
+        if let Some(bi) = in_block_scalar {
+            if indent > bi {
+                continue;
+            }
+            in_block_scalar = None;
+        }
+        let mut col = indent;
+        while rest == "-" || rest.starts_with("- ") {
+            let mut next = 0;
+            while let Some((i, seg)) = stack.last() {
+                if *i > col {
+                    stack.pop();
+                } else if *i == col {
+                    if let Seg::Index(n) = seg {
+                        next = n + 1;
+                        stack.pop();
+                    }
+                    break;
+                } else {
+                    break;
+                }
+            }
+            stack.push((col, Seg::Index(next)));
+            consider(&stack, (lineno + 1, col + 1));
+            let after = rest.get(1..).unwrap_or_default();
+            let trimmed = after.trim_start_matches(' ');
+            col += 1 + (after.len() - trimmed.len());
+            rest = trimmed;
+        }
+        if let Some(key) = line_key(rest) {
+            while stack.last().is_some_and(|(i, _)| *i >= col) {
+                stack.pop();
+            }
+            stack.push((col, Seg::Key(key)));
+            consider(&stack, (lineno + 1, col + 1));
+            let value = rest
+                .split_once(':')
+                .map(|(_, v)| v.trim())
+                .unwrap_or_default();
+            if value.starts_with('|') || value.starts_with('>') {
+                in_block_scalar = Some(col);
+            }
+        }
+    }
+    best.map(|(_, pos)| pos)
+}
+
+/// The key of a `key: value` / `key:` line (plain or quoted).
+fn line_key(rest: &str) -> Option<String> {
+    let (key, after) = if let Some(q) = rest.strip_prefix('"') {
+        let end = q.find('"')?;
+        (&q[..end], &q[end + 1..])
+    } else if let Some(q) = rest.strip_prefix('\'') {
+        let end = q.find('\'')?;
+        (&q[..end], &q[end + 1..])
+    } else {
+        let mut idx = None;
+        for (i, _) in rest.match_indices(':') {
+            let tail = &rest[i + 1..];
+            if tail.is_empty() || tail.starts_with(' ') {
+                idx = Some(i);
+                break;
+            }
+        }
+        let i = idx?;
+        (&rest[..i], &rest[i..])
+    };
+    let after = after.trim_start_matches(' ');
+    if !(after == ":" || after.starts_with(": ")) || key.is_empty() || key.starts_with(['{', '[']) {
+        return None;
+    }
+    Some(key.trim_end().to_string())
 }
 
 #[cfg(test)]
@@ -216,15 +335,47 @@ mod tests {
         assert_eq!(suggest("persistance", &known), Some("persistence"));
         assert_eq!(suggest("metdata", &known), Some("metadata"));
         assert_eq!(suggest("foobar", &known), None);
+        assert_eq!(suggest("r3", &["r2", "logs"]), Some("r2"));
+        assert_eq!(suggest("x", &["r2"]), None);
+        assert_eq!(suggest("exlude", &["exclude", "excludes"]), Some("exclude"));
     }
 
     #[test]
-    fn key_lines() {
-        let text = "a:\n  b: 1\n  - c: 2\nd: 3\n  b2: x\n";
-        assert_eq!(find_key_line(text, "a"), Some((1, 1)));
-        assert_eq!(find_key_line(text, "b"), Some((2, 3)));
-        assert_eq!(find_key_line(text, "c"), Some((3, 5)));
-        let dup = "x:\n  k: 1\ny:\n  k: 2\n";
-        assert_eq!(find_key_line(dup, "k"), None);
+    fn locates_fields_in_block_yaml() {
+        let text = "\
+name: x
+persistence:
+  enabled: true
+  sync:
+    - name: a
+      interval: 5
+      exclude: [a, b]
+    - name: b
+      interval: 6
+      note: |
+        interval: 7
+  remotes:
+    r2:
+      options:
+        endpoint: x
+list:
+- k: 1
+- k: 2
+";
+        assert_eq!(locate(text, "name"), Some((1, 1)));
+        assert_eq!(locate(text, "persistence.sync[0].interval"), Some((6, 7)));
+        assert_eq!(locate(text, "persistence.sync[1].interval"), Some((9, 7)));
+        assert_eq!(locate(text, "persistence.sync[1]"), Some((8, 5)));
+        // Flow sequence: falls back to the enclosing key.
+        assert_eq!(locate(text, "persistence.sync[0].exclude[1]"), Some((7, 7)));
+        assert_eq!(
+            locate(text, "persistence.remotes.r2.options.endpoint"),
+            Some((15, 9))
+        );
+        assert_eq!(locate(text, "list[1].k"), Some((18, 3)));
+        // Missing key: the deepest existing parent.
+        assert_eq!(locate(text, "persistence.defaults.transfers"), Some((2, 1)));
+        assert_eq!(locate(text, "metadata.org"), None);
+        assert_eq!(locate(text, ""), None);
     }
 }

@@ -3,20 +3,23 @@
 //! The file is read once, in three passes, and every problem is collected:
 //! 1. YAML syntax ([`serde_yaml::Value`]), with line:column.
 //! 2. Unknown keys, by walking the document against the JSON Schema of the
-//!    raw structs ([`keys`]), with "did you mean" suggestions; and types,
-//!    by deserializing the raw structs ([`raw`]) with line:column and path.
-//! 3. Meaning ([`resolve`]): defaults, `${VAR}` expansion, `{org}/{project}/{env}`
+//!    raw structs (`keys`), with "did you mean" suggestions; and types, by
+//!    deserializing the raw structs (`raw`) with line:column and path. serde
+//!    stops at the first type error, so on failure each part (sync entry,
+//!    remote, setting) is deserialized on its own to report all of them.
+//! 3. Meaning (`resolve`): defaults, `${VAR}` expansion, `{org}/{project}/{env}`
 //!    placeholders, paths, durations, rates, globs, remotes and the
 //!    cross-target nesting checks.
 //!
 //! # Layout
-//! - [`model`]: the validated types everyone else codes against.
-//! - [`filter`]: `exclude:` globs with rclone semantics.
+//! - `model`: the validated types everyone else codes against.
+//! - `filter`: `exclude:` globs with rclone semantics.
 //! - `raw`: serde structs of the file as written, and the JSON Schema.
 //! - `keys`: unknown-key detection against that schema.
 //! - `expand`: `${VAR}` expansion and the duration / bwlimit / path parsers.
 //! - `resolve`: raw -> [`Spec`].
 //! - `error`: [`SpecError`] and [`Diagnostic`].
+//! - `select`: [`Spec::select`] for `--only NAME`.
 //!
 //! # Defaults worth knowing
 //! - `metadata.environment` missing -> `dev` (the incumbent's default, so its
@@ -42,6 +45,7 @@ mod keys;
 mod model;
 mod raw;
 mod resolve;
+mod select;
 
 pub use error::{Diagnostic, SpecError};
 pub use expand::EnvLookup;
@@ -51,6 +55,7 @@ pub use resolve::{
     DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_PRIORITY, DEFAULT_TRANSFERS,
     MIN_INTERVAL,
 };
+pub use select::UnknownTarget;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -115,20 +120,63 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         }
     }
     // `<<: *anchor` merges are legal YAML; resolve them before checking keys.
+    let unmerged = doc.clone();
     if let Err(e) = doc.apply_merge() {
         return Err(fail(vec![yaml_diagnostic(&e)]));
     }
-
-    let report = keys::check(&doc, schema_value(), text);
-    let mut errors = report.errors;
-    let raw: Option<raw::RawSpec> = match serde_yaml::from_str(text) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            errors.push(yaml_diagnostic(&e));
-            None
-        }
+    // serde_yaml applies `<<` merges only to `Value`s, not when deserializing
+    // structs from text, where merged keys would silently vanish. With merges
+    // present, the typed pass reads the merged document re-serialized, and
+    // positions come from the field path instead of the parser.
+    let merged_text = if doc != unmerged {
+        serde_yaml::to_string(&doc).ok()
+    } else {
+        None
     };
+
+    let secrets = secret_values(&doc, env);
+    let scrub = |mut ds: Vec<Diagnostic>| {
+        for d in &mut ds {
+            d.message = redact(&d.message, &secrets);
+            d.hint = d.hint.as_deref().map(|h| redact(h, &secrets));
+        }
+        ds
+    };
+    let fail = |ds: Vec<Diagnostic>| fail(scrub(ds));
+
+    let report = keys::check(&doc, schema_value());
+    let mut errors = report.errors;
+    let raw: Option<raw::RawSpec> =
+        match serde_yaml::from_str(merged_text.as_deref().unwrap_or(text)) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // serde stops at the first type error; look for the others part
+                // by part so that all of them are reported at once.
+                let mut first = yaml_diagnostic(&e);
+                if merged_text.is_some() {
+                    first.line = None;
+                    first.column = None;
+                }
+                let mut parts = type_errors(&doc);
+                match parts
+                    .iter_mut()
+                    .find(|d| d.field == first.field && d.message == first.message)
+                {
+                    Some(same) => *same = first,
+                    None => parts.insert(0, first),
+                }
+                errors.extend(parts);
+                None
+            }
+        };
     let Some(raw) = raw else {
+        for d in errors.iter_mut().filter(|d| d.line.is_none()) {
+            if let Some((line, col)) = keys::locate(text, &d.field) {
+                d.line = Some(line);
+                d.column = Some(col);
+            }
+        }
+        errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
         return Err(fail(errors));
     };
 
@@ -137,9 +185,87 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
     let spec = resolver.resolve(raw);
     errors.extend(resolver.errors);
     match spec {
-        Some(spec) if errors.is_empty() => Ok(spec),
-        _ => Err(fail(errors)),
+        Some(mut spec) if errors.is_empty() => {
+            for w in &mut spec.warnings {
+                *w = redact(w, &secrets);
+            }
+            Ok(spec)
+        }
+        _ => {
+            for d in errors.iter_mut().filter(|d| d.line.is_none()) {
+                if let Some((line, col)) = keys::locate(text, &d.field) {
+                    d.line = Some(line);
+                    d.column = Some(col);
+                }
+            }
+            errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
+            Err(fail(errors))
+        }
     }
+}
+
+/// Variables that hold credentials: their values are never printed.
+const CREDENTIAL_VARS: &[&str] = &[
+    "RCLONE_S3_ACCESS_KEY_ID",
+    "RCLONE_S3_SECRET_ACCESS_KEY",
+    "RCLONE_S3_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "RCLONE_CRYPT_PASSWORD",
+    "RCLONE_CRYPT_SALT",
+];
+
+/// Remote options that hold credentials.
+const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
+
+/// Every credential value this spec could put into a message: the values
+/// of the credential variables, of the crypt password variables it names,
+/// and of its credential options (literal or expanded). Messages are
+/// scrubbed of them as a last line of defence: the loader quotes paths and
+/// prefixes, which a careless `${VAR}` could fill with a secret.
+fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
+    let mut out: Vec<String> = CREDENTIAL_VARS.iter().filter_map(|v| env(v)).collect();
+    let remotes = doc
+        .get("persistence")
+        .and_then(|p| p.get("remotes"))
+        .and_then(serde_yaml::Value::as_mapping);
+    for remote in remotes.into_iter().flat_map(|m| m.values()) {
+        if let Some(opts) = remote.get("options") {
+            for key in CREDENTIAL_OPTIONS {
+                if let Some(raw) = opts.get(*key).and_then(serde_yaml::Value::as_str) {
+                    out.push(raw.to_string());
+                    if let Ok(v) = expand::expand_vars(raw, env) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        if let Some(crypt) = remote.get("crypt") {
+            for key in ["password_env", "password2_env"] {
+                if let Some(var) = crypt.get(key).and_then(serde_yaml::Value::as_str)
+                    && let Some(v) = env(var)
+                {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    // Very short values would mangle ordinary words; real credentials are long.
+    out.retain(|s| s.len() >= 6 && !s.contains("${"));
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut t = text.to_string();
+    for s in secrets {
+        if t.contains(s.as_str()) {
+            t = t.replace(s.as_str(), "***");
+        }
+    }
+    t
 }
 
 /// The JSON Schema (draft-07) of `workspace-spec.yaml`, for editors.
@@ -160,6 +286,101 @@ fn absolute(path: &Path) -> PathBuf {
             .map(|d| expand::normalize(&d.join(path)))
             .unwrap_or_else(|_| path.to_path_buf())
     }
+}
+
+/// Type errors of every independently deserializable part of the document
+/// (each sync entry, volume and remote, each `persistence` setting, the
+/// metadata), with field paths relative to the document root. Positions are
+/// filled in later from the field path.
+fn type_errors(doc: &serde_yaml::Value) -> Vec<Diagnostic> {
+    use serde::de::DeserializeOwned;
+    use serde_yaml::Value;
+
+    fn check<T: DeserializeOwned>(v: &Value, prefix: &str, out: &mut Vec<Diagnostic>) {
+        // Round-tripping through text keeps serde_yaml's path tracking.
+        let Ok(text) = serde_yaml::to_string(v) else {
+            return;
+        };
+        if let Err(e) = serde_yaml::from_str::<T>(&text) {
+            let mut d = yaml_diagnostic(&e);
+            d.field = match (prefix, d.field.as_str()) {
+                (p, "") => p.to_string(),
+                (p, f) if f.starts_with('[') => format!("{p}{f}"),
+                (p, f) => format!("{p}.{f}"),
+            };
+            d.line = None;
+            d.column = None;
+            out.push(d);
+        }
+    }
+    fn each<T: DeserializeOwned>(v: &Value, prefix: &str, out: &mut Vec<Diagnostic>) {
+        match v {
+            Value::Sequence(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    check::<T>(item, &format!("{prefix}[{i}]"), out);
+                }
+            }
+            other => check::<Vec<T>>(other, prefix, out),
+        }
+    }
+
+    let mut out = Vec::new();
+    if let Some(name) = doc.get("name") {
+        check::<Option<String>>(name, "name", &mut out);
+    }
+    if let Some(m) = doc.get("metadata") {
+        check::<raw::RawMetadata>(m, "metadata", &mut out);
+    }
+    let Some(Value::Mapping(p)) = doc.get("persistence") else {
+        if let Some(p) = doc.get("persistence") {
+            check::<Option<raw::RawPersistence>>(p, "persistence", &mut out);
+        }
+        return out;
+    };
+    for (k, v) in p {
+        let Some(key) = k.as_str() else { continue };
+        let f = format!("persistence.{key}");
+        match key {
+            "enabled" => check::<Option<bool>>(v, &f, &mut out),
+            "mode" => check::<Option<raw::RawMode>>(v, &f, &mut out),
+            "scope" => check::<Option<raw::RawScope>>(v, &f, &mut out),
+            "mounts" => each::<raw::RawPersistenceMount>(v, &f, &mut out),
+            "default_remote" => check::<Option<String>>(v, &f, &mut out),
+            "defaults" => check::<Option<raw::RawDefaults>>(v, &f, &mut out),
+            "sync" => each::<raw::RawSync>(v, &f, &mut out),
+            "lease" => check::<Option<raw::RawLease>>(v, &f, &mut out),
+            "safety" => check::<Option<raw::RawSafety>>(v, &f, &mut out),
+            "daemon" => check::<Option<raw::RawDaemon>>(v, &f, &mut out),
+            "remotes" => match v {
+                Value::Mapping(m) => {
+                    for (name, r) in m {
+                        if let Some(name) = name.as_str() {
+                            check::<raw::RawRemote>(r, &format!("{f}.{name}"), &mut out);
+                        }
+                    }
+                }
+                other => {
+                    check::<std::collections::BTreeMap<String, raw::RawRemote>>(other, &f, &mut out)
+                }
+            },
+            "multi_scope_volumes" => match v {
+                Value::Mapping(m) => {
+                    for (k2, v2) in m {
+                        let Some(k2) = k2.as_str() else { continue };
+                        let f2 = format!("{f}.{k2}");
+                        match k2 {
+                            "environment" => each::<raw::RawVolume>(v2, &f2, &mut out),
+                            "global_refs" | "project_refs" => each::<String>(v2, &f2, &mut out),
+                            _ => {}
+                        }
+                    }
+                }
+                other => check::<Option<raw::RawVolumes>>(other, &f, &mut out),
+            },
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A serde_yaml error as a diagnostic: its path (`persistence.sync[0].interval`),
@@ -194,6 +415,18 @@ fn yaml_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
         }
     } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
         match message.split_once("expected ") {
+            Some((_, "a boolean")) => "write `true` or `false` (without quotes)".to_string(),
+            Some((_, "a sequence")) => {
+                "write a list: one `- item` per line, or `[a, b]`".to_string()
+            }
+            Some((_, exp)) if exp.starts_with("struct") || exp == "a map" => {
+                "write a mapping of `key: value` lines here".to_string()
+            }
+            Some((_, "u64" | "u32" | "u16" | "u8" | "usize")) => {
+                "write a whole number here, without quotes".to_string()
+            }
+            Some((_, "i64" | "i32")) => "write a whole number here, without quotes".to_string(),
+            Some((_, "f64" | "f32")) => "write a number here, without quotes".to_string(),
             Some((_, exp)) => format!("write {exp} here"),
             None => "check the value's type against `coltecd schema`".to_string(),
         }
@@ -208,5 +441,43 @@ fn yaml_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
         hint: Some(hint),
         line: loc.as_ref().map(|l| l.line()),
         column: loc.as_ref().map(|l| l.column()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_values_are_collected_and_redacted() {
+        let doc: serde_yaml::Value = serde_yaml::from_str(
+            "persistence:\n  remotes:\n    r:\n      options:\n        access_key_id: LITERALKEY123\n        secret_access_key: ${MY_SECRET}\n    c:\n      crypt: {password_env: PW}\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "MY_SECRET" => Some("expanded-secret".to_string()),
+            "PW" => Some("crypt-password".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("aws-secret-value".to_string()),
+            "AWS_SESSION_TOKEN" => Some("abc".to_string()),
+            _ => None,
+        };
+        let secrets = secret_values(&doc, &env);
+        for s in [
+            "LITERALKEY123",
+            "expanded-secret",
+            "crypt-password",
+            "aws-secret-value",
+        ] {
+            assert!(
+                secrets.iter().any(|x| x == s),
+                "{s} not collected: {secrets:?}"
+            );
+        }
+        // Too short to be a credential: not scrubbed (it would mangle words).
+        assert!(!secrets.iter().any(|x| x == "abc"));
+        assert_eq!(
+            redact("a expanded-secret b LITERALKEY123", &secrets),
+            "a *** b ***"
+        );
     }
 }

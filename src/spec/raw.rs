@@ -23,6 +23,7 @@ use serde::{Deserialize, de::value::MapAccessDeserializer};
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(title = "coltecd workspace-spec.yaml")]
+#[schemars(rename = "Spec")]
 pub(crate) struct RawSpec {
     /// Workspace name (informational; shown by `coltecd validate`).
     pub name: Option<String>,
@@ -64,6 +65,7 @@ pub(crate) const IGNORED_SECTIONS: &[&str] = &[
 #[allow(dead_code)]
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Metadata")]
 pub(crate) struct RawMetadata {
     /// Organisation slug: `{org}` in `remote_path`.
     pub org: String,
@@ -82,6 +84,7 @@ pub(crate) struct RawMetadata {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Persistence")]
 pub(crate) struct RawPersistence {
     /// Whether anything is synced at all (default false, as the incumbent).
     pub enabled: Option<bool>,
@@ -111,6 +114,7 @@ pub(crate) struct RawPersistence {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "Mode")]
 pub(crate) enum RawMode {
     Mounted,
     Replicated,
@@ -118,6 +122,7 @@ pub(crate) enum RawMode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "Scope")]
 pub(crate) enum RawScope {
     Project,
     Environment,
@@ -127,6 +132,7 @@ pub(crate) enum RawScope {
 #[allow(dead_code)]
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "PersistenceMount")]
 pub(crate) struct RawPersistenceMount {
     pub name: String,
     pub target: String,
@@ -137,6 +143,7 @@ pub(crate) struct RawPersistenceMount {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "RemoteType")]
 pub(crate) enum RawRemoteType {
     S3,
     Local,
@@ -146,6 +153,7 @@ pub(crate) enum RawRemoteType {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Remote")]
 pub(crate) struct RawRemote {
     /// `s3` (default), `local` (a directory) or `crypt` (wraps another remote).
     #[serde(rename = "type")]
@@ -207,6 +215,7 @@ impl JsonSchema for RawOptions {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "FilenameEncryption")]
 pub(crate) enum RawFilenameEncryption {
     Standard,
     Obfuscate,
@@ -215,6 +224,7 @@ pub(crate) enum RawFilenameEncryption {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Crypt")]
 pub(crate) struct RawCrypt {
     /// Name of the environment variable holding the password.
     pub password_env: String,
@@ -232,6 +242,7 @@ pub(crate) struct RawCrypt {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Defaults")]
 pub(crate) struct RawDefaults {
     /// Parallel file transfers (default 4, like rclone).
     pub transfers: Option<u64>,
@@ -243,6 +254,7 @@ pub(crate) struct RawDefaults {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(rename = "Direction")]
 pub(crate) enum RawDirection {
     Bidirectional,
     PushOnly,
@@ -251,6 +263,7 @@ pub(crate) enum RawDirection {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Sync")]
 pub(crate) struct RawSync {
     /// Unique target name.
     pub name: String,
@@ -286,6 +299,7 @@ pub(crate) struct RawSync {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Volumes")]
 pub(crate) struct RawVolumes {
     /// Incumbent shared volumes (not synced by coltecd).
     pub global_refs: Vec<String>,
@@ -297,6 +311,7 @@ pub(crate) struct RawVolumes {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Volume")]
 pub(crate) struct RawVolume {
     pub name: String,
     pub remote_path: String,
@@ -319,6 +334,7 @@ pub(crate) struct RawVolume {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "LeaseSettings")]
 pub(crate) struct RawLeaseSettings {
     /// Default true.
     pub enabled: Option<bool>,
@@ -382,6 +398,7 @@ impl JsonSchema for RawLease {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Safety")]
 pub(crate) struct RawSafety {
     /// A pass may delete at most this many remote files ... (default 50)
     pub mass_delete_max_files: Option<u64>,
@@ -393,6 +410,7 @@ pub(crate) struct RawSafety {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "Watch")]
 pub(crate) enum RawWatch {
     Auto,
     Poll,
@@ -401,6 +419,7 @@ pub(crate) enum RawWatch {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
+#[schemars(rename = "Daemon")]
 pub(crate) struct RawDaemon {
     /// Local state dir (default `COLTEC_STATE_DIR`, else ~/.local/share/coltecd/<org>-<project>-<env>).
     pub state_dir: Option<String>,

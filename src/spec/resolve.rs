@@ -35,13 +35,21 @@ pub(crate) struct Resolver<'a> {
     spec_dir: PathBuf,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// Every target's local directory, for the nesting check (collected even
+    /// for targets whose remote side has errors).
+    locals: Vec<LocalEntry>,
+}
+
+struct LocalEntry {
+    origin: String,
+    field: String,
+    name: String,
+    path: PathBuf,
 }
 
 /// A target while it is being resolved, with where it came from.
 struct Draft {
     origin: String,
-    /// Field that holds the local path (`path` or `mount_path`).
-    path_field: &'static str,
     target: Target,
 }
 
@@ -57,6 +65,7 @@ impl<'a> Resolver<'a> {
             spec_dir,
             errors: Vec::new(),
             warnings: Vec::new(),
+            locals: Vec::new(),
         }
     }
 
@@ -119,7 +128,11 @@ impl<'a> Resolver<'a> {
         let expanded = self.expand(field, raw)?;
         match resolve_local_path(&expanded, &self.spec_dir, self.env) {
             Ok(p) => Some(p),
-            Err(inv) => {
+            Err(mut inv) => {
+                // Quote what the user wrote, not what a variable expanded to.
+                if expanded != raw {
+                    inv.message = inv.message.replace(&expanded, raw);
+                }
                 self.invalid(field, inv);
                 None
             }
@@ -290,6 +303,13 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        if has_targets && p.remotes.is_empty() {
+            self.err(
+                "persistence.remotes",
+                "no remote is defined, so the sync targets have nowhere to go",
+                "define one, e.g. `remotes: {local: {type: local, path_prefix: ~/coltecd-remote}}` plus `default_remote: local`, or an s3 remote (see config/r2.yaml)",
+            );
+        }
         self.duplicate_names(&p);
         self.cross_checks(&drafts, &remotes, workspace.as_ref());
 
@@ -446,7 +466,10 @@ impl<'a> Resolver<'a> {
         if bucket.contains('/') {
             self.err(
                 format!("{field}.bucket"),
-                format!("bucket `{bucket}` contains `/`"),
+                format!(
+                    "bucket `{}` contains `/`",
+                    r.bucket.as_deref().unwrap_or("$RCLONE_BUCKET")
+                ),
                 "put the bucket name in `bucket` and any key prefix in `path_prefix`",
             );
         }
@@ -553,10 +576,11 @@ impl<'a> Resolver<'a> {
     fn key_prefix(&mut self, field: &str, raw: Option<&str>) -> Option<String> {
         let raw = raw?;
         let v = self.expand(field, raw)?;
-        self.clean_key(field, &v)
+        self.clean_key(field, raw, &v)
     }
 
-    fn clean_key(&mut self, field: &str, v: &str) -> Option<String> {
+    /// `v` is the expanded value; messages quote `raw`, what the user wrote.
+    fn clean_key(&mut self, field: &str, raw: &str, v: &str) -> Option<String> {
         let segs: Vec<&str> = v
             .split('/')
             .filter(|s| !s.is_empty() && *s != ".")
@@ -564,7 +588,7 @@ impl<'a> Resolver<'a> {
         if segs.contains(&"..") {
             self.err(
                 field,
-                format!("`{v}` contains `..`"),
+                format!("`{raw}` contains `..`"),
                 "remote paths cannot climb out of their prefix; remove the `..`",
             );
             return None;
@@ -707,7 +731,6 @@ impl<'a> Resolver<'a> {
     // ---------------------------------------------------------------- targets
 
     fn target(&mut self, ctx: &TargetCtx<'_>, e: Entry<'_>) -> Option<Draft> {
-        let before = self.errors.len();
         let o = &e.origin;
         if let Some(problem) = name_problem(e.name) {
             self.err(
@@ -716,7 +739,16 @@ impl<'a> Resolver<'a> {
                 "use letters, digits, `-`, `_` and `.`, e.g. `agent-context`",
             );
         }
-        let local_path = self.local_path(&format!("{o}.{}", e.path_field), e.path);
+        let path_field = format!("{o}.{}", e.path_field);
+        let local_path = self.local_path(&path_field, e.path);
+        if let Some(p) = &local_path {
+            self.locals.push(LocalEntry {
+                origin: o.clone(),
+                field: path_field,
+                name: e.name.to_string(),
+                path: p.clone(),
+            });
+        }
         if let Some(p) = &local_path
             && p.parent().is_none()
         {
@@ -732,18 +764,16 @@ impl<'a> Resolver<'a> {
             (Some(r), _) => Some(r.to_string()),
             (None, Some(d)) => Some(d.clone()),
             (None, None) if ctx.remote_names.len() == 1 => ctx.remote_names.first().cloned(),
+            // No remotes at all: reported once for the whole spec, in `resolve`.
+            (None, None) if ctx.remote_names.is_empty() => None,
             (None, None) => {
                 self.err(
                     format!("{o}.remote"),
                     format!("target `{}` has no remote", e.name),
-                    if ctx.remote_names.is_empty() {
-                        "define a remote under `persistence.remotes` (e.g. `local: {type: local, path_prefix: ~/coltecd-remote}`) and set `persistence.default_remote` to its name".to_string()
-                    } else {
-                        format!(
-                            "add `remote: <name>` here or set `persistence.default_remote` (defined remotes: {})",
-                            ctx.remote_names.join(", ")
-                        )
-                    },
+                    format!(
+                        "add `remote: <name>` here or set `persistence.default_remote` (defined remotes: {})",
+                        ctx.remote_names.join(", ")
+                    ),
                 );
                 None
             }
@@ -816,9 +846,8 @@ impl<'a> Resolver<'a> {
         let checkers = self.count(&format!("{o}.checkers"), e.checkers, ctx.checkers);
         let bwlimit = self.bwlimit(&format!("{o}.bwlimit"), e.bwlimit, ctx.bwlimit);
 
-        if self.errors.len() != before {
-            return None;
-        }
+        // A target with other errors still takes part in the nesting checks
+        // (so they are reported too); the spec as a whole is rejected anyway.
         let (Some(local_path), Some(Some(remote)), Some(remote_path)) =
             (local_path, remote, remote_path)
         else {
@@ -826,7 +855,6 @@ impl<'a> Resolver<'a> {
         };
         Some(Draft {
             origin: e.origin.clone(),
-            path_field: e.path_field,
             target: Target {
                 name: e.name.to_string(),
                 local_path,
@@ -884,7 +912,7 @@ impl<'a> Resolver<'a> {
             };
             normalize(&p).to_string_lossy().into_owned()
         } else {
-            self.clean_key(&field, &substituted)?
+            self.clean_key(&field, &raw, &substituted)?
         };
         if value.is_empty() || value == "/" {
             self.err(
@@ -937,9 +965,10 @@ impl<'a> Resolver<'a> {
             .iter()
             .map(|d| physical(&d.target, remotes))
             .collect();
-        for (j, b) in drafts.iter().enumerate() {
-            for (i, a) in drafts.iter().enumerate().take(j) {
-                let (pa, pb) = (&a.target.local_path, &b.target.local_path);
+        let locals = std::mem::take(&mut self.locals);
+        for (j, b) in locals.iter().enumerate() {
+            for a in locals.iter().take(j) {
+                let (pa, pb) = (&a.path, &b.path);
                 if pa == pb || pa.starts_with(pb) || pb.starts_with(pa) {
                     let rel = if pa == pb {
                         "is the same directory as"
@@ -949,17 +978,21 @@ impl<'a> Resolver<'a> {
                         "contains"
                     };
                     self.err(
-                        format!("{}.{}", b.origin, b.path_field),
+                        &b.field,
                         format!(
                             "{} {rel} {} of target `{}` ({})",
                             pb.display(),
                             pa.display(),
-                            a.target.name,
+                            a.name,
                             a.origin
                         ),
                         "give every target its own directory; to leave a subdirectory out of a target, add it to that target's `exclude`",
                     );
                 }
+            }
+        }
+        for (j, b) in drafts.iter().enumerate() {
+            for (i, a) in drafts.iter().enumerate().take(j) {
                 if let (Some(x), Some(y)) = (&phys[i], &phys[j])
                     && let Some(rel) = x.overlap(y)
                 {
@@ -1020,6 +1053,20 @@ impl<'a> Resolver<'a> {
             ttl: Duration::from_secs(60),
             renew_every: Duration::from_secs(15),
         };
+        if matches!(
+            raw,
+            Some(RawLease::Switch(false))
+                | Some(RawLease::Settings(RawLeaseSettings {
+                    enabled: Some(false),
+                    ..
+                }))
+        ) {
+            self.warn(
+                "persistence.lease",
+                "the lease is off: nothing stops a second container from writing the same remote prefixes",
+                "turn it off only for a backend without conditional writes, and make sure no two containers share {org}/{project}/{env}",
+            );
+        }
         let s = match raw {
             None => return defaults,
             Some(RawLease::Switch(enabled)) => {
@@ -1113,6 +1160,15 @@ impl<'a> Resolver<'a> {
                 "persistence.daemon.flush_deadline",
                 "must be more than 0",
                 "keep it below the container's stop grace period (docker: 10s), e.g. `8s`",
+            );
+        } else if flush_deadline >= Duration::from_secs(10) {
+            self.warn(
+                "persistence.daemon.flush_deadline",
+                format!(
+                    "{} is not below docker's default stop grace period of 10s: the final flush may be cut off by SIGKILL",
+                    humantime::format_duration(flush_deadline)
+                ),
+                "lower it, or raise the container's stop timeout to match",
             );
         }
         let rps = d.max_requests_per_second.unwrap_or(100);
@@ -1312,4 +1368,52 @@ fn physical(t: &Target, remotes: &BTreeMap<String, Option<RemoteSpec>>) -> Optio
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(bucket: &str, key: &str) -> Phys {
+        Phys::Store {
+            store: format!("aws|{bucket}"),
+            segs: split_key(key),
+        }
+    }
+
+    #[test]
+    fn overlap_is_by_whole_segments() {
+        assert_eq!(
+            store("b", "a/b").overlap(&store("b", "a/b")),
+            Some("is the same as")
+        );
+        assert_eq!(
+            store("b", "a").overlap(&store("b", "a/b")),
+            Some("is inside")
+        );
+        assert_eq!(
+            store("b", "a/b").overlap(&store("b", "a")),
+            Some("contains")
+        );
+        // `a/bc` is not inside `a/b`.
+        assert_eq!(store("b", "a/b").overlap(&store("b", "a/bc")), None);
+        assert_eq!(store("b", "a").overlap(&store("c", "a")), None);
+        let d = |p: &str| Phys::Dir(PathBuf::from(p));
+        assert_eq!(d("/r/a").overlap(&d("/r/a/b")), Some("is inside"));
+        assert_eq!(d("/r/a").overlap(&d("/r/ab")), None);
+        assert_eq!(d("/r/a").overlap(&store("b", "r/a")), None);
+    }
+
+    #[test]
+    fn slugs_and_names() {
+        assert_eq!(slug_problem("dev-a"), None);
+        assert!(slug_problem("").is_some());
+        assert!(slug_problem("a/b").is_some());
+        assert!(slug_problem("..").is_some());
+        assert!(slug_problem("a b").is_some());
+        assert_eq!(name_problem("agent-context"), None);
+        assert_eq!(name_problem("v1.2_x"), None);
+        assert!(name_problem(".hidden").is_some());
+        assert!(name_problem("a b").is_some());
+    }
 }

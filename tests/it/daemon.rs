@@ -6,10 +6,6 @@
 //! killed by a [`Daemon`] guard whatever happens. Nothing asserts on timing:
 //! eventual conditions are polled with generous deadlines.
 
-// Until the engine and lease are on main, part of these helpers is unused
-// (tests/it/daemon_sync.rs, added with the wiring, uses the rest).
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -6,5 +6,9 @@
 mod support;
 
 mod daemon;
+mod daemon_sync;
 mod harness;
+mod lease;
+mod lease_cli;
 mod spec;
+mod sync;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod lease_proxy;
+pub mod proxy;
 pub mod s3;
 
 use std::path::PathBuf;

@@ -1,0 +1,58 @@
+//! `coltecd restore [--only NAME]... [--to DIR] [--dry-run]`: pull each
+//! target's remote state into its directory (or DIR; with several targets
+//! DIR/<name>). Files that differ locally are replaced by the remote
+//! version; nothing local is deleted. Exit codes as for `sync`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::sync::{Outcome, Progress, lock_state, restore_dir, select_targets};
+use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::error::{CmdResult, ExitStatus};
+use crate::remote::WriteGate;
+use crate::spec;
+use crate::state_dir::StateDir;
+use crate::sync::Engine;
+
+pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> CmdResult {
+    crate::logging::init_stderr(global);
+    let spec = spec::load(&global.config)?;
+    if !spec.enabled {
+        println!(
+            "persistence is disabled in {}; nothing to restore",
+            spec.path.display()
+        );
+        return Ok(ExitStatus::Ok);
+    }
+    let targets = select_targets(&spec, &args.only)?;
+    let state = StateDir::for_spec(&spec);
+    let _lock = lock_state(&state)?;
+    let rt = super::runtime()?;
+    let cancel = CancellationToken::new();
+    rt.block_on(async {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.cancel();
+            }
+        });
+        // Restore never writes the remote: no lease needed.
+        let engine = Engine::open(Arc::new(spec), &state, WriteGate::always_open())?;
+        let mut outcome = Outcome::default();
+        let several = targets.len() > 1;
+        for name in &targets {
+            let to = args.to.as_deref().map(|d| restore_dir(d, name, several));
+            let progress = Progress::new(name);
+            let r = engine
+                .restore_observed(name, to.as_deref(), args.dry_run, &cancel, &progress)
+                .await;
+            progress.finish();
+            outcome.record(name, r, args.dry_run);
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        outcome.status()
+    })
+}

@@ -1,0 +1,178 @@
+//! Staleness without trusting clocks: what this machine has seen, and since when.
+//!
+//! A lease held by someone else is stale only once *this machine* has seen
+//! the same version (etag) of its lease object unchanged for longer than
+//! its TTL, measured on `CLOCK_BOOTTIME` (monotonic, and unlike
+//! `CLOCK_MONOTONIC` it keeps counting while the machine is suspended).
+//! The first sighting of a version is persisted in the state dir, so a
+//! refused `start` followed by another `start` after the TTL takes over.
+//! Readings are only comparable within one boot, so the file also records
+//! the boot id and is discarded after a reboot (which only ever delays a
+//! takeover: losing observations is always the safe direction).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::record::write_private;
+
+const FILE: &str = "lease-observations.json";
+/// Enough for every prefix of a spec plus their ancestors, many times over.
+const MAX_ENTRIES: usize = 256;
+
+/// Time since boot, including suspend.
+pub fn boottime() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    match clock_gettime(ClockId::CLOCK_BOOTTIME) {
+        Ok(ts) => Duration::new(
+            u64::try_from(ts.tv_sec()).unwrap_or(0),
+            u32::try_from(ts.tv_nsec()).unwrap_or(0),
+        ),
+        // CLOCK_BOOTTIME exists on every Linux since 2.6.39; std's monotonic
+        // Instant is the closest fallback.
+        Err(_) => {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START.get_or_init(std::time::Instant::now).elapsed()
+        }
+    }
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sighting {
+    location: String,
+    version: String,
+    first_seen_ms: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FileData {
+    boot_id: String,
+    seen: VecDeque<Sighting>,
+}
+
+/// The verdict on a foreign lease version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// Seen unchanged for `unchanged_for`; stale in `stale_in` if not renewed.
+    Live {
+        unchanged_for: Duration,
+        stale_in: Duration,
+    },
+    /// Seen unchanged for longer than the TTL.
+    Stale { unchanged_for: Duration },
+}
+
+/// The persisted sightings of one state dir.
+#[derive(Debug)]
+pub struct Observations {
+    path: Option<PathBuf>,
+    data: FileData,
+}
+
+impl Observations {
+    /// Load from `state_dir` (an unreadable or foreign-boot file starts empty).
+    pub fn load(state_dir: &Path) -> Observations {
+        let path = state_dir.join(FILE);
+        let current = boot_id();
+        let data = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<FileData>(&b).ok())
+            .filter(|d| d.boot_id == current)
+            .unwrap_or_else(|| FileData {
+                boot_id: current,
+                seen: VecDeque::new(),
+            });
+        Observations {
+            path: Some(path),
+            data,
+        }
+    }
+
+    /// Record seeing `version` of the lease at `location` now, and judge it
+    /// against `ttl`.
+    pub fn observe(&mut self, location: &str, version: &str, ttl: Duration) -> Staleness {
+        let now = boottime();
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        let first = match self.data.seen.iter().position(|s| s.location == location) {
+            Some(i) if self.data.seen[i].version == version => self.data.seen[i].first_seen_ms,
+            found => {
+                if let Some(i) = found {
+                    self.data.seen.remove(i);
+                }
+                self.data.seen.push_back(Sighting {
+                    location: location.to_string(),
+                    version: version.to_string(),
+                    first_seen_ms: now_ms,
+                });
+                while self.data.seen.len() > MAX_ENTRIES {
+                    self.data.seen.pop_front();
+                }
+                now_ms
+            }
+        };
+        let unchanged_for = Duration::from_millis(now_ms.saturating_sub(first));
+        if unchanged_for > ttl {
+            Staleness::Stale { unchanged_for }
+        } else {
+            Staleness::Live {
+                unchanged_for,
+                stale_in: ttl - unchanged_for,
+            }
+        }
+    }
+
+    /// Forget a location (after we took it over or it was released).
+    pub fn forget(&mut self, location: &str) {
+        self.data.seen.retain(|s| s.location != location);
+    }
+
+    /// Persist (best effort: a lost write only delays a future takeover).
+    pub fn save(&self) {
+        let Some(path) = &self.path else { return };
+        match serde_json::to_vec(&self.data) {
+            Ok(bytes) => {
+                if let Err(e) = write_private(path, &bytes) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot save lease observations; a later takeover of a stale lease will wait longer");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode lease observations"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_version_ages_and_a_new_version_resets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut o = Observations::load(tmp.path());
+        let ttl = Duration::from_millis(100);
+        assert!(matches!(o.observe("l", "e1", ttl), Staleness::Live { .. }));
+        std::thread::sleep(Duration::from_millis(150));
+        o.save();
+        let mut o = Observations::load(tmp.path());
+        assert!(matches!(o.observe("l", "e1", ttl), Staleness::Stale { .. }));
+        assert!(matches!(o.observe("l", "e2", ttl), Staleness::Live { .. }));
+        assert!(matches!(
+            o.observe("other", "e1", ttl),
+            Staleness::Live { .. }
+        ));
+    }
+
+    #[test]
+    fn boottime_is_monotonic() {
+        let a = boottime();
+        let b = boottime();
+        assert!(b >= a);
+    }
+}

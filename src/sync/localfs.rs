@@ -1,0 +1,215 @@
+//! Writing into the local sync root safely.
+//!
+//! Every write lands in a temp file in the destination directory, is
+//! fsynced, gets its mode and mtime, and is renamed into place (then the
+//! directory is fsynced), so a crash leaves either the old or the new file.
+//! Parent directories are checked component by component with
+//! `symlink_metadata`: a symlink anywhere above the destination (for
+//! example one planted by a hostile remote, `a -> /etc`, followed by
+//! `a/passwd`) refuses the write, so nothing is ever written outside the
+//! root. The final rename replaces a symlink itself, never its target.
+//! These functions block; call them from `spawn_blocking`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn refuse(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, msg)
+}
+
+/// Create the parents of `rel` under `root` (no symlinks allowed on the way)
+/// and return the absolute destination path.
+pub fn prepare(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let Some((_, dirs)) = parts.split_last() else {
+        return Err(refuse(format!("empty path {rel:?}")));
+    };
+    let mut cur = root.to_path_buf();
+    for d in dirs {
+        if d.is_empty() || *d == "." || *d == ".." {
+            return Err(refuse(format!("refusing path {rel:?}")));
+        }
+        cur.push(d);
+        match fs::symlink_metadata(&cur) {
+            Ok(md) if md.file_type().is_symlink() => {
+                return Err(refuse(format!(
+                    "{} is a symlink; refusing to write {rel:?} through it",
+                    cur.display()
+                )));
+            }
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is a file, not a directory", cur.display()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&cur) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Raced with a concurrent download: re-check what is there.
+                    let md = fs::symlink_metadata(&cur)?;
+                    if !md.is_dir() {
+                        return Err(refuse(format!("{} is not a directory", cur.display())));
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    let dest = root.join(rel);
+    if let Ok(md) = fs::symlink_metadata(&dest)
+        && md.is_dir()
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is a directory", dest.display()),
+        ));
+    }
+    Ok(dest)
+}
+
+/// A temp path next to `dest`.
+pub fn temp_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    // Keep within NAME_MAX (255 bytes) whatever the original length.
+    let mut short: String = String::new();
+    for c in name.chars() {
+        if short.len() + c.len_utf8() > 180 {
+            break;
+        }
+        short.push(c);
+    }
+    let n: u64 = rand::random();
+    dest.with_file_name(format!(".{short}.coltec-tmp-{n:016x}"))
+}
+
+/// Create a new temp file (exclusive, owner-only until finalized).
+pub fn create_temp(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+pub fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+/// fsync, apply mode and mtime, rename into place, fsync the directory.
+pub fn finish_file(
+    file: File,
+    tmp: &Path,
+    dest: &Path,
+    mode: u32,
+    mtime_ns: i64,
+) -> io::Result<()> {
+    let r = (|| {
+        file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        file.set_modified(system_time(mtime_ns))?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(tmp, dest)?;
+        sync_dir(dest);
+        Ok(())
+    })();
+    if r.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    r
+}
+
+/// Create a symlink `dest -> target` atomically (temp link + rename).
+pub fn place_symlink(dest: &Path, target: &str) -> io::Result<()> {
+    if target.contains('\0') {
+        return Err(refuse("symlink target contains NUL".into()));
+    }
+    let tmp = temp_path(dest);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    if let Err(e) = fs::rename(&tmp, dest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dest);
+    Ok(())
+}
+
+fn sync_dir(path: &Path) {
+    if let Some(parent) = path.parent()
+        && let Ok(d) = File::open(parent)
+    {
+        // Best effort: the rename is already visible; this makes it durable.
+        let _ = d.sync_all();
+    }
+}
+
+/// The conflict-copy name of `rel`: `dir/name.conflict-<host>-<stamp>.ext`
+/// (the extension, if any, is kept last so the file still opens the same).
+pub fn conflict_name(rel: &str, host: &str, stamp: &str) -> String {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, rel),
+    };
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let new = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => {
+            format!("{stem}.conflict-{host}-{stamp}.{ext}")
+        }
+        _ => format!("{name}.conflict-{host}-{stamp}"),
+    };
+    match dir {
+        Some(d) => format!("{d}/{new}"),
+        None => new,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_refuses_symlinked_parents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("a")).unwrap();
+        let err = prepare(&root, "a/passwd").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        let p = prepare(&root, "x/y/z.txt").unwrap();
+        assert!(root.join("x/y").is_dir());
+        assert_eq!(p, root.join("x/y/z.txt"));
+    }
+
+    #[test]
+    fn conflict_names_keep_extension() {
+        assert_eq!(
+            conflict_name("d/notes.md", "host.a", "20240101T000000Z"),
+            "d/notes.conflict-host_a-20240101T000000Z.md"
+        );
+        assert_eq!(conflict_name(".bashrc", "h", "S"), ".bashrc.conflict-h-S");
+    }
+}

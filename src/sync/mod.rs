@@ -1,0 +1,794 @@
+//! The sync engine: incremental, 3-way sync of each target's local
+//! directory with its remote location.
+//!
+//! # Layout
+//!
+//! - [`scan`]: walking the local root (excluded dirs pruned, symlinks recorded).
+//! - [`state`]: per-file base state in redb (`<state_dir>/sync.redb`).
+//! - [`remote`]: key/metadata mapping (rclone-compatible), the manifest, hostile-key refusal.
+//! - [`plan`]: the pure 3-way planner.
+//! - `exec`: executing a plan (uploads, downloads, deletes, trash, conflicts).
+//! - `localfs`: temp-file + rename writes that never follow symlinks.
+//! - `limits`: the process-wide bandwidth and request-rate budgets.
+//!
+//! # Passes
+//!
+//! The first pass after [`Engine::open`] for a target, a pass with
+//! `verify: true`, and the first pass after the write gate's generation
+//! changed do a *full reconcile*: one LIST of the target plus one GET of its
+//! manifest (`.coltec/manifest.json`), and a HEAD only for objects the
+//! manifest does not know. Every other pass trusts the base state in redb as
+//! the remote's state and touches the remote only to transfer what changed
+//! locally: an idle pass makes no remote request at all. Changes made on
+//! the remote behind coltecd's back are therefore seen at the next full
+//! reconcile (pull-only targets should be driven with `verify: true`).
+//!
+//! # Safety
+//!
+//! A first sync (no base) never deletes. A missing local root never causes
+//! remote deletes (push-only treats it as empty; pull-only/bidirectional
+//! create it and restore). A pass that would delete more than
+//! `safety.mass_delete_max_files` files AND more than
+//! `safety.mass_delete_max_fraction` of a side's files stops before doing
+//! anything ([`SyncError::MassDelete`], exit 1) unless `allow_mass_delete`.
+//! Remote files coltecd deletes or overwrites are first copied to
+//! `.coltec/trash/<YYYYmmddTHHMMSSZ>/<key>` (unless `trash_retention` is 0),
+//! pruned at full reconciles once older than the retention.
+
+pub mod plan;
+pub mod remote;
+pub mod scan;
+pub mod state;
+
+mod exec;
+mod limits;
+mod localfs;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use opendal::Operator;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ExitStatus, HasExitStatus};
+use crate::remote::{RemoteError, WriteGate, target_operator};
+use crate::spec::{Direction, Location, RemoteKind, Spec, Target};
+use crate::state_dir::{StateDir, StateDirError};
+
+use plan::Action;
+use remote::RemoteEntry;
+use scan::LocalEntry;
+use state::{BaseEntry, StateDb, StateError};
+
+pub use localfs::conflict_name;
+
+/// How many paths per action a [`PlanSummary`] lists.
+pub const PLAN_FIRST_N: usize = 10;
+
+/// What one pass should look at.
+#[derive(Debug, Clone)]
+pub struct PassRequest {
+    pub scope: PassScope,
+    /// Plan only: report what would happen, change nothing.
+    pub dry_run: bool,
+    /// Let a pass delete more than the mass-delete guard allows.
+    pub allow_mass_delete: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum PassScope {
+    /// Scan the whole local root; `verify` forces a full remote reconcile.
+    Full { verify: bool },
+    /// Re-check only these absolute local paths (from file events).
+    Paths(Vec<PathBuf>),
+}
+
+/// The outcome of one pass over one target.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub target: String,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub deleted_remote: u64,
+    pub deleted_local: u64,
+    /// Conflict copies created (their relative paths).
+    pub conflicts: Vec<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub failed: Vec<FailedFile>,
+    /// Whether this pass listed the remote (a full reconcile).
+    pub remote_listed: bool,
+    pub plan: PlanSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Counts, bytes and the first few paths of one kind of action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ActionCount {
+    pub files: u64,
+    pub bytes: u64,
+    pub first: Vec<String>,
+}
+
+impl ActionCount {
+    fn add(&mut self, rel: &str, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+        if self.first.len() < PLAN_FIRST_N {
+            self.first.push(rel.to_string());
+        }
+    }
+}
+
+/// What a pass planned (and, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    pub upload: ActionCount,
+    pub download: ActionCount,
+    pub delete_remote: ActionCount,
+    pub delete_local: ActionCount,
+    pub conflict: ActionCount,
+    /// Already identical on both sides: recorded without transfer.
+    pub adopt: ActionCount,
+}
+
+impl PlanSummary {
+    fn of(actions: &[Action]) -> PlanSummary {
+        let mut s = PlanSummary::default();
+        for a in actions {
+            match a {
+                Action::Upload { rel, local, .. } => s.upload.add(rel, local.size),
+                Action::Download { rel, remote, .. } => s.download.add(rel, remote.size),
+                Action::DeleteRemote { rel, remote } => s.delete_remote.add(rel, remote.size),
+                Action::DeleteLocal { rel, local } => s.delete_local.add(rel, local.size),
+                Action::Conflict { rel, local, remote } => {
+                    s.conflict.add(rel, local.size + remote.size)
+                }
+                Action::Adopt { rel, local, .. } => s.adopt.add(rel, local.size),
+                Action::Forget { .. } => {}
+            }
+        }
+        s
+    }
+
+    /// Whether the plan moves or deletes anything.
+    pub fn is_empty(&self) -> bool {
+        self.upload.files
+            + self.download.files
+            + self.delete_remote.files
+            + self.delete_local.files
+            + self.conflict.files
+            == 0
+    }
+}
+
+/// Progress callbacks for interactive front ends (all optional).
+pub trait PassObserver: Send + Sync {
+    /// The plan is known; transfers start.
+    fn planned(&self, _target: &str, _plan: &PlanSummary) {}
+    /// `n` more bytes moved (either direction).
+    fn bytes(&self, _n: u64) {}
+    /// One more action finished.
+    fn file_done(&self) {}
+}
+
+struct NoObserver;
+impl PassObserver for NoObserver {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("no sync target named '{name}' (known: {known})")]
+    UnknownTarget { name: String, known: String },
+    #[error(transparent)]
+    Setup(Box<RemoteError>),
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(
+        "target '{target}': {op} failed on the remote: {source}. Check the endpoint, bucket and credentials, then retry"
+    )]
+    Remote {
+        target: String,
+        op: String,
+        #[source]
+        source: Box<opendal::Error>,
+    },
+    #[error("target '{target}': local directory {}: {source}", path.display())]
+    Local {
+        target: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "target '{target}': refusing to delete {count} of {total} {side} files in one pass \
+         (the guard stops passes deleting more than {max_files} files and more than {pct}% of them; \
+         an empty or unmounted directory looks like this). Nothing was changed for this target. \
+         If the deletes are intended, re-run with --allow-mass-delete"
+    )]
+    MassDelete {
+        target: String,
+        count: u64,
+        total: u64,
+        side: &'static str,
+        max_files: u64,
+        pct: String,
+    },
+    #[error("target '{target}': remote writes are paused ({reason}); nothing more was written")]
+    Fenced { target: String, reason: String },
+    #[error("sync cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<RemoteError> for SyncError {
+    fn from(e: RemoteError) -> Self {
+        SyncError::Setup(Box::new(e))
+    }
+}
+
+impl HasExitStatus for SyncError {
+    fn exit_status(&self) -> ExitStatus {
+        match self {
+            SyncError::UnknownTarget { .. } => ExitStatus::Usage,
+            SyncError::Setup(e) => e.exit_status(),
+            SyncError::StateDir(e) => e.exit_status(),
+            SyncError::Remote { .. } => ExitStatus::Remote,
+            // The target's pass refused to run at all: a failure, not a
+            // partial one (no file of that target was transferred).
+            SyncError::MassDelete { .. } => ExitStatus::Failure,
+            SyncError::State(_)
+            | SyncError::Local { .. }
+            | SyncError::Fenced { .. }
+            | SyncError::Cancelled
+            | SyncError::Internal(_) => ExitStatus::Failure,
+        }
+    }
+}
+
+/// The sync engine: one per process, serving every target.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spec: Arc<Spec>,
+    db: StateDb,
+    gate: WriteGate,
+    limits: limits::Limits,
+    host: String,
+    targets: BTreeMap<String, Arc<TargetCtx>>,
+}
+
+pub(crate) struct TargetCtx {
+    target: Target,
+    op: Operator,
+    /// For local remotes: the directory, so stored files get their real
+    /// mtime and mode (what rclone's local backend does too).
+    local_dir: Option<PathBuf>,
+    /// S3 carries mtime/mode as user metadata.
+    user_metadata: bool,
+    run: tokio::sync::Mutex<RunState>,
+}
+
+#[derive(Default)]
+struct RunState {
+    /// Gate generation of the last full reconcile since open.
+    reconciled_gen: Option<u64>,
+}
+
+impl Engine {
+    /// Open the sync state under `state_dir` and build one operator per target.
+    ///
+    /// Bandwidth: the smallest `bwlimit` up/down configured on any target
+    /// becomes the one process-wide budget for that direction.
+    pub fn open(
+        spec: Arc<Spec>,
+        state_dir: &StateDir,
+        gate: WriteGate,
+    ) -> Result<Engine, SyncError> {
+        state_dir.ensure()?;
+        let db = StateDb::open(&state_dir.path().join("sync.redb"))?;
+        let mut targets = BTreeMap::new();
+        for t in &spec.targets {
+            let op = target_operator(t)?;
+            let local_dir = match t.location() {
+                Location::Local { dir } => Some(dir),
+                _ => None,
+            };
+            targets.insert(
+                t.name.clone(),
+                Arc::new(TargetCtx {
+                    target: t.clone(),
+                    op,
+                    local_dir,
+                    user_metadata: matches!(t.remote.kind, RemoteKind::S3(_)),
+                    run: tokio::sync::Mutex::new(RunState::default()),
+                }),
+            );
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                limits: limits::Limits::from_spec(&spec),
+                spec,
+                db,
+                gate,
+                host: crate::state_dir::hostname(),
+                targets,
+            }),
+        })
+    }
+
+    /// The spec this engine serves.
+    pub fn spec(&self) -> &Arc<Spec> {
+        &self.inner.spec
+    }
+
+    fn ctx(&self, name: &str) -> Result<Arc<TargetCtx>, SyncError> {
+        self.inner
+            .targets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SyncError::UnknownTarget {
+                name: name.to_string(),
+                known: self
+                    .inner
+                    .targets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// One sync pass for one target.
+    pub async fn pass(
+        &self,
+        target: &str,
+        req: PassRequest,
+        cancel: &CancellationToken,
+    ) -> Result<PassReport, SyncError> {
+        self.pass_observed(target, req, cancel, &NoObserver).await
+    }
+
+    /// [`Engine::pass`] with progress callbacks.
+    pub async fn pass_observed(
+        &self,
+        target: &str,
+        req: PassRequest,
+        cancel: &CancellationToken,
+        observer: &dyn PassObserver,
+    ) -> Result<PassReport, SyncError> {
+        let ctx = self.ctx(target)?;
+        let mut run = tokio::select! {
+            g = ctx.run.lock() => g,
+            _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+        };
+        let t = &ctx.target;
+        let generation = self.inner.gate.generation();
+        let mut full = matches!(req.scope, PassScope::Full { verify: true })
+            || run.reconciled_gen != Some(generation);
+
+        let root = t.local_path.clone();
+        let root_missing = !root_is_dir(&root, &t.name).await?;
+        if root_missing && t.direction.writes_local() {
+            // The container may be new: restore into a fresh root.
+            full = true;
+            if !req.dry_run {
+                tokio::fs::create_dir_all(&root)
+                    .await
+                    .map_err(|source| SyncError::Local {
+                        target: t.name.clone(),
+                        path: root.clone(),
+                        source,
+                    })?;
+            }
+        }
+
+        let base = self.load_base(&t.name).await?;
+        let scope = if full || root_missing {
+            PassScope::Full { verify: full }
+        } else {
+            req.scope.clone()
+        };
+        let local = if root_missing {
+            LocalSide::default()
+        } else {
+            gather_local(root.clone(), t.excludes.clone(), scope, &base).await?
+        };
+
+        let exec = exec::Exec::new(&self.inner, &ctx, root.clone(), cancel, observer);
+        let mut report = PassReport {
+            target: t.name.clone(),
+            remote_listed: full,
+            ..PassReport::default()
+        };
+        report.failed.extend(local.problems.iter().cloned());
+
+        let (remote, manifest_stale) = if full {
+            let rv = exec.reconcile(&base).await?;
+            report.failed.extend(rv.problems);
+            (rv.entries, rv.manifest_stale)
+        } else {
+            let remote = local
+                .candidates
+                .iter()
+                .filter_map(|rel| {
+                    base.get(rel)
+                        .map(|b| (rel.clone(), RemoteEntry::from_base(b)))
+                })
+                .collect();
+            (remote, false)
+        };
+
+        let mut candidates = local.candidates.clone();
+        if full {
+            candidates.extend(local.entries.keys().cloned());
+            candidates.extend(base.keys().cloned());
+            candidates.extend(remote.keys().cloned());
+        }
+        // Excluded paths are ignored on both sides (rclone semantics): an
+        // exclude added later never deletes what was stored before.
+        candidates.retain(|rel| !scan::excluded_with_parents(&t.excludes, rel, false));
+        // Paths under a directory we could not read are not "deleted".
+        candidates.retain(|rel| {
+            local.entries.contains_key(rel)
+                || !local.unreadable_dirs.iter().any(|d| {
+                    d.is_empty()
+                        || rel == d
+                        || rel
+                            .strip_prefix(d.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+        });
+
+        // A missing root says nothing about what should be deleted: plan
+        // as a first sync (no base), which never deletes.
+        let empty = BTreeMap::new();
+        let plan_base = if root_missing { &empty } else { &base };
+        let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, &remote);
+        report.plan = PlanSummary::of(&actions);
+
+        if !req.allow_mass_delete {
+            let remote_total = if full { remote.len() } else { base.len() } as u64;
+            let local_total = if full || matches!(req.scope, PassScope::Full { .. }) {
+                local.entries.len() as u64
+            } else {
+                base.len() as u64
+            };
+            self.guard(t, report.plan.delete_remote.files, remote_total, "remote")?;
+            self.guard(
+                t,
+                report.plan.delete_local.files,
+                local_total.max(report.plan.delete_local.files),
+                "local",
+            )?;
+        }
+        if req.dry_run {
+            return Ok(report);
+        }
+        observer.planned(&t.name, &report.plan);
+
+        let outcome = exec.run(actions, &mut report).await;
+        // Record what did happen even when the pass was cut short, so the
+        // next pass neither repeats nor forgets finished transfers.
+        let changes = outcome.changes;
+        let mut new_base = base.clone();
+        for (k, v) in &changes {
+            match v {
+                Some(b) => {
+                    new_base.insert(k.clone(), b.clone());
+                }
+                None => {
+                    new_base.remove(k);
+                }
+            }
+        }
+        self.save_base(&t.name, changes).await?;
+        outcome.fatal.map_or(Ok(()), Err)?;
+
+        if (outcome.remote_changed || manifest_stale) && t.direction.writes_remote() {
+            exec.write_manifest(&new_base).await?;
+        }
+        if full && t.direction.writes_remote() {
+            exec.prune_trash(&mut report).await?;
+        }
+        if full {
+            run.reconciled_gen = Some(generation);
+        }
+        Ok(report)
+    }
+
+    /// Pull the target's remote state into `to` (default: the target's own
+    /// path). Never deletes local files; files that differ are replaced.
+    pub async fn restore(
+        &self,
+        target: &str,
+        to: Option<&Path>,
+        dry_run: bool,
+        cancel: &CancellationToken,
+    ) -> Result<PassReport, SyncError> {
+        self.restore_observed(target, to, dry_run, cancel, &NoObserver)
+            .await
+    }
+
+    /// [`Engine::restore`] with progress callbacks.
+    pub async fn restore_observed(
+        &self,
+        target: &str,
+        to: Option<&Path>,
+        dry_run: bool,
+        cancel: &CancellationToken,
+        observer: &dyn PassObserver,
+    ) -> Result<PassReport, SyncError> {
+        let ctx = self.ctx(target)?;
+        let _run = tokio::select! {
+            g = ctx.run.lock() => g,
+            _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+        };
+        let t = &ctx.target;
+        let root = to
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| t.local_path.clone());
+        let own = root == t.local_path;
+        let exists = root_is_dir(&root, &t.name).await?;
+        if !exists && !dry_run {
+            tokio::fs::create_dir_all(&root)
+                .await
+                .map_err(|source| SyncError::Local {
+                    target: t.name.clone(),
+                    path: root.clone(),
+                    source,
+                })?;
+        }
+        let base = self.load_base(&t.name).await?;
+        let local = if exists {
+            gather_local(
+                root.clone(),
+                t.excludes.clone(),
+                PassScope::Full { verify: true },
+                &base,
+            )
+            .await?
+        } else {
+            LocalSide::default()
+        };
+        let exec = exec::Exec::new(&self.inner, &ctx, root.clone(), cancel, observer);
+        let rv = exec.reconcile(&base).await?;
+        let mut report = PassReport {
+            target: t.name.clone(),
+            remote_listed: true,
+            ..PassReport::default()
+        };
+        report.failed.extend(local.problems.iter().cloned());
+        report.failed.extend(rv.problems);
+        let mut candidates: BTreeSet<String> = rv.entries.keys().cloned().collect();
+        candidates.retain(|rel| !scan::excluded_with_parents(&t.excludes, rel, false));
+        let actions = plan::plan(
+            Direction::PullOnly,
+            &candidates,
+            &local.entries,
+            &BTreeMap::new(),
+            &rv.entries,
+        );
+        report.plan = PlanSummary::of(&actions);
+        if dry_run {
+            return Ok(report);
+        }
+        observer.planned(&t.name, &report.plan);
+        let outcome = exec.run(actions, &mut report).await;
+        if own {
+            self.save_base(&t.name, outcome.changes).await?;
+        }
+        outcome.fatal.map_or(Ok(()), Err)?;
+        Ok(report)
+    }
+
+    fn guard(
+        &self,
+        t: &Target,
+        count: u64,
+        total: u64,
+        side: &'static str,
+    ) -> Result<(), SyncError> {
+        let s = &self.inner.spec.safety;
+        if count > s.mass_delete_max_files
+            && (count as f64) > s.mass_delete_max_fraction * total as f64
+        {
+            return Err(SyncError::MassDelete {
+                target: t.name.clone(),
+                count,
+                total,
+                side,
+                max_files: s.mass_delete_max_files,
+                pct: format!("{:.0}", s.mass_delete_max_fraction * 100.0),
+            });
+        }
+        Ok(())
+    }
+
+    async fn load_base(&self, target: &str) -> Result<BTreeMap<String, BaseEntry>, SyncError> {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || inner.db.load(&target))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .map_err(SyncError::from)
+    }
+
+    async fn save_base(
+        &self,
+        target: &str,
+        changes: BTreeMap<String, Option<BaseEntry>>,
+    ) -> Result<(), SyncError> {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || inner.db.apply(&target, &changes))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .map_err(SyncError::from)
+    }
+}
+
+async fn root_is_dir(root: &Path, target: &str) -> Result<bool, SyncError> {
+    match tokio::fs::metadata(root).await {
+        Ok(md) if md.is_dir() => Ok(true),
+        Ok(_) => Err(SyncError::Local {
+            target: target.to_string(),
+            path: root.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(SyncError::Local {
+            target: target.to_string(),
+            path: root.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The local side of a pass.
+#[derive(Debug, Default)]
+struct LocalSide {
+    entries: BTreeMap<String, LocalEntry>,
+    /// Paths this pass must plan (for a path-scoped pass: only those).
+    candidates: BTreeSet<String>,
+    problems: Vec<FailedFile>,
+    unreadable_dirs: Vec<String>,
+}
+
+async fn gather_local(
+    root: PathBuf,
+    excludes: crate::spec::Excludes,
+    scope: PassScope,
+    base: &BTreeMap<String, BaseEntry>,
+) -> Result<LocalSide, SyncError> {
+    let base_keys: Vec<String> = match &scope {
+        PassScope::Full { .. } => base.keys().cloned().collect(),
+        PassScope::Paths(_) => Vec::new(),
+    };
+    // For path-scoped passes the base entries under each path are candidates.
+    let base_clone = match &scope {
+        PassScope::Paths(_) => base.clone(),
+        PassScope::Full { .. } => BTreeMap::new(),
+    };
+    tokio::task::spawn_blocking(move || match scope {
+        PassScope::Full { .. } => {
+            let s = scan::walk(&root, "", &excludes);
+            let mut candidates: BTreeSet<String> = s.entries.keys().cloned().collect();
+            candidates.extend(base_keys);
+            LocalSide {
+                entries: s.entries,
+                candidates,
+                problems: s.problems,
+                unreadable_dirs: s.unreadable_dirs,
+            }
+        }
+        PassScope::Paths(paths) => gather_paths(&root, &excludes, &paths, &base_clone),
+    })
+    .await
+    .map_err(|e| SyncError::Internal(e.to_string()))
+}
+
+fn gather_paths(
+    root: &Path,
+    excludes: &crate::spec::Excludes,
+    paths: &[PathBuf],
+    base: &BTreeMap<String, BaseEntry>,
+) -> LocalSide {
+    let mut side = LocalSide::default();
+    for p in paths {
+        let abs = if p.is_absolute() {
+            p.clone()
+        } else {
+            root.join(p)
+        };
+        let Ok(rel) = abs.strip_prefix(root) else {
+            continue;
+        };
+        let Some(rel) = rel.to_str() else { continue };
+        let rel = rel.trim_end_matches('/').to_string();
+        if rel.is_empty() {
+            let s = scan::walk(root, "", excludes);
+            side.candidates.extend(s.entries.keys().cloned());
+            side.candidates.extend(base.keys().cloned());
+            side.entries.extend(s.entries);
+            side.problems.extend(s.problems);
+            side.unreadable_dirs.extend(s.unreadable_dirs);
+            continue;
+        }
+        if rel.split('/').next() == Some(scan::RESERVED) {
+            continue;
+        }
+        // Base entries at and under this path must be re-checked (a
+        // deleted directory deletes its files).
+        side.candidates.insert(rel.clone());
+        let prefix = format!("{rel}/");
+        side.candidates.extend(
+            base.range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone()),
+        );
+        // Anything but a real directory above the path means the path is
+        // not in the tree (the walker never follows symlinks).
+        let mut inside = true;
+        let mut cur = root.to_path_buf();
+        let comps: Vec<&str> = rel.split('/').collect();
+        for c in &comps[..comps.len() - 1] {
+            cur.push(c);
+            match std::fs::symlink_metadata(&cur) {
+                Ok(md) if md.is_dir() => {}
+                _ => {
+                    inside = false;
+                    break;
+                }
+            }
+        }
+        if !inside {
+            continue;
+        }
+        match std::fs::symlink_metadata(&abs) {
+            Ok(md) if md.is_dir() => {
+                if scan::excluded_with_parents(excludes, &rel, true) {
+                    continue;
+                }
+                let s = scan::walk(root, &rel, excludes);
+                side.candidates.extend(s.entries.keys().cloned());
+                side.entries.extend(s.entries);
+                side.problems.extend(s.problems);
+                side.unreadable_dirs.extend(s.unreadable_dirs);
+            }
+            Ok(_) => {
+                if scan::excluded_with_parents(excludes, &rel, false) {
+                    continue;
+                }
+                match LocalEntry::read(&abs) {
+                    Ok(Some(e)) => {
+                        side.entries.insert(rel, e);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        side.problems.push(FailedFile {
+                            path: rel.clone(),
+                            reason: format!("cannot read: {e}"),
+                        });
+                        // Unknown state: do not treat as deleted.
+                        side.unreadable_dirs.push(rel);
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    side
+}

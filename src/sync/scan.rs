@@ -1,0 +1,241 @@
+//! The local side: walking a sync root into [`LocalEntry`]s.
+//!
+//! Excluded directories are pruned (never read). Symlinks are recorded, never
+//! followed. Only regular files and symlinks are synced; sockets, FIFOs and
+//! devices are skipped. Names must be UTF-8 (object keys are). The reserved
+//! `.coltec` entry at the root is never user data. All functions here block:
+//! call them from `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::FailedFile;
+use crate::spec::Excludes;
+
+/// Name reserved at every sync root (and remote root) for coltecd's own data.
+pub const RESERVED: &str = ".coltec";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Symlink,
+}
+
+/// One file or symlink as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEntry {
+    pub kind: Kind,
+    /// Bytes (for a symlink: length of the target).
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// The link target, for symlinks.
+    pub link: Option<String>,
+}
+
+impl LocalEntry {
+    /// Read one path without following a final symlink. `Ok(None)` when it
+    /// does not exist or is not a file/symlink (dirs, sockets, ...).
+    pub fn read(path: &Path) -> std::io::Result<Option<LocalEntry>> {
+        let md = match fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Self::from_metadata(path, &md)
+    }
+
+    fn from_metadata(path: &Path, md: &fs::Metadata) -> std::io::Result<Option<LocalEntry>> {
+        let ft = md.file_type();
+        let mtime_ns = md
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec());
+        let mode = md.permissions().mode() & 0o7777;
+        if ft.is_file() {
+            Ok(Some(LocalEntry {
+                kind: Kind::File,
+                size: md.len(),
+                mtime_ns,
+                mode,
+                link: None,
+            }))
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path)?;
+            let Some(target) = target.to_str() else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "symlink target is not valid UTF-8",
+                ));
+            };
+            Ok(Some(LocalEntry {
+                kind: Kind::Symlink,
+                size: target.len() as u64,
+                mtime_ns,
+                mode,
+                link: Some(target.to_string()),
+            }))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Everything a walk found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: BTreeMap<String, LocalEntry>,
+    pub problems: Vec<FailedFile>,
+    /// Relative paths of directories that could not be read: files under
+    /// them must not be treated as deleted.
+    pub unreadable_dirs: Vec<String>,
+}
+
+/// Walk `root` (which must exist) into a [`Scan`]. `start` is a
+/// '/'-separated relative dir to start from ("" for the whole root).
+pub fn walk(root: &Path, start: &str, excludes: &Excludes) -> Scan {
+    let mut scan = Scan::default();
+    let mut stack: Vec<(PathBuf, String)> = vec![(
+        if start.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(start)
+        },
+        start.to_string(),
+    )];
+    while let Some((dir, rel_dir)) = stack.pop() {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                scan.problems.push(FailedFile {
+                    path: rel_dir.clone(),
+                    reason: format!("cannot read directory: {e}"),
+                });
+                scan.unreadable_dirs.push(rel_dir);
+                continue;
+            }
+        };
+        for de in rd {
+            let de = match de {
+                Ok(de) => de,
+                Err(e) => {
+                    scan.problems.push(FailedFile {
+                        path: rel_dir.clone(),
+                        reason: format!("cannot read directory entry: {e}"),
+                    });
+                    scan.unreadable_dirs.push(rel_dir.clone());
+                    continue;
+                }
+            };
+            let name = de.file_name();
+            let Some(name) = name.to_str() else {
+                scan.problems.push(FailedFile {
+                    path: format!("{rel_dir}/{}", name.to_string_lossy()),
+                    reason: "file name is not valid UTF-8; it cannot be stored as an object key"
+                        .into(),
+                });
+                continue;
+            };
+            let rel = if rel_dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            if rel_dir.is_empty() && name == RESERVED {
+                continue;
+            }
+            let path = de.path();
+            let md = match fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                // Vanished between readdir and stat: simply not there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    scan.problems.push(FailedFile {
+                        path: rel,
+                        reason: format!("cannot stat: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if md.is_dir() {
+                if !excludes.is_excluded(&rel, true) {
+                    stack.push((path, rel));
+                }
+                continue;
+            }
+            if excludes.is_excluded(&rel, false) {
+                continue;
+            }
+            match LocalEntry::from_metadata(&path, &md) {
+                Ok(Some(e)) => {
+                    if e.kind == Kind::File && rel.ends_with(super::remote::LINK_SUFFIX) {
+                        scan.problems.push(FailedFile {
+                            path: rel,
+                            reason: format!(
+                                "regular files named *{} clash with how symlinks are stored; rename it",
+                                super::remote::LINK_SUFFIX
+                            ),
+                        });
+                        continue;
+                    }
+                    scan.entries.insert(rel, e);
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => scan.problems.push(FailedFile {
+                    path: rel,
+                    reason: format!("cannot read: {e}"),
+                }),
+            }
+        }
+    }
+    scan
+}
+
+/// Whether `rel` or any of its parent directories is excluded.
+pub fn excluded_with_parents(excludes: &Excludes, rel: &str, is_dir: bool) -> bool {
+    let mut prefix = String::new();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        let last = i + 1 == parts.len();
+        if excludes.is_excluded(&prefix, if last { is_dir } else { true }) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn walk_records_files_links_and_skips_reserved() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/b/f.txt"), "hello").unwrap();
+        fs::set_permissions(root.join("a/b/f.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+        symlink("b/f.txt", root.join("a/l")).unwrap();
+        fs::create_dir_all(root.join(".coltec")).unwrap();
+        fs::write(root.join(".coltec/x"), "no").unwrap();
+        let scan = walk(root, "", &Excludes::default());
+        let f = &scan.entries["a/b/f.txt"];
+        assert_eq!((f.kind, f.size, f.mode), (Kind::File, 5, 0o600));
+        let l = &scan.entries["a/l"];
+        assert_eq!(l.link.as_deref(), Some("b/f.txt"));
+        assert_eq!(scan.entries.len(), 2);
+    }
+}

@@ -1,0 +1,176 @@
+//! Per-file sync state in redb (`<state_dir>/sync.redb`).
+//!
+//! For every target, table `files/<target>` maps a relative path to the
+//! [`BaseEntry`] both sides agreed on after the last successful transfer: the
+//! local metadata (size, mtime, mode, link target) and the remote object's
+//! identity (`rid`: its ETag, or `size:mtime` where a backend has none). The
+//! 3-way planner compares the local scan and the remote view against it.
+//! Values are JSON (small, debuggable, forward compatible).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::scan::{Kind, LocalEntry};
+
+/// What both sides held after the last sync of one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseEntry {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub mode: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Identity of the remote object (ETag, or `size:mtime_ns`).
+    pub rid: String,
+}
+
+impl BaseEntry {
+    pub fn from_local(l: &LocalEntry, rid: String) -> BaseEntry {
+        BaseEntry {
+            kind: l.kind,
+            size: l.size,
+            mtime_ns: l.mtime_ns,
+            mode: l.mode,
+            link: l.link.clone(),
+            rid,
+        }
+    }
+
+    /// Whether the local entry is unchanged since this base.
+    pub fn matches_local(&self, l: &LocalEntry) -> bool {
+        if self.kind != l.kind {
+            return false;
+        }
+        match self.kind {
+            Kind::File => self.size == l.size && self.mtime_ns == l.mtime_ns && self.mode == l.mode,
+            Kind::Symlink => self.link == l.link,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("sync state database {path}: {source}")]
+pub struct StateError {
+    pub path: PathBuf,
+    #[source]
+    pub source: redb::Error,
+}
+
+/// The opened database.
+pub struct StateDb {
+    db: Database,
+    path: PathBuf,
+}
+
+fn table_name(target: &str) -> String {
+    format!("files/{target}")
+}
+
+impl StateDb {
+    pub fn open(path: &Path) -> Result<StateDb, StateError> {
+        let db = Database::create(path).map_err(|e| StateError {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(StateDb {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StateError {
+        StateError {
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+
+    /// All base entries of a target.
+    pub fn load(&self, target: &str) -> Result<BTreeMap<String, BaseEntry>, StateError> {
+        let name = table_name(target);
+        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = BTreeMap::new();
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            // An undecodable row is treated as unknown (the path is then
+            // reconciled like a first sync), never as a delete.
+            if let Ok(entry) = serde_json::from_slice::<BaseEntry>(v.value()) {
+                out.insert(k.value().to_string(), entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Apply changes in one transaction: `Some` upserts, `None` removes.
+    pub fn apply(
+        &self,
+        target: &str,
+        changes: &BTreeMap<String, Option<BaseEntry>>,
+    ) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let name = table_name(target);
+        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(def).map_err(|e| self.err(e))?;
+            for (k, v) in changes {
+                match v {
+                    Some(entry) => {
+                        let bytes = serde_json::to_vec(entry).unwrap_or_default();
+                        table
+                            .insert(k.as_str(), bytes.as_slice())
+                            .map_err(|e| self.err(e))?;
+                    }
+                    None => {
+                        table.remove(k.as_str()).map_err(|e| self.err(e))?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_and_load_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&tmp.path().join("s.redb")).unwrap();
+        assert!(db.load("t").unwrap().is_empty());
+        let e = BaseEntry {
+            kind: Kind::File,
+            size: 3,
+            mtime_ns: 5,
+            mode: 0o600,
+            link: None,
+            rid: "\"etag\"".into(),
+        };
+        let mut ch = BTreeMap::new();
+        ch.insert("a/b".to_string(), Some(e.clone()));
+        ch.insert("c".to_string(), Some(e.clone()));
+        db.apply("t", &ch).unwrap();
+        let mut ch = BTreeMap::new();
+        ch.insert("c".to_string(), None);
+        db.apply("t", &ch).unwrap();
+        let got = db.load("t").unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got["a/b"], e);
+        assert!(db.load("other").unwrap().is_empty());
+    }
+}

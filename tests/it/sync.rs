@@ -1,0 +1,980 @@
+//! The sync engine against a real S3 server (moto) and the local backend.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use coltecd::remote::{WriteGate, operator_at};
+use coltecd::spec::{
+    BwLimit, DaemonSettings, Direction, Excludes, LeaseSettings, LocalRemote, Location, RemoteKind,
+    RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
+};
+use coltecd::state_dir::StateDir;
+use coltecd::sync::{Engine, PassReport, PassRequest, PassScope, SyncError};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::proxy::Proxy;
+use crate::support::s3;
+
+const REMOTE_PATH: &str = "org/proj/env";
+
+/// A remote location shared by the "containers" of one test.
+#[derive(Clone)]
+struct Remote {
+    spec: RemoteSpec,
+    /// S3: bucket; local: root dir.
+    bucket: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+impl Remote {
+    fn s3(tag: &str) -> Remote {
+        Remote::s3_at(tag, s3::endpoint())
+    }
+
+    /// An S3 remote reached through `endpoint` (e.g. a proxy).
+    fn s3_at(tag: &str, endpoint: &str) -> Remote {
+        let bucket = s3::bucket(tag);
+        Remote::s3_bucket(&bucket, endpoint)
+    }
+
+    fn s3_bucket(bucket: &str, endpoint: &str) -> Remote {
+        Remote {
+            spec: RemoteSpec {
+                name: "moto".into(),
+                kind: RemoteKind::S3(S3Remote {
+                    bucket: bucket.into(),
+                    path_prefix: String::new(),
+                    endpoint: Some(endpoint.into()),
+                    region: "us-east-1".into(),
+                    provider: None,
+                    access_key_id: Some(Secret::new(s3::ACCESS_KEY)),
+                    secret_access_key: Some(Secret::new(s3::SECRET_KEY)),
+                    session_token: None,
+                    path_style: true,
+                }),
+            },
+            bucket: Some(bucket.into()),
+            dir: None,
+        }
+    }
+
+    fn local(tmp: &Path) -> Remote {
+        let root = tmp.join("remote");
+        Remote {
+            spec: RemoteSpec {
+                name: "disk".into(),
+                kind: RemoteKind::Local(LocalRemote { root: root.clone() }),
+            },
+            bucket: None,
+            dir: Some(root),
+        }
+    }
+
+    fn is_s3(&self) -> bool {
+        self.bucket.is_some()
+    }
+
+    /// Object keys under the target, relative to it, sorted.
+    fn keys(&self) -> Vec<String> {
+        if let Some(b) = &self.bucket {
+            let prefix = format!("{REMOTE_PATH}/");
+            s3::list_keys(b, &prefix)
+                .into_iter()
+                .map(|k| k[prefix.len()..].to_string())
+                .collect()
+        } else {
+            let root = self.dir.as_ref().unwrap().join(REMOTE_PATH);
+            let mut out = Vec::new();
+            walk_files(&root, "", &mut out);
+            out.sort();
+            out
+        }
+    }
+
+    fn user_keys(&self) -> Vec<String> {
+        self.keys()
+            .into_iter()
+            .filter(|k| !k.starts_with(".coltec/"))
+            .collect()
+    }
+
+    fn operator(&self) -> opendal::Operator {
+        let loc = match &self.bucket {
+            Some(b) => Location::S3 {
+                bucket: b.clone(),
+                key_prefix: REMOTE_PATH.into(),
+            },
+            None => Location::Local {
+                dir: self.dir.as_ref().unwrap().join(REMOTE_PATH),
+            },
+        };
+        operator_at(&self.spec, &loc).unwrap()
+    }
+
+    async fn read(&self, key: &str) -> Vec<u8> {
+        self.operator().read(key).await.unwrap().to_vec()
+    }
+
+    async fn put(&self, key: &str, body: &[u8]) {
+        self.operator().write(key, body.to_vec()).await.unwrap();
+    }
+}
+
+fn walk_files(dir: &Path, rel: &str, out: &mut Vec<String>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            walk_files(&e.path(), &r, out);
+        } else {
+            out.push(r);
+        }
+    }
+}
+
+/// One "container": a local dir, a state dir and an engine.
+struct Side {
+    _tmp: TempDir,
+    root: PathBuf,
+    engine: Engine,
+}
+
+struct Opts {
+    direction: Direction,
+    trash: Duration,
+    bwlimit: BwLimit,
+    max_files: u64,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            direction: Direction::Bidirectional,
+            trash: Duration::from_secs(7 * 86400),
+            bwlimit: BwLimit::default(),
+            max_files: 50,
+        }
+    }
+}
+
+fn make_spec(root: &Path, log_dir: &Path, remote: &Remote, o: &Opts) -> Spec {
+    let target = Target {
+        name: "state".into(),
+        local_path: root.to_path_buf(),
+        remote_name: remote.spec.name.clone(),
+        remote: remote.spec.clone(),
+        remote_path: REMOTE_PATH.into(),
+        direction: o.direction,
+        interval: Duration::from_secs(60),
+        priority: 0,
+        excludes: Excludes::default(),
+        transfers: 4,
+        checkers: 8,
+        bwlimit: o.bwlimit,
+    };
+    Spec {
+        path: log_dir.join("workspace-spec.yaml"),
+        name: "test".into(),
+        workspace: Workspace {
+            org: "org".into(),
+            project: "proj".into(),
+            env: "env".into(),
+        },
+        enabled: true,
+        remotes: BTreeMap::from([(remote.spec.name.clone(), remote.spec.clone())]),
+        targets: vec![target],
+        lease: LeaseSettings {
+            enabled: false,
+            ttl: Duration::from_secs(60),
+            renew_every: Duration::from_secs(15),
+        },
+        safety: SafetySettings {
+            mass_delete_max_files: o.max_files,
+            mass_delete_max_fraction: 0.25,
+            trash_retention: o.trash,
+        },
+        daemon: DaemonSettings {
+            state_dir: None,
+            log_dir: log_dir.to_path_buf(),
+            debounce: Duration::from_secs(2),
+            flush_deadline: Duration::from_secs(8),
+            watch: WatchMode::Poll,
+            max_requests_per_second: 1000,
+        },
+        warnings: Vec::new(),
+    }
+}
+
+fn side(remote: &Remote, o: &Opts) -> Side {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir_all(&root).unwrap();
+    let spec = Arc::new(make_spec(&root, tmp.path(), remote, o));
+    let engine = Engine::open(
+        spec.clone(),
+        &StateDir::at(tmp.path().join("state")),
+        WriteGate::always_open(),
+    )
+    .unwrap();
+    Side {
+        _tmp: tmp,
+        root,
+        engine,
+    }
+}
+
+impl Side {
+    async fn try_pass(&self, scope: PassScope, allow: bool) -> Result<PassReport, SyncError> {
+        self.engine
+            .pass(
+                "state",
+                PassRequest {
+                    scope,
+                    dry_run: false,
+                    allow_mass_delete: allow,
+                },
+                &CancellationToken::new(),
+            )
+            .await
+    }
+
+    async fn pass(&self, verify: bool) -> PassReport {
+        let r = self
+            .try_pass(PassScope::Full { verify }, false)
+            .await
+            .unwrap();
+        assert!(r.failed.is_empty(), "failed files: {:?}", r.failed);
+        r
+    }
+
+    fn write(&self, rel: &str, body: &[u8]) {
+        let p = self.root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, body).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.root.join(rel)).unwrap()
+    }
+}
+
+fn set_mtime(path: &Path, ns: u64) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(UNIX_EPOCH + Duration::from_nanos(ns))
+        .unwrap();
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    File {
+        data: Vec<u8>,
+        mode: u32,
+        mtime: SystemTime,
+    },
+    Link(PathBuf),
+}
+
+fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    fn go(dir: &Path, rel: &str, out: &mut BTreeMap<String, Node>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().to_string();
+            if rel.is_empty() && name == ".coltec" {
+                continue;
+            }
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let md = fs::symlink_metadata(e.path()).unwrap();
+            if md.is_dir() {
+                go(&e.path(), &r, out);
+            } else if md.file_type().is_symlink() {
+                out.insert(r, Node::Link(fs::read_link(e.path()).unwrap()));
+            } else {
+                out.insert(
+                    r,
+                    Node::File {
+                        data: fs::read(e.path()).unwrap(),
+                        mode: md.permissions().mode() & 0o7777,
+                        mtime: md.modified().unwrap(),
+                    },
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    go(root, "", &mut out);
+    out
+}
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The tree of the round-trip test.
+fn build_tree(s: &Side) {
+    s.write("a/b/c/deep.txt", b"deep file");
+    s.write("empty.txt", b"");
+    s.write("big.bin", &pseudo_random(20 * 1024 * 1024 + 123, 7));
+    s.write("secret", b"token");
+    fs::set_permissions(s.root.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    s.write("bin/run.sh", b"#!/bin/sh\necho hi\n");
+    fs::set_permissions(s.root.join("bin/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write("ünï cødé/with space.txt", "ünïcødé".as_bytes());
+    fs::create_dir_all(s.root.join("links")).unwrap();
+    symlink("../a/b/c/deep.txt", s.root.join("links/rel")).unwrap();
+    symlink("nowhere/missing", s.root.join("links/dangling")).unwrap();
+    set_mtime(&s.root.join("a/b/c/deep.txt"), 1_600_000_000_123_456_789);
+}
+
+async fn round_trip(remote: Remote) {
+    let a = side(
+        &remote,
+        &Opts {
+            direction: Direction::PushOnly,
+            ..Opts::default()
+        },
+    );
+    build_tree(&a);
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 8, "{r:?}");
+    assert!(r.remote_listed);
+    let keys = remote.user_keys();
+    assert!(
+        keys.contains(&"links/rel.rclonelink".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"ünï cødé/with space.txt".to_string()),
+        "{keys:?}"
+    );
+    assert_eq!(
+        remote.read("links/dangling.rclonelink").await,
+        b"nowhere/missing"
+    );
+    if remote.is_s3() {
+        // rclone-readable metadata on the objects themselves.
+        let m = remote.operator().stat("a/b/c/deep.txt").await.unwrap();
+        let um = m.user_metadata().unwrap();
+        assert_eq!(um.get("mtime"), Some("1600000000.123456789"));
+        assert_eq!(um.get("mode"), Some("100644"));
+        let m = remote.operator().stat("secret").await.unwrap();
+        assert_eq!(m.user_metadata().unwrap().get("mode"), Some("100600"));
+    }
+
+    // A fresh container restores the same tree.
+    let b = side(&remote, &Opts::default());
+    let dest = b.root.join("restored");
+    let r = b
+        .engine
+        .restore("state", Some(&dest), false, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert_eq!(r.downloaded, 8);
+    assert_eq!(snapshot(&a.root), snapshot(&dest));
+
+    // And a bidirectional container starting empty restores in place.
+    let c = side(&remote, &Opts::default());
+    fs::remove_dir_all(&c.root).unwrap();
+    let r = c.pass(false).await;
+    assert_eq!((r.downloaded, r.uploaded), (8, 0), "{r:?}");
+    assert_eq!(snapshot(&a.root), snapshot(&c.root));
+    // Nothing to do afterwards.
+    let r = c.pass(true).await;
+    assert!(r.plan.is_empty(), "{:?}", r.plan);
+}
+
+#[tokio::test]
+async fn round_trip_s3() {
+    round_trip(Remote::s3("round-trip")).await;
+}
+
+#[tokio::test]
+async fn round_trip_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    round_trip(Remote::local(tmp.path())).await;
+}
+
+async fn directions(remote: Remote) {
+    let pusher = side(
+        &remote,
+        &Opts {
+            direction: Direction::PushOnly,
+            ..Opts::default()
+        },
+    );
+    let puller = side(
+        &remote,
+        &Opts {
+            direction: Direction::PullOnly,
+            ..Opts::default()
+        },
+    );
+    pusher.write("keep.txt", b"v1");
+    pusher.write("gone.txt", b"bye");
+    pusher.pass(false).await;
+    puller.write("local-only.txt", b"mine");
+    let r = puller.pass(false).await;
+    assert_eq!(r.downloaded, 2);
+    assert_eq!(r.uploaded, 0);
+    assert_eq!(puller.read("keep.txt"), b"v1");
+
+    // push-only: modify + delete propagate; the puller follows on verify.
+    pusher.write("keep.txt", b"v2 longer");
+    fs::remove_file(pusher.root.join("gone.txt")).unwrap();
+    let r = pusher.pass(false).await;
+    assert_eq!((r.uploaded, r.deleted_remote), (1, 1), "{r:?}");
+    assert_eq!(remote.user_keys(), vec!["keep.txt".to_string()]);
+    let r = puller.pass(true).await;
+    assert_eq!((r.downloaded, r.deleted_local), (1, 1), "{r:?}");
+    assert_eq!(puller.read("keep.txt"), b"v2 longer");
+    assert!(!puller.root.join("gone.txt").exists());
+    // pull-only never uploads.
+    assert!(puller.root.join("local-only.txt").exists());
+    assert!(!remote.user_keys().contains(&"local-only.txt".to_string()));
+
+    // bidirectional: two containers converge both ways.
+    let a = side(&remote, &Opts::default());
+    let b = side(&remote, &Opts::default());
+    a.pass(false).await;
+    b.pass(false).await;
+    a.write("from-a.txt", b"a");
+    a.pass(false).await;
+    let r = b.pass(true).await;
+    assert_eq!(r.downloaded, 1);
+    assert_eq!(b.read("from-a.txt"), b"a");
+    b.write("from-a.txt", b"changed by b");
+    b.write("sub/from-b.txt", b"b");
+    let r = b.pass(false).await;
+    assert_eq!(r.uploaded, 2);
+    let r = a.pass(true).await;
+    assert_eq!(r.downloaded, 2, "{r:?}");
+    assert_eq!(a.read("from-a.txt"), b"changed by b");
+    fs::remove_file(b.root.join("sub/from-b.txt")).unwrap();
+    let r = b.pass(false).await;
+    assert_eq!(r.deleted_remote, 1);
+    let r = a.pass(true).await;
+    assert_eq!(r.deleted_local, 1);
+    assert!(!a.root.join("sub/from-b.txt").exists());
+}
+
+#[tokio::test]
+async fn directions_s3() {
+    directions(Remote::s3("directions")).await;
+}
+
+#[tokio::test]
+async fn directions_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    directions(Remote::local(tmp.path())).await;
+}
+
+#[tokio::test]
+async fn idle_pass_makes_no_requests_and_changes_cost_no_listing() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("idle", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    for i in 0..20 {
+        a.write(
+            &format!("d{}/f{i}.txt", i % 3),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 20);
+    assert!(proxy.seen().iter().any(|s| s.is_list()));
+
+    proxy.reset();
+    let r = a.pass(false).await;
+    assert!(!r.remote_listed);
+    assert!(r.plan.is_empty());
+    assert!(proxy.seen().is_empty(), "idle pass sent {:?}", proxy.seen());
+    let r = a
+        .try_pass(PassScope::Paths(vec![a.root.join("d0/f0.txt")]), false)
+        .await
+        .unwrap();
+    assert!(r.plan.is_empty());
+    assert!(
+        proxy.seen().is_empty(),
+        "idle path pass sent {:?}",
+        proxy.seen()
+    );
+
+    // One change: no LIST; the only HEAD is the server-side copy of the
+    // overwritten object into the trash (opendal's copier sizes its source).
+    a.write("d1/f1.txt", b"changed");
+    let r = a
+        .try_pass(PassScope::Paths(vec![a.root.join("d1/f1.txt")]), false)
+        .await
+        .unwrap();
+    assert_eq!(r.uploaded, 1);
+    let seen = proxy.seen();
+    assert!(!seen.iter().any(|s| s.is_list()), "{seen:?}");
+    assert!(
+        seen.iter()
+            .filter(|s| s.is_head())
+            .all(|s| s.target.ends_with("/org/proj/env/d1/f1.txt")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().filter(|s| s.method == "PUT").count() == 3,
+        "trash copy + upload + manifest: {seen:?}"
+    );
+
+    // verify forces a full reconcile, which needs no HEAD for known objects.
+    proxy.reset();
+    let r = a.pass(true).await;
+    assert!(r.remote_listed && r.plan.is_empty());
+    let seen = proxy.seen();
+    assert!(seen.iter().any(|s| s.is_list()));
+    assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn idle_pass_on_local_remote_does_not_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Remote::local(tmp.path());
+    let a = side(&remote, &Opts::default());
+    a.write("x.txt", b"x");
+    assert!(a.pass(false).await.remote_listed);
+    let r = a.pass(false).await;
+    assert!(!r.remote_listed && r.plan.is_empty());
+}
+
+async fn conflict(remote: Remote) {
+    let a = side(&remote, &Opts::default());
+    let b = side(&remote, &Opts::default());
+    a.write("notes.md", b"base");
+    a.pass(false).await;
+    b.pass(false).await;
+    a.write("notes.md", b"edited by a");
+    a.pass(false).await;
+    b.write("notes.md", b"edited by b!");
+    let r = b.pass(true).await;
+    assert_eq!(r.conflicts.len(), 1, "{r:?}");
+    let copy = &r.conflicts[0];
+    assert!(
+        copy.starts_with("notes.conflict-") && copy.ends_with(".md"),
+        "{copy}"
+    );
+    // The local version stays; the other is beside it.
+    assert_eq!(b.read("notes.md"), b"edited by b!");
+    assert_eq!(b.read(copy), b"edited by a");
+    // Both reach the remote, and a sees both after its next reconcile.
+    assert_eq!(remote.read("notes.md").await, b"edited by b!");
+    assert_eq!(remote.read(copy).await, b"edited by a");
+    a.pass(true).await;
+    assert_eq!(a.read("notes.md"), b"edited by b!");
+    assert_eq!(a.read(copy), b"edited by a");
+}
+
+#[tokio::test]
+async fn conflict_copy_s3() {
+    conflict(Remote::s3("conflict")).await;
+}
+
+#[tokio::test]
+async fn conflict_copy_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    conflict(Remote::local(tmp.path())).await;
+}
+
+async fn mass_delete(remote: Remote) {
+    let a = side(
+        &remote,
+        &Opts {
+            direction: Direction::PushOnly,
+            ..Opts::default()
+        },
+    );
+    for i in 0..60 {
+        a.write(&format!("f{i}"), b"x");
+    }
+    a.pass(false).await;
+    for i in 0..60 {
+        fs::remove_file(a.root.join(format!("f{i}"))).unwrap();
+    }
+    let err = a
+        .try_pass(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SyncError::MassDelete { .. }), "{msg}");
+    assert!(
+        msg.contains("60 of 60") && msg.contains("--allow-mass-delete"),
+        "{msg}"
+    );
+    assert_eq!(remote.user_keys().len(), 60);
+    let r = a
+        .try_pass(PassScope::Full { verify: false }, true)
+        .await
+        .unwrap();
+    assert_eq!(r.deleted_remote, 60);
+    assert!(remote.user_keys().is_empty());
+    // Still recoverable from the trash.
+    let trashed = remote
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(".coltec/trash/"))
+        .count();
+    assert_eq!(trashed, 60);
+}
+
+#[tokio::test]
+async fn mass_delete_guard_s3() {
+    mass_delete(Remote::s3("massdel")).await;
+}
+
+#[tokio::test]
+async fn mass_delete_guard_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    mass_delete(Remote::local(tmp.path())).await;
+}
+
+#[tokio::test]
+async fn push_only_with_missing_root_deletes_nothing() {
+    let remote = Remote::s3("missing-root");
+    let a = side(
+        &remote,
+        &Opts {
+            direction: Direction::PushOnly,
+            max_files: 1_000_000,
+            ..Opts::default()
+        },
+    );
+    a.write("a", b"1");
+    a.write("b", b"2");
+    a.pass(false).await;
+    fs::remove_dir_all(&a.root).unwrap();
+    let r = a.pass(true).await;
+    assert_eq!(r.deleted_remote, 0);
+    assert_eq!(remote.user_keys().len(), 2);
+    assert!(!a.root.exists(), "push-only must not create the root");
+}
+
+async fn trash(remote: Remote) {
+    let a = side(
+        &remote,
+        &Opts {
+            trash: Duration::from_secs(86400),
+            ..Opts::default()
+        },
+    );
+    a.write("f.txt", b"version 1");
+    a.pass(false).await;
+    a.write("f.txt", b"version 2 is longer");
+    a.pass(false).await;
+    let trashed: Vec<String> = remote
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(".coltec/trash/") && k.ends_with("/f.txt"))
+        .collect();
+    assert_eq!(trashed.len(), 1, "{:?}", remote.keys());
+    assert_eq!(remote.read(&trashed[0]).await, b"version 1");
+
+    // An expired generation is pruned at the next full reconcile; a recent one stays.
+    remote
+        .put(".coltec/trash/20000101T000000Z/old.txt", b"old")
+        .await;
+    a.pass(true).await;
+    let keys = remote.keys();
+    assert!(
+        !keys.iter().any(|k| k.contains("20000101T000000Z")),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&trashed[0]), "{keys:?}");
+
+    // retention 0 disables the trash.
+    let tmp = tempfile::tempdir().unwrap();
+    let remote2 = if remote.is_s3() {
+        Remote::s3("trash-off")
+    } else {
+        Remote::local(tmp.path())
+    };
+    let b = side(
+        &remote2,
+        &Opts {
+            trash: Duration::ZERO,
+            ..Opts::default()
+        },
+    );
+    b.write("f.txt", b"1");
+    b.pass(false).await;
+    fs::remove_file(b.root.join("f.txt")).unwrap();
+    let r = b.pass(false).await;
+    assert_eq!(r.deleted_remote, 1);
+    assert!(
+        remote2
+            .keys()
+            .iter()
+            .all(|k| !k.starts_with(".coltec/trash/"))
+    );
+}
+
+#[tokio::test]
+async fn trash_retention_and_pruning_s3() {
+    trash(Remote::s3("trash")).await;
+}
+
+#[tokio::test]
+async fn trash_retention_and_pruning_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    trash(Remote::local(tmp.path())).await;
+}
+
+#[tokio::test]
+async fn rclone_layout_is_adopted_without_upload_s3() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("rclone", &proxy.endpoint);
+    let bucket = remote.bucket.clone().unwrap();
+    // What `rclone sync --links` wrote: objects with X-Amz-Meta-Mtime.
+    let files: [(&str, &[u8], u64); 3] = [
+        ("config.toml", b"a = 1\n", 1_650_000_000_250_000_000),
+        ("deep/dir/state.json", b"{}", 1_650_000_001_000_000_000),
+        ("empty", b"", 1_650_000_002_999_999_999),
+    ];
+    let a = side(&remote, &Opts::default());
+    for (rel, body, mtime) in files {
+        let m = format!("{}.{:09}", mtime / 1_000_000_000, mtime % 1_000_000_000);
+        let (st, b) = s3::http_request(
+            "PUT",
+            &format!("/{bucket}/{REMOTE_PATH}/{rel}"),
+            &[("x-amz-meta-mtime", &m)],
+            body,
+        );
+        assert_eq!(st, 200, "{b}");
+        a.write(rel, body);
+        set_mtime(&a.root.join(rel), mtime);
+    }
+    let (st, _) = s3::http_request(
+        "PUT",
+        &format!("/{bucket}/{REMOTE_PATH}/link.rclonelink"),
+        &[("x-amz-meta-mtime", "1650000000.000000000")],
+        b"config.toml",
+    );
+    assert_eq!(st, 200);
+    symlink("config.toml", a.root.join("link")).unwrap();
+
+    proxy.reset();
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 0, "{r:?}");
+    assert_eq!(r.downloaded, 0, "{r:?}");
+    assert_eq!(r.plan.adopt.files, 4);
+    let writes: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.is_write())
+        .map(|s| s.target)
+        .collect();
+    assert_eq!(
+        writes.len(),
+        1,
+        "only the manifest may be written: {writes:?}"
+    );
+    assert!(writes[0].contains(".coltec/manifest.json"), "{writes:?}");
+    // The next reconcile knows everything from the manifest: no HEADs.
+    proxy.reset();
+    a.pass(true).await;
+    assert!(!proxy.seen().iter().any(|s| s.is_head()));
+}
+
+#[tokio::test]
+async fn rclone_layout_is_adopted_without_upload_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Remote::local(tmp.path());
+    let rdir = remote.dir.clone().unwrap().join(REMOTE_PATH);
+    let a = side(&remote, &Opts::default());
+    // rclone's local backend keeps mtimes on the files themselves.
+    for (rel, mtime) in [
+        ("x.txt", 1_650_000_000_000_000_000u64),
+        ("d/y.txt", 1_650_000_005_000_000_000),
+    ] {
+        let p = rdir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, rel.as_bytes()).unwrap();
+        set_mtime(&p, mtime);
+        a.write(rel, rel.as_bytes());
+        set_mtime(&a.root.join(rel), mtime);
+    }
+    let before = fs::metadata(rdir.join("x.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let r = a.pass(false).await;
+    assert_eq!(
+        (r.uploaded, r.downloaded, r.plan.adopt.files),
+        (0, 0, 2),
+        "{r:?}"
+    );
+    assert_eq!(
+        fs::metadata(rdir.join("x.txt"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn hostile_remote_keys_write_nothing_outside_the_root() {
+    let remote = Remote::s3("hostile");
+    let bucket = remote.bucket.clone().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    // A symlink object pointing out of the root, then a file "through" it.
+    remote
+        .put("a.rclonelink", outside.path().to_str().unwrap().as_bytes())
+        .await;
+    remote.put("a/passwd", b"pwned").await;
+    // Keys that are not plain relative paths.
+    for key in [
+        format!("/{bucket}/{REMOTE_PATH}//abs.txt"),
+        format!("/{bucket}/{REMOTE_PATH}/x/%2E%2E/%2E%2E/%2E%2E/escape.txt"),
+    ] {
+        let (st, b) = s3::http_request("PUT", &key, &[], b"evil");
+        assert_eq!(st, 200, "{b}");
+    }
+    remote.put("ok.txt", b"fine").await;
+    let b = side(
+        &remote,
+        &Opts {
+            direction: Direction::PullOnly,
+            ..Opts::default()
+        },
+    );
+    let r = b
+        .try_pass(PassScope::Full { verify: true }, false)
+        .await
+        .unwrap();
+    assert_eq!(b.read("ok.txt"), b"fine");
+    assert!(
+        fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "wrote outside the root"
+    );
+    let failed: Vec<&str> = r.failed.iter().map(|f| f.path.as_str()).collect();
+    assert!(failed.iter().any(|p| p.contains("passwd")), "{failed:?}");
+    assert!(
+        r.failed
+            .iter()
+            .filter(|f| f.reason.contains("refused remote key"))
+            .count()
+            >= 1,
+        "{:?}",
+        r.failed
+    );
+    let parent = b.root.parent().unwrap();
+    assert!(!parent.join("escape.txt").exists());
+    assert!(!b.root.join("escape.txt").exists());
+}
+
+async fn torn(remote: Remote) {
+    let a = side(
+        &remote,
+        &Opts {
+            direction: Direction::PushOnly,
+            // Slow enough that the writer below lands mid-upload.
+            bwlimit: BwLimit {
+                up: std::num::NonZeroU64::new(1024 * 1024),
+                down: None,
+            },
+            ..Opts::default()
+        },
+    );
+    let path = a.root.join("growing.log");
+    fs::write(&path, pseudo_random(4 * 1024 * 1024, 3)).unwrap();
+    let p2 = path.clone();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(&p2).unwrap();
+        f.write_all(b"appended while uploading").unwrap();
+    });
+    let r = a
+        .try_pass(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap();
+    writer.join().unwrap();
+    assert_eq!(r.uploaded, 0, "{r:?}");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(
+        r.failed[0].reason.contains("changed while being read"),
+        "{r:?}"
+    );
+    assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+    // Next pass stores the settled file.
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 1);
+    assert_eq!(remote.read("growing.log").await, fs::read(&path).unwrap());
+}
+
+#[tokio::test]
+async fn file_modified_during_upload_is_not_stored_torn_s3() {
+    torn(Remote::s3("torn")).await;
+}
+
+#[tokio::test]
+async fn file_modified_during_upload_is_not_stored_torn_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    torn(Remote::local(tmp.path())).await;
+}
+
+#[tokio::test]
+async fn transient_server_errors_are_retried() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("retry", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    a.write("one.txt", b"1");
+    a.write("two/three.txt", b"3");
+    proxy.fail_next(3);
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 2);
+    assert_eq!(proxy.seen().iter().filter(|s| s.faulted).count(), 3);
+    assert_eq!(remote.read("two/three.txt").await, b"3");
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let remote = Remote::s3("dry");
+    let a = side(&remote, &Opts::default());
+    a.write("a.txt", b"aaa");
+    let r = a
+        .engine
+        .pass(
+            "state",
+            PassRequest {
+                scope: PassScope::Full { verify: false },
+                dry_run: true,
+                allow_mass_delete: false,
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.plan.upload.files, 1);
+    assert_eq!(r.plan.upload.bytes, 3);
+    assert_eq!(r.plan.upload.first, vec!["a.txt".to_string()]);
+    assert_eq!(r.uploaded, 0);
+    assert!(remote.keys().is_empty());
+}
