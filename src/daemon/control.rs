@@ -147,6 +147,18 @@ pub fn request(state_dir: &StateDir, req: Request) -> Result<Response, ControlEr
 
 use std::io::Read as _;
 
+/// `coltecd sync --now`: ask the running daemon for a full pass of every
+/// target (listing the remote) and wait for the outcome. `Err(NotRunning)`
+/// (exit 3) when no daemon runs; the caller may then run a one-shot pass.
+pub fn sync_now(state_dir: &StateDir) -> Result<Vec<SyncNowOutcome>, ControlError> {
+    match request(state_dir, Request::SyncNow)? {
+        Response::Synced { outcomes } => Ok(outcomes),
+        other => Err(ControlError::Protocol(format!(
+            "expected the sync outcome, got {other:?}"
+        ))),
+    }
+}
+
 /// A request the supervisor must handle, with the channel for its answer.
 pub(crate) struct Command {
     pub req: Request,

@@ -55,12 +55,17 @@ pub async fn run(spec: Arc<Spec>, mut opts: Options) -> Result<ExitStatus, Fail>
 
 async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fail> {
     let state = StateDir::for_spec(&spec);
-    let lock = match state.lock() {
-        Ok(lock) => lock,
-        Err(e @ StateDirError::Locked { .. }) => {
-            // Usually a second `start` racing the first: the holder is a
-            // live coltecd here. Give it a moment to write its pidfile.
-            for _ in 0..30 {
+    // Usually the lock is free. If not: a live coltecd holds it (a second
+    // `start` racing the first: say "already running"), or its previous
+    // holder is still exiting (`kill -9` a moment ago: its threads release
+    // the lock a little after its pid looks dead), or another container
+    // shares this state dir (the error says so). Retry briefly to tell them
+    // apart.
+    let mut attempts = 0;
+    let lock = loop {
+        match state.lock() {
+            Ok(lock) => break lock,
+            Err(e @ StateDirError::Locked { .. }) => {
                 if let Some(pid) = pidfile::live(state.path()) {
                     tracing::info!(pid, "another coltecd already runs for this spec");
                     if let Some(r) = opts.ready.as_mut() {
@@ -68,11 +73,14 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
                     }
                     return Ok(ExitStatus::Ok);
                 }
+                attempts += 1;
+                if attempts > 50 {
+                    return Err(e.into());
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            return Err(e.into());
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     let pid_guard = pidfile::write(state.path()).map_err(|e| {
         fail(
@@ -357,22 +365,29 @@ async fn serve(
     outcome
 }
 
-/// Write `status.json` whenever the status changed (checked every 2 s), so
-/// `status` has something true to show after a crash.
+/// Write `status.json` whenever the status changed meaningfully (checked
+/// every 2 s), and at least every minute (lease renewal ages), so `status`
+/// has something true to show after a crash without an idle daemon writing
+/// to disk all the time.
 async fn status_writer(board: Arc<Board>, dir: PathBuf, cancel: CancellationToken) {
-    let mut last: Option<DaemonStatus> = None;
+    const REFRESH: Duration = Duration::from_secs(60);
+    let mut last: Option<(DaemonStatus, tokio::time::Instant)> = None;
     loop {
         let mut snap = board.snapshot();
-        let comparable = {
-            let mut c = snap.clone();
-            c.updated_at = 0;
-            c
+        // Fields that change by themselves every second do not count.
+        let mut comparable = snap.clone();
+        comparable.updated_at = 0;
+        comparable.uptime_secs = None;
+        comparable.leases.detail = serde_json::Value::Null;
+        let due = match &last {
+            None => true,
+            Some((prev, at)) => *prev != comparable || at.elapsed() >= REFRESH,
         };
-        if last.as_ref() != Some(&comparable) {
+        if due {
             snap.source = Source::File;
             let d = dir.clone();
             match tokio::task::spawn_blocking(move || status::write_file(&d, &snap)).await {
-                Ok(Ok(())) => last = Some(comparable),
+                Ok(Ok(())) => last = Some((comparable, tokio::time::Instant::now())),
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot write status.json"),
                 Err(_) => {}
             }

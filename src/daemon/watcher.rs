@@ -179,102 +179,142 @@ fn watch_tree(
     Ok(files)
 }
 
-/// Start watching `targets`; runs until `cancel`. Watchers that cannot be
-/// set up report [`WatchMsg::Fallback`] and the rest keep going.
+/// A fresh watcher for target `index` whose callback feeds `tx`.
+fn new_watcher(
+    index: usize,
+    tx: mpsc::Sender<RawEvent>,
+    overflowed: Arc<AtomicBool>,
+) -> notify::Result<RecommendedWatcher> {
+    notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Never block the notify thread: a full channel means we lost
+        // events, which a rescan makes up for.
+        if tx.try_send((index, ev)).is_err() {
+            overflowed.store(true, Ordering::Relaxed);
+        }
+    })
+}
+
+/// Create the slot's watcher and watch its whole tree. Blocking work runs
+/// on the blocking pool; `Ok(false)` when cancelled.
+async fn activate(
+    slot: &Slot,
+    tx: &mpsc::Sender<RawEvent>,
+    cancel: &CancellationToken,
+) -> Result<bool, SetupError> {
+    let watcher =
+        new_watcher(slot.target.index, tx.clone(), slot.overflowed.clone()).map_err(classify)?;
+    let shared = slot.watcher.clone();
+    let t = slot.target.clone();
+    let setup = tokio::task::spawn_blocking(move || {
+        let mut guard = match shared.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mut w = watcher;
+        let r = watch_tree(&t, &mut w, &t.root, false);
+        if r.is_ok() {
+            *guard = Some(w);
+        }
+        r.map(|_| ())
+    });
+    tokio::select! {
+        _ = cancel.cancelled() => Ok(false),
+        r = setup => match r {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(SetupError::Other(format!("watch setup failed: {e}"))),
+        },
+    }
+}
+
+/// Start watching `targets`; runs until `cancel`. A target whose directory
+/// does not exist yet (a bidirectional target before its first restore) is
+/// watched once it appears, and again after it is deleted and re-created.
+/// Watchers that cannot be set up report [`WatchMsg::Fallback`] and the rest
+/// keep going.
 pub(crate) async fn run(
     targets: Vec<WatchTarget>,
     out: mpsc::Sender<WatchMsg>,
     cancel: CancellationToken,
 ) {
     let (raw_tx, mut raw_rx) = mpsc::channel::<RawEvent>(RAW_CAPACITY);
-    let mut slots: Vec<Slot> = Vec::new();
-    for target in targets {
-        let overflowed = Arc::new(AtomicBool::new(false));
-        let tx = raw_tx.clone();
-        let flag = overflowed.clone();
-        let index = target.index;
-        let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            // Never block the notify thread: a full channel means we lost
-            // events, which a rescan makes up for.
-            if tx.try_send((index, ev)).is_err() {
-                flag.store(true, Ordering::Relaxed);
-            }
-        });
-        let watcher = match watcher {
-            Ok(w) => w,
-            Err(e) => {
-                let reason = match classify(e) {
-                    SetupError::Budget(m) | SetupError::Other(m) => m,
-                };
-                let _ = out
-                    .send(WatchMsg::Fallback {
-                        target: index,
-                        reason,
-                    })
-                    .await;
-                continue;
-            }
-        };
-        let slot = Slot {
-            target: target.clone(),
-            watcher: Arc::new(Mutex::new(Some(watcher))),
-            overflowed,
-        };
-        let shared = slot.watcher.clone();
-        let t = target.clone();
-        let setup = tokio::task::spawn_blocking(move || {
-            let mut guard = shared
-                .lock()
-                .map_err(|_| SetupError::Other("watcher lock poisoned".into()))?;
-            let Some(w) = guard.as_mut() else {
-                return Ok(0usize);
-            };
-            watch_tree(&t, w, &t.root, false).map(|_| 0usize)
-        });
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = setup => r,
-        };
-        match result {
-            Ok(Ok(_)) => {
-                tracing::info!(target_name = %target.name, root = %target.root.display(), "watching for changes");
-            }
-            Ok(Err(SetupError::Budget(reason))) | Ok(Err(SetupError::Other(reason))) => {
-                drop_watcher(&slot);
-                let _ = out
-                    .send(WatchMsg::Fallback {
-                        target: index,
-                        reason,
-                    })
-                    .await;
-                continue;
-            }
-            Err(e) => {
-                drop_watcher(&slot);
-                let _ = out
-                    .send(WatchMsg::Fallback {
-                        target: index,
-                        reason: format!("watch setup failed: {e}"),
-                    })
-                    .await;
-                continue;
-            }
-        }
-        slots.push(slot);
-    }
-    drop(raw_tx);
+    // (slot, active): inactive slots wait for their root directory.
+    let mut slots: Vec<(Slot, bool)> = targets
+        .into_iter()
+        .map(|target| {
+            (
+                Slot {
+                    target,
+                    watcher: Arc::new(Mutex::new(None)),
+                    overflowed: Arc::new(AtomicBool::new(false)),
+                },
+                false,
+            )
+        })
+        .collect();
     if slots.is_empty() {
         cancel.cancelled().await;
         return;
     }
-
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first_round = true;
     loop {
+        // Activate what can be activated (first round: everything present).
+        let mut gave_up = Vec::new();
+        for (i, (slot, active)) in slots.iter_mut().enumerate() {
+            if *active {
+                continue;
+            }
+            let root = slot.target.root.clone();
+            let present = tokio::task::spawn_blocking(move || root.is_dir())
+                .await
+                .unwrap_or(false);
+            if !present {
+                if first_round {
+                    tracing::info!(target_name = %slot.target.name, root = %slot.target.root.display(), "directory does not exist yet; watching it once it appears");
+                }
+                continue;
+            }
+            match activate(slot, &raw_tx, &cancel).await {
+                Ok(true) => {
+                    *active = true;
+                    tracing::info!(target_name = %slot.target.name, root = %slot.target.root.display(), "watching for changes");
+                    if !first_round {
+                        // It (re)appeared: what is in it now is unknown.
+                        let _ = out
+                            .send(WatchMsg::Rescan {
+                                target: slot.target.index,
+                                reason: "the directory appeared".into(),
+                            })
+                            .await;
+                    }
+                }
+                Ok(false) => return,
+                Err(SetupError::Budget(reason) | SetupError::Other(reason)) => {
+                    drop_watcher(slot);
+                    let _ = out
+                        .send(WatchMsg::Fallback {
+                            target: slot.target.index,
+                            reason,
+                        })
+                        .await;
+                    gave_up.push(i);
+                }
+            }
+        }
+        for i in gave_up.into_iter().rev() {
+            slots.remove(i);
+        }
+        first_round = false;
+        if slots.is_empty() {
+            cancel.cancelled().await;
+            return;
+        }
+        let waiting = slots.iter().any(|(_, active)| !active);
+
         let mut batch: Vec<RawEvent> = Vec::new();
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)), if waiting => {}
             got = raw_rx.recv() => match got {
                 Some(ev) => batch.push(ev),
                 None => break,
@@ -286,7 +326,7 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        for slot in &slots {
+        for (slot, _) in &slots {
             if slot.overflowed.swap(false, Ordering::Relaxed) {
                 let _ = out
                     .send(WatchMsg::Rescan {
@@ -299,10 +339,11 @@ pub(crate) async fn run(
         if batch.is_empty() {
             continue;
         }
-        let work: Vec<Work> = group(&slots, batch);
+        let active: Vec<&Slot> = slots.iter().filter(|(_, a)| *a).map(|(s, _)| s).collect();
+        let work: Vec<Work> = group(&active, batch);
         let processed = tokio::task::spawn_blocking(move || {
             work.into_iter()
-                .map(|(t, w, evs)| process(&t, &w, evs))
+                .map(|(t, w, evs)| (t.index, process(&t, &w, evs)))
                 .collect::<Vec<_>>()
         });
         let processed = tokio::select! {
@@ -310,12 +351,21 @@ pub(crate) async fn run(
             p = processed => p,
         };
         let Ok(processed) = processed else { continue };
-        for msgs in processed {
+        for (index, (msgs, root_gone)) in processed {
+            if root_gone
+                && let Some((slot, active)) =
+                    slots.iter_mut().find(|(s, _)| s.target.index == index)
+            {
+                tracing::warn!(target_name = %slot.target.name, "the synced directory was removed; watching for it to come back");
+                drop_watcher(slot);
+                *active = false;
+            }
             for msg in msgs {
                 if let WatchMsg::Fallback { target, .. } = &msg
-                    && let Some(slot) = slots.iter().find(|s| s.target.index == *target)
+                    && let Some(pos) = slots.iter().position(|(s, _)| s.target.index == *target)
                 {
-                    drop_watcher(slot);
+                    drop_watcher(&slots[pos].0);
+                    slots.remove(pos);
                 }
                 if out.send(msg).await.is_err() {
                     return;
@@ -323,7 +373,7 @@ pub(crate) async fn run(
             }
         }
     }
-    for slot in &slots {
+    for (slot, _) in &slots {
         drop_watcher(slot);
     }
 }
@@ -336,7 +386,7 @@ fn drop_watcher(slot: &Slot) {
     drop(taken);
 }
 
-fn group(slots: &[Slot], batch: Vec<RawEvent>) -> Vec<Work> {
+fn group(slots: &[&Slot], batch: Vec<RawEvent>) -> Vec<Work> {
     let mut by: BTreeMap<usize, Vec<notify::Result<notify::Event>>> = BTreeMap::new();
     for (i, ev) in batch {
         by.entry(i).or_default().push(ev);
@@ -355,10 +405,11 @@ fn process(
     target: &WatchTarget,
     watcher: &Mutex<Option<RecommendedWatcher>>,
     events: Vec<notify::Result<notify::Event>>,
-) -> Vec<WatchMsg> {
+) -> (Vec<WatchMsg>, bool) {
     let mut changed: BTreeMap<PathBuf, u64> = BTreeMap::new();
     let mut msgs = Vec::new();
     let mut rescan = None;
+    let mut root_gone = false;
     for ev in events {
         let ev = match ev {
             Ok(ev) => ev,
@@ -368,7 +419,7 @@ fn process(
                         target: target.index,
                         reason,
                     });
-                    return msgs;
+                    return (msgs, false);
                 }
                 SetupError::Other(m) => {
                     tracing::warn!(target_name = %target.name, error = %m, "file watch error; rescanning");
@@ -395,6 +446,12 @@ fn process(
                 continue;
             };
             if rel.is_empty() {
+                // The root itself went away (rm -rf, re-mount): its watches
+                // are gone with it.
+                if !path.is_dir() {
+                    root_gone = true;
+                    rescan = Some("the synced directory was removed".to_string());
+                }
                 continue;
             }
             let meta = std::fs::symlink_metadata(&path).ok();
@@ -417,7 +474,7 @@ fn process(
                                 target: target.index,
                                 reason,
                             });
-                            return msgs;
+                            return (msgs, false);
                         }
                         Err(SetupError::Other(_)) => {}
                     }
@@ -442,12 +499,59 @@ fn process(
             paths: changed.into_iter().collect(),
         });
     }
-    msgs
+    (msgs, root_gone)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_root_that_appears_later_or_comes_back_is_watched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("later");
+        let (tx, mut rx) = mpsc::channel(64);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(
+            vec![WatchTarget {
+                index: 0,
+                name: "t".into(),
+                root: root.clone(),
+                excludes: Excludes::default(),
+            }],
+            tx,
+            cancel.clone(),
+        ));
+        for round in 0..2 {
+            std::fs::create_dir_all(&root).unwrap();
+            // Keep writing new files until one is reported: the watch is
+            // placed asynchronously once the directory exists.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut seen = false;
+            let mut k = 0;
+            while !seen {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "round {round}: never watched"
+                );
+                let file = root.join(format!("f{round}-{k}"));
+                k += 1;
+                std::fs::write(&file, b"x").unwrap();
+                let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+                while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
+                    if let WatchMsg::Changed { paths, .. } = msg
+                        && paths.iter().any(|(p, _)| *p == file)
+                    {
+                        seen = true;
+                        break;
+                    }
+                }
+            }
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+        cancel.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn watch_budget_errors_mean_fallback_with_advice() {

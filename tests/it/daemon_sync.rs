@@ -2,7 +2,7 @@
 //! readiness, one daemon per spec, event- and poll-driven pushes, status in
 //! every state, graceful flush, crash recovery, logs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
@@ -19,14 +19,22 @@ fn start(w: &World) -> Output {
 }
 
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
+    // A zombie thread-group leader may still have threads exiting (and
+    // holding files): dead means gone, or a zombie with no other task left.
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    if tasks == 0 {
+        return false;
+    }
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .starts_with('Z');
+    !(zombie && tasks == 1)
 }
 
 fn lease_file(w: &World, name: &str) -> PathBuf {
@@ -498,4 +506,33 @@ fn sighup_reloads_intervals_and_refuses_target_changes() {
         v["targets"][0]["local_path"],
         w.path("notes").display().to_string()
     );
+}
+
+#[test]
+fn a_lease_broken_by_another_container_stops_the_daemon_fenced() {
+    let lease = "  lease:\n    ttl: 10s\n    renew_every: 1s\n";
+    let a = World::new();
+    std::fs::create_dir_all(a.path("notes")).unwrap();
+    let body = |w: &World| {
+        format!(
+            "  default_remote: local\n  remotes:\n    local:\n      type: local\n      path_prefix: {}\n  sync:\n    - name: notes\n      path: {}\n      direction: push-only\n{lease}",
+            a.remote().display(),
+            w.path("notes").display()
+        )
+    };
+    a.write_spec(&body(&a), "");
+    let _guard = Daemon { world: &a };
+    let o = start(&a);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let pid = a.pid().unwrap();
+    let b = World::new();
+    std::fs::create_dir_all(b.path("notes")).unwrap();
+    b.write_spec(&body(&b), "");
+    let o = b.run(&["lease", "break", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    eventually("the fenced daemon stops", || !alive(pid));
+    let log = a.log_text();
+    assert!(log.contains("critical failure; stopping"), "{log}");
+    let o = a.run(&["status"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
