@@ -170,3 +170,126 @@ fn daemon_killed_with_9_reclaims_at_once_others_take_over_after_ttl() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(lease_objects(&bucket).is_empty());
 }
+
+fn status(w: &World) -> (Option<i32>, serde_json::Value) {
+    let o = run(w, &["status", "--json"]);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code(), v)
+}
+
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An object's content, read with real (signed) requests.
+fn remote_text(bucket: &str, key: &str) -> Option<String> {
+    use coltecd::spec::{Location, RemoteKind, RemoteSpec, S3Remote, Secret};
+    let remote = RemoteSpec {
+        name: "moto".into(),
+        kind: RemoteKind::S3(S3Remote {
+            bucket: bucket.into(),
+            path_prefix: String::new(),
+            endpoint: Some(s3::endpoint().into()),
+            region: "us-east-1".into(),
+            provider: None,
+            access_key_id: Some(Secret::new(s3::ACCESS_KEY)),
+            secret_access_key: Some(Secret::new(s3::SECRET_KEY)),
+            session_token: None,
+            path_style: true,
+        }),
+    };
+    let op = coltecd::remote::operator_at(
+        &remote,
+        &Location::S3 {
+            bucket: bucket.into(),
+            key_prefix: String::new(),
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(op.read(key))
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b.to_vec()).into_owned())
+}
+
+#[test]
+fn daemon_cut_off_fences_reports_lost_and_never_overwrites_its_successor() {
+    use crate::support::lease_proxy::{LeaseProxy, Mode};
+    let bucket = s3::bucket("lease-daemon-fence");
+    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
+    let path = "{org}/{project}/{env}/state";
+    let key = |f: &str| format!("acme/widget/dev-a/state/{f}");
+
+    // A reaches the server only through the proxy; B directly.
+    let a = World::new();
+    std::fs::create_dir_all(a.path("data")).unwrap();
+    a.write_spec(
+        &format!(
+            "  default_remote: moto\n  remotes:\n    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n  sync:\n    - name: data\n      path: {}\n      remote_path: \"{path}\"\n      direction: bidirectional\n      interval: 10\n  lease:\n    ttl: 10s\n    renew_every: 2s\n",
+            proxy.endpoint(),
+            a.path("data").display()
+        ),
+        "",
+    );
+    let b = s3_world(&bucket, path);
+    let (_ga, _gb) = (Daemon { world: &a }, Daemon { world: &b });
+
+    let o = run(&a, &["start"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    std::fs::write(a.path("data/f.txt"), "synced before the cut").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while remote_text(&bucket, &key("f.txt")).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "A never pushed f.txt: {}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Cut A off: it must stop writing and say so.
+    proxy.set_mode(Mode::Down);
+    eventually("A reports the lease lost", || {
+        let (_, v) = status(&a);
+        v["leases"]["writes_allowed"] == false && v["leases"]["detail"][0]["state"] == "lost"
+    });
+    let (code, _) = status(&a);
+    assert_eq!(code, Some(1), "status is degraded while the lease is lost");
+    std::fs::write(a.path("data/g.txt"), "from the fenced holder").unwrap();
+
+    // B is refused first, then takes over after the TTL and writes g.txt.
+    let o = run(&b, &["start"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    eventually("B takes over", || {
+        run(&b, &["start"]).status.code() == Some(0)
+    });
+    std::fs::write(b.path("data/g.txt"), "from the new holder").unwrap();
+    eventually("B pushes g.txt", || {
+        remote_text(&bucket, &key("g.txt")).as_deref() == Some("from the new holder")
+    });
+
+    // A comes back: it finds the lease taken over and stops, without writing.
+    proxy.set_mode(Mode::Pass);
+    eventually("A's daemon stops", || {
+        a.pid().is_none_or(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err()
+        })
+    });
+    assert_eq!(
+        remote_text(&bucket, &key("g.txt")).as_deref(),
+        Some("from the new holder"),
+        "the fenced holder overwrote its successor"
+    );
+    let show = run(&b, &["lease", "show", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v[0]["state"], "mine", "{v}");
+    let o = run(&b, &["stop"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
