@@ -293,3 +293,38 @@ fn daemon_cut_off_fences_reports_lost_and_never_overwrites_its_successor() {
     let o = run(&b, &["stop"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn one_shot_sync_takes_and_releases_the_lease_and_is_refused_while_held() {
+    let bucket = s3::bucket("lease-daemon-sync");
+    let path = "{org}/{project}/{env}/state";
+    let a = s3_world(&bucket, path);
+    let b = s3_world(&bucket, path);
+    let (_ga, _gb) = (Daemon { world: &a }, Daemon { world: &b });
+    std::fs::write(b.path("data/x.txt"), "x").unwrap();
+
+    // Free prefix: the one-shot sync leases it for the run, then releases.
+    let o = run(&b, &["sync"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        lease_objects(&bucket).is_empty(),
+        "{:?}",
+        lease_objects(&bucket)
+    );
+
+    // Another container's daemon holds it: the manual sync is refused.
+    let o = run(&a, &["start"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&b, &["sync"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("lease break --force"),
+        "{}",
+        text(&o)
+    );
+    // A dry run writes nothing and needs no lease.
+    let o = run(&b, &["sync", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&a, &["stop"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
