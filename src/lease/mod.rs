@@ -522,7 +522,7 @@ impl LeaseSet {
                 renew_every: spec.lease.renew_every,
                 slots,
                 states: Mutex::new(states),
-                observations: Mutex::new(Observations::load(std::path::Path::new("/nonexistent"))),
+                observations: Mutex::new(Observations::none()),
                 gate: gate().0,
                 releasing: std::sync::atomic::AtomicBool::new(false),
             }),

@@ -96,6 +96,14 @@ impl Observations {
         }
     }
 
+    /// No sightings and no file (for a set that never judges staleness).
+    pub fn none() -> Observations {
+        Observations {
+            path: None,
+            data: FileData::default(),
+        }
+    }
+
     /// Record seeing `version` of the lease at `location` now, and judge it
     /// against `ttl`.
     pub fn observe(&mut self, location: &str, version: &str, ttl: Duration) -> Staleness {
