@@ -3,8 +3,8 @@
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
-mod restore;
 mod lease;
+mod restore;
 mod schema;
 mod sync;
 mod validate;

@@ -106,23 +106,9 @@ pub async fn sync_once(
 
 /// Targets to work on: all (in priority order) or those named by `--only`.
 pub(super) fn select_targets(spec: &Spec, only: &[String]) -> Result<Vec<String>, Fail> {
-    for name in only {
-        if !spec.targets.iter().any(|t| &t.name == name) {
-            let known: Vec<&str> = spec.targets.iter().map(|t| t.name.as_str()).collect();
-            return Err(Fail::new(
-                ExitStatus::Usage,
-                anyhow::anyhow!(
-                    "--only {name}: no such target in {} (targets: {})",
-                    spec.path.display(),
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
     Ok(spec
-        .targets
-        .iter()
-        .filter(|t| only.is_empty() || only.contains(&t.name))
+        .select(only)?
+        .into_iter()
         .map(|t| t.name.clone())
         .collect())
 }

@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-pub mod proxy;
 pub mod lease_proxy;
+pub mod proxy;
 pub mod s3;
 
 use std::path::PathBuf;
