@@ -71,6 +71,9 @@ pub struct SyncArgs {
     /// Let a pass delete more files than the mass-delete guard allows.
     #[arg(long)]
     pub allow_mass_delete: bool,
+    /// Print one JSON report per target (an array) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +88,9 @@ pub struct RestoreArgs {
     /// Print what would be downloaded; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print one JSON report per target (an array) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

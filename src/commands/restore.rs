@@ -39,7 +39,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> CmdResult {
         });
         // Restore never writes the remote: no lease needed.
         let engine = Engine::open(Arc::new(spec), &state, WriteGate::always_open())?;
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome::new(args.json);
         let several = targets.len() > 1;
         for name in &targets {
             let to = args.to.as_deref().map(|d| restore_dir(d, name, several));

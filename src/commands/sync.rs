@@ -84,7 +84,7 @@ pub async fn sync_once(
             trust_manifest_on_open: !args.verify,
         },
     )?;
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome::new(args.json);
     for name in targets {
         let progress = Progress::new(name);
         let req = PassRequest {
@@ -132,11 +132,32 @@ pub(super) fn lock_state(state: &StateDir) -> Result<StateLock, Fail> {
 pub(super) struct Outcome {
     worst: Option<ExitStatus>,
     partial: bool,
+    /// `--json`: reports are collected and printed by [`Outcome::status`].
+    json: Option<Vec<serde_json::Value>>,
 }
 
 impl Outcome {
+    pub(super) fn new(json: bool) -> Outcome {
+        Outcome {
+            json: json.then(Vec::new),
+            ..Outcome::default()
+        }
+    }
+
     pub(super) fn record(&mut self, name: &str, r: Result<PassReport, SyncError>, dry_run: bool) {
+        if let Some(items) = &mut self.json {
+            let item = match &r {
+                Ok(report) => serde_json::to_value(report).unwrap_or_default(),
+                Err(e) => serde_json::json!({
+                    "target": name,
+                    "error": e.to_string(),
+                    "exit_code": e.exit_status().code(),
+                }),
+            };
+            items.push(item);
+        }
         match r {
+            Ok(report) if self.json.is_some() => self.partial |= !report.failed.is_empty(),
             Ok(report) => {
                 if dry_run {
                     print!("{}", plan_text(&report));
@@ -168,6 +189,11 @@ impl Outcome {
     }
 
     pub(super) fn status(&self) -> CmdResult {
+        if let Some(items) = &self.json {
+            let text = serde_json::to_string_pretty(items)
+                .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+            println!("{text}");
+        }
         Ok(match (self.worst, self.partial) {
             (Some(s), _) => s,
             (None, true) => ExitStatus::PartialFailure,
