@@ -131,11 +131,20 @@ impl<'a> Exec<'a> {
         &self,
         fut: impl IntoFuture<Output = opendal::Result<T>>,
     ) -> Result<opendal::Result<T>, SyncError> {
-        self.inner.limits.request(self.cancel).await?;
+        self.request_slot().await?;
         tokio::select! {
             r = fut.into_future() => Ok(r),
             _ = self.cancel.cancelled() => Err(SyncError::Cancelled),
         }
+    }
+
+    /// The request-rate limit protects shared buckets; a local directory
+    /// has no rate to protect.
+    async fn request_slot(&self) -> Result<(), SyncError> {
+        if self.ctx.local_dir.is_none() {
+            self.inner.limits.request(self.cancel).await?;
+        }
+        Ok(())
     }
 
     fn gate(&self) -> Result<(), SyncError> {
@@ -753,7 +762,7 @@ impl<'a> Exec<'a> {
                 }
                 // Each new part is one more request.
                 if sent / CHUNK as u64 != before {
-                    self.inner.limits.request(self.cancel).await?;
+                    self.request_slot().await?;
                 }
                 self.inner.limits.bytes(Dir::Up, n, self.cancel).await?;
                 tokio::select! {
