@@ -82,7 +82,7 @@ pub struct RestoreArgs {
     #[arg(long = "only", value_name = "NAME")]
     pub only: Vec<String>,
     /// Restore into DIR instead of each target's own path (with several
-    /// targets: into DIR/<target name>).
+    /// targets: into DIR/TARGET_NAME).
     #[arg(long, value_name = "DIR")]
     pub to: Option<std::path::PathBuf>,
     /// Print what would be downloaded; change nothing.

@@ -1,6 +1,6 @@
 //! `coltecd restore [--only NAME]... [--to DIR] [--dry-run]`: pull each
 //! target's remote state into its directory (or DIR; with several targets
-//! DIR/<name>). Files that differ locally are replaced by the remote
+//! `DIR/<name>`). Files that differ locally are replaced by the remote
 //! version; nothing local is deleted. Exit codes as for `sync`.
 
 use std::sync::Arc;
