@@ -936,3 +936,24 @@ fn gather_paths(
     }
     side
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The daemon spawns passes on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn engine_and_pass_futures_are_send(e: &Engine, c: &CancellationToken) {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        send_sync::<Engine>();
+        let req = PassRequest {
+            scope: PassScope::Full { verify: false },
+            dry_run: false,
+            allow_mass_delete: false,
+        };
+        assert_send(&e.pass("t", req, c));
+        assert_send(&e.restore("t", None, false, c));
+    }
+}
