@@ -1,5 +1,6 @@
 //! The command line: one clap definition, parsed once in `main`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -44,12 +45,56 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the JSON Schema of workspace-spec.yaml (for editors).
     Schema,
+    /// Start the sync daemon in the background (for `postStartCommand`);
+    /// returns once the lease is held and the first sync is done.
+    Start,
+    /// Run the sync daemon in the foreground (logs also go to stderr).
+    Run(RunArgs),
+    /// Ask the running daemon to flush pending changes, release its lease
+    /// and exit; waits for it.
+    Stop(StopArgs),
+    /// Is my state safe? Daemon, lease, per-target sync state. Exit 0
+    /// healthy, 1 degraded, 3 not running.
+    Status(StatusArgs),
+    /// Run a command as the container's init (PID 1): reap zombies, forward
+    /// signals, run the sync daemon alongside, flush before exiting with the
+    /// command's exit code.
+    Init(InitArgs),
     /// Run one sync pass over the spec's targets (by priority) and exit.
     Sync(SyncArgs),
     /// Pull targets' remote state into their directories (or --to DIR).
     Restore(RestoreArgs),
     /// Show or break the leases on this spec's remote prefixes.
     Lease(LeaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// File descriptor to report readiness on (used by `coltecd start`).
+    #[arg(long, hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// How long to wait for the daemon to exit, in seconds (default: the
+    /// spec's flush deadline plus 10 s).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON (documented, stable shape).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]

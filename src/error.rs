@@ -22,6 +22,9 @@ pub enum ExitStatus {
     Remote,
     /// 6: the run finished but some files failed.
     PartialFailure,
+    /// `coltecd init`: the supervised command's own exit code (128+signal
+    /// when it was killed), passed through unchanged.
+    Child(u8),
 }
 
 impl ExitStatus {
@@ -34,6 +37,7 @@ impl ExitStatus {
             ExitStatus::LeaseHeld => 4,
             ExitStatus::Remote => 5,
             ExitStatus::PartialFailure => 6,
+            ExitStatus::Child(code) => code,
         }
     }
 

@@ -11,11 +11,15 @@
 //! - [`remote`]: opendal operators for s3 and local remotes.
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
+//! - [`daemon`]: the sync daemon (`start`/`run`/`init`), its control socket,
+//!   status model, pidfile and systemd notify support.
+//! - [`logging`]: tracing setup, the daemon's size-rotated log file.
 //! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
 //! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
 
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 pub mod error;
 pub mod lease;
 pub mod logging;

@@ -1,9 +1,32 @@
-//! Logging setup: `tracing` to stderr (commands) — text or JSON, level from
-//! `--log-level`, else `RUST_LOG`, else `info`.
+//! Logging setup: `tracing` to stderr (commands) or to a size-rotated file
+//! (the daemon) — text or JSON, level from `--log-level`, else `RUST_LOG`,
+//! else a per-use default.
+//!
+//! Secrets never reach a log: spec credentials are [`crate::spec::Secret`]s
+//! whose `Debug`/`Display` print `***`, and nothing here formats raw env.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{GlobalArgs, LogFormat};
+
+/// Name of the daemon's log file inside the log dir.
+pub const DAEMON_LOG_FILE: &str = "coltecd.log";
+/// Rotate the daemon log when it would grow past this size ...
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 20;
+/// ... keeping this many old files (`coltecd.log.1` is the newest).
+pub const DEFAULT_KEEP: usize = 3;
+/// Overrides [`DEFAULT_MAX_BYTES`] (tuning, and tests that check rotation).
+pub const MAX_BYTES_ENV: &str = "COLTEC_LOG_MAX_BYTES";
 
 /// The filter from `--log-level` / `RUST_LOG`, defaulting to `default`.
 pub fn filter(global: &GlobalArgs, default: &str) -> EnvFilter {
@@ -22,4 +45,177 @@ pub fn init_stderr(global: &GlobalArgs) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
+}
+
+/// Log for the daemon: to `<log_dir>/coltecd.log` (rotated by size), and
+/// also to stderr when `also_stderr` (foreground `run`). Default level `info`.
+/// Returns the log file path.
+pub fn init_daemon(global: &GlobalArgs, log_dir: &Path, also_stderr: bool) -> io::Result<PathBuf> {
+    let max_bytes = std::env::var(MAX_BYTES_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(DEFAULT_MAX_BYTES);
+    let file = RotatingFile::open(log_dir, DAEMON_LOG_FILE, max_bytes, DEFAULT_KEEP)?;
+    let path = file.path();
+    let mut layers = vec![fmt_layer(global.log_format, file, false)];
+    if also_stderr {
+        layers.push(fmt_layer(global.log_format, io::stderr, true));
+    }
+    let _ = tracing_subscriber::registry()
+        .with(layers)
+        .with(filter(global, "info"))
+        .try_init();
+    Ok(path)
+}
+
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+fn fmt_layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Json => layer.json().with_ansi(false).boxed(),
+        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+    }
+}
+
+/// A log file that rotates itself by size: when a write would take it past
+/// `max_bytes`, `name` becomes `name.1`, `name.1` becomes `name.2`, … and
+/// the oldest beyond `keep` is dropped. Each tracing event is one `write`
+/// call, so a line is never split across files.
+#[derive(Clone)]
+pub struct RotatingFile {
+    inner: Arc<Mutex<Rotating>>,
+}
+
+struct Rotating {
+    dir: PathBuf,
+    name: String,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    keep: usize,
+}
+
+impl RotatingFile {
+    pub fn open(dir: &Path, name: &str, max_bytes: u64, keep: usize) -> io::Result<RotatingFile> {
+        std::fs::create_dir_all(dir)?;
+        let file = open_append(&dir.join(name))?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            inner: Arc::new(Mutex::new(Rotating {
+                dir: dir.to_path_buf(),
+                name: name.to_string(),
+                file,
+                size,
+                max_bytes,
+                keep,
+            })),
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        match self.inner.lock() {
+            Ok(r) => r.dir.join(&r.name),
+            Err(p) => {
+                let r = p.into_inner();
+                r.dir.join(&r.name)
+            }
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+impl Rotating {
+    fn rotate(&mut self) -> io::Result<()> {
+        let base = self.dir.join(&self.name);
+        let numbered = |i: usize| self.dir.join(format!("{}.{i}", self.name));
+        if self.keep == 0 {
+            let _ = std::fs::remove_file(&base);
+        } else {
+            let _ = std::fs::remove_file(numbered(self.keep));
+            for i in (1..self.keep).rev() {
+                let _ = std::fs::rename(numbered(i), numbered(i + 1));
+            }
+            std::fs::rename(&base, numbered(1))?;
+        }
+        self.file = open_append(&base)?;
+        self.size = 0;
+        Ok(())
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
+            // If rotation fails (disk full, dir gone) keep logging into the
+            // current file rather than losing the line.
+            let _ = self.rotate();
+        }
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+}
+
+/// The writer handed to tracing for one event.
+pub struct RotatingWriter {
+    inner: Arc<Mutex<Rotating>>,
+}
+
+impl Write for RotatingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.inner.lock() {
+            Ok(mut r) => r.write(buf),
+            Err(p) => p.into_inner().write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for RotatingFile {
+    type Writer = RotatingWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        RotatingWriter {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_a_few() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = RotatingFile::open(tmp.path(), "x.log", 100, 2).unwrap();
+        for i in 0..20 {
+            let mut w = f.make_writer();
+            w.write_all(format!("line {i:03} padding padding padding\n").as_bytes())
+                .unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["x.log", "x.log.1", "x.log.2"]);
+        for n in &names {
+            let len = std::fs::metadata(tmp.path().join(n)).unwrap().len();
+            assert!(len <= 100, "{n} is {len} bytes");
+        }
+        let newest = std::fs::read_to_string(tmp.path().join("x.log")).unwrap();
+        assert!(newest.contains("line 019"), "{newest}");
+    }
 }

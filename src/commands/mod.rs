@@ -3,9 +3,14 @@
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod init;
 mod lease;
 mod restore;
+mod run;
 mod schema;
+mod start;
+mod status;
+mod stop;
 mod sync;
 mod validate;
 
@@ -14,6 +19,11 @@ pub fn dispatch(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Validate(args) => validate::run(&cli.global, &args),
         Command::Schema => schema::run(),
+        Command::Start => start::run(&cli.global),
+        Command::Run(args) => run::run(&cli.global, &args),
+        Command::Stop(args) => stop::run(&cli.global, &args),
+        Command::Status(args) => status::run(&cli.global, &args),
+        Command::Init(args) => init::run(&cli.global, &args),
         Command::Sync(args) => sync::run(&cli.global, &args),
         Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),

@@ -5,6 +5,8 @@
 
 mod support;
 
+mod daemon;
+mod daemon_sync;
 mod harness;
 mod lease;
 mod lease_cli;

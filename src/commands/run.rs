@@ -1,0 +1,74 @@
+//! `coltecd run`: the daemon in the foreground (also what `start` spawns).
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{GlobalArgs, RunArgs};
+use crate::daemon::ready::Readiness;
+use crate::daemon::supervisor::{self, Options};
+use crate::daemon::{self, status};
+use crate::error::{CmdResult, ExitStatus, Fail};
+
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> CmdResult {
+    let mut ready = args.ready_fd.and_then(Readiness::from_fd);
+    if daemon::disabled() {
+        println!("{}", daemon::DISABLED_MESSAGE);
+        write_disabled_status(global);
+        return Ok(ExitStatus::Ok);
+    }
+    let spec = match crate::spec::load(&global.config) {
+        Ok(s) => s,
+        Err(e) => {
+            let f = Fail::from(e);
+            if let Some(r) = ready.as_mut() {
+                r.failed(f.status, &format!("{:#}", f.report));
+            }
+            return Err(f);
+        }
+    };
+    let foreground = ready.is_none();
+    if let Err(e) = crate::logging::init_daemon(global, &spec.daemon.log_dir, foreground) {
+        let f = Fail::new(
+            ExitStatus::Failure,
+            anyhow::anyhow!(
+                "cannot write the log in {}: {e}",
+                spec.daemon.log_dir.display()
+            ),
+        );
+        if let Some(r) = ready.as_mut() {
+            r.failed(f.status, &format!("{:#}", f.report));
+        }
+        return Err(f);
+    }
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(f) => {
+            if let Some(r) = ready.as_mut() {
+                r.failed(f.status, &format!("{:#}", f.report));
+            }
+            return Err(f);
+        }
+    };
+    rt.block_on(supervisor::run(
+        Arc::new(spec),
+        Options {
+            ready,
+            shutdown: CancellationToken::new(),
+            handle_signals: true,
+        },
+    ))
+}
+
+/// Leave a "disabled" status for `coltecd status` (best effort: only when
+/// the spec loads).
+fn write_disabled_status(global: &GlobalArgs) {
+    let Ok((Some(spec), dir)) = daemon::locate(&global.config) else {
+        return;
+    };
+    if dir.ensure().is_err() {
+        return;
+    }
+    let s = daemon::status_for_spec(&spec, status::RunState::Disabled);
+    let _ = status::write_file(dir.path(), &s);
+}

@@ -1,0 +1,79 @@
+//! `coltecd stop`: ask the daemon to flush and exit (control socket, else
+//! SIGTERM to the pidfile's pid), wait for it, report.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::cli::{GlobalArgs, StopArgs};
+use crate::daemon::control::{self, ControlError, Request, Response};
+use crate::daemon::{self, pidfile};
+use crate::error::{CmdResult, ExitStatus, Fail};
+
+pub fn run(global: &GlobalArgs, args: &StopArgs) -> CmdResult {
+    let (spec, dir) = daemon::locate(&global.config)?;
+    let flush = spec
+        .as_ref()
+        .map(|s| s.daemon.flush_deadline)
+        .unwrap_or(Duration::from_secs(8));
+    let timeout = args
+        .timeout
+        .map(Duration::from_secs)
+        .unwrap_or(flush + Duration::from_secs(10));
+    let recorded = pidfile::live(dir.path());
+    let pid = match control::request(&dir, Request::Stop) {
+        Ok(Response::Stopping { pid }) => pid,
+        Ok(other) => {
+            return Err(Fail::new(
+                ExitStatus::Failure,
+                anyhow::anyhow!("unexpected answer from the daemon: {other:?}"),
+            ));
+        }
+        Err(e) => {
+            let Some(pid) = recorded else {
+                if matches!(e, ControlError::NotRunning { .. }) {
+                    println!("coltecd: not running");
+                    return Ok(ExitStatus::Ok);
+                }
+                return Err(e.into());
+            };
+            // No usable control socket, but the process lives: signal it.
+            let raw = i32::try_from(pid).map_err(|_| {
+                Fail::new(
+                    ExitStatus::Failure,
+                    anyhow::anyhow!("bad pid {pid} in pidfile"),
+                )
+            })?;
+            kill(Pid::from_raw(raw), Signal::SIGTERM).map_err(|err| {
+                Fail::new(
+                    ExitStatus::Failure,
+                    anyhow::anyhow!("cannot signal coltecd (pid {pid}): {err}"),
+                )
+            })?;
+            pid
+        }
+    };
+    let started = Instant::now();
+    while pidfile::is_coltecd(pid) {
+        if started.elapsed() > timeout {
+            return Err(Fail::new(
+                ExitStatus::Failure,
+                anyhow::anyhow!(
+                    "coltecd (pid {pid}) is still running after {} s; its log says what it is doing",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let note = match crate::daemon::status::read_file(dir.path()) {
+        Some(s) if s.targets.iter().any(|t| t.pending_files > 0) => {
+            let n: u64 = s.targets.iter().map(|t| t.pending_files).sum();
+            format!(" ({n} change(s) NOT flushed; see the daemon log)")
+        }
+        _ => " (flushed, lease released)".to_string(),
+    };
+    println!("coltecd: stopped (pid {pid}){note}");
+    Ok(ExitStatus::Ok)
+}

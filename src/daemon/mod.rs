@@ -1,0 +1,168 @@
+//! The daemon: what `coltecd start`/`run`/`init` run and what `status`,
+//! `stop` and `sync --now` talk to.
+//!
+//! # Layout
+//!
+//! - [`supervisor`]: one daemon's life: lock, pidfile, leases, workers,
+//!   readiness, graceful stop.
+//! - `scheduler`: debounce, interval safety net, priority, flush.
+//! - `watcher`: notify (inotify) per directory, fallback to polling.
+//! - [`control`]: the unix control socket (`Status`, `SyncNow`, `Stop`).
+//! - [`status`]: the status model, its JSON shape and text rendering.
+//! - [`pidfile`], [`ready`] (the `start` ↔ daemon readiness pipe),
+//!   [`sdnotify`] (systemd), [`init`] (PID-1 mode).
+//! - `backend`/`wiring`: the seam to the sync engine and the lease.
+
+pub(crate) mod backend;
+pub mod control;
+pub mod init;
+pub mod pidfile;
+pub mod ready;
+pub(crate) mod scheduler;
+pub mod sdnotify;
+pub mod status;
+pub mod supervisor;
+pub(crate) mod watcher;
+mod wiring;
+
+use std::path::Path;
+
+use crate::error::Fail;
+use crate::spec::Spec;
+use crate::state_dir::{STATE_DIR_ENV, StateDir};
+
+/// The spec and state dir a command about the daemon (`status`, `stop`)
+/// refers to. When the spec does not load but `COLTEC_STATE_DIR` names the
+/// state dir, the daemon can still be asked (spec `None`).
+pub fn locate(config: &Path) -> Result<(Option<Spec>, StateDir), Fail> {
+    match crate::spec::load(config) {
+        Ok(spec) => {
+            let dir = StateDir::for_spec(&spec);
+            Ok((Some(spec), dir))
+        }
+        Err(e) => match std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty()) {
+            Some(dir) => {
+                tracing::warn!(error = %e, "spec does not load; using {STATE_DIR_ENV}");
+                Ok((None, StateDir::at(dir)))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// The environment variable that pauses coltecd.
+pub const DISABLED_ENV: &str = "COLTEC_DISABLED";
+/// What `start`/`run`/`init` print when paused.
+pub const DISABLED_MESSAGE: &str = "coltecd: disabled by COLTEC_DISABLED";
+
+/// `COLTEC_DISABLED` is `true`, `1` or `yes` (any case).
+pub fn disabled() -> bool {
+    std::env::var(DISABLED_ENV).is_ok_and(|v| is_truthy(&v))
+}
+
+fn is_truthy(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+}
+
+/// The status of `spec` before (or without) a daemon: every target known,
+/// nothing synced yet.
+pub fn status_for_spec(spec: &Spec, state: status::RunState) -> status::DaemonStatus {
+    use status::{WatchModeState, WatchState};
+    let now = status::unix_now();
+    let targets = spec
+        .targets
+        .iter()
+        .map(|t| {
+            let watch = if !t.direction.writes_remote() {
+                WatchState {
+                    mode: WatchModeState::Polling,
+                    reason: Some("pull-only: the remote is checked every interval".into()),
+                }
+            } else if spec.daemon.watch == crate::spec::WatchMode::Poll {
+                WatchState {
+                    mode: WatchModeState::Polling,
+                    reason: Some("watch: poll in the spec".into()),
+                }
+            } else {
+                WatchState {
+                    mode: WatchModeState::Events,
+                    reason: None,
+                }
+            };
+            scheduler::initial_target_status(t, watch)
+        })
+        .collect();
+    let mut s = status::DaemonStatus {
+        schema: status::STATUS_SCHEMA,
+        state,
+        source: status::Source::File,
+        health: status::Health::Healthy,
+        problems: Vec::new(),
+        workspace: spec.workspace.slug(),
+        spec: spec.path.clone(),
+        pid: None,
+        started_at: None,
+        uptime_secs: None,
+        updated_at: now,
+        leases: status::LeaseState {
+            writes_allowed: state == status::RunState::Running,
+            fenced_reason: None,
+            detail: serde_json::Value::Array(Vec::new()),
+        },
+        targets,
+    };
+    if state == status::RunState::Running {
+        s.source = status::Source::Live;
+    }
+    s.evaluate(now);
+    s
+}
+
+/// Whether a SIGHUP may swap `old` for `new` in a running daemon: only when
+/// what is synced where (targets, their directions and remote locations) is
+/// unchanged; anything else needs a restart (a new lease, a new reconcile).
+pub fn reload_verdict(old: &Spec, new: &Spec) -> Result<(), String> {
+    if old.workspace != new.workspace {
+        return Err(format!(
+            "the workspace changed ({} -> {})",
+            old.workspace.slug(),
+            new.workspace.slug()
+        ));
+    }
+    let key = |s: &Spec| {
+        s.targets
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.local_path.clone(),
+                    t.direction,
+                    t.location().to_string(),
+                    format!("{:?}", t.remote),
+                    t.excludes.patterns().to_vec(),
+                    t.priority,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    if key(old) != key(new) {
+        return Err("targets, their paths, remotes, excludes or priorities changed".to_string());
+    }
+    if old.lease != new.lease {
+        return Err("lease settings changed".to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn truthy_values() {
+        for v in ["true", "1", "yes", "TRUE", " Yes "] {
+            assert!(super::is_truthy(v), "{v}");
+        }
+        for v in ["", "0", "false", "no", "off"] {
+            assert!(!super::is_truthy(v), "{v}");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The daemon's pidfile (`coltecd.pid` in the state dir).
+//!
+//! The pidfile is advice, the state-dir `flock` is the truth: a pidfile left
+//! by a `kill -9`ed daemon names a dead (or reused) pid, so readers check the
+//! process is alive *and* is a coltecd before believing it.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+pub const PID_FILE: &str = "coltecd.pid";
+
+/// Removes the pidfile on drop if it still names this process.
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    pid: u32,
+}
+
+/// Write our pid (atomically: temp + rename). Call only while holding the
+/// state-dir lock.
+pub fn write(state_dir: &Path) -> std::io::Result<PidFile> {
+    let pid = std::process::id();
+    let path = state_dir.join(PID_FILE);
+    let tmp = state_dir.join(format!(".{PID_FILE}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    writeln!(f, "{pid}")?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(PidFile { path, pid })
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if read_at(&self.path) == Some(self.pid) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn read_at(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The pid recorded in the pidfile, unchecked.
+pub fn recorded(state_dir: &Path) -> Option<u32> {
+    read_at(&state_dir.join(PID_FILE))
+}
+
+/// The pid of the live daemon named by the pidfile, or `None` when there is
+/// no pidfile or it is stale (dead process, or the pid now belongs to
+/// something that is not coltecd).
+pub fn live(state_dir: &Path) -> Option<u32> {
+    let pid = recorded(state_dir)?;
+    is_coltecd(pid).then_some(pid)
+}
+
+/// Whether `pid` is alive and runs the coltecd binary.
+pub fn is_coltecd(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if raw <= 0 {
+        return false;
+    }
+    match kill(Pid::from_raw(raw), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    // A zombie is dead for our purposes.
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        && let Some(after) = stat.rsplit(')').next()
+        && after.trim_start().starts_with('Z')
+    {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => cmdline
+            .split(|b| *b == 0)
+            .next()
+            .map(|argv0| String::from_utf8_lossy(argv0).contains("coltecd"))
+            .unwrap_or(false),
+        // No /proc: the signal check is all we have.
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_pid_is_live_and_removed_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let guard = write(tmp.path()).unwrap();
+        assert_eq!(recorded(tmp.path()), Some(std::process::id()));
+        // The unit-test binary is named coltecd-<hash>.
+        assert_eq!(live(tmp.path()), Some(std::process::id()));
+        drop(guard);
+        assert_eq!(recorded(tmp.path()), None);
+    }
+
+    #[test]
+    fn stale_pid_is_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        std::fs::write(tmp.path().join(PID_FILE), format!("{dead}\n")).unwrap();
+        assert_eq!(live(tmp.path()), None);
+        // pid 1 exists but is not coltecd.
+        std::fs::write(tmp.path().join(PID_FILE), "1\n").unwrap();
+        assert_eq!(live(tmp.path()), None);
+    }
+}
