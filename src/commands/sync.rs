@@ -51,17 +51,29 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
                 c.cancel();
             }
         });
-        // Seam for the lease: the lead wires a lease-held gate here for
-        // targets that write the remote; until then writes are ungated.
-        sync_once(
-            Arc::new(spec),
-            &state,
-            WriteGate::always_open(),
-            &targets,
-            args,
-            &cancel,
-        )
-        .await
+        let spec = Arc::new(spec);
+        if args.dry_run {
+            // A dry run writes nothing: no lease needed.
+            return sync_once(
+                spec,
+                &state,
+                WriteGate::always_open(),
+                &targets,
+                args,
+                &cancel,
+            )
+            .await;
+        }
+        // Lease the written prefixes for the run, so a manual sync cannot
+        // collide with another container's daemon (exit 4 if held).
+        let opts = crate::lease::AcquireOptions {
+            only: Some(targets.clone()),
+            force: false,
+        };
+        crate::lease::while_held(&spec.clone(), &state, opts, |gate| {
+            sync_once(spec, &state, gate, &targets, args, &cancel)
+        })
+        .await?
     })
 }
 

@@ -10,6 +10,7 @@ mod daemon_sync;
 mod harness;
 mod lease;
 mod lease_cli;
+mod lease_daemon;
 mod spec;
 mod sync;
 mod sync_cli;
