@@ -96,6 +96,9 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
         targets = spec.targets.len(),
         "coltecd daemon starting"
     );
+    for w in &spec.warnings {
+        tracing::warn!(warning = %w, "spec");
+    }
 
     let board = Arc::new(Board::new(initial_status(&spec)));
     let _ = status::write_file(state.path(), &board.snapshot());
