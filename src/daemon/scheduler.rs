@@ -320,7 +320,18 @@ impl Scheduler {
         let progress = self.board.progress(i);
         progress.reset();
         self.passes.spawn(async move {
-            let r = sync.pass(&name, scope, cancel, progress).await;
+            use futures::FutureExt;
+            // A panicking pass must still report back, or its target would
+            // count as running forever.
+            let r = std::panic::AssertUnwindSafe(sync.pass(&name, scope, cancel, progress))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SeamError {
+                        status: crate::error::ExitStatus::Failure,
+                        message: "internal error: the sync pass panicked (see the log)".into(),
+                    })
+                });
             (i, full, seq, r)
         });
         self.publish();
