@@ -55,7 +55,9 @@ pub fn run(global: &GlobalArgs, args: &StopArgs) -> CmdResult {
         }
     };
     let started = Instant::now();
-    while pidfile::is_coltecd(pid) {
+    // Done when the daemon removed its pidfile (under `coltecd init` the
+    // process lives on, running the command) or the process is gone.
+    while pidfile::is_coltecd(pid) && pidfile::recorded(dir.path()) == Some(pid) {
         if started.elapsed() > timeout {
             return Err(Fail::new(
                 ExitStatus::Failure,
