@@ -591,3 +591,44 @@ fn when_the_inotify_budget_runs_out_the_target_falls_back_to_polling() {
         .unwrap();
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn stop_under_init_stops_the_sync_and_leaves_the_command_running() {
+    let w = World::new();
+    w.write_local_spec(&[("notes", "push-only")], "");
+    let bin_dir = crate::support::coltecd_bin()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let script = r#"
+        n=0
+        until coltecd status >/dev/null 2>&1; do sleep 0.1; n=$((n+1)); [ $n -gt 600 ] && exit 99; done
+        coltecd stop > stop.out 2>&1; echo $? > stop.code
+        coltecd status > /dev/null 2>&1; echo $? > status.code
+        exit 0
+    "#;
+    let o = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(crate::support::coltecd_bin())
+        .args(["init", "--", "sh", "-c", script])
+        .env("COLTEC_CONFIG", w.spec())
+        .env("COLTEC_STATE_DIR", w.state())
+        .env_remove("COLTEC_DISABLED")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let read = |f: &str| std::fs::read_to_string(w.path(f)).unwrap_or_default();
+    assert_eq!(read("stop.code").trim(), "0", "{}", read("stop.out"));
+    assert!(read("stop.out").contains("stopped"), "{}", read("stop.out"));
+    assert_eq!(read("status.code").trim(), "3");
+    assert!(lease_released(&w, "notes"));
+}
