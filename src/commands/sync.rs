@@ -22,7 +22,8 @@ use crate::remote::WriteGate;
 use crate::spec::{self, Spec};
 use crate::state_dir::{StateDir, StateDirError, StateLock};
 use crate::sync::{
-    ActionCount, Engine, PassObserver, PassReport, PassRequest, PassScope, PlanSummary, SyncError,
+    ActionCount, Engine, EngineOptions, PassObserver, PassReport, PassRequest, PassScope,
+    PlanSummary, SyncError,
 };
 
 /// How many failed files are printed per target.
@@ -73,7 +74,16 @@ pub async fn sync_once(
     args: &SyncArgs,
     cancel: &CancellationToken,
 ) -> CmdResult {
-    let engine = Engine::open(spec, state, gate)?;
+    // A one-shot run trusts an unchanged remote manifest instead of
+    // listing the remote (`--verify` lists).
+    let engine = Engine::open_with(
+        spec,
+        state,
+        gate,
+        EngineOptions {
+            trust_manifest_on_open: !args.verify,
+        },
+    )?;
     let mut outcome = Outcome::default();
     for name in targets {
         let progress = Progress::new(name);

@@ -134,8 +134,8 @@ pub enum LeaseError {
         source: std::io::Error,
     },
 
-    #[error("no sync target named '{name}' writes to a remote (known: {known})")]
-    UnknownTarget { name: String, known: String },
+    #[error(transparent)]
+    UnknownTarget(#[from] crate::spec::UnknownTarget),
 }
 
 impl HasExitStatus for LeaseError {
@@ -149,12 +149,25 @@ impl HasExitStatus for LeaseError {
             | LeaseError::Contended { .. } => ExitStatus::Remote,
             LeaseError::Setup(e) => e.exit_status(),
             LeaseError::StateDir { .. } => ExitStatus::Failure,
-            LeaseError::UnknownTarget { .. } => ExitStatus::Usage,
+            LeaseError::UnknownTarget(e) => e.exit_status(),
         }
     }
 }
 
 impl LeaseError {
+    /// Access denied by the remote (e.g. a token scoped to a path prefix).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            LeaseError::Remote { source, .. } => {
+                source.kind() == opendal::ErrorKind::PermissionDenied
+            }
+            LeaseError::LocalIo { source, .. } => {
+                source.kind() == std::io::ErrorKind::PermissionDenied
+            }
+            _ => false,
+        }
+    }
+
     /// The holder named in a refusal, if this is one.
     pub fn held_by(&self) -> Option<&HeldBy> {
         match self {

@@ -52,6 +52,11 @@
 //! took over, the nested check is repeated, and the gate re-opens with a new
 //! generation so the engine reconciles before pushing. If the object changed
 //! under us, the lease was taken over: the gate stays closed for good.
+//! Limits: the margin (TTL/4) must cover the engine's in-flight writes
+//! (it aborts them on [`WriteGate::closed`]) and the renewal loop's tick;
+//! a process frozen for longer than that (SIGSTOP, a paused VM) may still
+//! have a request in flight when it wakes. S3 offers no fencing token that
+//! could close that window completely.
 //!
 //! # Nested prefixes
 //!
@@ -104,7 +109,8 @@ use crate::state_dir::StateDir;
 /// Which targets to lease and how.
 #[derive(Debug, Clone, Default)]
 pub struct AcquireOptions {
-    /// Only these targets (by name); `None` = every target that writes.
+    /// Only these targets (by name); `None` or empty = every target that
+    /// writes. An unknown name is a usage error.
     pub only: Option<Vec<String>>,
     /// Take over leases held elsewhere without waiting (`lease break --force`).
     pub force: bool,
@@ -145,6 +151,54 @@ struct Slot {
     prefix: Prefix,
     location: String,
     key: Prefix,
+    /// Ancestors shorter than this are never touched (a local remote's
+    /// root: nothing is written above it, e.g. into `$HOME` or `/`).
+    hard_floor: usize,
+    /// Ancestors shorter than this may be forbidden to us (an S3 token
+    /// scoped to the remote's `path_prefix`): access denied there is
+    /// tolerated with a warning instead of failing the acquisition.
+    soft_floor: usize,
+}
+
+impl Slot {
+    /// The enclosing prefixes this slot checks and marks, nearest first.
+    fn ancestors(&self) -> Vec<Prefix> {
+        self.prefix
+            .ancestors()
+            .into_iter()
+            .filter(|a| a.0.len() >= self.hard_floor)
+            .collect()
+    }
+
+    /// Whether a failure at ancestor `a` may be skipped.
+    fn tolerable(&self, a: &Prefix, e: &LeaseError) -> bool {
+        a.0.len() < self.soft_floor && e.is_permission_denied()
+    }
+}
+
+/// (hard, soft) floors of a target's ancestors, see [`Slot`].
+fn floors(t: &Target, prefix: &Prefix) -> (usize, usize) {
+    use crate::spec::RemoteKind;
+    match &t.remote.kind {
+        RemoteKind::Local(l) => {
+            let root = Store::prefix_of(&crate::spec::Location::Local {
+                dir: l.root.clone(),
+            });
+            let hard = if prefix.0.starts_with(&root.0) {
+                root.0.len()
+            } else {
+                // An absolute remote_path outside the remote's root: only
+                // its parent directory is shared ground.
+                prefix.0.len().saturating_sub(1)
+            };
+            (hard, hard)
+        }
+        RemoteKind::S3(s3) => (
+            0,
+            s3.path_prefix.split('/').filter(|s| !s.is_empty()).count(),
+        ),
+        RemoteKind::Crypt(_) => (0, 0),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +225,9 @@ struct Inner {
     states: Mutex<Vec<SlotState>>,
     observations: Mutex<Observations>,
     gate: GateController,
+    /// Set when `release` starts: renewals stop and a vanished object is
+    /// our own doing, not a takeover.
+    releasing: std::sync::atomic::AtomicBool,
 }
 
 /// The leases this process holds; cheap to clone.
@@ -241,6 +298,40 @@ pub async fn acquire(
         tracing::info!(location = %s.location, targets = ?s.targets, "lease acquired");
     }
     Ok(set)
+}
+
+/// Acquire the leases, keep them renewed while `work` runs with the write
+/// gate, then release them: the lease half of a one-shot command such as
+/// `coltecd sync`, so a manual sync cannot collide with another container's
+/// daemon. A takeover during the work closes the gate (the engine sees
+/// `Fenced` on its next write) and is returned as the error once the work
+/// has finished.
+pub async fn while_held<T, Fut>(
+    spec: &Spec,
+    state_dir: &StateDir,
+    opts: AcquireOptions,
+    work: impl FnOnce(WriteGate) -> Fut,
+) -> Result<T, LeaseError>
+where
+    Fut: Future<Output = T>,
+{
+    let set = acquire(spec, state_dir, opts).await?;
+    let cancel = CancellationToken::new();
+    let keeper = {
+        let (set, cancel) = (set.clone(), cancel.clone());
+        tokio::spawn(async move { set.maintain(cancel).await })
+    };
+    let out = work(set.gate()).await;
+    cancel.cancel();
+    let kept = match keeper.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "lease keeper failed");
+            Ok(())
+        }
+    };
+    set.release().await?;
+    kept.map(|()| out)
 }
 
 /// A lease taken over by `lease break --force`.
@@ -369,27 +460,11 @@ fn select_targets<'a>(
     spec: &'a Spec,
     only: Option<&[String]>,
 ) -> Result<Vec<&'a Target>, LeaseError> {
-    if let Some(names) = only {
-        for n in names {
-            if !spec.targets.iter().any(|t| &t.name == n) {
-                return Err(LeaseError::UnknownTarget {
-                    name: n.clone(),
-                    known: spec
-                        .targets
-                        .iter()
-                        .filter(|t| t.direction.writes_remote())
-                        .map(|t| t.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
-    }
+    // `None` and an empty list both mean every target, as for `--only`.
     Ok(spec
-        .targets
-        .iter()
+        .select(only.unwrap_or_default())?
+        .into_iter()
         .filter(|t| t.direction.writes_remote())
-        .filter(|t| only.is_none_or(|names| names.iter().any(|n| n == &t.name)))
         .collect())
 }
 
@@ -421,6 +496,8 @@ impl LeaseSet {
                 prefix: Prefix(Vec::new()),
                 location,
                 key: Prefix(Vec::new()),
+                hard_floor: 0,
+                soft_floor: 0,
             })
             .collect::<Vec<_>>();
         let states = slots
@@ -447,6 +524,7 @@ impl LeaseSet {
                 states: Mutex::new(states),
                 observations: Mutex::new(Observations::load(std::path::Path::new("/nonexistent"))),
                 gate: gate().0,
+                releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -471,6 +549,7 @@ impl LeaseSet {
                 s.targets.push(t.name.clone());
                 continue;
             }
+            let (hard_floor, soft_floor) = floors(t, &prefix);
             slots.push(Slot {
                 targets: vec![t.name.clone()],
                 remote: t.remote_name.clone(),
@@ -478,6 +557,8 @@ impl LeaseSet {
                 store,
                 prefix,
                 location: display,
+                hard_floor,
+                soft_floor,
             });
         }
         let ttl = spec.lease.ttl.max(Duration::from_millis(100));
@@ -509,6 +590,7 @@ impl LeaseSet {
                 states: Mutex::new(states),
                 observations: Mutex::new(Observations::load(state_dir.path())),
                 gate: gate().0,
+                releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -527,6 +609,12 @@ impl LeaseSet {
                 session: String::new(),
             })
         })
+    }
+
+    fn releasing(&self) -> bool {
+        self.inner
+            .releasing
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn save_observations(&self) {
@@ -592,6 +680,8 @@ impl LeaseSet {
     async fn acquire_slot(&self, i: usize, force: bool) -> Result<Option<LeaseRecord>, LeaseError> {
         let slot = &self.inner.slots[i];
         let t = op_timeout(self.inner.ttl);
+        // Any write of ours found later landed after this instant.
+        let first_sent = boottime();
         for _ in 0..8 {
             let sent = boottime();
             let acquired_at = now_rfc3339();
@@ -613,7 +703,7 @@ impl LeaseSet {
                     match &prev {
                         // Our own write whose response we lost.
                         Some(r) if self.identity().wrote(r) && !r.released => {
-                            self.set_held(i, etag, r.clone(), None);
+                            self.set_held(i, etag, r.clone(), Some(first_sent));
                             return Ok(None);
                         }
                         Some(r) if r.released => {}
@@ -668,12 +758,29 @@ impl LeaseSet {
                     return Ok(previous);
                 }
                 Err(CondError::Lost) => continue,
-                Err(CondError::Failed(e)) => return Err(e),
+                Err(CondError::Failed(e)) => {
+                    self.undo_ambiguous_write(i).await;
+                    return Err(e);
+                }
             }
         }
         Err(LeaseError::Contended {
             location: slot.location.clone(),
         })
+    }
+
+    /// After a failed create/replace whose request may still have landed:
+    /// if the object turns out to be ours, release it rather than leave it
+    /// to go stale (best effort; the remote is likely unreachable).
+    async fn undo_ambiguous_write(&self, i: usize) {
+        let slot = &self.inner.slots[i];
+        let t = op_timeout(self.inner.ttl).min(Duration::from_secs(5));
+        if let Ok(Some((etag, bytes))) = slot.store.read(&slot.key, t).await
+            && let Some(r) = LeaseRecord::parse(&bytes).filter(|r| self.identity().wrote(r))
+        {
+            self.set_held(i, etag, r, None);
+            self.release_slots(&[i]).await;
+        }
     }
 
     fn set_held(&self, i: usize, etag: String, rec: LeaseRecord, sent: Option<Duration>) {
@@ -695,7 +802,7 @@ impl LeaseSet {
     async fn write_markers(&self, i: usize, t: Duration) -> Result<(), LeaseError> {
         let slot = &self.inner.slots[i];
         let id = &self.identity().lease_id;
-        for anc in slot.prefix.ancestors() {
+        for anc in slot.ancestors() {
             let name = format!(
                 "{}@{id}.json",
                 slot.prefix.marker_name(&anc).trim_end_matches(".json")
@@ -707,9 +814,16 @@ impl LeaseSet {
                 lease_id: id.clone(),
             };
             let body = serde_json::to_vec_pretty(&marker).unwrap_or_default();
-            slot.store
+            match slot
+                .store
                 .put(&anc.child(&[".coltec", "nested", &name]), body, t)
-                .await?;
+                .await
+            {
+                Err(e) if slot.tolerable(&anc, &e) => {
+                    tracing::warn!(location = %slot.store.display(&anc), error = %e, "cannot mark this enclosing prefix (outside the remote's path_prefix); a holder there will not see this lease");
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
@@ -717,7 +831,7 @@ impl LeaseSet {
     async fn delete_markers(&self, i: usize, t: Duration) {
         let slot = &self.inner.slots[i];
         let id = &self.identity().lease_id;
-        for anc in slot.prefix.ancestors() {
+        for anc in slot.ancestors() {
             let name = format!(
                 "{}@{id}.json",
                 slot.prefix.marker_name(&anc).trim_end_matches(".json")
@@ -745,11 +859,16 @@ impl LeaseSet {
         let slot = &self.inner.slots[i];
         let ours: Vec<&Prefix> = self.inner.slots.iter().map(|s| &s.prefix).collect();
         // Enclosing prefixes: one read each, bounded by depth.
-        for anc in slot.prefix.ancestors() {
+        for anc in slot.ancestors() {
             if ours.contains(&&anc) {
                 continue;
             }
-            self.check_foreign(slot, &anc, t).await?;
+            match self.check_foreign(slot, &anc, t).await {
+                Err(e) if slot.tolerable(&anc, &e) => {
+                    tracing::warn!(location = %slot.store.display(&anc), error = %e, "cannot check for a lease on this enclosing prefix (outside the remote's path_prefix)");
+                }
+                other => other?,
+            }
         }
         // Nested prefixes: one LIST of our own marker folder.
         let names = slot
@@ -845,7 +964,7 @@ impl LeaseSet {
                         .await
                     {
                         Ok(_) => {
-                            if let Err(e) = slot.store.delete(&slot.key, t).await {
+                            if let Err(e) = slot.store.delete_lease(&slot.key, t).await {
                                 tracing::warn!(error = %e, "lease marked released but not deleted");
                             }
                             tracing::info!(location = %slot.location, "lease released");
@@ -893,6 +1012,9 @@ impl LeaseSet {
             return Ok(());
         }
         self.inner.gate.close("lease released");
+        self.inner
+            .releasing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let all: Vec<usize> = (0..self.inner.slots.len()).collect();
         self.release_slots(&all).await;
         self.save_observations();
@@ -1052,7 +1174,7 @@ impl LeaseSet {
         let Some(etag) = etag else {
             return Ok(false);
         };
-        if taken_over {
+        if taken_over || self.releasing() {
             return Ok(false);
         }
         let timeout = self
@@ -1101,6 +1223,9 @@ impl LeaseSet {
                     .is_some_and(|r| self.identity().wrote(r) && r.released)
                 {
                     // Our own release (running concurrently) got there first.
+                    return Ok(false);
+                }
+                if self.releasing() {
                     return Ok(false);
                 }
                 if let (Some((etag, _)), Some(r)) = (&current, &rec)

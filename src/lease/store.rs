@@ -361,6 +361,21 @@ impl Store {
 
     /// Unconditional delete; absent is fine.
     pub async fn delete(&self, key: &Prefix, timeout: Duration) -> Result<(), LeaseError> {
+        self.delete_inner(key, timeout, false).await
+    }
+
+    /// Unconditional delete of a lease object (locally under its sidecar
+    /// lock, so it never interleaves with a compare-and-rename).
+    pub async fn delete_lease(&self, key: &Prefix, timeout: Duration) -> Result<(), LeaseError> {
+        self.delete_inner(key, timeout, true).await
+    }
+
+    async fn delete_inner(
+        &self,
+        key: &Prefix,
+        timeout: Duration,
+        locked: bool,
+    ) -> Result<(), LeaseError> {
         bounded(self, "delete", key, timeout, async {
             match self {
                 Store::S3 { op, .. } => match op.delete(&Self::s3_key(key)).await {
@@ -371,9 +386,11 @@ impl Store {
                 Store::Local => {
                     let path = Self::path(key);
                     blocking(move || {
-                        // Under the sidecar lock so a delete never interleaves
-                        // with a compare-and-rename.
-                        let _lock = SidecarLock::take(&path)?;
+                        let _lock = if locked {
+                            Some(SidecarLock::take(&path)?)
+                        } else {
+                            None
+                        };
                         match fs::remove_file(&path) {
                             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                             _ => Ok(()),
@@ -565,9 +582,24 @@ impl SidecarLock {
             .truncate(false)
             .mode(0o644)
             .open(PathBuf::from(name))?;
-        // Held for a few syscalls only; the caller bounds the wait.
-        f.lock()?;
-        Ok(SidecarLock(f))
+        // Held for a few syscalls only. Poll rather than block, so a holder
+        // that is stopped mid-operation cannot pin a blocking thread forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(SidecarLock(f)),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the lease lock file stays locked by another process",
+                    ));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
     }
 }
 
@@ -707,7 +739,7 @@ mod tests {
             s.replace(&key, &v1, b"four".to_vec(), t).await,
             Err(CondError::Lost)
         ));
-        s.delete(&key, t).await.unwrap();
+        s.delete_lease(&key, t).await.unwrap();
         assert!(s.read(&key, t).await.unwrap().is_none());
         assert!(matches!(
             s.replace(&key, &v2, b"five".to_vec(), t).await,

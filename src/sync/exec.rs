@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -30,6 +31,9 @@ use super::{FailedFile, Inner, PassObserver, PassReport, SyncError, TargetCtx, l
 const CHUNK: usize = 8 * 1024 * 1024;
 const UPLOAD_CONCURRENCY: usize = 2;
 const READ_BUF: usize = 256 * 1024;
+/// Base changes are committed every this many finished actions, so a crash
+/// in a long pass does not forget what was already transferred.
+const CHECKPOINT_EVERY: usize = 256;
 /// Symlink objects larger than this are not link targets.
 const MAX_LINK: u64 = 4096;
 
@@ -39,6 +43,8 @@ enum FileErr {
     Fatal(SyncError),
     /// Reported for this file; the pass goes on.
     File(String),
+    /// Not started because the pass is stopping.
+    Skipped,
 }
 
 impl From<SyncError> for FileErr {
@@ -64,6 +70,8 @@ pub(super) struct RemoteView {
     pub problems: Vec<FailedFile>,
     /// The manifest does not describe what is there (write a fresh one).
     pub manifest_stale: bool,
+    /// Identity of the manifest object as listed.
+    pub manifest_rid: Option<String>,
 }
 
 #[derive(Default)]
@@ -80,7 +88,10 @@ struct Done {
 }
 
 pub(super) struct Exec<'a> {
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
+    op: opendal::Operator,
+    /// Persist base changes while the plan runs (not for restores elsewhere).
+    persist: bool,
     ctx: &'a TargetCtx,
     root: PathBuf,
     cancel: &'a CancellationToken,
@@ -91,14 +102,18 @@ pub(super) struct Exec<'a> {
 
 impl<'a> Exec<'a> {
     pub(super) fn new(
-        inner: &'a Inner,
+        inner: &'a Arc<Inner>,
         ctx: &'a TargetCtx,
+        op: opendal::Operator,
         root: PathBuf,
+        persist: bool,
         cancel: &'a CancellationToken,
         observer: &'a dyn PassObserver,
     ) -> Exec<'a> {
         Exec {
             inner,
+            op,
+            persist,
             ctx,
             root,
             cancel,
@@ -146,7 +161,7 @@ impl<'a> Exec<'a> {
         &self,
         base: &BTreeMap<String, BaseEntry>,
     ) -> Result<RemoteView, SyncError> {
-        let op = &self.ctx.op;
+        let op = &self.op;
         let manifest = match self.net(op.read(MANIFEST_KEY)).await? {
             Ok(buf) => serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
                 tracing::warn!(
@@ -160,19 +175,25 @@ impl<'a> Exec<'a> {
         };
         let listed = match self.net(op.list_with("").recursive(true)).await? {
             Ok(l) => l,
-            // A local remote whose directory does not exist yet is empty.
-            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            // A local remote whose directory does not exist yet is empty (on
+            // S3 NotFound means the bucket is missing: an error).
+            Err(e) if e.kind() == ErrorKind::NotFound && self.ctx.local_dir.is_some() => Vec::new(),
             Err(e) => return Err(self.remote_err("listing", e)),
         };
         let mut view = RemoteView {
             entries: BTreeMap::new(),
             problems: Vec::new(),
             manifest_stale: false,
+            manifest_rid: None,
         };
         let mut unknown: Vec<(String, String, RemoteEntry, Option<i64>)> = Vec::new();
         for entry in listed {
             let (key, meta) = entry.into_parts();
             if meta.is_dir() {
+                continue;
+            }
+            if key == MANIFEST_KEY {
+                view.manifest_rid = Some(object_rid(&meta));
                 continue;
             }
             let (rel, kind) = match remote::rel_for_key(&key) {
@@ -238,7 +259,7 @@ impl<'a> Exec<'a> {
             .map(|(rel, key, mut e, lm)| async move {
                 match e.kind {
                     Kind::File if self.ctx.user_metadata => {
-                        match self.net(self.ctx.op.stat(&key)).await {
+                        match self.net(self.op.stat(&key)).await {
                             Ok(Ok(m)) => {
                                 if let Some(um) = m.user_metadata() {
                                     if let Some(t) = um.get("mtime").and_then(remote::parse_mtime) {
@@ -263,7 +284,7 @@ impl<'a> Exec<'a> {
                                 "symlink object too large to be a link target".into(),
                             ));
                         }
-                        match self.net(self.ctx.op.read(&key)).await {
+                        match self.net(self.op.read(&key)).await {
                             Ok(Ok(buf)) => match String::from_utf8(buf.to_vec()) {
                                 Ok(t) if !t.is_empty() && !t.contains('\0') => {
                                     e.link = Some(t);
@@ -296,13 +317,85 @@ impl<'a> Exec<'a> {
         Ok(view)
     }
 
+    // ----- checking ----------------------------------------------------------
+
+    /// Turn would-be conflicts whose two sides have the same content (e.g.
+    /// a fresh checkout of files the remote already holds, with new mtimes)
+    /// into adoptions, `checkers` at a time. Content is compared with the
+    /// S3 ETag (MD5 of single-part objects) or byte by byte on local
+    /// remotes; anything else stays a conflict (safe, never lossy).
+    pub(super) async fn settle_equal(&self, actions: Vec<Action>) -> Vec<Action> {
+        let checkers = self.ctx.target.checkers.max(1);
+        stream::iter(actions)
+            .map(|a| async move {
+                let (rel, l, r) = match &a {
+                    Action::Conflict { rel, local, remote }
+                    | Action::Download {
+                        rel,
+                        remote,
+                        local: Some(local),
+                        keep_local: true,
+                    } => (rel, local, remote),
+                    _ => return a,
+                };
+                if l.kind != Kind::File || r.kind != Kind::File || l.size != r.size {
+                    return a;
+                }
+                if self.same_content(rel, l, r).await {
+                    Action::Adopt {
+                        rel: rel.clone(),
+                        local: l.clone(),
+                        remote: r.clone(),
+                    }
+                } else {
+                    a
+                }
+            })
+            .buffered(checkers)
+            .collect()
+            .await
+    }
+
+    async fn same_content(&self, rel: &str, l: &LocalEntry, r: &RemoteEntry) -> bool {
+        let path = self.root.join(rel);
+        let expect = l.clone();
+        if let Some(dir) = &self.ctx.local_dir {
+            let other = dir.join(key_for(rel, Kind::File));
+            return blocking(move || {
+                let same = files_equal(&path, &other).unwrap_or(false);
+                same && LocalEntry::read(&path).ok().flatten() == Some(expect)
+            })
+            .await
+            .unwrap_or(false);
+        }
+        let etag = r.rid.trim_matches('"').to_ascii_lowercase();
+        if etag.len() != 32 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        blocking(move || {
+            let sum = md5_hex(&path).ok();
+            sum.as_deref() == Some(etag.as_str())
+                && LocalEntry::read(&path).ok().flatten() == Some(expect)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     // ----- executing -------------------------------------------------------
 
     pub(super) async fn run(&self, actions: Vec<Action>, report: &mut PassReport) -> Outcome {
         let transfers = self.ctx.target.transfers.max(1);
+        // After a fatal error no new action starts, but those in flight are
+        // drained (not dropped), so each aborts its own multipart upload or
+        // temp file and whatever did finish is recorded.
+        let stopping = std::sync::atomic::AtomicBool::new(false);
+        let stopping = &stopping;
         let mut results = stream::iter(actions)
             .map(|a| async move {
                 let rel = a.rel().to_string();
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (rel, Err(FileErr::Skipped));
+                }
                 let r = self.action(a).await;
                 self.observer.file_done();
                 (rel, r)
@@ -313,9 +406,16 @@ impl<'a> Exec<'a> {
             remote_changed: false,
             fatal: None,
         };
+        let mut unsaved: BTreeMap<String, Option<BaseEntry>> = BTreeMap::new();
         while let Some((rel, r)) = results.next().await {
             match r {
                 Ok(d) => {
+                    if self.persist {
+                        unsaved.extend(d.changes.iter().cloned());
+                        if unsaved.len() >= CHECKPOINT_EVERY {
+                            self.checkpoint(std::mem::take(&mut unsaved)).await;
+                        }
+                    }
                     out.changes.extend(d.changes);
                     out.remote_changed |= d.remote_changed;
                     report.uploaded += d.uploaded;
@@ -328,21 +428,32 @@ impl<'a> Exec<'a> {
                 }
                 Err(FileErr::File(reason)) => report.failed.push(FailedFile { path: rel, reason }),
                 Err(FileErr::Fatal(e)) => {
-                    // Stop starting new work; finished results are kept.
+                    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                     if out.fatal.is_none() {
                         out.fatal = Some(e);
                     }
-                    break;
                 }
+                Err(FileErr::Skipped) => {}
             }
         }
-        drop(results);
         // Uploads that finished before a fatal error was seen may have
         // written; assume the manifest needs rewriting.
         if out.fatal.is_some() && !out.changes.is_empty() {
             out.remote_changed = true;
         }
         out
+    }
+
+    /// Commit finished changes early (the pass commits everything at its
+    /// end anyway, so a failure here only costs re-checking after a crash).
+    async fn checkpoint(&self, changes: BTreeMap<String, Option<BaseEntry>>) {
+        let inner = self.inner.clone();
+        let name = self.name().to_string();
+        match blocking(move || inner.db.apply(&name, &changes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("checkpoint of sync state failed: {e}"),
+            Err(e) => tracing::warn!("checkpoint of sync state failed: {e}"),
+        }
     }
 
     async fn action(&self, a: Action) -> Result<Done, FileErr> {
@@ -476,7 +587,7 @@ impl<'a> Exec<'a> {
         }
         self.gate()?;
         let to = format!("{TRASH_PREFIX}{}/{key}", self.stamp);
-        match self.net(self.ctx.op.copy(key, &to)).await? {
+        match self.net(self.op.copy(key, &to)).await? {
             Ok(_) => Ok(()),
             // Already gone behind our back: nothing to keep.
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -487,7 +598,7 @@ impl<'a> Exec<'a> {
     async fn delete_remote(&self, key: &str) -> Result<(), FileErr> {
         self.trash(key).await?;
         self.gate()?;
-        match self.net(self.ctx.op.delete(key)).await? {
+        match self.net(self.op.delete(key)).await? {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(ferr("cannot delete on the remote", e)),
@@ -521,7 +632,7 @@ impl<'a> Exec<'a> {
         let meta = match l.kind {
             Kind::Symlink => {
                 let target = l.link.clone().unwrap_or_default();
-                let mut w = self.ctx.op.write_with(&key, target.clone().into_bytes());
+                let mut w = self.op.write_with(&key, target.clone().into_bytes());
                 if let Some(um) = self.user_metadata(l) {
                     w = w.user_metadata(um);
                 }
@@ -551,7 +662,9 @@ impl<'a> Exec<'a> {
             let path = dir.join(key);
             let (mtime, mode, kind) = (l.mtime_ns, l.mode, l.kind);
             let set = blocking(move || -> std::io::Result<Option<i64>> {
-                let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+                // Read-only is enough: futimens needs ownership, not write access
+                // (a stored 0444 file must still get its times).
+                let f = std::fs::File::open(&path)?;
                 f.set_modified(localfs::system_time(mtime))?;
                 if kind == Kind::File {
                     use std::os::unix::fs::PermissionsExt;
@@ -611,7 +724,6 @@ impl<'a> Exec<'a> {
             return Err(changed());
         }
         let mut opts = self
-            .ctx
             .op
             .writer_with(key)
             .chunk(CHUNK)
@@ -716,7 +828,7 @@ impl<'a> Exec<'a> {
                     Some(t) => t.clone(),
                     None => {
                         let buf = self
-                            .net(self.ctx.op.read(&key))
+                            .net(self.op.read(&key))
                             .await?
                             .map_err(|e| ferr("download failed", e))?;
                         String::from_utf8(buf.to_vec())
@@ -734,7 +846,7 @@ impl<'a> Exec<'a> {
             }
             Kind::File => {
                 let reader = self
-                    .net(self.ctx.op.reader_with(&key).chunk(CHUNK))
+                    .net(self.op.reader_with(&key).content_length_hint(r.size))
                     .await?
                     .map_err(|e| ferr("download failed", e))?;
                 let mut body = self
@@ -804,10 +916,11 @@ impl<'a> Exec<'a> {
 
     // ----- manifest and trash ---------------------------------------------
 
+    /// Write the manifest; returns its identity.
     pub(super) async fn write_manifest(
         &self,
         base: &BTreeMap<String, BaseEntry>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<String, SyncError> {
         let m = Manifest {
             version: Manifest::VERSION,
             writer: self.inner.host.clone(),
@@ -815,16 +928,40 @@ impl<'a> Exec<'a> {
         };
         let body = serde_json::to_vec(&m).map_err(|e| SyncError::Internal(e.to_string()))?;
         self.gate()?;
-        self.net(self.ctx.op.write(MANIFEST_KEY, body))
+        let meta = self
+            .net(self.op.write(MANIFEST_KEY, body))
             .await?
             .map_err(|e| self.remote_err("writing the manifest", e))?;
-        Ok(())
+        Ok(object_rid(&meta))
+    }
+
+    /// Whether the manifest still has identity `rid` (one conditional GET on
+    /// S3, a stat of a local file on local remotes): then no other coltecd
+    /// wrote this target since this host last saw it.
+    pub(super) async fn manifest_unchanged(&self, rid: &str) -> Result<bool, SyncError> {
+        let op = &self.op;
+        if op.info().capability().read_with_if_none_match {
+            return match self
+                .net(op.read_with(MANIFEST_KEY).if_none_match(rid))
+                .await?
+            {
+                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(true),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(self.remote_err("checking the manifest", e)),
+                Ok(_) => Ok(false),
+            };
+        }
+        match self.net(op.stat(MANIFEST_KEY)).await? {
+            Ok(m) => Ok(object_rid(&m) == rid),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.remote_err("checking the manifest", e)),
+        }
     }
 
     /// Delete trash generations older than the retention.
     pub(super) async fn prune_trash(&self, report: &mut PassReport) -> Result<(), SyncError> {
         let retention = self.inner.spec.safety.trash_retention;
-        let op = &self.ctx.op;
+        let op = &self.op;
         let dirs = match self.net(op.list(TRASH_PREFIX)).await? {
             Ok(l) => l,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -873,6 +1010,60 @@ impl<'a> Exec<'a> {
         }
         Ok(())
     }
+}
+
+fn files_equal(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool> {
+    let mut fa = std::fs::File::open(a)?;
+    let mut fb = std::fs::File::open(b)?;
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn md5_hex(path: &std::path::Path) -> std::io::Result<String> {
+    use md5::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = md5::Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// An object's identity: its ETag, else `size:mtime`.
+fn object_rid(meta: &opendal::Metadata) -> String {
+    meta.etag().map(str::to_string).unwrap_or_else(|| {
+        remote::fallback_rid(
+            meta.content_length(),
+            meta.last_modified().and_then(remote::opendal_ns),
+        )
+    })
 }
 
 /// Run blocking filesystem work off the async threads.

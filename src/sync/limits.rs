@@ -40,9 +40,14 @@ impl Bucket {
     fn new(bytes_per_sec: u64) -> Option<Bucket> {
         let rate = u32::try_from(bytes_per_sec).unwrap_or(u32::MAX);
         let rate = NonZeroU32::new(rate)?;
+        // A burst of a tenth of a second (at least 64 KiB, at most the rate)
+        // keeps a transfer within a few percent of the limit: a full
+        // second's burst would let the first second through for free.
+        let burst = (rate.get() / 10).max(64 * 1024).min(rate.get());
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
         Some(Bucket {
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
-            burst: rate.get(),
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            burst: burst.get(),
         })
     }
 }
@@ -97,5 +102,30 @@ impl Limits {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancelled_waits_return_promptly() {
+        let up = Bucket::new(1).unwrap();
+        let limits = Limits {
+            up: Some(up),
+            down: None,
+            requests: None,
+        };
+        let cancel = CancellationToken::new();
+        // The first byte uses the burst; the next would wait a second.
+        limits.bytes(Dir::Up, 1, &cancel).await.unwrap();
+        cancel.cancel();
+        assert!(matches!(
+            limits.bytes(Dir::Up, 1, &cancel).await,
+            Err(SyncError::Cancelled)
+        ));
+        // No budget in the other direction: never waits.
+        limits.bytes(Dir::Down, 1 << 30, &cancel).await.unwrap();
     }
 }

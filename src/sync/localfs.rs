@@ -118,7 +118,8 @@ pub fn finish_file(
     mtime_ns: i64,
 ) -> io::Result<()> {
     let r = (|| {
-        file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        // setuid/setgid/sticky bits from a remote are never applied.
+        file.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
         file.set_modified(system_time(mtime_ns))?;
         file.sync_all()?;
         drop(file);

@@ -224,6 +224,12 @@ pub enum SyncError {
     },
     #[error("target '{target}': remote writes are paused ({reason}); nothing more was written")]
     Fenced { target: String, reason: String },
+    #[error("target '{target}' cannot be synced: {reason}")]
+    Unavailable {
+        target: String,
+        reason: String,
+        status: ExitStatus,
+    },
     #[error("sync cancelled")]
     Cancelled,
     #[error("internal error: {0}")]
@@ -243,6 +249,7 @@ impl HasExitStatus for SyncError {
             SyncError::Setup(e) => e.exit_status(),
             SyncError::StateDir(e) => e.exit_status(),
             SyncError::Remote { .. } => ExitStatus::Remote,
+            SyncError::Unavailable { status, .. } => *status,
             // The target's pass refused to run at all: a failure, not a
             // partial one (no file of that target was transferred).
             SyncError::MassDelete { .. } => ExitStatus::Failure,
@@ -255,6 +262,16 @@ impl HasExitStatus for SyncError {
     }
 }
 
+/// Tuning of an [`Engine`].
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// On the first pass after open, skip the full reconcile (LIST) when the
+    /// remote manifest is unchanged since this host's last pass (one
+    /// conditional GET). Changes made behind coltecd's back are then only
+    /// seen with `verify: true`. Used by the one-shot `coltecd sync`.
+    pub trust_manifest_on_open: bool,
+}
+
 /// The sync engine: one per process, serving every target.
 #[derive(Clone)]
 pub struct Engine {
@@ -263,6 +280,7 @@ pub struct Engine {
 
 struct Inner {
     spec: Arc<Spec>,
+    options: EngineOptions,
     db: StateDb,
     gate: WriteGate,
     limits: limits::Limits,
@@ -272,13 +290,32 @@ struct Inner {
 
 pub(crate) struct TargetCtx {
     target: Target,
-    op: Operator,
+    /// The target's operator, or why it has none (e.g. a crypt remote,
+    /// missing credentials): reported by the target's passes, so one
+    /// unusable target does not stop the others.
+    op: Result<Operator, Unavailable>,
     /// For local remotes: the directory, so stored files get their real
     /// mtime and mode (what rclone's local backend does too).
     local_dir: Option<PathBuf>,
     /// S3 carries mtime/mode as user metadata.
     user_metadata: bool,
     run: tokio::sync::Mutex<RunState>,
+}
+
+#[derive(Debug, Clone)]
+struct Unavailable {
+    reason: String,
+    status: ExitStatus,
+}
+
+impl TargetCtx {
+    fn operator(&self) -> Result<Operator, SyncError> {
+        self.op.clone().map_err(|u| SyncError::Unavailable {
+            target: self.target.name.clone(),
+            reason: u.reason,
+            status: u.status,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -297,11 +334,24 @@ impl Engine {
         state_dir: &StateDir,
         gate: WriteGate,
     ) -> Result<Engine, SyncError> {
+        Engine::open_with(spec, state_dir, gate, EngineOptions::default())
+    }
+
+    /// [`Engine::open`] with non-default [`EngineOptions`].
+    pub fn open_with(
+        spec: Arc<Spec>,
+        state_dir: &StateDir,
+        gate: WriteGate,
+        options: EngineOptions,
+    ) -> Result<Engine, SyncError> {
         state_dir.ensure()?;
         let db = StateDb::open(&state_dir.path().join("sync.redb"))?;
         let mut targets = BTreeMap::new();
         for t in &spec.targets {
-            let op = target_operator(t)?;
+            let op = target_operator(t).map_err(|e| Unavailable {
+                reason: e.to_string(),
+                status: e.exit_status(),
+            });
             let local_dir = match t.location() {
                 Location::Local { dir } => Some(dir),
                 _ => None,
@@ -320,6 +370,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(Inner {
                 limits: limits::Limits::from_spec(&spec),
+                options,
                 spec,
                 db,
                 gate,
@@ -370,6 +421,7 @@ impl Engine {
         observer: &dyn PassObserver,
     ) -> Result<PassReport, SyncError> {
         let ctx = self.ctx(target)?;
+        let op = ctx.operator()?;
         let mut run = tokio::select! {
             g = ctx.run.lock() => g,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
@@ -395,6 +447,31 @@ impl Engine {
             }
         }
 
+        let exec = exec::Exec::new(
+            &self.inner,
+            &ctx,
+            op,
+            root.clone(),
+            !req.dry_run,
+            cancel,
+            observer,
+        );
+        let meta = self.load_meta(&t.name).await?;
+        let mut trusted = false;
+        if full
+            && run.reconciled_gen.is_none()
+            && self.inner.options.trust_manifest_on_open
+            && !matches!(req.scope, PassScope::Full { verify: true })
+            && !root_missing
+            && let Some(rid) = &meta.manifest_rid
+            && exec.manifest_unchanged(rid).await?
+        {
+            // Nobody (no coltecd) wrote since this host's last pass: the
+            // base is the remote's state, no LIST needed.
+            full = false;
+            trusted = true;
+        }
+
         let base = self.load_base(&t.name).await?;
         let scope = if full || root_missing {
             PassScope::Full { verify: full }
@@ -407,7 +484,6 @@ impl Engine {
             gather_local(root.clone(), t.excludes.clone(), scope, &base).await?
         };
 
-        let exec = exec::Exec::new(&self.inner, &ctx, root.clone(), cancel, observer);
         let mut report = PassReport {
             target: t.name.clone(),
             remote_listed: full,
@@ -415,9 +491,11 @@ impl Engine {
         };
         report.failed.extend(local.problems.iter().cloned());
 
+        let mut manifest_rid = meta.manifest_rid.clone();
         let (remote, manifest_stale) = if full {
             let rv = exec.reconcile(&base).await?;
             report.failed.extend(rv.problems);
+            manifest_rid = rv.manifest_rid;
             (rv.entries, rv.manifest_stale)
         } else {
             let remote = local
@@ -457,6 +535,7 @@ impl Engine {
         let empty = BTreeMap::new();
         let plan_base = if root_missing { &empty } else { &base };
         let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, &remote);
+        let actions = exec.settle_equal(actions).await;
         report.plan = PlanSummary::of(&actions);
 
         if !req.allow_mass_delete {
@@ -498,12 +577,16 @@ impl Engine {
         outcome.fatal.map_or(Ok(()), Err)?;
 
         if (outcome.remote_changed || manifest_stale) && t.direction.writes_remote() {
-            exec.write_manifest(&new_base).await?;
+            manifest_rid = Some(exec.write_manifest(&new_base).await?);
+        }
+        if manifest_rid != meta.manifest_rid {
+            self.save_meta(&t.name, state::TargetMeta { manifest_rid })
+                .await?;
         }
         if full && t.direction.writes_remote() {
             exec.prune_trash(&mut report).await?;
         }
-        if full {
+        if full || trusted {
             run.reconciled_gen = Some(generation);
         }
         Ok(report)
@@ -532,6 +615,7 @@ impl Engine {
         observer: &dyn PassObserver,
     ) -> Result<PassReport, SyncError> {
         let ctx = self.ctx(target)?;
+        let op = ctx.operator()?;
         let _run = tokio::select! {
             g = ctx.run.lock() => g,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
@@ -563,7 +647,15 @@ impl Engine {
         } else {
             LocalSide::default()
         };
-        let exec = exec::Exec::new(&self.inner, &ctx, root.clone(), cancel, observer);
+        let exec = exec::Exec::new(
+            &self.inner,
+            &ctx,
+            op,
+            root.clone(),
+            own && !dry_run,
+            cancel,
+            observer,
+        );
         let rv = exec.reconcile(&base).await?;
         let mut report = PassReport {
             target: t.name.clone(),
@@ -621,6 +713,24 @@ impl Engine {
         let inner = self.inner.clone();
         let target = target.to_string();
         tokio::task::spawn_blocking(move || inner.db.load(&target))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .map_err(SyncError::from)
+    }
+
+    async fn load_meta(&self, target: &str) -> Result<state::TargetMeta, SyncError> {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || inner.db.load_meta(&target))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .map_err(SyncError::from)
+    }
+
+    async fn save_meta(&self, target: &str, meta: state::TargetMeta) -> Result<(), SyncError> {
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || inner.db.save_meta(&target, &meta))
             .await
             .map_err(|e| SyncError::Internal(e.to_string()))?
             .map_err(SyncError::from)

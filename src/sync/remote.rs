@@ -15,6 +15,9 @@
 //!   `.coltec/trash/<YYYYmmddTHHMMSSZ>/<key>` (deleted/overwritten objects),
 //!   `.coltec/tmp/` (local remotes' atomic-write area) and the lease.
 //!
+//! To restore or copy a target with rclone itself, add `--links` (symlinks)
+//! and `--exclude "/.coltec/**"` (coltecd's control objects).
+//!
 //! The manifest records, per path, the metadata coltecd stored plus the
 //! object's identity (`rid`), so a reconcile needs one LIST and one GET, and
 //! a per-object HEAD only for objects the manifest does not know (written

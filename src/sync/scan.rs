@@ -151,6 +151,10 @@ pub fn walk(root: &Path, start: &str, excludes: &Excludes) -> Scan {
             if rel_dir.is_empty() && name == RESERVED {
                 continue;
             }
+            // A download's temp file (left by a crash): never user data.
+            if is_temp_name(name) {
+                continue;
+            }
             let path = de.path();
             let md = match fs::symlink_metadata(&path) {
                 Ok(md) => md,
@@ -199,6 +203,14 @@ pub fn walk(root: &Path, start: &str, excludes: &Excludes) -> Scan {
     scan
 }
 
+/// Temp files of in-flight downloads: `.<name>.coltec-tmp-<16 hex>`.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".coltec-tmp-")
+            .is_some_and(|(_, n)| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `rel` or any of its parent directories is excluded.
 pub fn excluded_with_parents(excludes: &Excludes, rel: &str, is_dir: bool) -> bool {
     let mut prefix = String::new();
@@ -231,6 +243,7 @@ mod tests {
         symlink("b/f.txt", root.join("a/l")).unwrap();
         fs::create_dir_all(root.join(".coltec")).unwrap();
         fs::write(root.join(".coltec/x"), "no").unwrap();
+        fs::write(root.join("a/.f.txt.coltec-tmp-0123456789abcdef"), "tmp").unwrap();
         let scan = walk(root, "", &Excludes::default());
         let f = &scan.entries["a/b/f.txt"];
         assert_eq!((f.kind, f.size, f.mode), (Kind::File, 5, 0o600));

@@ -66,6 +66,17 @@ pub struct StateDb {
     path: PathBuf,
 }
 
+/// Per-target facts kept between processes (table `targets`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetMeta {
+    /// Identity of the remote manifest as of the last pass that saw or wrote
+    /// it: while it is unchanged, no other coltecd changed the remote.
+    #[serde(default)]
+    pub manifest_rid: Option<String>,
+}
+
+const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
+
 fn table_name(target: &str) -> String {
     format!("files/{target}")
 }
@@ -109,6 +120,33 @@ impl StateDb {
             }
         }
         Ok(out)
+    }
+
+    pub fn load_meta(&self, target: &str) -> Result<TargetMeta, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match txn.open_table(TARGETS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(TargetMeta::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(table
+            .get(target)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| serde_json::from_slice(v.value()).ok())
+            .unwrap_or_default())
+    }
+
+    pub fn save_meta(&self, target: &str, meta: &TargetMeta) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(meta).unwrap_or_default();
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(TARGETS).map_err(|e| self.err(e))?;
+            table
+                .insert(target, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Apply changes in one transaction: `Some` upserts, `None` removes.
@@ -172,5 +210,11 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got["a/b"], e);
         assert!(db.load("other").unwrap().is_empty());
+        assert_eq!(db.load_meta("t").unwrap(), TargetMeta::default());
+        let m = TargetMeta {
+            manifest_rid: Some("x".into()),
+        };
+        db.save_meta("t", &m).unwrap();
+        assert_eq!(db.load_meta("t").unwrap(), m);
     }
 }

@@ -213,19 +213,26 @@ async fn race_of_eight_has_exactly_one_winner_s3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn race_of_eight_has_exactly_one_winner_local() {
-    let root = tempfile::tempdir().unwrap();
-    let remote = local_remote(root.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("remote");
+    let remote = local_remote(&root);
     for round in 0..20 {
         let spec = one(remote.clone(), &format!("acme/widget/race-{round}"));
         let (winner, _) = race(&spec, 8).await;
         winner.release().await.unwrap();
         assert!(
             !root
-                .path()
                 .join(format!("acme/widget/race-{round}/.coltec/lease.json"))
                 .exists()
         );
     }
+    // Nothing is written above the remote's root (no markers in its parent,
+    // let alone $HOME or /), and released markers are gone.
+    assert!(!tmp.path().join(".coltec").exists());
+    let nested: Vec<_> = std::fs::read_dir(root.join(".coltec/nested"))
+        .map(|rd| rd.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(nested.is_empty(), "{nested:?}");
 }
 
 async fn dead_holder_is_taken_over_after_ttl(remote: RemoteSpec) {
@@ -538,10 +545,14 @@ async fn fencing_when_cut_off_and_never_writes_after_takeover() {
             }
         })
     };
-    // Renewals work while the network is up.
-    tokio::time::sleep(RENEW * 3).await;
-    assert!(gate.is_open());
-    assert_eq!(holder.snapshot()[0].state, LeaseState::Held);
+    // Renewals go through while the network is up.
+    for _ in 0..300 {
+        if holder.snapshot()[0].holder.as_ref().unwrap().seq >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(holder.snapshot()[0].holder.as_ref().unwrap().seq >= 2);
 
     proxy.set_mode(Mode::Down);
     tokio::time::timeout(Duration::from_secs(30), gate.closed())
@@ -668,4 +679,87 @@ async fn release_while_renewing_frees_the_prefix_and_ends_maintain() {
         .release()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn while_held_leases_for_the_work_then_releases() {
+    let bucket = s3::bucket("lease-while");
+    let spec = one(s3_remote(&bucket, s3::endpoint()), "acme/widget/dev-a");
+    let c = container();
+    let other = spec.clone();
+    let seen = lease::while_held(
+        &spec,
+        &c.dir,
+        AcquireOptions::default(),
+        |gate| async move {
+            assert!(gate.is_open());
+            // Held while the work runs: another container is refused.
+            let e = take(&other, &container())
+                .await
+                .err()
+                .expect("held during work");
+            held_by(&e);
+            42
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen, 42);
+    // Released afterwards.
+    take(&spec, &container())
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_holder_that_came_in_while_fenced_keeps_the_old_holder_fenced() {
+    let bucket = s3::bucket("lease-fence-nested");
+    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
+    let parent = one(
+        s3_remote(&bucket, &proxy.endpoint()),
+        "ws/acme/widget/dev-a",
+    );
+    let child = one(
+        s3_remote(&bucket, s3::endpoint()),
+        "ws/acme/widget/dev-a/workspace",
+    );
+
+    let holder = take(&parent, &container()).await.unwrap();
+    let gate = holder.gate();
+    let cancel = CancellationToken::new();
+    let (h2, c2) = (holder.clone(), cancel.clone());
+    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+
+    proxy.set_mode(Mode::Down);
+    tokio::time::timeout(Duration::from_secs(30), gate.closed())
+        .await
+        .expect("fenced");
+    // The enclosing lease goes unrenewed: a nested acquirer is refused
+    // first, then treats it as stale and proceeds.
+    let (_, nested) = take_after_ttl(&child, &container()).await;
+
+    // The old holder's etag still matches, but re-verification finds the
+    // nested holder: it must not resume.
+    proxy.set_mode(Mode::Pass);
+    let res = tokio::time::timeout(Duration::from_secs(60), maintain)
+        .await
+        .expect("maintain ends")
+        .unwrap();
+    let e = res.expect_err("a nested holder appeared while fenced");
+    assert!(
+        held_by(&e).held.ends_with("ws/acme/widget/dev-a/workspace"),
+        "{e}"
+    );
+    assert!(!gate.is_open());
+    holder.release().await.unwrap();
+    // The nested holder keeps its lease.
+    let again = take(&child, &container()).await.err().expect("still held");
+    assert_eq!(
+        held_by(&again).record.as_ref().unwrap().lease_id,
+        lease_id(&nested)
+    );
+    cancel.cancel();
 }

@@ -16,6 +16,23 @@ use crate::support::{coltecd_bin, s3};
 /// A spec file for `remote_path`s under one bucket (lease ttl 10s, the
 /// loader's minimum; renew every 2s).
 fn write_spec(dir: &Path, bucket: &str, remote_paths: &[(&str, &str)]) -> PathBuf {
+    let remote = format!(
+        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n",
+        s3::endpoint()
+    );
+    write_spec_with(dir, &remote, remote_paths)
+}
+
+/// The same with a `local` remote rooted at `root`.
+fn write_local_spec(dir: &Path, root: &Path, remote_paths: &[(&str, &str)]) -> PathBuf {
+    let remote = format!(
+        "    moto:\n      type: local\n      path_prefix: {}\n",
+        root.display()
+    );
+    write_spec_with(dir, &remote, remote_paths)
+}
+
+fn write_spec_with(dir: &Path, remote: &str, remote_paths: &[(&str, &str)]) -> PathBuf {
     let mut sync = String::new();
     for (name, rp) in remote_paths {
         sync.push_str(&format!(
@@ -27,10 +44,9 @@ fn write_spec(dir: &Path, bucket: &str, remote_paths: &[(&str, &str)]) -> PathBu
         "name: lease-cli\n\
          metadata:\n  org: acme\n  project: widget\n  environment: dev-a\n\
          persistence:\n  enabled: true\n  mode: replicated\n  default_remote: moto\n\
-         \x20 remotes:\n    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n\
+         \x20 remotes:\n{remote}\
          \x20 sync:\n{sync}\
-         \x20 lease:\n    ttl: 10s\n    renew_every: 2s\n",
-        s3::endpoint()
+         \x20 lease:\n    ttl: 10s\n    renew_every: 2s\n"
     );
     let path = dir.join("workspace-spec.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -64,8 +80,30 @@ impl Box_ {
         c
     }
 
+    /// Run to completion; a process still running after 120 s (e.g. a
+    /// `lease hold` that should have been refused but holds) is killed and
+    /// the test fails instead of hanging.
     fn run(&self, spec: &Path, args: &[&str]) -> Output {
-        self.cmd(spec, args).output().unwrap()
+        let mut child = self
+            .cmd(spec, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "coltecd {args:?} did not exit: {}{}",
+                    stdout(&out),
+                    stderr(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
     }
 
     /// `lease hold` in the background; returns once it holds (or exited).
@@ -116,6 +154,18 @@ impl Drop for Holder {
     }
 }
 
+/// Kills and reaps children on drop, so a failing test leaves no holder behind.
+struct Reap(Vec<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn wait_bounded(child: &mut Child, limit: Duration) -> i32 {
     let deadline = Instant::now() + limit;
     loop {
@@ -139,23 +189,56 @@ fn stdout(o: &Output) -> String {
 fn race_of_eight_processes_one_holds_seven_exit_4() {
     let bucket = s3::bucket("lease-cli-race");
     let dir = tempfile::tempdir().unwrap();
-    for round in 0..20 {
-        let spec = write_spec(
+    race_processes(20, "held s3://", |round| {
+        write_spec(
             dir.path(),
             &bucket,
             &[("state", &format!("{{org}}/{{project}}/{{env}}/r{round}"))],
-        );
-        let boxes: Vec<Box_> = (0..8).map(|_| Box_::new()).collect();
-        let mut children: Vec<Child> = boxes
+        )
+    });
+    assert!(
+        !s3::list_keys(&bucket, "")
             .iter()
-            .map(|b| {
-                b.cmd(&spec, &["lease", "hold"])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+            .any(|k| k.ends_with("lease.json")),
+        "every lease released"
+    );
+}
+
+#[test]
+fn race_of_eight_processes_local_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("remote");
+    race_processes(5, "held local:/", |round| {
+        write_local_spec(
+            dir.path(),
+            &root,
+            &[("state", &format!("{{org}}/{{project}}/{{env}}/r{round}"))],
+        )
+    });
+    assert!(
+        !root
+            .join("acme/widget/dev-a/r0/.coltec/lease.json")
+            .exists()
+    );
+}
+
+fn race_processes(rounds: usize, held_prefix: &str, spec_for: impl Fn(usize) -> PathBuf) {
+    for round in 0..rounds {
+        let spec = spec_for(round);
+        let boxes: Vec<Box_> = (0..8).map(|_| Box_::new()).collect();
+        let mut guard = Reap(
+            boxes
+                .iter()
+                .map(|b| {
+                    b.cmd(&spec, &["lease", "hold"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
+        let children = &mut guard.0;
         // Seven must exit 4; the eighth keeps holding.
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut exited: Vec<(usize, i32)> = Vec::new();
@@ -183,7 +266,7 @@ fn race_of_eight_processes_one_holds_seven_exit_4() {
             .read_line(&mut line)
             .unwrap();
         assert!(
-            line.starts_with("held s3://"),
+            line.starts_with(held_prefix),
             "round {round}: winner printed {line:?}"
         );
         let host = coltecd::state_dir::hostname();
@@ -202,12 +285,6 @@ fn race_of_eight_processes_one_holds_seven_exit_4() {
             0
         );
     }
-    assert!(
-        !s3::list_keys(&bucket, "")
-            .iter()
-            .any(|k| k.ends_with("lease.json")),
-        "every lease released"
-    );
 }
 
 #[test]
@@ -377,4 +454,28 @@ fn state_dir_shared_by_two_containers_is_refused() {
         stderr(&second)
     );
     assert_eq!(holder.stop(), 0);
+}
+
+#[test]
+fn server_ignoring_conditional_writes_is_refused_with_exit_5() {
+    use crate::support::lease_proxy::{LeaseProxy, Mode};
+    let bucket = s3::bucket("lease-cli-strip");
+    let proxy = LeaseProxy::start(s3::endpoint(), Mode::StripConditional);
+    let dir = tempfile::tempdir().unwrap();
+    let remote = format!(
+        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n",
+        proxy.endpoint()
+    );
+    let spec = write_spec_with(
+        dir.path(),
+        &remote,
+        &[("state", "{org}/{project}/{env}/state")],
+    );
+    let out = Box_::new().run(&spec, &["lease", "hold"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("does not honour conditional writes"), "{err}");
+    assert!(err.contains("lease: off"), "{err}");
+    assert!(!err.contains(s3::SECRET_KEY), "{err}");
+    assert!(stdout(&out).is_empty());
 }

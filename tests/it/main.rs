@@ -12,3 +12,4 @@ mod lease;
 mod lease_cli;
 mod spec;
 mod sync;
+mod sync_cli;

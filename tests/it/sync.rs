@@ -13,7 +13,7 @@ use coltecd::spec::{
     RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
 };
 use coltecd::state_dir::StateDir;
-use coltecd::sync::{Engine, PassReport, PassRequest, PassScope, SyncError};
+use coltecd::sync::{Engine, EngineOptions, PassReport, PassRequest, PassScope, SyncError};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -149,10 +149,13 @@ struct Side {
     _tmp: TempDir,
     root: PathBuf,
     engine: Engine,
+    spec: Arc<Spec>,
+    state: PathBuf,
 }
 
 struct Opts {
     direction: Direction,
+    excludes: Vec<&'static str>,
     trash: Duration,
     bwlimit: BwLimit,
     max_files: u64,
@@ -162,6 +165,7 @@ impl Default for Opts {
     fn default() -> Self {
         Opts {
             direction: Direction::Bidirectional,
+            excludes: Vec::new(),
             trash: Duration::from_secs(7 * 86400),
             bwlimit: BwLimit::default(),
             max_files: 50,
@@ -179,7 +183,7 @@ fn make_spec(root: &Path, log_dir: &Path, remote: &Remote, o: &Opts) -> Spec {
         direction: o.direction,
         interval: Duration::from_secs(60),
         priority: 0,
-        excludes: Excludes::default(),
+        excludes: Excludes::new(o.excludes.iter().map(|p| p.to_string()).collect()).unwrap(),
         transfers: 4,
         checkers: 8,
         bwlimit: o.bwlimit,
@@ -218,24 +222,53 @@ fn make_spec(root: &Path, log_dir: &Path, remote: &Remote, o: &Opts) -> Spec {
 }
 
 fn side(remote: &Remote, o: &Opts) -> Side {
+    side_with_gate(remote, o, WriteGate::always_open())
+}
+
+fn side_with_gate(remote: &Remote, o: &Opts, gate: WriteGate) -> Side {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     fs::create_dir_all(&root).unwrap();
     let spec = Arc::new(make_spec(&root, tmp.path(), remote, o));
-    let engine = Engine::open(
-        spec.clone(),
-        &StateDir::at(tmp.path().join("state")),
-        WriteGate::always_open(),
-    )
-    .unwrap();
+    let engine = Engine::open(spec.clone(), &StateDir::at(tmp.path().join("state")), gate).unwrap();
+    let state = tmp.path().join("state");
     Side {
         _tmp: tmp,
         root,
         engine,
+        spec,
+        state,
     }
 }
 
 impl Side {
+    /// A new process on the same state dir (redb allows one opener, so the
+    /// old engine goes first).
+    fn reopen(self, options: EngineOptions) -> Side {
+        let Side {
+            _tmp,
+            root,
+            engine,
+            spec,
+            state,
+        } = self;
+        drop(engine);
+        let engine = Engine::open_with(
+            spec.clone(),
+            &StateDir::at(&state),
+            WriteGate::always_open(),
+            options,
+        )
+        .unwrap();
+        Side {
+            _tmp,
+            root,
+            engine,
+            spec,
+            state,
+        }
+    }
+
     async fn try_pass(&self, scope: PassScope, allow: bool) -> Result<PassReport, SyncError> {
         self.engine
             .pass(
@@ -874,7 +907,16 @@ async fn hostile_remote_keys_write_nothing_outside_the_root() {
         "wrote outside the root"
     );
     let failed: Vec<&str> = r.failed.iter().map(|f| f.path.as_str()).collect();
-    assert!(failed.iter().any(|p| p.contains("passwd")), "{failed:?}");
+    // Whichever of the two lands first, the other is refused.
+    assert!(
+        failed.iter().any(|p| *p == "a" || p.contains("passwd")),
+        "{failed:?}"
+    );
+    assert!(failed.contains(&"/abs.txt"), "{failed:?}");
+    assert!(
+        failed.iter().any(|p| p.contains("escape.txt")),
+        "{failed:?}"
+    );
     assert!(
         r.failed
             .iter()
@@ -977,4 +1019,340 @@ async fn dry_run_changes_nothing() {
     assert_eq!(r.plan.upload.first, vec!["a.txt".to_string()]);
     assert_eq!(r.uploaded, 0);
     assert!(remote.keys().is_empty());
+}
+
+async fn excludes(remote: Remote) {
+    let o = Opts {
+        direction: Direction::PushOnly,
+        excludes: vec!["node_modules/**", "*.tmp", "/build/**"],
+        ..Opts::default()
+    };
+    let a = side(&remote, &o);
+    a.write("src/main.rs", b"fn main() {}");
+    a.write("node_modules/pkg/index.js", b"x");
+    a.write("web/node_modules/pkg/index.js", b"x");
+    a.write("scratch.tmp", b"x");
+    a.write("deep/er/scratch.tmp", b"x");
+    a.write("build/out.o", b"x");
+    a.write("src/build/keep.txt", b"kept: /build is anchored");
+    // A name the walker would report as unsyncable if it ever read the
+    // excluded directory: proves the directory is pruned, not filtered.
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"bad-\xff-name");
+    fs::write(a.root.join("node_modules").join(bad), b"x").unwrap();
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 2, "{r:?}");
+    assert_eq!(
+        remote.user_keys(),
+        vec!["src/build/keep.txt".to_string(), "src/main.rs".to_string()]
+    );
+
+    // Objects that were stored before a path became excluded are left alone.
+    let remote_keys_before = remote.user_keys();
+    let b = side(
+        &remote,
+        &Opts {
+            direction: Direction::PushOnly,
+            excludes: vec!["src/build/**"],
+            ..Opts::default()
+        },
+    );
+    b.write("src/main.rs", b"fn main() {}");
+    let r = b.pass(true).await;
+    assert_eq!(r.deleted_remote, 0, "{r:?}");
+    assert_eq!(remote.user_keys(), remote_keys_before);
+}
+
+#[tokio::test]
+async fn excludes_prune_and_never_delete_s3() {
+    excludes(Remote::s3("excludes")).await;
+}
+
+#[tokio::test]
+async fn excludes_prune_and_never_delete_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    excludes(Remote::local(tmp.path())).await;
+}
+
+#[tokio::test]
+async fn restore_of_a_coltecd_tree_needs_no_head_requests() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("restore-cheap", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    a.write("x/y.txt", b"hello");
+    a.write("z.bin", &pseudo_random(100_000, 9));
+    symlink("z.bin", a.root.join("link")).unwrap();
+    a.pass(false).await;
+    proxy.reset();
+    let b = side(&remote, &Opts::default());
+    let dest = b.root.join("r");
+    let r = b
+        .engine
+        .restore("state", Some(&dest), false, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.downloaded, 3);
+    assert_eq!(snapshot(&a.root), snapshot(&dest));
+    let seen = proxy.seen();
+    assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
+    // One LIST, the manifest and one GET per file (the link target is in the manifest).
+    assert_eq!(seen.iter().filter(|s| s.is_list()).count(), 1, "{seen:?}");
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.method == "GET" && !s.is_list())
+            .count(),
+        3,
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_shot_pass_trusts_an_unchanged_manifest() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("trust", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    a.write("f.txt", b"1");
+    a.pass(false).await;
+    let trust = EngineOptions {
+        trust_manifest_on_open: true,
+    };
+
+    // A new process, nothing changed: one conditional GET, no LIST, no HEAD.
+    let a = a.reopen(trust.clone());
+    proxy.reset();
+    let r = a.pass(false).await;
+    assert!(!r.remote_listed && r.plan.is_empty(), "{r:?}");
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].method, "GET");
+    assert!(seen[0].header("if-none-match").is_some(), "{seen:?}");
+
+    // Another container wrote: the manifest changed, so the pass reconciles.
+    let b = side(&remote, &Opts::default());
+    b.pass(false).await;
+    b.write("from-b.txt", b"b");
+    b.pass(false).await;
+    let a = a.reopen(trust.clone());
+    let r = a.pass(false).await;
+    assert!(r.remote_listed, "{r:?}");
+    assert_eq!(r.downloaded, 1);
+    assert_eq!(a.read("from-b.txt"), b"b");
+
+    // verify always lists.
+    let a = a.reopen(trust);
+    let r = a.pass(true).await;
+    assert!(r.remote_listed);
+}
+
+#[tokio::test]
+async fn one_shot_pass_trusts_an_unchanged_manifest_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Remote::local(tmp.path());
+    let a = side(&remote, &Opts::default());
+    a.write("f.txt", b"1");
+    a.pass(false).await;
+    let trust = EngineOptions {
+        trust_manifest_on_open: true,
+    };
+    let a = a.reopen(trust.clone());
+    let r = a.pass(false).await;
+    assert!(!r.remote_listed, "{r:?}");
+    let b = side(&remote, &Opts::default());
+    b.write("g.txt", b"g");
+    b.pass(false).await;
+    let a = a.reopen(trust);
+    let r = a.pass(false).await;
+    assert!(r.remote_listed);
+    assert_eq!(a.read("g.txt"), b"g");
+}
+
+#[tokio::test]
+async fn fenced_gate_stops_writes_and_reopening_forces_a_reconcile() {
+    let remote = Remote::s3("fenced");
+    let (ctl, gate) = coltecd::remote::gate();
+    let a = side_with_gate(&remote, &Opts::default(), gate);
+    a.write("a.txt", b"a");
+    a.pass(false).await;
+
+    ctl.close("lease lost: renewals failing");
+    a.write("b.txt", b"b");
+    let err = a
+        .try_pass(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
+    assert!(err.to_string().contains("renewals failing"), "{err}");
+    assert_eq!(remote.user_keys(), vec!["a.txt".to_string()]);
+
+    ctl.open();
+    let r = a.pass(false).await;
+    assert!(
+        r.remote_listed,
+        "a new gate generation must reconcile first"
+    );
+    assert_eq!(r.uploaded, 1);
+    assert_eq!(remote.read("b.txt").await, b"b");
+}
+
+#[tokio::test]
+async fn closing_the_gate_aborts_an_upload_in_flight() {
+    let remote = Remote::s3("fence-inflight");
+    let (ctl, gate) = coltecd::remote::gate();
+    let a = side_with_gate(
+        &remote,
+        &Opts {
+            bwlimit: BwLimit {
+                up: std::num::NonZeroU64::new(16 * 1024 * 1024),
+                down: None,
+            },
+            ..Opts::default()
+        },
+        gate,
+    );
+    // Two large files in flight at once, each past its first 8 MiB part
+    // when the gate closes: both must abort their multipart uploads.
+    a.write("big.bin", &pseudo_random(24 * 1024 * 1024, 5));
+    a.write("big2.bin", &pseudo_random(24 * 1024 * 1024, 6));
+    let closer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        ctl.close("taken over by another container");
+        ctl
+    });
+    let err = a
+        .try_pass(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap_err();
+    let _ctl = closer.await.unwrap();
+    assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
+    assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+    // No multipart upload left behind either.
+    let (st, body) = s3::http_request(
+        "GET",
+        &format!("/{}?uploads", remote.bucket.clone().unwrap()),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(!body.contains("<UploadId>"), "{body}");
+}
+
+async fn fresh_checkout(remote: Remote) {
+    let a = side(&remote, &Opts::default());
+    a.write("repo/README.md", b"same bytes");
+    a.write("repo/changed.txt", b"remote version");
+    a.pass(false).await;
+    // A new container: the same files re-created (new mtimes), one differs.
+    let b = side(&remote, &Opts::default());
+    b.write("repo/README.md", b"same bytes");
+    b.write("repo/changed.txt", b"local version!");
+    set_mtime(&b.root.join("repo/README.md"), 1_900_000_000_000_000_000);
+    set_mtime(&b.root.join("repo/changed.txt"), 1_900_000_000_000_000_000);
+    let r = b.pass(false).await;
+    assert_eq!(r.plan.adopt.files, 1, "{r:?}");
+    assert_eq!(r.conflicts.len(), 1, "only the differing file: {r:?}");
+    assert!(
+        r.conflicts[0].starts_with("repo/changed.conflict-"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn identical_content_is_adopted_not_a_conflict_s3() {
+    fresh_checkout(Remote::s3("checkout")).await;
+}
+
+#[tokio::test]
+async fn identical_content_is_adopted_not_a_conflict_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    fresh_checkout(Remote::local(tmp.path())).await;
+}
+
+#[tokio::test]
+async fn cancelling_a_pass_stops_transfers_and_stores_nothing_torn() {
+    let remote = Remote::s3("cancel");
+    let a = side(
+        &remote,
+        &Opts {
+            bwlimit: BwLimit {
+                up: std::num::NonZeroU64::new(1024 * 1024),
+                down: None,
+            },
+            ..Opts::default()
+        },
+    );
+    a.write("big.bin", &pseudo_random(12 * 1024 * 1024, 11));
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.cancel();
+    });
+    let err = a
+        .engine
+        .pass(
+            "state",
+            PassRequest {
+                scope: PassScope::Full { verify: false },
+                dry_run: false,
+                allow_mass_delete: false,
+            },
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Cancelled), "{err}");
+    assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+}
+
+#[tokio::test]
+async fn large_files_upload_as_multipart() {
+    let proxy = Proxy::start(s3::endpoint());
+    let remote = Remote::s3_at("multipart", &proxy.endpoint);
+    let a = side(&remote, &Opts::default());
+    let data = pseudo_random(20 * 1024 * 1024 + 5, 13);
+    a.write("big.bin", &data);
+    a.write("small.txt", b"small");
+    a.pass(false).await;
+    let seen = proxy.seen();
+    let parts: Vec<_> = seen
+        .iter()
+        .filter(|s| s.method == "PUT" && s.target.contains("partNumber="))
+        .collect();
+    assert_eq!(parts.len(), 3, "8 MiB parts: {seen:?}");
+    assert!(
+        parts.iter().all(
+            |p| p.header("content-length").unwrap().parse::<u64>().unwrap() <= 8 * 1024 * 1024
+        )
+    );
+    // The small file is one plain PUT.
+    assert!(
+        seen.iter().any(|s| s.method == "PUT"
+            && s.target.ends_with("/small.txt")
+            && !s.target.contains('?'))
+    );
+    assert_eq!(remote.read("big.bin").await, data);
+}
+
+#[tokio::test]
+async fn a_wiped_remote_does_not_wipe_the_local_tree() {
+    let remote = Remote::s3("wiped");
+    let a = side(&remote, &Opts::default());
+    for i in 0..60 {
+        a.write(&format!("d/f{i}"), b"x");
+    }
+    a.pass(false).await;
+    // Someone deletes the prefix behind coltecd's back.
+    let op = remote.operator();
+    for k in remote.keys() {
+        op.delete(&k).await.unwrap();
+    }
+    let err = a
+        .try_pass(PassScope::Full { verify: true }, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SyncError::MassDelete { side: "local", .. }),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(a.root.join("d")).unwrap().count(), 60);
 }
