@@ -625,8 +625,15 @@ fn stop_under_init_stops_the_sync_and_leaves_the_command_running() {
         .current_dir(w.dir.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let read = |f: &str| std::fs::read_to_string(w.path(f)).unwrap_or_default();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\nstop: {}\nlog:\n{}",
+        text(&o),
+        read("stop.out"),
+        w.log_text()
+    );
     assert_eq!(read("stop.code").trim(), "0", "{}", read("stop.out"));
     assert!(read("stop.out").contains("stopped"), "{}", read("stop.out"));
     assert_eq!(read("status.code").trim(), "3");
