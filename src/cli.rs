@@ -119,6 +119,10 @@ pub struct SyncArgs {
     /// Print one JSON report per target (an array) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Ask the running daemon for an immediate full pass of every target
+    /// (instead of a competing one-shot run) and wait for its outcome.
+    #[arg(long, conflicts_with_all = ["once", "dry_run", "only", "verify", "allow_mass_delete", "json"])]
+    pub now: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! `coltecd sync [--once] [--dry-run] [--only NAME]... [--verify] [--allow-mass-delete]`:
-//! one pass over the spec's targets, by priority, then exit.
+//! one pass over the spec's targets, by priority, then exit; `coltecd sync
+//! --now` asks the running daemon for that pass instead.
 //!
 //! It holds the state dir lock for its whole run, so it never races a
 //! daemon; when a daemon holds it, it says so (exit 4). Output: one line
@@ -41,6 +42,9 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
     }
     let targets = select_targets(&spec, &args.only)?;
     let state = StateDir::for_spec(&spec);
+    if args.now {
+        return sync_now(&state);
+    }
     let _lock = lock_state(&state)?;
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
@@ -75,6 +79,33 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
         })
         .await?
     })
+}
+
+/// `--now`: the running daemon does a full pass of every target; we print
+/// its outcome. Exit 3 when no daemon runs, 6 when a target failed.
+fn sync_now(state: &StateDir) -> CmdResult {
+    let outcomes = crate::daemon::control::sync_now(state)?;
+    let mut status = ExitStatus::Ok;
+    for o in outcomes {
+        match o.error {
+            None if o.failed == 0 => println!(
+                "{}: uploaded {}, downloaded {}",
+                o.target, o.uploaded, o.downloaded
+            ),
+            None => {
+                println!(
+                    "{}: uploaded {}, downloaded {}, {} file(s) failed (see `coltecd status`)",
+                    o.target, o.uploaded, o.downloaded, o.failed
+                );
+                status = status.max(ExitStatus::PartialFailure);
+            }
+            Some(e) => {
+                println!("{}: failed: {e}", o.target);
+                status = status.max(ExitStatus::PartialFailure);
+            }
+        }
+    }
+    Ok(status)
 }
 
 /// Run one pass per target (in the given order) with writes gated by `gate`.
