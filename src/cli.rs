@@ -116,6 +116,13 @@ pub struct SyncArgs {
     /// Let a pass delete more files than the mass-delete guard allows.
     #[arg(long)]
     pub allow_mass_delete: bool,
+    /// Print one JSON report per target (an array) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Ask the running daemon for an immediate full pass of every target
+    /// (instead of a competing one-shot run) and wait for its outcome.
+    #[arg(long, conflicts_with_all = ["once", "dry_run", "only", "verify", "allow_mass_delete", "json"])]
+    pub now: bool,
 }
 
 #[derive(Debug, Args)]
@@ -124,12 +131,15 @@ pub struct RestoreArgs {
     #[arg(long = "only", value_name = "NAME")]
     pub only: Vec<String>,
     /// Restore into DIR instead of each target's own path (with several
-    /// targets: into DIR/<target name>).
+    /// targets: into DIR/TARGET_NAME).
     #[arg(long, value_name = "DIR")]
     pub to: Option<std::path::PathBuf>,
     /// Print what would be downloaded; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print one JSON report per target (an array) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -57,6 +57,10 @@ pub fn init_daemon(global: &GlobalArgs, log_dir: &Path, also_stderr: bool) -> io
         .filter(|v| *v > 0)
         .unwrap_or(DEFAULT_MAX_BYTES);
     let file = RotatingFile::open(log_dir, DAEMON_LOG_FILE, max_bytes, DEFAULT_KEEP)?;
+    if !also_stderr {
+        // Daemonized by `start`: stderr is this log; keep it so.
+        file.follow_with_stderr();
+    }
     let path = file.path();
     let mut layers = vec![fmt_layer(global.log_format, file, false)];
     if also_stderr {
@@ -98,6 +102,9 @@ struct Rotating {
     size: u64,
     max_bytes: u64,
     keep: usize,
+    /// Point fds 1 and 2 at the new file after rotating (a daemon whose stderr is
+    /// its log, so a panic message lands in the current file).
+    follow_stderr: bool,
 }
 
 impl RotatingFile {
@@ -113,8 +120,17 @@ impl RotatingFile {
                 size,
                 max_bytes,
                 keep,
+                follow_stderr: false,
             })),
         })
+    }
+
+    /// After each rotation, make stderr the new file too.
+    pub fn follow_with_stderr(&self) {
+        match self.inner.lock() {
+            Ok(mut r) => r.follow_stderr = true,
+            Err(p) => p.into_inner().follow_stderr = true,
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -151,6 +167,10 @@ impl Rotating {
         }
         self.file = open_append(&base)?;
         self.size = 0;
+        if self.follow_stderr {
+            nix::unistd::dup2_stderr(&self.file).map_err(io::Error::from)?;
+            nix::unistd::dup2_stdout(&self.file).map_err(io::Error::from)?;
+        }
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! `coltecd restore [--only NAME]... [--to DIR] [--dry-run]`: pull each
 //! target's remote state into its directory (or DIR; with several targets
-//! DIR/<name>). Files that differ locally are replaced by the remote
+//! `DIR/<name>`). Files that differ locally are replaced by the remote
 //! version; nothing local is deleted. Exit codes as for `sync`.
 
 use std::sync::Arc;
@@ -39,7 +39,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> CmdResult {
         });
         // Restore never writes the remote: no lease needed.
         let engine = Engine::open(Arc::new(spec), &state, WriteGate::always_open())?;
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome::new(args.json);
         let several = targets.len() > 1;
         for name in &targets {
             let to = args.to.as_deref().map(|d| restore_dir(d, name, several));

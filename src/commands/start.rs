@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
@@ -42,6 +43,7 @@ pub fn run(global: &GlobalArgs) -> CmdResult {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .map_err(|e| fail(&format!("cannot open {}", log_path.display()), e))?;
     let log2 = log

@@ -38,6 +38,17 @@ pub fn run(global: &GlobalArgs, args: &StopArgs) -> CmdResult {
                 }
                 return Err(e.into());
             };
+            if pidfile::under_init(dir.path()) {
+                // Signalling init would stop the container's command too.
+                return Err(Fail::new(
+                    ExitStatus::Failure,
+                    anyhow::Error::new(e).context(format!(
+                        "the sync daemon runs inside `coltecd init` (pid {pid}) and did not take \
+                         the stop request; not signalling it, as that would stop the container's \
+                         command as well"
+                    )),
+                ));
+            }
             // No usable control socket, but the process lives: signal it.
             let raw = i32::try_from(pid).map_err(|_| {
                 Fail::new(
@@ -55,7 +66,12 @@ pub fn run(global: &GlobalArgs, args: &StopArgs) -> CmdResult {
         }
     };
     let started = Instant::now();
-    while pidfile::is_coltecd(pid) {
+    // Done when the process is gone; under `coltecd init` the process lives
+    // on (running the command): done when the daemon removed its pidfile.
+    let under_init = pidfile::under_init(dir.path());
+    let running =
+        || pidfile::is_coltecd(pid) && (!under_init || pidfile::recorded(dir.path()) == Some(pid));
+    while running() {
         if started.elapsed() > timeout {
             return Err(Fail::new(
                 ExitStatus::Failure,

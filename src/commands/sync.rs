@@ -1,5 +1,6 @@
 //! `coltecd sync [--once] [--dry-run] [--only NAME]... [--verify] [--allow-mass-delete]`:
-//! one pass over the spec's targets, by priority, then exit.
+//! one pass over the spec's targets, by priority, then exit; `coltecd sync
+//! --now` asks the running daemon for that pass instead.
 //!
 //! It holds the state dir lock for its whole run, so it never races a
 //! daemon; when a daemon holds it, it says so (exit 4). Output: one line
@@ -41,6 +42,9 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
     }
     let targets = select_targets(&spec, &args.only)?;
     let state = StateDir::for_spec(&spec);
+    if args.now {
+        return sync_now(&state);
+    }
     let _lock = lock_state(&state)?;
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
@@ -77,6 +81,33 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
     })
 }
 
+/// `--now`: the running daemon does a full pass of every target; we print
+/// its outcome. Exit 3 when no daemon runs, 6 when a target failed.
+fn sync_now(state: &StateDir) -> CmdResult {
+    let outcomes = crate::daemon::control::sync_now(state)?;
+    let mut status = ExitStatus::Ok;
+    for o in outcomes {
+        match o.error {
+            None if o.failed == 0 => println!(
+                "{}: uploaded {}, downloaded {}",
+                o.target, o.uploaded, o.downloaded
+            ),
+            None => {
+                println!(
+                    "{}: uploaded {}, downloaded {}, {} file(s) failed (see `coltecd status`)",
+                    o.target, o.uploaded, o.downloaded, o.failed
+                );
+                status = status.max(ExitStatus::PartialFailure);
+            }
+            Some(e) => {
+                println!("{}: failed: {e}", o.target);
+                status = status.max(ExitStatus::PartialFailure);
+            }
+        }
+    }
+    Ok(status)
+}
+
 /// Run one pass per target (in the given order) with writes gated by `gate`.
 pub async fn sync_once(
     spec: Arc<Spec>,
@@ -96,7 +127,7 @@ pub async fn sync_once(
             trust_manifest_on_open: !args.verify,
         },
     )?;
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome::new(args.json);
     for name in targets {
         let progress = Progress::new(name);
         let req = PassRequest {
@@ -118,23 +149,9 @@ pub async fn sync_once(
 
 /// Targets to work on: all (in priority order) or those named by `--only`.
 pub(super) fn select_targets(spec: &Spec, only: &[String]) -> Result<Vec<String>, Fail> {
-    for name in only {
-        if !spec.targets.iter().any(|t| &t.name == name) {
-            let known: Vec<&str> = spec.targets.iter().map(|t| t.name.as_str()).collect();
-            return Err(Fail::new(
-                ExitStatus::Usage,
-                anyhow::anyhow!(
-                    "--only {name}: no such target in {} (targets: {})",
-                    spec.path.display(),
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
     Ok(spec
-        .targets
-        .iter()
-        .filter(|t| only.is_empty() || only.contains(&t.name))
+        .select(only)?
+        .into_iter()
         .map(|t| t.name.clone())
         .collect())
 }
@@ -158,11 +175,32 @@ pub(super) fn lock_state(state: &StateDir) -> Result<StateLock, Fail> {
 pub(super) struct Outcome {
     worst: Option<ExitStatus>,
     partial: bool,
+    /// `--json`: reports are collected and printed by [`Outcome::status`].
+    json: Option<Vec<serde_json::Value>>,
 }
 
 impl Outcome {
+    pub(super) fn new(json: bool) -> Outcome {
+        Outcome {
+            json: json.then(Vec::new),
+            ..Outcome::default()
+        }
+    }
+
     pub(super) fn record(&mut self, name: &str, r: Result<PassReport, SyncError>, dry_run: bool) {
+        if let Some(items) = &mut self.json {
+            let item = match &r {
+                Ok(report) => serde_json::to_value(report).unwrap_or_default(),
+                Err(e) => serde_json::json!({
+                    "target": name,
+                    "error": e.to_string(),
+                    "exit_code": e.exit_status().code(),
+                }),
+            };
+            items.push(item);
+        }
         match r {
+            Ok(report) if self.json.is_some() => self.partial |= !report.failed.is_empty(),
             Ok(report) => {
                 if dry_run {
                     print!("{}", plan_text(&report));
@@ -194,6 +232,11 @@ impl Outcome {
     }
 
     pub(super) fn status(&self) -> CmdResult {
+        if let Some(items) = &self.json {
+            let text = serde_json::to_string_pretty(items)
+                .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+            println!("{text}");
+        }
         Ok(match (self.worst, self.partial) {
             (Some(s), _) => s,
             (None, true) => ExitStatus::PartialFailure,

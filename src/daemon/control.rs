@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::status::DaemonStatus;
 use crate::error::{ExitStatus, HasExitStatus};
@@ -188,10 +188,11 @@ pub(crate) async fn serve(
     commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
 ) {
-    let tracker = TaskTracker::new();
+    let mut conns: JoinSet<()> = JoinSet::new();
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             a = listener.accept() => a,
         };
         let stream = match accepted {
@@ -206,20 +207,23 @@ pub(crate) async fn serve(
         };
         let status = status.clone();
         let commands = commands.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                r = handle(stream, status, commands) => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "control connection ended with an error");
-                    }
-                }
+        conns.spawn(async move {
+            if let Err(e) = handle(stream, status, commands).await {
+                tracing::debug!(error = %e, "control connection ended with an error");
             }
         });
     }
-    tracker.close();
-    tracker.wait().await;
+    // Let answers in flight (a `stop`'s "stopping") reach their clients;
+    // then cut off whoever is still connected.
+    drop(listener);
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
 }
 
 async fn handle(

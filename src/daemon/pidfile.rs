@@ -3,6 +3,11 @@
 //! The pidfile is advice, the state-dir `flock` is the truth: a pidfile left
 //! by a `kill -9`ed daemon names a dead (or reused) pid, so readers check the
 //! process is alive *and* is a coltecd before believing it.
+//!
+//! Format: the pid on the first line; a second line `init` when the daemon
+//! runs inside `coltecd init` (then the pid is the init process, which must
+//! not be signalled to stop the daemon: that would stop the container's
+//! command too).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,9 +25,9 @@ pub struct PidFile {
     pid: u32,
 }
 
-/// Write our pid (atomically: temp + rename). Call only while holding the
-/// state-dir lock.
-pub fn write(state_dir: &Path) -> std::io::Result<PidFile> {
+/// Write our pid (atomically: temp + rename); `under_init` marks a daemon
+/// running inside `coltecd init`. Call only while holding the state-dir lock.
+pub fn write(state_dir: &Path, under_init: bool) -> std::io::Result<PidFile> {
     let pid = std::process::id();
     let path = state_dir.join(PID_FILE);
     let tmp = state_dir.join(format!(".{PID_FILE}.tmp"));
@@ -33,6 +38,9 @@ pub fn write(state_dir: &Path) -> std::io::Result<PidFile> {
         .mode(0o644)
         .open(&tmp)?;
     writeln!(f, "{pid}")?;
+    if under_init {
+        writeln!(f, "init")?;
+    }
     f.sync_data()?;
     std::fs::rename(&tmp, &path)?;
     Ok(PidFile { path, pid })
@@ -47,7 +55,19 @@ impl Drop for PidFile {
 }
 
 fn read_at(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether the pidfile says the daemon runs inside `coltecd init`.
+pub fn under_init(state_dir: &Path) -> bool {
+    std::fs::read_to_string(state_dir.join(PID_FILE))
+        .is_ok_and(|s| s.lines().nth(1).is_some_and(|l| l.trim() == "init"))
 }
 
 /// The pid recorded in the pidfile, unchecked.
@@ -100,12 +120,17 @@ mod tests {
     #[test]
     fn own_pid_is_live_and_removed_on_drop() {
         let tmp = tempfile::tempdir().unwrap();
-        let guard = write(tmp.path()).unwrap();
+        let guard = write(tmp.path(), false).unwrap();
         assert_eq!(recorded(tmp.path()), Some(std::process::id()));
+        assert!(!under_init(tmp.path()));
         // The unit-test binary is named coltecd-<hash>.
         assert_eq!(live(tmp.path()), Some(std::process::id()));
         drop(guard);
         assert_eq!(recorded(tmp.path()), None);
+        let guard = write(tmp.path(), true).unwrap();
+        assert_eq!(recorded(tmp.path()), Some(std::process::id()));
+        assert!(under_init(tmp.path()));
+        drop(guard);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! the paths of the pass in flight, and when the next full pass is due
 //! (`interval`, the safety net; immediately after start, a queue overflow or
 //! `sync --now`). A target with pending changes is due once no new change
-//! arrived for the debounce time. One pass runs at a time; among due targets
+//! arrived for a quarter of the debounce, and at the latest one debounce
+//! after the first change: a lone edit is on the remote well within the
+//! debounce, and a file written continuously still goes out every debounce. One pass runs at a time; among due targets
 //! the lowest `priority` (then spec order) goes first. Failed passes keep
 //! their paths pending and retry with a growing backoff.
 //!
@@ -122,6 +124,8 @@ struct TargetRt {
     inflight: BTreeMap<PathBuf, u64>,
     inflight_since: Option<SystemTime>,
     last_event: Option<Instant>,
+    /// When the current batch of pending changes began.
+    first_event: Option<Instant>,
     full_at: Instant,
     not_before: Instant,
     backoff: Duration,
@@ -182,6 +186,7 @@ impl Scheduler {
                 inflight: BTreeMap::new(),
                 inflight_since: None,
                 last_event: None,
+                first_event: None,
                 full_at: now,
                 not_before: now,
                 running: false,
@@ -217,7 +222,7 @@ impl Scheduler {
         let mut watch_open = true;
         loop {
             if self.passes.is_empty() {
-                self.start_due(false);
+                self.start_due();
             }
             let wake = self.next_wake();
             tokio::select! {
@@ -249,18 +254,32 @@ impl Scheduler {
         self.flush().await
     }
 
+    /// When target `t`'s pending changes are due: once no new change came
+    /// for a quarter of the debounce, and at the latest one debounce after
+    /// the first of them, so a lone edit goes out quickly and a file that is
+    /// written continuously still goes out every debounce.
+    fn changes_due_at(&self, t: &TargetRt) -> Option<Instant> {
+        if t.pending.is_empty() {
+            return None;
+        }
+        let debounce = self.tunables.debounce;
+        let quiet = debounce / 4;
+        let now = Instant::now();
+        let settled = t.last_event.map_or(now, |ev| ev + quiet);
+        let latest = t.first_event.map_or(now, |first| first + debounce);
+        Some(settled.min(latest))
+    }
+
     fn next_wake(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         self.targets
             .iter()
             .filter(|t| !t.running)
             .map(|t| {
-                let mut at = t.full_at;
-                if let Some(ev) = t.last_event
-                    && !t.pending.is_empty()
-                {
-                    at = at.min(ev + self.tunables.debounce);
-                }
+                let at = match self.changes_due_at(t) {
+                    Some(due) => t.full_at.min(due),
+                    None => t.full_at,
+                };
                 at.max(t.not_before)
             })
             .min()
@@ -268,24 +287,19 @@ impl Scheduler {
             .min(far)
     }
 
-    /// Start the most urgent due pass, if any. In `flushing` mode a target
-    /// is due when it has pending changes (or polls, once).
-    fn start_due(&mut self, flushing: bool) -> bool {
+    /// Start the most urgent due pass, if any.
+    fn start_due(&mut self) -> bool {
         let now = Instant::now();
-        let debounce = self.tunables.debounce;
         let pick = self
             .targets
             .iter()
             .enumerate()
             .filter(|(_, t)| !t.running && now >= t.not_before)
             .filter(|(_, t)| {
-                let debounced =
-                    !t.pending.is_empty() && t.last_event.is_none_or(|ev| now >= ev + debounce);
-                now >= t.full_at || debounced
+                now >= t.full_at || self.changes_due_at(t).is_some_and(|due| now >= due)
             })
             .min_by_key(|(i, t)| (t.info.priority, *i))
             .map(|(i, _)| i);
-        let _ = flushing;
         match pick {
             Some(i) => {
                 let full = now >= self.targets[i].full_at;
@@ -299,6 +313,7 @@ impl Scheduler {
     fn start(&mut self, i: usize, full: bool) {
         let t = &mut self.targets[i];
         let taken = std::mem::take(&mut t.pending);
+        t.first_event = None;
         t.inflight.extend(taken);
         t.inflight_since = min_time(t.inflight_since, t.pending_since.take());
         t.running = true;
@@ -320,7 +335,18 @@ impl Scheduler {
         let progress = self.board.progress(i);
         progress.reset();
         self.passes.spawn(async move {
-            let r = sync.pass(&name, scope, cancel, progress).await;
+            use futures::FutureExt;
+            // A panicking pass must still report back, or its target would
+            // count as running forever.
+            let r = std::panic::AssertUnwindSafe(sync.pass(&name, scope, cancel, progress))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SeamError {
+                        status: crate::error::ExitStatus::Failure,
+                        message: "internal error: the sync pass panicked (see the log)".into(),
+                    })
+                });
             (i, full, seq, r)
         });
         self.publish();
@@ -403,6 +429,7 @@ impl Scheduler {
                     t.pending.entry(p).or_insert(size);
                 }
                 t.pending_since = min_time(t.pending_since, t.inflight_since.take());
+                t.first_event = t.first_event.or(Some(now));
                 t.not_before = now + t.backoff;
                 t.backoff = (t.backoff * 2).min(interval.max(FIRST_BACKOFF));
                 last_error = Some(e.message.clone());
@@ -483,6 +510,7 @@ impl Scheduler {
                 }
                 if t.pending.is_empty() {
                     t.pending_since = Some(SystemTime::now());
+                    t.first_event = Some(now);
                 }
                 t.pending.extend(paths);
                 t.last_event = Some(now);
@@ -945,6 +973,38 @@ mod tests {
                 || rec.calls.lock().unwrap().len() >= 2
         })
         .await;
+        h.shutdown.cancel();
+        h.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_continuously_written_file_still_goes_out_within_the_debounce() {
+        let h = harness(vec![info("t", 1)], 0);
+        h.ready.await.unwrap().unwrap();
+        // The harness debounce is 200 ms: changes every 20 ms never leave a
+        // quiet gap of 50 ms on an idle machine, yet a pass must happen.
+        let rec = h.rec.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut n = 0u64;
+        while rec.calls.lock().unwrap().len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "no pass while changes kept coming"
+            );
+            h.watch_tx
+                .send(WatchMsg::Changed {
+                    target: 0,
+                    paths: vec![("/x/log".into(), n)],
+                })
+                .await
+                .unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            rec.calls.lock().unwrap()[1],
+            ("t".into(), Scope::Paths(vec!["/x/log".into()]))
+        );
         h.shutdown.cancel();
         h.task.await.unwrap();
     }

@@ -33,8 +33,8 @@ pub struct Options {
     /// Fire to stop (flush, release, exit). The supervisor also fires it on
     /// SIGTERM/SIGINT (when `handle_signals`) and on a control `stop`.
     pub shutdown: CancellationToken,
-    /// Handle SIGTERM/SIGINT/SIGHUP itself (not under `init`, which owns
-    /// the signals and forwards them).
+    /// Handle SIGTERM/SIGINT/SIGHUP itself. `false` means: runs inside
+    /// `coltecd init`, which owns the signals (and the pid).
     pub handle_signals: bool,
 }
 
@@ -82,7 +82,7 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
             Err(e) => return Err(e.into()),
         }
     };
-    let pid_guard = pidfile::write(state.path()).map_err(|e| {
+    let pid_guard = pidfile::write(state.path(), !opts.handle_signals).map_err(|e| {
         fail(
             ExitStatus::Failure,
             format!("cannot write pidfile in {}: {e}", state.path().display()),
@@ -96,6 +96,9 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
         targets = spec.targets.len(),
         "coltecd daemon starting"
     );
+    for w in &spec.warnings {
+        tracing::warn!(warning = %w, "spec");
+    }
 
     let board = Arc::new(Board::new(initial_status(&spec)));
     let _ = status::write_file(state.path(), &board.snapshot());

@@ -316,6 +316,6 @@ pub struct DaemonSettings {
     /// Graceful-stop flush deadline (default 8 s).
     pub flush_deadline: Duration,
     pub watch: WatchMode,
-    /// Request-rate limit shared by all targets (default 100/s).
+    /// Request-rate limit shared by all targets (default 1000/s).
     pub max_requests_per_second: u32,
 }

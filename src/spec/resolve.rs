@@ -28,6 +28,10 @@ pub const DEFAULT_ENVIRONMENT: &str = "dev";
 /// rclone's defaults.
 pub const DEFAULT_TRANSFERS: usize = 4;
 pub const DEFAULT_CHECKERS: usize = 8;
+/// Requests per second shared by all targets: generous enough not to slow an
+/// initial push of many small files (S3 allows 3,500 PUT/s per prefix), low
+/// enough that a few dozen workspaces sharing a bucket stay below throttling.
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: u32 = 1000;
 
 pub(crate) struct Resolver<'a> {
     env: EnvLookup<'a>,
@@ -1171,12 +1175,14 @@ impl<'a> Resolver<'a> {
                 "lower it, or raise the container's stop timeout to match",
             );
         }
-        let rps = d.max_requests_per_second.unwrap_or(100);
+        let rps = d
+            .max_requests_per_second
+            .unwrap_or(DEFAULT_MAX_REQUESTS_PER_SECOND);
         if rps == 0 {
             self.err(
                 "persistence.daemon.max_requests_per_second",
                 "must be at least 1",
-                "use the default 100, or lower it when many workspaces share a bucket",
+                "use the default 1000, or lower it when many workspaces share a bucket and it throttles",
             );
         }
         DaemonSettings {

@@ -34,6 +34,8 @@ const READ_BUF: usize = 256 * 1024;
 /// Base changes are committed every this many finished actions, so a crash
 /// in a long pass does not forget what was already transferred.
 const CHECKPOINT_EVERY: usize = 256;
+/// How long aborting an upload may take.
+const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Symlink objects larger than this are not link targets.
 const MAX_LINK: u64 = 4096;
 
@@ -131,11 +133,20 @@ impl<'a> Exec<'a> {
         &self,
         fut: impl IntoFuture<Output = opendal::Result<T>>,
     ) -> Result<opendal::Result<T>, SyncError> {
-        self.inner.limits.request(self.cancel).await?;
+        self.request_slot().await?;
         tokio::select! {
             r = fut.into_future() => Ok(r),
             _ = self.cancel.cancelled() => Err(SyncError::Cancelled),
         }
+    }
+
+    /// The request-rate limit protects shared buckets; a local directory
+    /// has no rate to protect.
+    async fn request_slot(&self) -> Result<(), SyncError> {
+        if self.ctx.local_dir.is_none() {
+            self.inner.limits.request(self.cancel).await?;
+        }
+        Ok(())
     }
 
     fn gate(&self) -> Result<(), SyncError> {
@@ -753,7 +764,7 @@ impl<'a> Exec<'a> {
                 }
                 // Each new part is one more request.
                 if sent / CHUNK as u64 != before {
-                    self.inner.limits.request(self.cancel).await?;
+                    self.request_slot().await?;
                 }
                 self.inner.limits.bytes(Dir::Up, n, self.cancel).await?;
                 tokio::select! {
@@ -776,17 +787,17 @@ impl<'a> Exec<'a> {
         .await;
         if let Err(e) = result {
             // Nothing half-written stays: multipart uploads are aborted.
-            let _ = w.abort().await;
+            abort_writer(&mut w).await;
             return Err(e);
         }
         let closed = tokio::select! {
             r = w.close() => r,
             _ = self.cancel.cancelled() => {
-                let _ = w.abort().await;
+                abort_writer(&mut w).await;
                 return Err(SyncError::Cancelled.into());
             }
             _ = self.inner.gate.closed() => {
-                let _ = w.abort().await;
+                abort_writer(&mut w).await;
                 return Err(self.gate().err().unwrap_or(SyncError::Cancelled).into());
             }
         };
@@ -1054,6 +1065,13 @@ fn md5_hex(path: &std::path::Path) -> std::io::Result<String> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Abort an upload (removes its multipart parts), bounded in time: it runs
+/// after cancellation or fencing, when the caller must not wait on a
+/// network that may be gone (unfinished parts then expire by bucket policy).
+async fn abort_writer(w: &mut opendal::Writer) {
+    let _ = tokio::time::timeout(ABORT_TIMEOUT, w.abort()).await;
 }
 
 /// An object's identity: its ETag, else `size:mtime`.

@@ -6,7 +6,8 @@
 //! `up`/`down` limit configured on any target becomes the process budget for
 //! that direction (a per-target value can only tighten it, never add to it).
 //! The request-rate limit (`daemon.max_requests_per_second`) protects a
-//! bucket shared by many workspaces from throttling. The lease keeper uses
+//! bucket shared by many workspaces from throttling (local-directory remotes
+//! are not rate-limited: there is no bucket to protect). The lease keeper uses
 //! its own operator and never waits behind these limiters.
 
 use std::num::NonZeroU32;

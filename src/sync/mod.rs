@@ -318,10 +318,42 @@ impl TargetCtx {
     }
 }
 
+type BaseMap = BTreeMap<String, BaseEntry>;
+
 #[derive(Default)]
 struct RunState {
     /// Gate generation of the last full reconcile since open.
     reconciled_gen: Option<u64>,
+    /// The target's base state as in redb (loaded once, then kept in step
+    /// with every commit), so idle passes decode nothing.
+    base: Option<Arc<BaseMap>>,
+}
+
+impl RunState {
+    /// Apply committed changes to the cached base.
+    fn advance(
+        &mut self,
+        base: &Arc<BaseMap>,
+        changes: &BTreeMap<String, Option<BaseEntry>>,
+    ) -> Arc<BaseMap> {
+        if changes.is_empty() {
+            return base.clone();
+        }
+        let mut next = (**base).clone();
+        for (k, v) in changes {
+            match v {
+                Some(b) => {
+                    next.insert(k.clone(), b.clone());
+                }
+                None => {
+                    next.remove(k);
+                }
+            }
+        }
+        let next = Arc::new(next);
+        self.base = Some(next.clone());
+        next
+    }
 }
 
 impl Engine {
@@ -472,7 +504,7 @@ impl Engine {
             trusted = true;
         }
 
-        let base = self.load_base(&t.name).await?;
+        let base = self.cached_base(&mut run, &t.name).await?;
         let scope = if full || root_missing {
             PassScope::Full { verify: full }
         } else {
@@ -481,7 +513,7 @@ impl Engine {
         let local = if root_missing {
             LocalSide::default()
         } else {
-            gather_local(root.clone(), t.excludes.clone(), scope, &base).await?
+            gather_local(root.clone(), t.excludes.clone(), scope, base.clone()).await?
         };
 
         let mut report = PassReport {
@@ -562,18 +594,11 @@ impl Engine {
         // Record what did happen even when the pass was cut short, so the
         // next pass neither repeats nor forgets finished transfers.
         let changes = outcome.changes;
-        let mut new_base = base.clone();
-        for (k, v) in &changes {
-            match v {
-                Some(b) => {
-                    new_base.insert(k.clone(), b.clone());
-                }
-                None => {
-                    new_base.remove(k);
-                }
-            }
+        if let Err(e) = self.save_base(&t.name, changes.clone()).await {
+            run.base = None;
+            return Err(e);
         }
-        self.save_base(&t.name, changes).await?;
+        let new_base = run.advance(&base, &changes);
         outcome.fatal.map_or(Ok(()), Err)?;
 
         if (outcome.remote_changed || manifest_stale) && t.direction.writes_remote() {
@@ -616,7 +641,7 @@ impl Engine {
     ) -> Result<PassReport, SyncError> {
         let ctx = self.ctx(target)?;
         let op = ctx.operator()?;
-        let _run = tokio::select! {
+        let mut run = tokio::select! {
             g = ctx.run.lock() => g,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
         };
@@ -635,13 +660,13 @@ impl Engine {
                     source,
                 })?;
         }
-        let base = self.load_base(&t.name).await?;
+        let base = self.cached_base(&mut run, &t.name).await?;
         let local = if exists {
             gather_local(
                 root.clone(),
                 t.excludes.clone(),
                 PassScope::Full { verify: true },
-                &base,
+                base.clone(),
             )
             .await?
         } else {
@@ -680,7 +705,11 @@ impl Engine {
         observer.planned(&t.name, &report.plan);
         let outcome = exec.run(actions, &mut report).await;
         if own {
-            self.save_base(&t.name, outcome.changes).await?;
+            if let Err(e) = self.save_base(&t.name, outcome.changes.clone()).await {
+                run.base = None;
+                return Err(e);
+            }
+            run.advance(&base, &outcome.changes);
         }
         outcome.fatal.map_or(Ok(()), Err)?;
         Ok(report)
@@ -709,7 +738,20 @@ impl Engine {
         Ok(())
     }
 
-    async fn load_base(&self, target: &str) -> Result<BTreeMap<String, BaseEntry>, SyncError> {
+    async fn cached_base(
+        &self,
+        run: &mut RunState,
+        target: &str,
+    ) -> Result<Arc<BaseMap>, SyncError> {
+        if let Some(b) = &run.base {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(self.load_base(target).await?);
+        run.base = Some(b.clone());
+        Ok(b)
+    }
+
+    async fn load_base(&self, target: &str) -> Result<BaseMap, SyncError> {
         let inner = self.inner.clone();
         let target = target.to_string();
         tokio::task::spawn_blocking(move || inner.db.load(&target))
@@ -781,22 +823,13 @@ async fn gather_local(
     root: PathBuf,
     excludes: crate::spec::Excludes,
     scope: PassScope,
-    base: &BTreeMap<String, BaseEntry>,
+    base: Arc<BaseMap>,
 ) -> Result<LocalSide, SyncError> {
-    let base_keys: Vec<String> = match &scope {
-        PassScope::Full { .. } => base.keys().cloned().collect(),
-        PassScope::Paths(_) => Vec::new(),
-    };
-    // For path-scoped passes the base entries under each path are candidates.
-    let base_clone = match &scope {
-        PassScope::Paths(_) => base.clone(),
-        PassScope::Full { .. } => BTreeMap::new(),
-    };
     tokio::task::spawn_blocking(move || match scope {
         PassScope::Full { .. } => {
             let s = scan::walk(&root, "", &excludes);
             let mut candidates: BTreeSet<String> = s.entries.keys().cloned().collect();
-            candidates.extend(base_keys);
+            candidates.extend(base.keys().cloned());
             LocalSide {
                 entries: s.entries,
                 candidates,
@@ -804,7 +837,8 @@ async fn gather_local(
                 unreadable_dirs: s.unreadable_dirs,
             }
         }
-        PassScope::Paths(paths) => gather_paths(&root, &excludes, &paths, &base_clone),
+        // For path-scoped passes the base entries under each path are candidates.
+        PassScope::Paths(paths) => gather_paths(&root, &excludes, &paths, &base),
     })
     .await
     .map_err(|e| SyncError::Internal(e.to_string()))
@@ -901,4 +935,25 @@ fn gather_paths(
         }
     }
     side
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The daemon spawns passes on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn engine_and_pass_futures_are_send(e: &Engine, c: &CancellationToken) {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        send_sync::<Engine>();
+        let req = PassRequest {
+            scope: PassScope::Full { verify: false },
+            dry_run: false,
+            allow_mass_delete: false,
+        };
+        assert_send(&e.pass("t", req, c));
+        assert_send(&e.restore("t", None, false, c));
+    }
 }

@@ -536,3 +536,106 @@ fn a_lease_broken_by_another_container_stops_the_daemon_fenced() {
     let o = a.run(&["status"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
+
+#[test]
+fn when_the_inotify_budget_runs_out_the_target_falls_back_to_polling() {
+    let w = World::new();
+    w.write_local_spec(&[("notes", "push-only")], "");
+    for i in 0..10 {
+        std::fs::create_dir_all(w.path(&format!("notes/d{i}"))).unwrap();
+    }
+    // A user namespace has its own inotify watch limit: set it to 4 for
+    // this daemon only (the host's limit is untouched).
+    let child = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c"])
+        .arg("echo 4 > /proc/sys/user/max_inotify_watches && exec \"$0\" run")
+        .arg(crate::support::coltecd_bin())
+        .env("COLTEC_CONFIG", w.spec())
+        .env("COLTEC_STATE_DIR", w.state())
+        .env_remove("COLTEC_DISABLED")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Child(child);
+    eventually("status reports the fallback to polling", || {
+        let (_, v) = status_json(&w);
+        v["targets"][0]["watch"]["mode"] == "polling"
+    });
+    let (_, v) = status_json(&w);
+    let reason = v["targets"][0]["watch"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("max_user_watches"), "{v}");
+    let out = stdout(&w.run(&["status"]));
+    assert!(
+        out.contains("watch: polling (inotify watch limit reached"),
+        "{out}"
+    );
+    assert!(
+        w.log_text()
+            .contains("falling back to scanning every interval"),
+        "{}",
+        w.log_text()
+    );
+    // Changes still get pushed, by the interval scan.
+    std::fs::write(w.path("notes/d7/late.txt"), "l").unwrap();
+    let pushed = remote_dir(&w, "notes").join("d7/late.txt");
+    eventually("the interval scan pushes the write", || pushed.exists());
+    let pid = child.0.id();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn stop_under_init_stops_the_sync_and_leaves_the_command_running() {
+    let w = World::new();
+    w.write_local_spec(&[("notes", "push-only")], "");
+    let bin_dir = crate::support::coltecd_bin()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let script = r#"
+        n=0
+        until coltecd status >/dev/null 2>&1; do sleep 0.1; n=$((n+1)); [ $n -gt 600 ] && exit 99; done
+        coltecd stop > stop.out 2>&1; echo $? > stop.code
+        coltecd status > /dev/null 2>&1; echo $? > status.code
+        exit 0
+    "#;
+    let o = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(crate::support::coltecd_bin())
+        .args(["init", "--", "sh", "-c", script])
+        .env("COLTEC_CONFIG", w.spec())
+        .env("COLTEC_STATE_DIR", w.state())
+        .env_remove("COLTEC_DISABLED")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .current_dir(w.dir.path())
+        .output()
+        .unwrap();
+    let read = |f: &str| std::fs::read_to_string(w.path(f)).unwrap_or_default();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\nstop: {}\nlog:\n{}",
+        text(&o),
+        read("stop.out"),
+        w.log_text()
+    );
+    assert_eq!(read("stop.code").trim(), "0", "{}", read("stop.out"));
+    assert!(read("stop.out").contains("stopped"), "{}", read("stop.out"));
+    assert_eq!(read("status.code").trim(), "3");
+    assert!(lease_released(&w, "notes"));
+}

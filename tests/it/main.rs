@@ -14,3 +14,4 @@ mod lease_daemon;
 mod spec;
 mod sync;
 mod sync_cli;
+mod sync_now;

@@ -309,7 +309,7 @@ fn defaults_and_overrides() {
     assert_eq!(spec.daemon.debounce.as_secs(), 2);
     assert_eq!(spec.daemon.flush_deadline.as_secs(), 8);
     assert_eq!(spec.daemon.watch, spec::WatchMode::Auto);
-    assert_eq!(spec.daemon.max_requests_per_second, 100);
+    assert_eq!(spec.daemon.max_requests_per_second, 1000);
     assert_eq!(spec.path, PathBuf::from(bad::SPEC_PATH));
 }
 

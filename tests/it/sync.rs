@@ -1356,3 +1356,35 @@ async fn a_wiped_remote_does_not_wipe_the_local_tree() {
     );
     assert_eq!(fs::read_dir(a.root.join("d")).unwrap().count(), 60);
 }
+
+#[tokio::test]
+async fn path_scoped_passes_handle_deleted_and_new_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Remote::local(tmp.path());
+    let a = side(&remote, &Opts::default());
+    a.write("keep.txt", b"k");
+    a.write("dir/a.txt", b"a");
+    a.write("dir/sub/b.txt", b"b");
+    a.pass(false).await;
+    fs::remove_dir_all(a.root.join("dir")).unwrap();
+    a.write("new/x/y.txt", b"y");
+    // An unrelated change that is not in the event list stays unseen.
+    a.write("keep.txt", b"changed but not reported");
+    let r = a
+        .try_pass(
+            PassScope::Paths(vec![a.root.join("dir"), a.root.join("new")]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.deleted_remote, r.uploaded), (2, 1), "{r:?}");
+    assert!(!r.remote_listed);
+    assert_eq!(
+        remote.user_keys(),
+        vec!["keep.txt".to_string(), "new/x/y.txt".to_string()]
+    );
+    assert_eq!(remote.read("keep.txt").await, b"k");
+    // The interval's full local scan catches it.
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 1);
+}

@@ -98,6 +98,16 @@ fn sync_once_pushes_then_reports_up_to_date_and_restore_pulls() {
     let (out, _) = text(&o);
     assert_eq!(out.trim(), "notes: up to date");
 
+    fs::write(tmp.path().join("notes/b.md"), "bee").unwrap();
+    let o = coltecd(&spec, &["sync", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["target"], "notes");
+    assert_eq!(v[0]["uploaded"], 1);
+    assert_eq!(v[0]["bytes_up"], 3);
+    assert_eq!(v[0]["plan"]["upload"]["first"][0], "b.md");
+
     let o = coltecd(
         &spec,
         &["restore", "--to", tmp.path().join("copy").to_str().unwrap()],
