@@ -639,3 +639,22 @@ fn stop_under_init_stops_the_sync_and_leaves_the_command_running() {
     assert_eq!(read("status.code").trim(), "3");
     assert!(lease_released(&w, "notes"));
 }
+
+#[test]
+fn sync_now_asks_the_running_daemon() {
+    let w = World::new();
+    w.write_local_spec(&[("notes", "push-only")], "    watch: poll\n");
+    let o = w.run(&["sync", "--now"]);
+    assert_eq!(o.status.code(), Some(3), "no daemon: {}", text(&o));
+    let _guard = Daemon { world: &w };
+    let o = start(&w);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Polling only, interval 10 s: without --now this would wait.
+    std::fs::write(w.path("notes/now.txt"), "n").unwrap();
+    let o = w.run(&["sync", "--now"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(stdout(&o).contains("notes: uploaded 1"), "{}", text(&o));
+    assert!(remote_dir(&w, "notes").join("now.txt").exists());
+    let o = w.run(&["stop"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
