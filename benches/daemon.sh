@@ -104,18 +104,17 @@ stop() { COLTEC_STATE_DIR=$1/state "$bin" --config "$1/spec.yaml" stop >&2; }
 # --- (a) change-to-remote latency -------------------------------------------
 latency() { # DIR KIND : prints "min median max" in ms
   python3 - "$1/root" "$2" "$1/remote/bench/daemon/dev/tree" \
-    "$endpoint/coltecd-daemon/$(basename "$1")/bench/daemon/dev/tree" "$edits" <<'PY'
-import os, statistics, sys, time, urllib.request, urllib.error
+    "$endpoint/coltecd-daemon/KEY:$(basename "$1")/bench/daemon/dev/tree" "$edits" <<'PY'
+import os, statistics, sys, time, urllib.parse, urllib.request
 root, kind, local_remote, s3_url, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 def present(name):
     if kind == "local":
         return os.path.exists(os.path.join(local_remote, name))
-    req = urllib.request.Request(f"{s3_url}/{name}", method="HEAD")
-    try:
-        with urllib.request.urlopen(req, timeout=5):
-            return True
-    except urllib.error.HTTPError:
-        return False
+    # moto refuses unsigned object reads (403) but lists anonymously.
+    bucket_url, _, prefix = s3_url.partition("/KEY:")
+    url = f"{bucket_url}?list-type=2&prefix={urllib.parse.quote(prefix + '/' + name)}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return b"<Key>" in r.read()
 out = []
 for i in range(n):
     name = f"edit-{i:02d}.txt"
@@ -143,7 +142,8 @@ if [ -z "$only" ] || [ "$only" = a ]; then
       echo "latency: $kind remote, debounce ${deb:-2s (default)}" >&2
       start "$dir"
       sleep 1
-      read -r mn med mx all < <(latency "$dir" "$kind")
+      res=$(latency "$dir" "$kind") || { echo "latency run failed ($kind, ${deb:-default})" >&2; exit 1; }
+      read -r mn med mx all <<<"$res"
       stop "$dir"
       echo "| $kind | ${deb:-2s (default)} | $edits | $mn ms | $med ms | $mx ms | $all |"
     done
