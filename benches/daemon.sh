@@ -12,6 +12,7 @@
 #   benches/daemon.sh [--small] [--only a|b]
 #
 #   --small   2k-file tree, 20 s idle window, 5 edits (quick check)
+#   --files N / --idle S   tree size / idle window of part (b)
 #
 # Needs python3 (moto is installed into target/moto-venv). Prints markdown
 # tables on stdout; progress on stderr. Every daemon is stopped on exit.
@@ -23,7 +24,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --small) files=2000; idle=20; edits=5 ;;
     --only) only=$2; shift ;;
-    *) echo "usage: benches/daemon.sh [--small] [--only a|b]" >&2; exit 2 ;;
+    --files) files=$2; shift ;;
+    --idle) idle=$2; shift ;;
+    *) echo "usage: benches/daemon.sh [--small] [--only a|b] [--files N] [--idle S]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -102,9 +105,9 @@ start() {
 stop() { COLTEC_STATE_DIR=$1/state "$bin" --config "$1/spec.yaml" stop >&2; }
 
 # --- (a) change-to-remote latency -------------------------------------------
-latency() { # DIR KIND : prints "min median max" in ms
+latency() { # DIR KIND [N] : prints "min median max all..." in ms
   python3 - "$1/root" "$2" "$1/remote/bench/daemon/dev/tree" \
-    "$endpoint/coltecd-daemon/KEY:$(basename "$1")/bench/daemon/dev/tree" "$edits" <<'PY'
+    "$endpoint/coltecd-daemon/KEY:$(basename "$1")/bench/daemon/dev/tree" "${3:-$edits}" <<'PY'
 import os, statistics, sys, time, urllib.parse, urllib.request
 root, kind, local_remote, s3_url, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 def present(name):
@@ -187,6 +190,18 @@ PY
   tail -n +"$((before + 1))" "$log" | python3 "$count" --by-key 2>"$work/idle-requests" >"$work/idle-counts"
   read -r L G H P D M O <"$work/idle-counts"
   threads=$(ls "/proc/$PID/task" | wc -l)
+  # Then a few small edits in the big tree (default debounce): latency and
+  # what each costs on the wire (every pass that changed the remote also
+  # rewrites the target's manifest, .coltec/manifest.json).
+  echo "idle: 3 edits in the $files-file tree" >&2
+  before=$(wc -l <"$log")
+  big=$(latency "$dir" s3 3) || { echo "latency run failed (big tree)" >&2; exit 1; }
+  sleep 3
+  tail -n +"$((before + 1))" "$log" | python3 "$count" --by-key 2>"$work/edit-requests" >"$work/edit-counts"
+  rss2=$(rss "$PID"); hwm2=$(hwm "$PID")
+  manifest=$(env -u AWS_CA_BUNDLE rclone lsl --config /dev/null \
+    ":s3,provider=Other,endpoint='$endpoint',access_key_id=bench,secret_access_key=bench-secret:coltecd-daemon/idle/bench/daemon/dev/tree/.coltec/manifest.json" \
+    2>/dev/null | awk '{printf "%.2f MiB (%d bytes)", $1/1048576, $1}') || manifest="(rclone lsl failed)"
   stop "$dir"
   echo
   echo "| idle daemon, $files files on S3 (moto), lease on | value |"
@@ -198,8 +213,18 @@ PY
     'BEGIN{s=(c1-c0)/t; printf "| CPU time in the %d s idle window (utime+stime) | %.2f s (%.2f%% of one core) |\n", w, s, 100*s/w}'
   echo "| threads | $threads |"
   echo "| S3 requests in the idle window | LIST $L, GET $G, HEAD $H, PUT $P, DELETE $D, multipart $M, other $O |"
+  read -r mn med mx all <<<"$big"
+  read -r L G H P D M O <"$work/edit-counts"
+  echo "| 3 small edits afterwards (debounce 2 s): latency min / median / max | $mn / $med / $mx ms |"
+  echo "| S3 requests for those 3 edits (plus the benchmark's polling LISTs) | LIST $L, GET $G, HEAD $H, PUT $P, DELETE $D, multipart $M, other $O |"
+  echo "| size of .coltec/manifest.json (rewritten by every pass that changed the remote) | $manifest |"
+  echo "| RSS after the edits (VmRSS / peak VmHWM) | $rss2 MiB / $hwm2 MiB |"
   echo
   echo "Requests in the idle window (kind method path status):"
   echo
   sed 's/^/    /' "$work/idle-requests"
+  echo
+  echo "Requests for the 3 edits, without the benchmark's polling (kind method path status):"
+  echo
+  grep -v '^LIST GET /coltecd-daemon?list-type=2&prefix=idle/bench/daemon/dev/tree/edit-' "$work/edit-requests" | sed 's/^/    /' || true
 fi
