@@ -5,6 +5,7 @@
 
 mod support;
 
+mod crash;
 mod daemon;
 mod daemon_sync;
 mod harness;
