@@ -304,7 +304,12 @@ impl DaemonStatus {
             Health::NotRunning => "not running",
             Health::Disabled => "paused",
         };
-        let _ = writeln!(out, "coltecd {}: {state} — {health}", self.workspace);
+        // "not running" already says it all; don't repeat it as the health.
+        if self.health == Health::NotRunning {
+            let _ = writeln!(out, "coltecd {}: {state}", self.workspace);
+        } else {
+            let _ = writeln!(out, "coltecd {}: {state} — {health}", self.workspace);
+        }
         if self.state == RunState::Disabled {
             return out;
         }
