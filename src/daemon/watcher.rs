@@ -441,14 +441,17 @@ fn process(
         ) {
             continue;
         }
+        let removed = matches!(ev.kind, EventKind::Remove(_));
         for path in ev.paths {
             let Some(rel) = target.rel(&path) else {
                 continue;
             };
             if rel.is_empty() {
                 // The root itself went away (rm -rf, re-mount): its watches
-                // are gone with it.
-                if !path.is_dir() {
+                // are gone with it. Checking `is_dir` alone is not enough:
+                // `rm -rf dir && mkdir dir` can re-create it before this
+                // batch is processed, leaving a watch on the deleted inode.
+                if removed || !path.is_dir() {
                     root_gone = true;
                     rescan = Some("the synced directory was removed".to_string());
                 }
