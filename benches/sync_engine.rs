@@ -24,7 +24,7 @@ use coltecd::state_dir::StateDir;
 use coltecd::sync::plan::plan;
 use coltecd::sync::remote::RemoteEntry;
 use coltecd::sync::scan::{LocalEntry, walk};
-use coltecd::sync::state::BaseEntry;
+use coltecd::sync::state::{BaseEntry, StateDb};
 use coltecd::sync::{Engine, PassRequest, PassScope};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio_util::sync::CancellationToken;
@@ -208,7 +208,7 @@ fn bench_plan(c: &mut Criterion) {
 /// An engine whose only target is the generated tree, already synced once
 /// (push-only) to a local-directory remote.
 struct Synced {
-    _tmp: tempfile::TempDir,
+    tmp: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
     engine: Engine,
 }
@@ -272,11 +272,7 @@ persistence:
             t.files,
             t0.elapsed()
         );
-        Synced {
-            _tmp: tmp,
-            rt,
-            engine,
-        }
+        Synced { tmp, rt, engine }
     })
 }
 
@@ -326,6 +322,19 @@ fn bench_engine(c: &mut Criterion) {
             let r = s.rt.block_on(s.engine.pass("tree", req, &cancel)).unwrap();
             assert!(r.plan.is_empty() && !r.remote_listed, "{r:?}");
             r
+        })
+    });
+    // What every pass does first: read the target's whole base from redb
+    // (on a copy of the synced engine's database; redb allows one opener).
+    g.bench_function("load_base", |b| {
+        let s = synced();
+        let copy = s.tmp.path().join("copy.redb");
+        fs::copy(s.tmp.path().join("state/sync.redb"), &copy).unwrap();
+        let db = StateDb::open(&copy).unwrap();
+        b.iter(|| {
+            let base = db.load("tree").unwrap();
+            assert_eq!(base.len(), tree().files);
+            base
         })
     });
     g.finish();
