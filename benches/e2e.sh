@@ -104,7 +104,6 @@ persistence:
       interval: 60
       exclude: ["node_modules/**", "target/**", ".git/**"]
 ${4:-}
-  lease: off
   daemon:
     log_dir: $work/logs
 ${rps:+    max_requests_per_second: $rps}

@@ -134,6 +134,15 @@ impl<'a> Exec<'a> {
         fut: impl IntoFuture<Output = opendal::Result<T>>,
     ) -> Result<opendal::Result<T>, SyncError> {
         self.request_slot().await?;
+        self.cancellable(fut).await
+    }
+
+    /// A call that sends no request of its own (e.g. building a reader),
+    /// raced against cancellation but not charged to the request budget.
+    async fn cancellable<T>(
+        &self,
+        fut: impl IntoFuture<Output = opendal::Result<T>>,
+    ) -> Result<opendal::Result<T>, SyncError> {
         tokio::select! {
             r = fut.into_future() => Ok(r),
             _ = self.cancel.cancelled() => Err(SyncError::Cancelled),
@@ -856,8 +865,10 @@ impl<'a> Exec<'a> {
                 d.bytes_down += r.size;
             }
             Kind::File => {
+                // Building the reader sends nothing; the GET below is the
+                // one request to charge.
                 let reader = self
-                    .net(self.op.reader_with(&key).content_length_hint(r.size))
+                    .cancellable(self.op.reader_with(&key).content_length_hint(r.size))
                     .await?
                     .map_err(|e| ferr("download failed", e))?;
                 let mut body = self
