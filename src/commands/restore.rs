@@ -7,36 +7,26 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::sync::{Outcome, Progress, lock_state, restore_dir, select_targets};
+use super::sync::{
+    Outcome, Progress, cancel_on_ctrl_c, load_enabled, lock_state, restore_dir, select_targets,
+};
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::error::{CmdResult, ExitStatus};
 use crate::remote::WriteGate;
-use crate::spec;
 use crate::state_dir::StateDir;
 use crate::sync::Engine;
 
 pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> CmdResult {
-    crate::logging::init_stderr(global);
-    let spec = spec::load(&global.config)?;
-    if !spec.enabled {
-        println!(
-            "persistence is disabled in {}; nothing to restore",
-            spec.path.display()
-        );
+    let Some(spec) = load_enabled(global, "restore")? else {
         return Ok(ExitStatus::Ok);
-    }
+    };
     let targets = select_targets(&spec, &args.only)?;
     let state = StateDir::for_spec(&spec);
     let _lock = lock_state(&state)?;
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
     rt.block_on(async {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.cancel();
-            }
-        });
+        let _ctrl_c = cancel_on_ctrl_c(&cancel);
         // Restore never writes the remote: no lease needed.
         let engine = Engine::open(Arc::new(spec), &state, WriteGate::always_open())?;
         let mut outcome = Outcome::new(args.json);

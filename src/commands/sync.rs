@@ -31,15 +31,9 @@ use crate::sync::{
 const SHOW_FAILED: usize = 10;
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
-    crate::logging::init_stderr(global);
-    let spec = spec::load(&global.config)?;
-    if !spec.enabled {
-        println!(
-            "persistence is disabled in {}; nothing to sync",
-            spec.path.display()
-        );
+    let Some(spec) = load_enabled(global, "sync")? else {
         return Ok(ExitStatus::Ok);
-    }
+    };
     let targets = select_targets(&spec, &args.only)?;
     let state = StateDir::for_spec(&spec);
     if args.now {
@@ -49,12 +43,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
     rt.block_on(async {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.cancel();
-            }
-        });
+        let _ctrl_c = cancel_on_ctrl_c(&cancel);
         let spec = Arc::new(spec);
         if args.dry_run {
             // A dry run writes nothing: no lease needed.
@@ -79,6 +68,35 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
         })
         .await?
     })
+}
+
+/// Set up stderr logging and load the spec; `None` (after saying so) when
+/// persistence is disabled and there is nothing to `verb`.
+pub(super) fn load_enabled(global: &GlobalArgs, verb: &str) -> Result<Option<Spec>, Fail> {
+    crate::logging::init_stderr(global);
+    let spec = spec::load(&global.config)?;
+    if !spec.enabled {
+        println!(
+            "persistence is disabled in {}; nothing to {verb}",
+            spec.path.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(spec))
+}
+
+/// Cancel `cancel` on Ctrl-C, so a one-shot run stops between files and
+/// aborts in-flight uploads instead of dying mid-transfer. The watcher task
+/// is aborted when the returned guard drops.
+pub(super) fn cancel_on_ctrl_c(
+    cancel: &CancellationToken,
+) -> tokio_util::task::AbortOnDropHandle<()> {
+    let c = cancel.clone();
+    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c.cancel();
+        }
+    }))
 }
 
 /// `--now`: the running daemon does a full pass of every target; we print
