@@ -143,6 +143,7 @@ pub async fn sync_once(
         gate,
         EngineOptions {
             trust_manifest_on_open: !args.verify,
+            manifest_min_interval: None,
         },
     )?;
     let mut outcome = Outcome::new(args.json);

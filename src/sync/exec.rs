@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::limits::Dir;
 use super::plan::Action;
 use super::remote::{
-    self, HostileKey, LINK_SUFFIX, MANIFEST_KEY, Manifest, RemoteEntry, TRASH_PREFIX, key_for,
+    self, DIRTY_KEY, HostileKey, LINK_SUFFIX, MANIFEST_KEY, Manifest, RemoteEntry, TRASH_PREFIX,
+    key_for,
 };
 use super::scan::{Kind, LocalEntry};
 use super::state::BaseEntry;
@@ -74,6 +75,8 @@ pub(super) struct RemoteView {
     pub manifest_stale: bool,
     /// Identity of the manifest object as listed.
     pub manifest_rid: Option<String>,
+    /// `.coltec/manifest.dirty` is present.
+    pub dirty_marker: bool,
 }
 
 #[derive(Default)]
@@ -205,6 +208,7 @@ impl<'a> Exec<'a> {
             problems: Vec::new(),
             manifest_stale: false,
             manifest_rid: None,
+            dirty_marker: false,
         };
         let mut unknown: Vec<(String, String, RemoteEntry, Option<i64>)> = Vec::new();
         for entry in listed {
@@ -214,6 +218,10 @@ impl<'a> Exec<'a> {
             }
             if key == MANIFEST_KEY {
                 view.manifest_rid = Some(object_rid(&meta));
+                continue;
+            }
+            if key == DIRTY_KEY {
+                view.dirty_marker = true;
                 continue;
             }
             let (rel, kind) = match remote::rel_for_key(&key) {
@@ -955,6 +963,39 @@ impl<'a> Exec<'a> {
             .await?
             .map_err(|e| self.remote_err("writing the manifest", e))?;
         Ok(object_rid(&meta))
+    }
+
+    /// Mark the manifest as not describing the remote (see [`DIRTY_KEY`]).
+    pub(super) async fn write_dirty_marker(&self) -> Result<(), SyncError> {
+        let body = serde_json::json!({
+            "writer": self.inner.host,
+            "since": jiff::Timestamp::now().to_string(),
+        })
+        .to_string();
+        self.gate()?;
+        self.net(self.op.write(DIRTY_KEY, body))
+            .await?
+            .map_err(|e| self.remote_err("writing the manifest's dirty marker", e))?;
+        Ok(())
+    }
+
+    /// The manifest describes the remote again.
+    pub(super) async fn delete_dirty_marker(&self) -> Result<(), SyncError> {
+        self.gate()?;
+        match self.net(self.op.delete(DIRTY_KEY)).await? {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.remote_err("removing the manifest's dirty marker", e)),
+        }
+    }
+
+    /// Whether `.coltec/manifest.dirty` exists (one HEAD).
+    pub(super) async fn dirty_marker_exists(&self) -> Result<bool, SyncError> {
+        match self.net(self.op.stat(DIRTY_KEY)).await? {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.remote_err("checking the manifest's dirty marker", e)),
+        }
     }
 
     /// Whether the manifest still has identity `rid` (one conditional GET on

@@ -47,6 +47,7 @@ mod localfs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use opendal::Operator;
 use serde::Serialize;
@@ -267,9 +268,18 @@ impl HasExitStatus for SyncError {
 pub struct EngineOptions {
     /// On the first pass after open, skip the full reconcile (LIST) when the
     /// remote manifest is unchanged since this host's last pass (one
-    /// conditional GET). Changes made behind coltecd's back are then only
-    /// seen with `verify: true`. Used by the one-shot `coltecd sync`.
+    /// conditional GET) and no dirty marker says a writer changed the
+    /// target after writing it (one HEAD). Changes made behind coltecd's
+    /// back are then only seen with `verify: true`. Used by the one-shot
+    /// `coltecd sync`.
     pub trust_manifest_on_open: bool,
+    /// Rewrite a target's manifest at most this often (`None`: after every
+    /// pass that changed the remote). The manifest lists every file, so at
+    /// 100k files each rewrite uploads ~13 MiB: the daemon, whose passes
+    /// are seconds apart, rewrites it at this pace, at full reconciles and
+    /// when it stops ([`Engine::flush_manifests`]). The dirty marker keeps
+    /// a stale manifest from being trusted meanwhile.
+    pub manifest_min_interval: Option<Duration>,
 }
 
 /// The sync engine: one per process, serving every target.
@@ -286,6 +296,8 @@ struct Inner {
     limits: limits::Limits,
     host: String,
     targets: BTreeMap<String, Arc<TargetCtx>>,
+    /// Deferred manifest rewrites count from here until the first one.
+    opened: Instant,
 }
 
 pub(crate) struct TargetCtx {
@@ -320,40 +332,37 @@ impl TargetCtx {
 
 type BaseMap = BTreeMap<String, BaseEntry>;
 
+/// The base entries a pass works with. Nothing of it outlives the pass: an
+/// idle daemon keeps no per-file state in memory (the rows stay in redb).
+struct PassBase {
+    /// Every entry (full scope) or those at and under the pass's paths.
+    map: Arc<BaseMap>,
+    /// Whether `map` holds every entry of the target.
+    complete: bool,
+    /// How many entries the target has in all (the mass-delete guard's
+    /// denominator for path-scoped passes).
+    total: u64,
+}
+
+/// What this process knows of the target's `.coltec/manifest.dirty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Marker {
+    #[default]
+    Unknown,
+    Present,
+    Absent,
+}
+
 #[derive(Default)]
 struct RunState {
     /// Gate generation of the last full reconcile since open.
     reconciled_gen: Option<u64>,
-    /// The target's base state as in redb (loaded once, then kept in step
-    /// with every commit), so idle passes decode nothing.
-    base: Option<Arc<BaseMap>>,
-}
-
-impl RunState {
-    /// Apply committed changes to the cached base.
-    fn advance(
-        &mut self,
-        base: &Arc<BaseMap>,
-        changes: &BTreeMap<String, Option<BaseEntry>>,
-    ) -> Arc<BaseMap> {
-        if changes.is_empty() {
-            return base.clone();
-        }
-        let mut next = (**base).clone();
-        for (k, v) in changes {
-            match v {
-                Some(b) => {
-                    next.insert(k.clone(), b.clone());
-                }
-                None => {
-                    next.remove(k);
-                }
-            }
-        }
-        let next = Arc::new(next);
-        self.base = Some(next.clone());
-        next
-    }
+    /// The remote changed (or the manifest was found stale) since the
+    /// manifest was last written.
+    manifest_dirty: bool,
+    /// When this process last wrote the manifest.
+    manifest_written: Option<Instant>,
+    marker: Marker,
 }
 
 impl Engine {
@@ -408,6 +417,7 @@ impl Engine {
                 gate,
                 host: crate::state_dir::hostname(),
                 targets,
+                opened: Instant::now(),
             }),
         })
     }
@@ -497,23 +507,25 @@ impl Engine {
             && !root_missing
             && let Some(rid) = &meta.manifest_rid
             && exec.manifest_unchanged(rid).await?
+            && !exec.dirty_marker_exists().await?
         {
             // Nobody (no coltecd) wrote since this host's last pass: the
             // base is the remote's state, no LIST needed.
             full = false;
             trusted = true;
+            run.marker = Marker::Absent;
         }
 
-        let base = self.cached_base(&mut run, &t.name).await?;
         let scope = if full || root_missing {
             PassScope::Full { verify: full }
         } else {
             req.scope.clone()
         };
+        let mut base = self.pass_base(&t.name, &root, &scope).await?;
         let local = if root_missing {
             LocalSide::default()
         } else {
-            gather_local(root.clone(), t.excludes.clone(), scope, base.clone()).await?
+            gather_local(root.clone(), t.excludes.clone(), scope, base.map.clone()).await?
         };
 
         let mut report = PassReport {
@@ -525,26 +537,33 @@ impl Engine {
 
         let mut manifest_rid = meta.manifest_rid.clone();
         let (remote, manifest_stale) = if full {
-            let rv = exec.reconcile(&base).await?;
+            let rv = exec.reconcile(&base.map).await?;
             report.failed.extend(rv.problems);
             manifest_rid = rv.manifest_rid;
+            run.marker = if rv.dirty_marker {
+                Marker::Present
+            } else {
+                Marker::Absent
+            };
             (rv.entries, rv.manifest_stale)
         } else {
             let remote = local
                 .candidates
                 .iter()
                 .filter_map(|rel| {
-                    base.get(rel)
+                    base.map
+                        .get(rel)
                         .map(|b| (rel.clone(), RemoteEntry::from_base(b)))
                 })
                 .collect();
             (remote, false)
         };
+        run.manifest_dirty |= manifest_stale;
 
         let mut candidates = local.candidates.clone();
         if full {
             candidates.extend(local.entries.keys().cloned());
-            candidates.extend(base.keys().cloned());
+            candidates.extend(base.map.keys().cloned());
             candidates.extend(remote.keys().cloned());
         }
         // Excluded paths are ignored on both sides (rclone semantics): an
@@ -565,17 +584,21 @@ impl Engine {
         // A missing root says nothing about what should be deleted: plan
         // as a first sync (no base), which never deletes.
         let empty = BTreeMap::new();
-        let plan_base = if root_missing { &empty } else { &base };
+        let plan_base = if root_missing { &empty } else { &*base.map };
         let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, &remote);
         let actions = exec.settle_equal(actions).await;
         report.plan = PlanSummary::of(&actions);
 
         if !req.allow_mass_delete {
-            let remote_total = if full { remote.len() } else { base.len() } as u64;
+            let remote_total = if full {
+                remote.len() as u64
+            } else {
+                base.total
+            };
             let local_total = if full || matches!(req.scope, PassScope::Full { .. }) {
                 local.entries.len() as u64
             } else {
-                base.len() as u64
+                base.total
             };
             self.guard(t, report.plan.delete_remote.files, remote_total, "remote")?;
             self.guard(
@@ -590,19 +613,44 @@ impl Engine {
         }
         observer.planned(&t.name, &report.plan);
 
+        let p = &report.plan;
+        if t.direction.writes_remote()
+            && p.upload.files + p.delete_remote.files + p.conflict.files > 0
+            && run.marker != Marker::Present
+        {
+            // From now until the manifest is rewritten it does not describe
+            // the remote: say so first, so a crash in between never lets
+            // another host trust it.
+            exec.write_dirty_marker().await?;
+            run.marker = Marker::Present;
+        }
+        drop(local);
         let outcome = exec.run(actions, &mut report).await;
         // Record what did happen even when the pass was cut short, so the
         // next pass neither repeats nor forgets finished transfers.
         let changes = outcome.changes;
-        if let Err(e) = self.save_base(&t.name, changes.clone()).await {
-            run.base = None;
-            return Err(e);
-        }
-        let new_base = run.advance(&base, &changes);
+        self.save_base(&t.name, &changes).await?;
+        run.manifest_dirty |= outcome.remote_changed;
         outcome.fatal.map_or(Ok(()), Err)?;
 
-        if (outcome.remote_changed || manifest_stale) && t.direction.writes_remote() {
-            manifest_rid = Some(exec.write_manifest(&new_base).await?);
+        if t.direction.writes_remote() {
+            if run.manifest_dirty && self.manifest_due(&run, full) {
+                if base.complete {
+                    apply_changes(Arc::make_mut(&mut base.map), changes);
+                } else {
+                    drop(base);
+                    base = self
+                        .pass_base(&t.name, &root, &PassScope::Full { verify: false })
+                        .await?;
+                }
+                manifest_rid = Some(exec.write_manifest(&base.map).await?);
+                run.manifest_dirty = false;
+                run.manifest_written = Some(Instant::now());
+            }
+            if !run.manifest_dirty && run.marker != Marker::Absent {
+                exec.delete_dirty_marker().await?;
+                run.marker = Marker::Absent;
+            }
         }
         if manifest_rid != meta.manifest_rid {
             self.save_meta(&t.name, state::TargetMeta { manifest_rid })
@@ -641,7 +689,7 @@ impl Engine {
     ) -> Result<PassReport, SyncError> {
         let ctx = self.ctx(target)?;
         let op = ctx.operator()?;
-        let mut run = tokio::select! {
+        let run = tokio::select! {
             g = ctx.run.lock() => g,
             _ = cancel.cancelled() => return Err(SyncError::Cancelled),
         };
@@ -660,7 +708,7 @@ impl Engine {
                     source,
                 })?;
         }
-        let base = self.cached_base(&mut run, &t.name).await?;
+        let base = Arc::new(self.load_base(&t.name).await?);
         let local = if exists {
             gather_local(
                 root.clone(),
@@ -703,16 +751,114 @@ impl Engine {
             return Ok(report);
         }
         observer.planned(&t.name, &report.plan);
+        drop((local, base));
         let outcome = exec.run(actions, &mut report).await;
         if own {
-            if let Err(e) = self.save_base(&t.name, outcome.changes.clone()).await {
-                run.base = None;
-                return Err(e);
-            }
-            run.advance(&base, &outcome.changes);
+            self.save_base(&t.name, &outcome.changes).await?;
         }
+        // A restore never writes the remote; it only holds the lock so no
+        // pass of the same target runs meanwhile.
+        drop(run);
         outcome.fatal.map_or(Ok(()), Err)?;
         Ok(report)
+    }
+
+    /// Write the manifest of every target whose remote changed since its
+    /// manifest was last written (see
+    /// [`EngineOptions::manifest_min_interval`]), then remove its dirty
+    /// marker. The daemon calls this when it stops, before releasing the
+    /// lease. Every target is tried; the first error is returned.
+    pub async fn flush_manifests(&self, cancel: &CancellationToken) -> Result<(), SyncError> {
+        let mut first_err = None;
+        for ctx in self.inner.targets.values() {
+            if let Err(e) = self.flush_manifest(ctx, cancel).await {
+                tracing::warn!(target_name = %ctx.target.name, error = %e, "manifest not written");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn flush_manifest(
+        &self,
+        ctx: &Arc<TargetCtx>,
+        cancel: &CancellationToken,
+    ) -> Result<(), SyncError> {
+        let t = &ctx.target;
+        if !t.direction.writes_remote() {
+            return Ok(());
+        }
+        let mut run = tokio::select! {
+            g = ctx.run.lock() => g,
+            _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+        };
+        if !run.manifest_dirty {
+            return Ok(());
+        }
+        let exec = exec::Exec::new(
+            &self.inner,
+            ctx,
+            ctx.operator()?,
+            t.local_path.clone(),
+            false,
+            cancel,
+            &NoObserver,
+        );
+        let base = self.load_base(&t.name).await?;
+        let rid = exec.write_manifest(&base).await?;
+        drop(base);
+        run.manifest_dirty = false;
+        run.manifest_written = Some(Instant::now());
+        self.save_meta(
+            &t.name,
+            state::TargetMeta {
+                manifest_rid: Some(rid),
+            },
+        )
+        .await?;
+        exec.delete_dirty_marker().await?;
+        run.marker = Marker::Absent;
+        Ok(())
+    }
+
+    fn manifest_due(&self, run: &RunState, full: bool) -> bool {
+        match self.inner.options.manifest_min_interval {
+            None => true,
+            Some(every) => {
+                full || run.manifest_written.unwrap_or(self.inner.opened).elapsed() >= every
+            }
+        }
+    }
+
+    /// The base entries a pass of `scope` needs (see [`PassBase`]).
+    async fn pass_base(
+        &self,
+        target: &str,
+        root: &Path,
+        scope: &PassScope,
+    ) -> Result<PassBase, SyncError> {
+        let rels = match scope {
+            PassScope::Full { .. } => None,
+            PassScope::Paths(paths) => scope_rels(root, paths),
+        };
+        let Some(rels) = rels else {
+            let map = self.load_base(target).await?;
+            return Ok(PassBase {
+                total: map.len() as u64,
+                map: Arc::new(map),
+                complete: true,
+            });
+        };
+        let inner = self.inner.clone();
+        let target = target.to_string();
+        let (map, total) = tokio::task::spawn_blocking(move || inner.db.load_under(&target, &rels))
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))??;
+        Ok(PassBase {
+            map: Arc::new(map),
+            complete: false,
+            total,
+        })
     }
 
     fn guard(
@@ -736,19 +882,6 @@ impl Engine {
             });
         }
         Ok(())
-    }
-
-    async fn cached_base(
-        &self,
-        run: &mut RunState,
-        target: &str,
-    ) -> Result<Arc<BaseMap>, SyncError> {
-        if let Some(b) = &run.base {
-            return Ok(b.clone());
-        }
-        let b = Arc::new(self.load_base(target).await?);
-        run.base = Some(b.clone());
-        Ok(b)
     }
 
     async fn load_base(&self, target: &str) -> Result<BaseMap, SyncError> {
@@ -781,15 +914,58 @@ impl Engine {
     async fn save_base(
         &self,
         target: &str,
-        changes: BTreeMap<String, Option<BaseEntry>>,
+        changes: &BTreeMap<String, Option<BaseEntry>>,
     ) -> Result<(), SyncError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         let inner = self.inner.clone();
         let target = target.to_string();
+        let changes = changes.clone();
         tokio::task::spawn_blocking(move || inner.db.apply(&target, &changes))
             .await
             .map_err(|e| SyncError::Internal(e.to_string()))?
             .map_err(SyncError::from)
     }
+}
+
+fn apply_changes(base: &mut BaseMap, changes: BTreeMap<String, Option<BaseEntry>>) {
+    for (k, v) in changes {
+        match v {
+            Some(b) => base.insert(k, b),
+            None => base.remove(&k),
+        };
+    }
+}
+
+/// The root-relative paths of a path-scoped pass, as [`gather_paths`] sees
+/// them; `None` when one of them is the root itself (a full scan).
+fn scope_rels(root: &Path, paths: &[PathBuf]) -> Option<BTreeSet<String>> {
+    let mut rels = BTreeSet::new();
+    for p in paths {
+        let Some((_, rel)) = root_relative(root, p) else {
+            continue;
+        };
+        if rel.is_empty() {
+            return None;
+        }
+        rels.insert(rel);
+    }
+    Some(rels)
+}
+
+/// `p` (absolute, or relative to `root`) as an absolute path and as a
+/// root-relative path without trailing `/` (empty for the root); `None`
+/// outside the root or when not UTF-8.
+fn root_relative(root: &Path, p: &Path) -> Option<(PathBuf, String)> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    };
+    let rel = abs.strip_prefix(root).ok()?.to_str()?;
+    let rel = rel.trim_end_matches('/').to_string();
+    Some((abs, rel))
 }
 
 async fn root_is_dir(root: &Path, target: &str) -> Result<bool, SyncError> {
@@ -852,16 +1028,9 @@ fn gather_paths(
 ) -> LocalSide {
     let mut side = LocalSide::default();
     for p in paths {
-        let abs = if p.is_absolute() {
-            p.clone()
-        } else {
-            root.join(p)
-        };
-        let Ok(rel) = abs.strip_prefix(root) else {
+        let Some((abs, rel)) = root_relative(root, p) else {
             continue;
         };
-        let Some(rel) = rel.to_str() else { continue };
-        let rel = rel.trim_end_matches('/').to_string();
         if rel.is_empty() {
             let s = scan::walk(root, "", excludes);
             side.candidates.extend(s.entries.keys().cloned());

@@ -12,6 +12,7 @@
 //!   `st_mode` including the file type, e.g. `100600`, as rclone's
 //!   `--metadata` writes it).
 //! - `.coltec/` is reserved: `.coltec/manifest.json` (the [`Manifest`]),
+//!   `.coltec/manifest.dirty` (see [`DIRTY_KEY`]),
 //!   `.coltec/trash/<YYYYmmddTHHMMSSZ>/<key>` (deleted/overwritten objects),
 //!   `.coltec/tmp/` (local remotes' atomic-write area) and the lease.
 //!
@@ -34,6 +35,10 @@ use super::state::BaseEntry;
 pub const LINK_SUFFIX: &str = ".rclonelink";
 /// Manifest object key.
 pub const MANIFEST_KEY: &str = ".coltec/manifest.json";
+/// Present while the manifest does not describe the remote (a writer
+/// changed the target and has not rewritten the manifest yet): a host that
+/// finds it never trusts the manifest to skip a LIST.
+pub const DIRTY_KEY: &str = ".coltec/manifest.dirty";
 /// Trash prefix.
 pub const TRASH_PREFIX: &str = ".coltec/trash/";
 

@@ -7,10 +7,10 @@
 //! 3-way planner compares the local scan and the remote view against it.
 //! Values are JSON (small, debuggable, forward compatible).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::scan::{Kind, LocalEntry};
@@ -77,16 +77,33 @@ pub struct TargetMeta {
 
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
 
+/// redb's page cache (its default is 1 GiB). Passes read a target's rows
+/// once per full scan, or a handful for an event-driven pass; the OS page
+/// cache serves re-reads, so a large private cache would only keep an idle
+/// daemon's memory at the size of its biggest table.
+const CACHE_BYTES: usize = 256 * 1024;
+
 fn table_name(target: &str) -> String {
     format!("files/{target}")
 }
 
+/// An undecodable row is treated as unknown (the path is then reconciled
+/// like a first sync), never as a delete.
+fn insert_row(out: &mut BTreeMap<String, BaseEntry>, key: &str, value: &[u8]) {
+    if let Ok(entry) = serde_json::from_slice::<BaseEntry>(value) {
+        out.insert(key.to_string(), entry);
+    }
+}
+
 impl StateDb {
     pub fn open(path: &Path) -> Result<StateDb, StateError> {
-        let db = Database::create(path).map_err(|e| StateError {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StateError {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })?;
         Ok(StateDb {
             db,
             path: path.to_path_buf(),
@@ -113,13 +130,43 @@ impl StateDb {
         let mut out = BTreeMap::new();
         for row in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
-            // An undecodable row is treated as unknown (the path is then
-            // reconciled like a first sync), never as a delete.
-            if let Ok(entry) = serde_json::from_slice::<BaseEntry>(v.value()) {
-                out.insert(k.value().to_string(), entry);
-            }
+            insert_row(&mut out, k.value(), v.value());
         }
         Ok(out)
+    }
+
+    /// The base entries of `paths` and of everything under them (a path
+    /// may be a directory), plus the number of entries the target has in
+    /// all: what an event-driven pass needs, without reading the rest.
+    pub fn load_under(
+        &self,
+        target: &str,
+        paths: &BTreeSet<String>,
+    ) -> Result<(BTreeMap<String, BaseEntry>, u64), StateError> {
+        let name = table_name(target);
+        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((BTreeMap::new(), 0)),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = BTreeMap::new();
+        for p in paths {
+            if let Some(v) = table.get(p.as_str()).map_err(|e| self.err(e))? {
+                insert_row(&mut out, p, v.value());
+            }
+            let prefix = format!("{p}/");
+            for row in table.range(prefix.as_str()..).map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                insert_row(&mut out, k.value(), v.value());
+            }
+        }
+        let total = table.len().map_err(|e| self.err(e))?;
+        Ok((out, total))
     }
 
     pub fn load_meta(&self, target: &str) -> Result<TargetMeta, StateError> {
@@ -216,5 +263,36 @@ mod tests {
         };
         db.save_meta("t", &m).unwrap();
         assert_eq!(db.load_meta("t").unwrap(), m);
+    }
+
+    #[test]
+    fn load_under_reads_paths_and_their_subtrees_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&tmp.path().join("s.redb")).unwrap();
+        let e = BaseEntry {
+            kind: Kind::File,
+            size: 1,
+            mtime_ns: 1,
+            mode: 0o644,
+            link: None,
+            rid: "r".into(),
+        };
+        let mut ch = BTreeMap::new();
+        // "a-b" and "a.b" sort between "a" and "a/", "ab/c" after: none is under "a".
+        for k in ["a", "a-b", "a.b", "a/x", "a/y/z", "ab/c", "b/q", "c"] {
+            ch.insert(k.to_string(), Some(e.clone()));
+        }
+        db.apply("t", &ch).unwrap();
+        let want: BTreeSet<String> =
+            ["a".to_string(), "c".to_string(), "missing".to_string()].into();
+        let (got, total) = db.load_under("t", &want).unwrap();
+        assert_eq!(total, 8);
+        assert_eq!(
+            got.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "a/x", "a/y/z", "c"]
+        );
+        let (none, total) = db.load_under("other", &want).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(total, 0);
     }
 }

@@ -573,8 +573,18 @@ async fn idle_pass_makes_no_requests_and_changes_cost_no_listing() {
         "{seen:?}"
     );
     assert!(
-        seen.iter().filter(|s| s.method == "PUT").count() == 3,
-        "trash copy + upload + manifest: {seen:?}"
+        seen.iter().filter(|s| s.method == "PUT").count() == 4,
+        "dirty marker + trash copy + upload + manifest: {seen:?}"
+    );
+    let deletes: Vec<_> = seen.iter().filter(|s| s.method == "DELETE").collect();
+    assert!(
+        deletes.len() == 1 && deletes[0].target.ends_with("/.coltec/manifest.dirty"),
+        "the marker goes once the manifest is written: {seen:?}"
+    );
+    assert!(
+        !remote
+            .keys()
+            .contains(&".coltec/manifest.dirty".to_string())
     );
 
     // verify forces a full reconcile, which needs no HEAD for known objects.
@@ -1115,17 +1125,20 @@ async fn one_shot_pass_trusts_an_unchanged_manifest() {
     a.pass(false).await;
     let trust = EngineOptions {
         trust_manifest_on_open: true,
+        manifest_min_interval: None,
     };
 
-    // A new process, nothing changed: one conditional GET, no LIST, no HEAD.
+    // A new process, nothing changed: one conditional GET of the manifest
+    // and one HEAD for its dirty marker; no LIST.
     let a = a.reopen(trust.clone());
     proxy.reset();
     let r = a.pass(false).await;
     assert!(!r.remote_listed && r.plan.is_empty(), "{r:?}");
     let seen = proxy.seen();
-    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].method, "GET");
     assert!(seen[0].header("if-none-match").is_some(), "{seen:?}");
+    assert!(seen[1].is_head() && seen[1].target.ends_with("/.coltec/manifest.dirty"));
 
     // Another container wrote: the manifest changed, so the pass reconciles.
     let b = side(&remote, &Opts::default());
@@ -1153,6 +1166,7 @@ async fn one_shot_pass_trusts_an_unchanged_manifest_local() {
     a.pass(false).await;
     let trust = EngineOptions {
         trust_manifest_on_open: true,
+        manifest_min_interval: None,
     };
     let a = a.reopen(trust.clone());
     let r = a.pass(false).await;
@@ -1164,6 +1178,96 @@ async fn one_shot_pass_trusts_an_unchanged_manifest_local() {
     let r = a.pass(false).await;
     assert!(r.remote_listed);
     assert_eq!(a.read("g.txt"), b"g");
+}
+
+impl Remote {
+    /// The paths the target's manifest lists.
+    async fn manifest_paths(&self) -> Vec<String> {
+        let m: serde_json::Value =
+            serde_json::from_slice(&self.read(".coltec/manifest.json").await).unwrap();
+        m["files"].as_object().unwrap().keys().cloned().collect()
+    }
+
+    fn has_dirty_marker(&self) -> bool {
+        self.keys().contains(&".coltec/manifest.dirty".to_string())
+    }
+}
+
+/// What the daemon does: manifest rewrites deferred. Meanwhile the dirty
+/// marker stops another host from trusting the stale manifest (even after a
+/// crash that never rewrote it), and stopping writes it and drops the marker.
+async fn deferred_manifest(remote: Remote) {
+    let deferred = EngineOptions {
+        trust_manifest_on_open: false,
+        manifest_min_interval: Some(Duration::from_secs(3600)),
+    };
+    let trust = EngineOptions {
+        trust_manifest_on_open: true,
+        manifest_min_interval: None,
+    };
+    let a = side(&remote, &Opts::default());
+    a.write("f.txt", b"1");
+    a.pass(false).await;
+    let b = side(&remote, &Opts::default());
+    b.pass(false).await;
+    assert!(!remote.has_dirty_marker());
+
+    let a = a.reopen(deferred.clone());
+    a.pass(false).await;
+    for name in ["g.txt", "h.txt"] {
+        a.write(name, name.as_bytes());
+        let r = a
+            .try_pass(PassScope::Paths(vec![a.root.join(name)]), false)
+            .await
+            .unwrap();
+        assert_eq!(r.uploaded, 1);
+        assert!(remote.has_dirty_marker());
+        assert_eq!(remote.manifest_paths().await, ["f.txt"], "rewrite deferred");
+    }
+
+    // A crashes (no flush). B's manifest identity still matches, but the
+    // marker makes it list, so it sees A's files.
+    drop(a);
+    let b = b.reopen(trust.clone());
+    let r = b.pass(false).await;
+    assert!(r.remote_listed, "a dirty manifest must not be trusted");
+    assert_eq!(r.downloaded, 2);
+    assert_eq!(b.read("h.txt"), b"h.txt");
+    // B rewrote the stale manifest, so the marker is gone.
+    assert!(!remote.has_dirty_marker());
+    assert_eq!(remote.manifest_paths().await, ["f.txt", "g.txt", "h.txt"]);
+
+    // A new daemon on B: a change, then a clean stop.
+    let b = b.reopen(deferred);
+    b.pass(false).await;
+    b.write("i.txt", b"i");
+    b.try_pass(PassScope::Paths(vec![b.root.join("i.txt")]), false)
+        .await
+        .unwrap();
+    assert!(remote.has_dirty_marker());
+    b.engine
+        .flush_manifests(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(!remote.has_dirty_marker());
+    assert_eq!(
+        remote.manifest_paths().await,
+        ["f.txt", "g.txt", "h.txt", "i.txt"]
+    );
+    // ...after which the manifest is trusted again: no listing.
+    let b = b.reopen(trust);
+    assert!(!b.pass(false).await.remote_listed);
+}
+
+#[tokio::test]
+async fn deferred_manifest_is_never_trusted_while_dirty_s3() {
+    deferred_manifest(Remote::s3("deferred")).await;
+}
+
+#[tokio::test]
+async fn deferred_manifest_is_never_trusted_while_dirty_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    deferred_manifest(Remote::local(tmp.path())).await;
 }
 
 #[tokio::test]
