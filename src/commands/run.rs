@@ -41,6 +41,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CmdResult {
         }
         return Err(f);
     }
+    crate::daemon::memory::limit_arenas();
     let rt = match super::runtime() {
         Ok(rt) => rt,
         Err(f) => {

@@ -124,6 +124,10 @@ pub(crate) trait SyncSeam: Send + Sync + 'static {
         cancel: CancellationToken,
         progress: Arc<Progress>,
     ) -> BoxFuture<'static, Result<PassOutcome, SeamError>>;
+
+    /// Write what passes deferred (the manifests) before the lease is
+    /// released. Called once, after the last pass.
+    fn finish(&self, cancel: CancellationToken) -> BoxFuture<'static, Result<(), SeamError>>;
 }
 
 /// Holds the leases.

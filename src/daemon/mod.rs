@@ -12,10 +12,12 @@
 //! - [`pidfile`], [`ready`] (the `start` ↔ daemon readiness pipe),
 //!   [`sdnotify`] (systemd), [`init`] (PID-1 mode).
 //! - `backend`/`wiring`: the seam to the sync engine and the lease.
+//! - `memory`: malloc arenas and trimming (idle RSS).
 
 pub(crate) mod backend;
 pub mod control;
 pub mod init;
+pub(crate) mod memory;
 pub mod pidfile;
 pub mod ready;
 pub(crate) mod scheduler;

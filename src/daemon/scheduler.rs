@@ -135,7 +135,26 @@ struct TargetRt {
     full_seq_started: u64,
     /// The next full pass also lists the remote (`sync --now`).
     verify_next: bool,
+    /// The next full pass is the routine interval check (not a rescan,
+    /// retry or `sync --now`).
+    routine_full: bool,
+    /// File-event batches received (see [`MISSED_EVENT_STRIKES`]).
+    events_received: u64,
+    /// For a running routine full pass that started with nothing pending:
+    /// `events_received` at its start.
+    probe: Option<u64>,
+    /// Routine full passes in a row that found local changes no event
+    /// reported.
+    missed_strikes: u32,
 }
+
+/// After this many routine interval scans in a row found local changes
+/// that no file event reported (with no event at all in between), file
+/// events are taken to be undelivered for the target (a network or FUSE
+/// filesystem, a shared folder of a VM) and it is scanned every interval.
+/// Two, because one such scan can be a fluke (a change in the instant
+/// between the pass's scan and its start).
+const MISSED_EVENT_STRIKES: u32 = 2;
 
 struct Waiter {
     required: Vec<u64>,
@@ -158,7 +177,15 @@ pub(crate) struct Scheduler {
     waiters: Vec<Waiter>,
     ready: Option<oneshot::Sender<Result<(), SeamError>>>,
     pid: u32,
+    /// A second memory trim once things settled after a pass (see
+    /// [`SETTLE_TRIM_AFTER`]).
+    settle_trim_at: Option<Instant>,
 }
+
+/// After a pass some of what it allocated is freed only later (idle
+/// blocking-pool threads exit after 10 s, connections close): trim again
+/// once that happened.
+const SETTLE_TRIM_AFTER: Duration = Duration::from_secs(15);
 
 impl Scheduler {
     /// `polling[i]`: target i gets no file events (pull-only, `watch:
@@ -176,6 +203,10 @@ impl Scheduler {
             .into_iter()
             .enumerate()
             .map(|(i, info)| TargetRt {
+                routine_full: false,
+                events_received: 0,
+                probe: None,
+                missed_strikes: 0,
                 polling: polling
                     .get(i)
                     .is_some_and(|t| t.watch.mode == WatchModeState::Polling),
@@ -205,6 +236,7 @@ impl Scheduler {
             waiters: Vec::new(),
             ready: Some(ready),
             pid: std::process::id(),
+            settle_trim_at: None,
         }
     }
 
@@ -240,6 +272,11 @@ impl Scheduler {
                 Some(cmd) = cmd_rx.recv() => self.on_command(cmd, &shutdown),
                 Some(t) = reload_rx.recv() => self.on_reload(t),
                 _ = tokio::time::sleep_until(wake) => {}
+            }
+            if self.passes.is_empty() && self.settle_trim_at.is_some_and(|at| Instant::now() >= at)
+            {
+                self.settle_trim_at = None;
+                super::memory::release_freed();
             }
         }
         // Take what the watcher already noticed.
@@ -284,6 +321,7 @@ impl Scheduler {
             })
             .min()
             .unwrap_or(far)
+            .min(self.settle_trim_at.unwrap_or(far))
             .min(far)
     }
 
@@ -313,6 +351,18 @@ impl Scheduler {
     fn start(&mut self, i: usize, full: bool) {
         let t = &mut self.targets[i];
         let taken = std::mem::take(&mut t.pending);
+        t.probe = None;
+        if full {
+            let quiet = taken.is_empty() && t.inflight.is_empty();
+            if std::mem::take(&mut t.routine_full)
+                && quiet
+                && t.first_done
+                && !t.polling
+                && t.info.writes_remote
+            {
+                t.probe = Some(t.events_received);
+            }
+        }
         t.first_event = None;
         t.inflight.extend(taken);
         t.inflight_since = min_time(t.inflight_since, t.pending_since.take());
@@ -353,8 +403,9 @@ impl Scheduler {
     }
 
     fn finish(&mut self, (i, full, seq, result): PassResult) {
-        release_freed_memory();
+        super::memory::release_freed();
         let now = Instant::now();
+        self.settle_trim_at = Some(now + SETTLE_TRIM_AFTER);
         let t = &mut self.targets[i];
         t.running = false;
         let name = t.info.name.clone();
@@ -363,6 +414,7 @@ impl Scheduler {
         let mut success = false;
         let mut counts = None;
         let mut conflicts = Vec::new();
+        let mut missed = None;
         let outcome_for_waiters;
         match &result {
             Ok(out) => {
@@ -370,6 +422,7 @@ impl Scheduler {
                 t.inflight_since = None;
                 if full {
                     t.full_at = now + interval;
+                    t.routine_full = true;
                     t.first_done = true;
                 }
                 if out.failed.is_empty() {
@@ -411,7 +464,11 @@ impl Scheduler {
                     last_error = Some(msg);
                     // Retry soon with a full pass rather than waiting an interval.
                     t.full_at = t.full_at.min(now + t.backoff);
+                    t.routine_full = false;
                     t.backoff = (t.backoff * 2).min(interval);
+                }
+                if let Some(reason) = missed_events(t, full, out) {
+                    missed = Some(reason);
                 }
                 counts = Some(out.counts.clone());
                 conflicts = out.conflicts.clone();
@@ -496,6 +553,9 @@ impl Scheduler {
                 ts.conflicts.drain(..extra);
             }
         });
+        if let Some(reason) = missed {
+            self.to_polling(i, reason);
+        }
         self.publish();
     }
 
@@ -515,6 +575,8 @@ impl Scheduler {
                 }
                 t.pending.extend(paths);
                 t.last_event = Some(now);
+                t.events_received += 1;
+                t.missed_strikes = 0;
             }
             WatchMsg::Rescan { target, reason } => {
                 let Some(t) = self.targets.get_mut(target) else {
@@ -522,31 +584,53 @@ impl Scheduler {
                 };
                 tracing::warn!(target_name = %t.info.name, %reason, "file events were lost; scanning the whole target");
                 t.full_at = now;
+                t.routine_full = false;
             }
-            WatchMsg::Fallback { target, reason } => {
-                let Some(t) = self.targets.get_mut(target) else {
+            WatchMsg::Fallback { target, reason } => self.to_polling(target, reason),
+            WatchMsg::Partial { target, reason } => {
+                let Some(t) = self.targets.get(target) else {
                     return;
                 };
                 tracing::warn!(
                     target_name = %t.info.name,
                     %reason,
                     interval = ?t.info.interval,
-                    "file events unavailable; falling back to scanning every interval"
+                    "file events cover only part of the changes here"
                 );
-                t.polling = true;
-                // Changes since the watch broke are unknown: scan now.
-                t.full_at = now;
                 self.board.update(|s| {
                     if let Some(ts) = s.targets.get_mut(target) {
-                        ts.watch = WatchState {
-                            mode: WatchModeState::Polling,
-                            reason: Some(reason),
-                        };
+                        ts.watch.reason = Some(reason);
                     }
                 });
             }
         }
         self.publish();
+    }
+
+    /// Target `target` gets no (usable) file events from now on: it is
+    /// scanned every interval, starting now (changes since the events
+    /// stopped are unknown).
+    fn to_polling(&mut self, target: usize, reason: String) {
+        let Some(t) = self.targets.get_mut(target) else {
+            return;
+        };
+        tracing::warn!(
+            target_name = %t.info.name,
+            %reason,
+            interval = ?t.info.interval,
+            "file events unavailable; falling back to scanning every interval"
+        );
+        t.polling = true;
+        t.full_at = Instant::now();
+        t.routine_full = false;
+        self.board.update(|s| {
+            if let Some(ts) = s.targets.get_mut(target) {
+                ts.watch = WatchState {
+                    mode: WatchModeState::Polling,
+                    reason: Some(reason),
+                };
+            }
+        });
     }
 
     fn on_command(&mut self, cmd: Command, shutdown: &CancellationToken) {
@@ -556,6 +640,7 @@ impl Scheduler {
                 let mut required = Vec::new();
                 for t in &mut self.targets {
                     t.full_at = now;
+                    t.routine_full = false;
                     t.not_before = now;
                     t.verify_next = true;
                     required.push(t.full_seq_started + 1);
@@ -707,18 +792,29 @@ impl Scheduler {
     }
 }
 
-/// Give the memory a pass freed back to the OS. A pass over a large target
-/// allocates per-file maps that are freed at its end, but glibc keeps the
-/// freed pages in its per-thread arenas, so an idle daemon would sit on the
-/// peak of its last pass. Trimming takes well under a millisecond for
-/// heaps of this size; passes are seconds apart at the least.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only returns free heap
-    // pages to the kernel.
-    unsafe {
-        nix::libc::malloc_trim(0);
+/// Whether a finished pass shows that file events are not delivered for
+/// its target: the reason to switch to polling, once the strikes are in.
+fn missed_events(t: &mut TargetRt, full: bool, out: &PassOutcome) -> Option<String> {
+    let at_start = t.probe.take().filter(|_| full)?;
+    let missed = out.counts.uploaded + out.counts.deleted_remote;
+    if t.events_received != at_start || missed == 0 || !out.conflicts.is_empty() {
+        return None;
     }
+    t.missed_strikes += 1;
+    if t.missed_strikes < MISSED_EVENT_STRIKES {
+        tracing::warn!(
+            target_name = %t.info.name,
+            changes = missed,
+            "the interval scan found local changes that no file event reported; \
+             if the next scan does too, this target switches to interval scans"
+        );
+        return None;
+    }
+    Some(format!(
+        "{} interval scans in a row found local changes no file event reported: \
+         this filesystem does not deliver file events (network, FUSE or VM shared folder?)",
+        t.missed_strikes
+    ))
 }
 
 fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
@@ -765,6 +861,8 @@ mod tests {
     struct Recorder {
         calls: Mutex<Vec<(String, Scope)>>,
         fail_first: Mutex<usize>,
+        /// Files every full pass reports as uploaded.
+        full_uploads: Mutex<u64>,
     }
 
     impl SyncSeam for Recorder {
@@ -775,6 +873,10 @@ mod tests {
             _cancel: CancellationToken,
             _progress: Arc<Progress>,
         ) -> BoxFuture<'static, Result<PassOutcome, SeamError>> {
+            let uploaded = match scope {
+                Scope::Full { .. } => *self.full_uploads.lock().unwrap(),
+                Scope::Paths(_) => 0,
+            };
             self.calls.lock().unwrap().push((target.to_string(), scope));
             let mut f = self.fail_first.lock().unwrap();
             let fail = *f > 0;
@@ -788,9 +890,15 @@ mod tests {
                         message: "remote unreachable".into(),
                     })
                 } else {
-                    Ok(PassOutcome::default())
+                    let mut out = PassOutcome::default();
+                    out.counts.uploaded = uploaded;
+                    Ok(out)
                 }
             })
+        }
+
+        fn finish(&self, _cancel: CancellationToken) -> BoxFuture<'static, Result<(), SeamError>> {
+            Box::pin(async { Ok(()) })
         }
     }
 
@@ -1115,6 +1223,81 @@ mod tests {
             h.rec.calls.lock().unwrap()[1].1,
             Scope::Full { verify: false }
         );
+        h.shutdown.cancel();
+        h.task.await.unwrap();
+    }
+
+    fn full_calls(rec: &Recorder) -> usize {
+        rec.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| matches!(s, Scope::Full { .. }))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn interval_scans_finding_unreported_changes_switch_to_polling() {
+        let mut t = info("t", 1);
+        t.interval = Duration::from_millis(200);
+        let h = harness(vec![t], 0);
+        h.ready.await.unwrap().unwrap();
+        // Every routine scan now finds a change no event reported.
+        *h.rec.full_uploads.lock().unwrap() = 1;
+        let board = h.board.clone();
+        eventually(|| board.snapshot().targets[0].watch.mode == WatchModeState::Polling).await;
+        let reason = board.snapshot().targets[0].watch.reason.clone().unwrap();
+        assert!(reason.contains("no file event"), "{reason}");
+        // The first scan after the first sync is strike one, the next one
+        // is strike two.
+        assert!(full_calls(&h.rec) >= 3);
+        h.shutdown.cancel();
+        h.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn interval_scans_with_events_in_between_keep_events() {
+        let mut t = info("t", 1);
+        t.interval = Duration::from_millis(500);
+        let h = harness(vec![t], 0);
+        h.ready.await.unwrap().unwrap();
+        *h.rec.full_uploads.lock().unwrap() = 1;
+        // Events keep arriving (far more often than the interval), so no
+        // two routine scans ever follow each other without one between.
+        let rec = h.rec.clone();
+        while full_calls(&rec) < 5 {
+            h.watch_tx
+                .send(WatchMsg::Changed {
+                    target: 0,
+                    paths: vec![("/x/a".into(), 1)],
+                })
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let st = h.board.snapshot();
+        assert_eq!(st.targets[0].watch.mode, WatchModeState::Events);
+        h.shutdown.cancel();
+        h.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn partial_event_filesystems_keep_events_and_say_so() {
+        let h = harness(vec![info("t", 1)], 0);
+        h.ready.await.unwrap().unwrap();
+        h.watch_tx
+            .send(WatchMsg::Partial {
+                target: 0,
+                reason: "on nfs: ...".into(),
+            })
+            .await
+            .unwrap();
+        let board = h.board.clone();
+        eventually(|| board.snapshot().targets[0].watch.reason.is_some()).await;
+        let st = board.snapshot();
+        assert_eq!(st.targets[0].watch.mode, WatchModeState::Events);
+        let text = st.render_text(unix_now());
+        assert!(text.contains("events (on nfs: ...)"), "{text}");
         h.shutdown.cancel();
         h.task.await.unwrap();
     }

@@ -21,7 +21,8 @@
 //!     "name": "claude", "direction": "bidirectional", "local_path": "/home/u/.claude",
 //!     "remote": "s3://bucket/acme/widget/dev-a/claude",
 //!     "priority": 1, "interval_secs": 300,
-//!     "watch": { "mode": "events", "reason": null },   // "events" | "polling"
+//!     "watch": { "mode": "events", "reason": null },   // "events" | "polling"; reason:
+//!                                    //  why polling, or what events miss (e.g. on NFS)
 //!     "last_success_at": 1763900030, "last_attempt_at": 1763900030,
 //!     "last_error": null,
 //!     "pending_files": 2, "pending_bytes": 5120, "oldest_pending_at": 1763900040,
@@ -334,12 +335,13 @@ impl DaemonStatus {
                 Some(at) => format!("synced {}", ago(now, at)),
                 None => "never synced".to_string(),
             };
-            let watch = match t.watch.mode {
-                WatchModeState::Events => "events".to_string(),
-                WatchModeState::Polling => match &t.watch.reason {
-                    Some(r) => format!("polling ({r})"),
-                    None => "polling".to_string(),
-                },
+            let mode = match t.watch.mode {
+                WatchModeState::Events => "events",
+                WatchModeState::Polling => "polling",
+            };
+            let watch = match &t.watch.reason {
+                Some(r) => format!("{mode} ({r})"),
+                None => mode.to_string(),
             };
             let _ = writeln!(
                 out,

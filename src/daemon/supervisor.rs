@@ -26,6 +26,10 @@ use crate::spec::{Spec, WatchMode};
 
 use crate::state_dir::{StateDir, StateDirError};
 
+/// How long stopping may spend writing deferred manifests (after the
+/// flush deadline, before the lease release).
+const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How to run a daemon.
 pub struct Options {
     /// `coltecd start`'s pipe, when started by it.
@@ -340,6 +344,22 @@ async fn serve(
             ExitStatus::Failure,
             "stopped before the first sync finished",
         ));
+    }
+    if !ready_pending && !lease_lost.is_cancelled() {
+        // The lease is still renewed here (its worker stops below), so the
+        // gate is open for the deferred manifest writes. Bounded: running
+        // out of time here (the future is dropped) only leaves the dirty
+        // marker, never a manifest that would be trusted while wrong.
+        let finish = backends.sync.finish(CancellationToken::new());
+        match tokio::time::timeout(FINISH_TIMEOUT, finish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "deferred manifest write failed; the remote keeps its dirty marker")
+            }
+            Err(_) => tracing::warn!(
+                "deferred manifest write timed out; the remote keeps its dirty marker"
+            ),
+        }
     }
     for (target, paths) in &unflushed {
         tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");

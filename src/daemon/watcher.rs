@@ -40,6 +40,8 @@ pub(crate) enum WatchMsg {
     Rescan { target: usize, reason: String },
     /// Events are unusable for this target from now on: poll.
     Fallback { target: usize, reason: String },
+    /// Events work but miss some changes (see [`partial_events_fs`]).
+    Partial { target: usize, reason: String },
 }
 
 /// One watched target.
@@ -227,6 +229,43 @@ async fn activate(
     }
 }
 
+/// Filesystems on which inotify reports only the changes made through
+/// this kernel: what another NFS client, the host of a VM's shared folder
+/// or the far side of a FUSE mount changes raises no event. (statfs magic
+/// numbers from `linux/magic.h`; virtiofs and Docker Desktop's file
+/// sharing report FUSE.)
+const PARTIAL_EVENT_FS: &[(u32, &str)] = &[
+    (0x6969, "nfs"),
+    (0xFF53_4D42, "cifs"),
+    (0xFE53_4D42, "smb2"),
+    (0x517B, "smb"),
+    (
+        0x6573_5546,
+        "a FUSE filesystem (sshfs, virtiofs, Docker Desktop file sharing, ...)",
+    ),
+    (0x0102_1997, "9p (a VM shared folder, e.g. WSL2)"),
+    (0x00C3_6400, "ceph"),
+    (0x5346_414F, "afs"),
+    (0x7375_7245, "coda"),
+    (0x4750_4653, "gpfs"),
+];
+
+/// The kind of filesystem `dir` is on, when file events there cover only
+/// local changes.
+fn partial_events_fs(dir: &Path) -> Option<&'static str> {
+    let st = nix::sys::statfs::statfs(dir).ok()?;
+    partial_events_kind(st.filesystem_type().0 as u64)
+}
+
+fn partial_events_kind(magic: u64) -> Option<&'static str> {
+    // The magic is a 32-bit value in a signed or unsigned long.
+    let magic = (magic & 0xFFFF_FFFF) as u32;
+    PARTIAL_EVENT_FS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, name)| *name)
+}
+
 /// Start watching `targets`; runs until `cancel`. A target whose directory
 /// does not exist yet (a bidirectional target before its first restore) is
 /// watched once it appears, and again after it is deleted and re-created.
@@ -277,6 +316,24 @@ pub(crate) async fn run(
             match activate(slot, &raw_tx, &cancel).await {
                 Ok(true) => {
                     *active = true;
+                    // Setting up the watches walked the whole tree.
+                    super::memory::release_freed();
+                    let root = slot.target.root.clone();
+                    let fs = tokio::task::spawn_blocking(move || partial_events_fs(&root))
+                        .await
+                        .ok()
+                        .flatten();
+                    if let Some(fs) = fs {
+                        let _ = out
+                            .send(WatchMsg::Partial {
+                                target: slot.target.index,
+                                reason: format!(
+                                    "on {fs}: changes made from other machines raise no file \
+                                     event and are picked up by the interval scan"
+                                ),
+                            })
+                            .await;
+                    }
                     tracing::info!(target_name = %slot.target.name, root = %slot.target.root.display(), "watching for changes");
                     if !first_round {
                         // It (re)appeared: what is in it now is unknown.
@@ -508,6 +565,20 @@ fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_and_fuse_filesystems_are_known_to_miss_events() {
+        assert_eq!(partial_events_kind(0x6969), Some("nfs"));
+        assert!(partial_events_kind(0x6573_5546).unwrap().contains("FUSE"));
+        // cifs as a sign-extended 32-bit value in a signed long
+        assert_eq!(partial_events_kind(0xFFFF_FFFF_FF53_4D42), Some("cifs"));
+        // ext4, tmpfs, overlayfs (Docker's root): events are complete
+        for local in [0xEF53, 0x0102_1994, 0x794C_7630] {
+            assert_eq!(partial_events_kind(local), None);
+        }
+        // The test machine's temp dir is local.
+        assert_eq!(partial_events_fs(&std::env::temp_dir()), None);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_root_that_appears_later_or_comes_back_is_watched() {

@@ -13,14 +13,26 @@ use crate::lease::{self, AcquireOptions, LeaseSet};
 use crate::remote::WriteGate;
 use crate::spec::Spec;
 use crate::state_dir::StateDir;
-use crate::sync::{Engine, PassObserver, PassReport, PassRequest, PassScope, PlanSummary};
+use crate::sync::{
+    Engine, EngineOptions, PassObserver, PassReport, PassRequest, PassScope, PlanSummary,
+};
+
+/// How often the daemon rewrites a changed target's manifest (a full
+/// listing of the target: ~13 MiB at 100k files). Between rewrites a dirty
+/// marker stops other hosts from trusting it; a restore elsewhere after a
+/// crash pays one HEAD per file changed in this window.
+const MANIFEST_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Acquire the leases (all or nothing) and open the engine for `spec`.
 pub(crate) async fn open(spec: Arc<Spec>, state: &StateDir) -> Result<Backends, SeamError> {
     let leases = lease::acquire(&spec, state, AcquireOptions::default())
         .await
         .map_err(|e| SeamError::from_err(&e))?;
-    let engine = match Engine::open(spec.clone(), state, leases.gate()) {
+    let options = EngineOptions {
+        trust_manifest_on_open: false,
+        manifest_min_interval: Some(MANIFEST_MIN_INTERVAL),
+    };
+    let engine = match Engine::open_with(spec.clone(), state, leases.gate(), options) {
         Ok(e) => e,
         Err(e) => {
             let _ = leases.release().await;
@@ -60,6 +72,16 @@ impl SyncSeam for EngineSeam {
                 .pass_observed(&target, req, &cancel, &Observer(progress))
                 .await
                 .map(outcome)
+                .map_err(|e| SeamError::from_err(&e))
+        })
+    }
+
+    fn finish(&self, cancel: CancellationToken) -> BoxFuture<'static, Result<(), SeamError>> {
+        let engine = self.0.clone();
+        Box::pin(async move {
+            engine
+                .flush_manifests(&cancel)
+                .await
                 .map_err(|e| SeamError::from_err(&e))
         })
     }
