@@ -554,7 +554,7 @@ impl Scheduler {
             }
         });
         if let Some(reason) = missed {
-            self.to_polling(i, reason);
+            self.switch_to_polling(i, reason);
         }
         self.publish();
     }
@@ -586,7 +586,7 @@ impl Scheduler {
                 t.full_at = now;
                 t.routine_full = false;
             }
-            WatchMsg::Fallback { target, reason } => self.to_polling(target, reason),
+            WatchMsg::Fallback { target, reason } => self.switch_to_polling(target, reason),
             WatchMsg::Partial { target, reason } => {
                 let Some(t) = self.targets.get(target) else {
                     return;
@@ -610,7 +610,7 @@ impl Scheduler {
     /// Target `target` gets no (usable) file events from now on: it is
     /// scanned every interval, starting now (changes since the events
     /// stopped are unknown).
-    fn to_polling(&mut self, target: usize, reason: String) {
+    fn switch_to_polling(&mut self, target: usize, reason: String) {
         let Some(t) = self.targets.get_mut(target) else {
             return;
         };
