@@ -137,8 +137,17 @@ fn a_write_is_pushed_via_file_events_and_status_is_healthy() {
         v["uptime_secs"].is_null() || v["started_at"].is_u64(),
         "{v}"
     );
+    // The daemon defers rewriting the manifest (a listing of every file);
+    // until it does, the dirty marker says the manifest is behind.
+    let coltec = remote_dir(&w, "notes").join(".coltec");
+    let manifest = || std::fs::read_to_string(coltec.join("manifest.json")).unwrap_or_default();
+    assert!(coltec.join("manifest.dirty").exists());
+    assert!(!manifest().contains("deep/er/a.md"), "{}", manifest());
     let o = w.run(&["stop"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Stopping wrote it.
+    assert!(manifest().contains("deep/er/a.md"), "{}", manifest());
+    assert!(!coltec.join("manifest.dirty").exists());
     // Stopped: the last status, marked not running; the lease is released.
     let o = w.run(&["status"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
