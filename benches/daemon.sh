@@ -191,8 +191,9 @@ PY
   read -r L G H P D M O <"$work/idle-counts"
   threads=$(ls "/proc/$PID/task" | wc -l)
   # Then a few small edits in the big tree (default debounce): latency and
-  # what each costs on the wire (every pass that changed the remote also
-  # rewrites the target's manifest, .coltec/manifest.json).
+  # what each costs on the wire (the daemon defers rewriting the target's
+  # manifest, .coltec/manifest.json, to every 10 minutes and its stop; the
+  # first change after a rewrite PUTs the .coltec/manifest.dirty marker).
   echo "idle: 3 edits in the $files-file tree" >&2
   before=$(wc -l <"$log")
   big=$(latency "$dir" s3 3) || { echo "latency run failed (big tree)" >&2; exit 1; }
@@ -217,7 +218,7 @@ PY
   read -r L G H P D M O <"$work/edit-counts"
   echo "| 3 small edits afterwards (debounce 2 s): latency min / median / max | $mn / $med / $mx ms |"
   echo "| S3 requests for those 3 edits (plus the benchmark's polling LISTs) | LIST $L, GET $G, HEAD $H, PUT $P, DELETE $D, multipart $M, other $O |"
-  echo "| size of .coltec/manifest.json (rewritten by every pass that changed the remote) | $manifest |"
+  echo "| size of .coltec/manifest.json (written by the first sync; the daemon defers rewrites) | $manifest |"
   echo "| RSS after the edits (VmRSS / peak VmHWM) | $rss2 MiB / $hwm2 MiB |"
   echo
   echo "Requests in the idle window (kind method path status):"
