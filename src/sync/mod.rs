@@ -23,6 +23,17 @@
 //! the remote behind coltecd's back are therefore seen at the next full
 //! reconcile (pull-only targets should be driven with `verify: true`).
 //!
+//! No per-file state stays in memory between passes: a path-scoped pass
+//! reads only the base rows at and under its paths, a full pass loads the
+//! target's rows and drops them at its end.
+//!
+//! The manifest is rewritten after a pass that changed the remote, or, with
+//! [`EngineOptions::manifest_min_interval`] (the daemon), at most that
+//! often, at full reconciles and in [`Engine::flush_manifests`]. Before the
+//! first remote change that makes it stale, `.coltec/manifest.dirty` is
+//! written, and it is removed once the manifest is current again: a host
+//! that finds the marker never trusts the manifest to skip a LIST.
+//!
 //! # Safety
 //!
 //! A first sync (no base) never deletes. A missing local root never causes
