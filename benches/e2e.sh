@@ -8,7 +8,7 @@
 #
 #   --small    1k files + 3 x 8 MiB (quick check) instead of 10k + 3 x 64 MiB
 #   --rps N    coltecd's daemon.max_requests_per_second (default: the spec
-#              default, 100/s; rclone has no request limit by default)
+#              default, 1000/s; rclone has no request limit by default)
 #   --bwlimit  also time a 64 MiB upload with `bwlimit: 10M` (coltecd and
 #              rclone --bwlimit 10M; about 7 s each)
 #
