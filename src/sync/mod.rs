@@ -533,11 +533,14 @@ impl Engine {
             req.scope.clone()
         };
         let mut base = self.pass_base(&t.name, &root, &scope).await?;
-        let local = if root_missing {
+        let mut local = if root_missing {
             LocalSide::default()
         } else {
             gather_local(root.clone(), t.excludes.clone(), scope, base.map.clone()).await?
         };
+        if !req.dry_run {
+            remove_stale_temps(&t.name, std::mem::take(&mut local.stale_temps)).await;
+        }
 
         let mut report = PassReport {
             target: t.name.clone(),
@@ -1004,6 +1007,37 @@ struct LocalSide {
     candidates: BTreeSet<String>,
     problems: Vec<FailedFile>,
     unreadable_dirs: Vec<String>,
+    /// Partial downloads left by a killed process (see [`scan::Scan`]).
+    stale_temps: Vec<PathBuf>,
+}
+
+impl LocalSide {
+    /// Add a walk's findings; its files become candidates.
+    fn absorb(&mut self, s: scan::Scan) {
+        self.candidates.extend(s.entries.keys().cloned());
+        self.entries.extend(s.entries);
+        self.problems.extend(s.problems);
+        self.unreadable_dirs.extend(s.unreadable_dirs);
+        self.stale_temps.extend(s.stale_temps);
+    }
+}
+
+/// Delete the partial downloads a killed process left (never user data:
+/// see [`scan::is_temp_name`]).
+async fn remove_stale_temps(target: &str, paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let target = target.to_string();
+    let _ = tokio::task::spawn_blocking(move || {
+        for p in paths {
+            match std::fs::remove_file(&p) {
+                Ok(()) => tracing::info!(target_name = %target, path = %p.display(), "removed a partial download left by an interrupted run"),
+                Err(e) => tracing::warn!(target_name = %target, path = %p.display(), error = %e, "cannot remove a partial download left by an interrupted run"),
+            }
+        }
+    })
+    .await;
 }
 
 async fn gather_local(
@@ -1014,15 +1048,10 @@ async fn gather_local(
 ) -> Result<LocalSide, SyncError> {
     tokio::task::spawn_blocking(move || match scope {
         PassScope::Full { .. } => {
-            let s = scan::walk(&root, "", &excludes);
-            let mut candidates: BTreeSet<String> = s.entries.keys().cloned().collect();
-            candidates.extend(base.keys().cloned());
-            LocalSide {
-                entries: s.entries,
-                candidates,
-                problems: s.problems,
-                unreadable_dirs: s.unreadable_dirs,
-            }
+            let mut side = LocalSide::default();
+            side.absorb(scan::walk(&root, "", &excludes));
+            side.candidates.extend(base.keys().cloned());
+            side
         }
         // For path-scoped passes the base entries under each path are candidates.
         PassScope::Paths(paths) => gather_paths(&root, &excludes, &paths, &base),
@@ -1043,15 +1072,13 @@ fn gather_paths(
             continue;
         };
         if rel.is_empty() {
-            let s = scan::walk(root, "", excludes);
-            side.candidates.extend(s.entries.keys().cloned());
+            side.absorb(scan::walk(root, "", excludes));
             side.candidates.extend(base.keys().cloned());
-            side.entries.extend(s.entries);
-            side.problems.extend(s.problems);
-            side.unreadable_dirs.extend(s.unreadable_dirs);
             continue;
         }
-        if rel.split('/').next() == Some(scan::RESERVED) {
+        if rel.split('/').next() == Some(scan::RESERVED)
+            || rel.rsplit('/').next().is_some_and(scan::is_temp_name)
+        {
             continue;
         }
         // Base entries at and under this path must be re-checked (a
@@ -1086,11 +1113,7 @@ fn gather_paths(
                 if scan::excluded_with_parents(excludes, &rel, true) {
                     continue;
                 }
-                let s = scan::walk(root, &rel, excludes);
-                side.candidates.extend(s.entries.keys().cloned());
-                side.entries.extend(s.entries);
-                side.problems.extend(s.problems);
-                side.unreadable_dirs.extend(s.unreadable_dirs);
+                side.absorb(scan::walk(root, &rel, excludes));
             }
             Ok(_) => {
                 if scan::excluded_with_parents(excludes, &rel, false) {

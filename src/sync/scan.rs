@@ -96,7 +96,14 @@ pub struct Scan {
     /// Relative paths of directories that could not be read: files under
     /// them must not be treated as deleted.
     pub unreadable_dirs: Vec<String>,
+    /// Download temp files untouched for [`STALE_TEMP_AGE`]: left by a
+    /// process that was killed mid-download.
+    pub stale_temps: Vec<PathBuf>,
 }
+
+/// A download's temp file is written continuously until it is renamed into
+/// place; one this old belongs to no download in flight.
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Walk `root` (which must exist) into a [`Scan`]. `start` is a
 /// '/'-separated relative dir to start from ("" for the whole root).
@@ -151,8 +158,13 @@ pub fn walk(root: &Path, start: &str, excludes: &Excludes) -> Scan {
             if rel_dir.is_empty() && name == RESERVED {
                 continue;
             }
-            // A download's temp file (left by a crash): never user data.
+            // A download's temp file (in flight, or left by a crash): never
+            // user data.
             if is_temp_name(name) {
+                let path = de.path();
+                if is_stale_temp(&path) {
+                    scan.stale_temps.push(path);
+                }
                 continue;
             }
             let path = de.path();
@@ -211,6 +223,17 @@ pub fn is_temp_name(name: &str) -> bool {
             .is_some_and(|(_, n)| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+fn is_stale_temp(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|md| {
+        md.is_file()
+            && md
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= STALE_TEMP_AGE)
+    })
+}
+
 /// Whether `rel` or any of its parent directories is excluded.
 pub fn excluded_with_parents(excludes: &Excludes, rel: &str, is_dir: bool) -> bool {
     let mut prefix = String::new();
@@ -250,5 +273,28 @@ mod tests {
         let l = &scan.entries["a/l"];
         assert_eq!(l.link.as_deref(), Some("b/f.txt"));
         assert_eq!(scan.entries.len(), 2);
+        // A fresh temp file may be a download in flight: not stale.
+        assert!(scan.stale_temps.is_empty());
+    }
+
+    #[test]
+    fn temp_files_untouched_for_an_hour_are_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let old = root.join(".f.txt.coltec-tmp-0123456789abcdef");
+        let fresh = root.join(".g.txt.coltec-tmp-fedcba9876543210");
+        fs::write(&old, "partial").unwrap();
+        fs::write(&fresh, "partial").unwrap();
+        let then =
+            std::time::SystemTime::now() - STALE_TEMP_AGE - std::time::Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        let scan = walk(root, "", &Excludes::default());
+        assert!(scan.entries.is_empty());
+        assert_eq!(scan.stale_temps, vec![old]);
     }
 }

@@ -1006,6 +1006,65 @@ async fn transient_server_errors_are_retried() {
     assert_eq!(remote.read("two/three.txt").await, b"3");
 }
 
+/// A download's temp file left by a `kill -9` is never synced, and once it
+/// is clearly abandoned (untouched for an hour) a pass deletes it; one that
+/// may still be written is left alone, and a dry run deletes nothing.
+#[tokio::test]
+async fn abandoned_download_temp_files_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = Remote::local(tmp.path());
+    let a = side(&remote, &Opts::default());
+    a.write("d/keep.txt", b"k");
+    a.write("d/.keep.txt.coltec-tmp-0123456789abcdef", b"partial");
+    a.write(".top.txt.coltec-tmp-fedcba9876543210", b"in flight");
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(a.root.join("d/.keep.txt.coltec-tmp-0123456789abcdef"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let dry = a
+        .engine
+        .pass(
+            "state",
+            PassRequest {
+                scope: PassScope::Full { verify: false },
+                dry_run: true,
+                allow_mass_delete: false,
+            },
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.plan.upload.files, 1, "{dry:?}");
+    assert!(
+        a.root
+            .join("d/.keep.txt.coltec-tmp-0123456789abcdef")
+            .exists()
+    );
+
+    let r = a.pass(false).await;
+    assert_eq!(r.uploaded, 1);
+    assert_eq!(remote.user_keys(), ["d/keep.txt"]);
+    assert!(
+        !a.root
+            .join("d/.keep.txt.coltec-tmp-0123456789abcdef")
+            .exists()
+    );
+    assert!(a.root.join(".top.txt.coltec-tmp-fedcba9876543210").exists());
+
+    // An event on a temp file itself never makes it user data.
+    let r = a
+        .try_pass(
+            PassScope::Paths(vec![a.root.join(".top.txt.coltec-tmp-fedcba9876543210")]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(r.plan.is_empty(), "{r:?}");
+}
+
 #[tokio::test]
 async fn dry_run_changes_nothing() {
     let remote = Remote::s3("dry");
