@@ -231,9 +231,10 @@ async fn activate(
 
 /// Filesystems on which inotify reports only the changes made through
 /// this kernel: what another NFS client, the host of a VM's shared folder
-/// or the far side of a FUSE mount changes raises no event. (statfs magic
-/// numbers from `linux/magic.h`; virtiofs and Docker Desktop's file
-/// sharing report FUSE.)
+/// or the far side of a FUSE mount changes raises no event (unless the
+/// platform forwards events itself, as Docker Desktop does for its bind
+/// mounts). statfs magic numbers from `linux/magic.h`; virtiofs reports
+/// FUSE.
 const PARTIAL_EVENT_FS: &[(u32, &str)] = &[
     (0x6969, "nfs"),
     (0xFF53_4D42, "cifs"),
@@ -241,7 +242,7 @@ const PARTIAL_EVENT_FS: &[(u32, &str)] = &[
     (0x517B, "smb"),
     (
         0x6573_5546,
-        "a FUSE filesystem (sshfs, virtiofs, Docker Desktop file sharing, ...)",
+        "a FUSE filesystem (sshfs, rclone mount, virtiofs, ...)",
     ),
     (0x0102_1997, "9p (a VM shared folder, e.g. WSL2)"),
     (0x00C3_6400, "ceph"),
@@ -328,8 +329,8 @@ pub(crate) async fn run(
                             .send(WatchMsg::Partial {
                                 target: slot.target.index,
                                 reason: format!(
-                                    "on {fs}: changes made from other machines raise no file \
-                                     event and are picked up by the interval scan"
+                                    "on {fs}: changes made outside this machine may raise no file \
+                                     event; the interval scan picks them up"
                                 ),
                             })
                             .await;
