@@ -951,10 +951,10 @@ impl<'a> Exec<'a> {
         &self,
         base: &BTreeMap<String, BaseEntry>,
     ) -> Result<String, SyncError> {
-        let m = Manifest {
+        let m = remote::ManifestRef {
             version: Manifest::VERSION,
-            writer: self.inner.host.clone(),
-            files: base.clone(),
+            writer: &self.inner.host,
+            files: base,
         };
         let body = serde_json::to_vec(&m).map_err(|e| SyncError::Internal(e.to_string()))?;
         self.gate()?;
