@@ -376,6 +376,31 @@ struct RunState {
     marker: Marker,
 }
 
+impl RunState {
+    /// Write the manifest listing `base` (the target's whole base); it is
+    /// current from now on. Returns its identity.
+    async fn write_manifest(
+        &mut self,
+        exec: &exec::Exec<'_>,
+        base: &BaseMap,
+    ) -> Result<String, SyncError> {
+        let rid = exec.write_manifest(base).await?;
+        self.manifest_dirty = false;
+        self.manifest_written = Some(Instant::now());
+        Ok(rid)
+    }
+
+    /// Remove the dirty marker (the manifest is current), unless it is
+    /// known to be absent.
+    async fn clear_marker(&mut self, exec: &exec::Exec<'_>) -> Result<(), SyncError> {
+        if self.marker != Marker::Absent {
+            exec.delete_dirty_marker().await?;
+            self.marker = Marker::Absent;
+        }
+        Ok(())
+    }
+}
+
 impl Engine {
     /// Open the sync state under `state_dir` and build one operator per target.
     ///
@@ -657,13 +682,10 @@ impl Engine {
                         .pass_base(&t.name, &root, &PassScope::Full { verify: false })
                         .await?;
                 }
-                manifest_rid = Some(exec.write_manifest(&base.map).await?);
-                run.manifest_dirty = false;
-                run.manifest_written = Some(Instant::now());
+                manifest_rid = Some(run.write_manifest(&exec, &base.map).await?);
             }
-            if !run.manifest_dirty && run.marker != Marker::Absent {
-                exec.delete_dirty_marker().await?;
-                run.marker = Marker::Absent;
+            if !run.manifest_dirty {
+                run.clear_marker(&exec).await?;
             }
         }
         if manifest_rid != meta.manifest_rid {
@@ -819,10 +841,8 @@ impl Engine {
             &NoObserver,
         );
         let base = self.load_base(&t.name).await?;
-        let rid = exec.write_manifest(&base).await?;
+        let rid = run.write_manifest(&exec, &base).await?;
         drop(base);
-        run.manifest_dirty = false;
-        run.manifest_written = Some(Instant::now());
         self.save_meta(
             &t.name,
             state::TargetMeta {
@@ -830,9 +850,7 @@ impl Engine {
             },
         )
         .await?;
-        exec.delete_dirty_marker().await?;
-        run.marker = Marker::Absent;
-        Ok(())
+        run.clear_marker(&exec).await
     }
 
     fn manifest_due(&self, run: &RunState, full: bool) -> bool {
