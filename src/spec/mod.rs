@@ -17,7 +17,9 @@
 //! - `raw`: serde structs of the file as written, and the JSON Schema.
 //! - `keys`: unknown-key detection against that schema.
 //! - `expand`: `${VAR}` expansion and the duration / bwlimit / path parsers.
-//! - `resolve`: raw -> [`Spec`].
+//! - `resolve/`: raw -> [`Spec`] (core, remotes, targets, overlap checks,
+//!   settings).
+//! - `defaults`: every default and limit, in one place.
 //! - `error`: [`SpecError`] and [`Diagnostic`].
 //! - `select`: [`Spec::select`] for `--only NAME`.
 //!
@@ -36,8 +38,9 @@
 //!   `us-east-1`; path-style addressing whenever an endpoint is set.
 //! - lease on (ttl 60s, renew every 15s); delete guard 50 files and 25%;
 //!   trash kept 7 days; logs in `logs/` next to the spec; debounce 2s;
-//!   flush deadline 8s; watch `auto`; 100 requests/s.
+//!   flush deadline 8s; watch `auto`; 1000 requests/s.
 
+pub mod defaults;
 mod error;
 mod expand;
 mod filter;
@@ -47,14 +50,14 @@ mod raw;
 mod resolve;
 mod select;
 
+pub use defaults::{
+    DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_PRIORITY, DEFAULT_TRANSFERS, MIN_INTERVAL,
+};
 pub use error::{Diagnostic, SpecError};
 pub use expand::EnvLookup;
 pub use filter::{BadPattern, Excludes, RESERVED_DIR};
 pub use model::*;
-pub use resolve::{
-    DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_MAX_REQUESTS_PER_SECOND,
-    DEFAULT_PRIORITY, DEFAULT_TRANSFERS, MIN_INTERVAL,
-};
 pub use select::UnknownTarget;
 
 use std::path::{Path, PathBuf};

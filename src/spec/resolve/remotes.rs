@@ -1,0 +1,391 @@
+//! Remotes: `s3` (bucket, endpoint, region, credentials from options or the
+//! environment), `local` (a directory) and `crypt` (wrapping another remote,
+//! with the loop check). A remote with errors resolves to `None` so targets
+//! using it do not pile up follow-on errors.
+
+use std::collections::BTreeMap;
+
+use super::{Resolver, unknown_remote_hint};
+use crate::spec::defaults::{CLOUDFLARE_S3_REGION, DEFAULT_S3_REGION};
+use crate::spec::model::*;
+use crate::spec::raw::*;
+
+impl Resolver<'_> {
+    /// Every remote, `None` where it had errors (so targets using it do not
+    /// pile up follow-on errors).
+    pub(super) fn remotes(
+        &mut self,
+        raw: &BTreeMap<String, RawRemote>,
+    ) -> BTreeMap<String, Option<RemoteSpec>> {
+        let mut out = BTreeMap::new();
+        for (name, r) in raw {
+            let before = self.errors.len();
+            let field = format!("persistence.remotes.{name}");
+            let kind = match r.kind.unwrap_or(RawRemoteType::S3) {
+                RawRemoteType::S3 => self.s3_remote(&field, name, r).map(RemoteKind::S3),
+                RawRemoteType::Local => self.local_remote(&field, r).map(RemoteKind::Local),
+                RawRemoteType::Crypt => self
+                    .crypt_remote(&field, name, r, raw)
+                    .map(RemoteKind::Crypt),
+            };
+            let spec = kind
+                .filter(|_| self.errors.len() == before)
+                .map(|kind| RemoteSpec {
+                    name: name.clone(),
+                    kind,
+                });
+            out.insert(name.clone(), spec);
+        }
+        out
+    }
+
+    fn option(&mut self, field: &str, r: &RawRemote, key: &str) -> Option<String> {
+        let v = r.options.0.get(key)?;
+        let f = format!("{field}.options.{key}");
+        let text = match v {
+            NumOrStr::Str(s) => s.clone(),
+            other => other.to_string(),
+        };
+        self.expand(&f, &text).filter(|s| !s.is_empty())
+    }
+
+    fn s3_remote(&mut self, field: &str, name: &str, r: &RawRemote) -> Option<S3Remote> {
+        let bucket = self.s3_bucket(field, name, r)?;
+        let path_prefix =
+            self.key_prefix(&format!("{field}.path_prefix"), r.path_prefix.as_deref());
+        let provider = self.option(field, r, "provider");
+        let endpoint = self.s3_endpoint(field, r);
+        let is_cloudflare = provider
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("cloudflare"));
+        let region = match r.options.0.contains_key("region") {
+            true => self.option(field, r, "region"),
+            false => self.env_first(&["RCLONE_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]),
+        }
+        .unwrap_or_else(|| {
+            if is_cloudflare {
+                CLOUDFLARE_S3_REGION
+            } else {
+                DEFAULT_S3_REGION
+            }
+            .to_string()
+        });
+        let (access_key_id, secret_access_key, session_token) = self.s3_credentials(field, name, r);
+        let path_style = self.s3_path_style(field, r, endpoint.is_some());
+        Some(S3Remote {
+            bucket,
+            path_prefix: path_prefix.unwrap_or_default(),
+            endpoint,
+            region,
+            provider,
+            access_key_id,
+            secret_access_key,
+            session_token,
+            path_style,
+        })
+    }
+
+    /// `bucket`, else `RCLONE_BUCKET`; `None` (reported) when there is none.
+    fn s3_bucket(&mut self, field: &str, name: &str, r: &RawRemote) -> Option<String> {
+        let bucket = match &r.bucket {
+            Some(b) => self.expand(&format!("{field}.bucket"), b),
+            None => self.env_first(&["RCLONE_BUCKET"]),
+        };
+        let bucket = match bucket.filter(|b| !b.is_empty()) {
+            Some(b) => b,
+            None => {
+                if r.bucket.is_none() {
+                    self.err(
+                        format!("{field}.bucket"),
+                        format!("s3 remote `{name}` has no bucket"),
+                        "add `bucket: <name>` to the remote, or set RCLONE_BUCKET in the container's environment",
+                    );
+                } else if self
+                    .errors
+                    .last()
+                    .is_none_or(|d| d.field != format!("{field}.bucket"))
+                {
+                    self.err(
+                        format!("{field}.bucket"),
+                        "is empty",
+                        "set it to the bucket name",
+                    );
+                }
+                return None;
+            }
+        };
+        if bucket.contains('/') {
+            self.err(
+                format!("{field}.bucket"),
+                format!(
+                    "bucket `{}` contains `/`",
+                    r.bucket.as_deref().unwrap_or("$RCLONE_BUCKET")
+                ),
+                "put the bucket name in `bucket` and any key prefix in `path_prefix`",
+            );
+        }
+        Some(bucket)
+    }
+
+    /// `options.endpoint`, else the environment, as an http(s) URL without
+    /// a trailing `/` (`https://` added when no scheme is given).
+    fn s3_endpoint(&mut self, field: &str, r: &RawRemote) -> Option<String> {
+        let endpoint = match r.options.0.contains_key("endpoint") {
+            true => self.option(field, r, "endpoint"),
+            false => self.env_first(&[
+                "RCLONE_S3_ENDPOINT",
+                "AWS_ENDPOINT_URL_S3",
+                "AWS_ENDPOINT_URL",
+            ]),
+        };
+        let endpoint = endpoint.map(|e| {
+            if e.contains("://") {
+                e.trim_end_matches('/').to_string()
+            } else {
+                format!("https://{}", e.trim_end_matches('/'))
+            }
+        });
+        if let Some(e) = &endpoint
+            && (e.contains(char::is_whitespace)
+                || !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            self.err(
+                format!("{field}.options.endpoint"),
+                "is not an http(s) URL",
+                "write the endpoint as `https://<account>.r2.cloudflarestorage.com` or `http://host:port`",
+            );
+        }
+        endpoint
+    }
+
+    /// (access key id, secret access key, session token) from the options,
+    /// else the environment; one key without the other is an error.
+    fn s3_credentials(
+        &mut self,
+        field: &str,
+        name: &str,
+        r: &RawRemote,
+    ) -> (Option<Secret>, Option<Secret>, Option<Secret>) {
+        let cred = |this: &mut Self, key: &str, vars: &[&str]| -> Option<Secret> {
+            match r.options.0.contains_key(key) {
+                true => this.option(field, r, key),
+                false => this.env_first(vars),
+            }
+            .map(Secret::new)
+        };
+        let access_key_id = cred(
+            self,
+            "access_key_id",
+            &["RCLONE_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"],
+        );
+        let secret_access_key = cred(
+            self,
+            "secret_access_key",
+            &["RCLONE_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"],
+        );
+        let session_token = cred(
+            self,
+            "session_token",
+            &["RCLONE_S3_SESSION_TOKEN", "AWS_SESSION_TOKEN"],
+        );
+        if access_key_id.is_some() != secret_access_key.is_some() {
+            let (have, missing) = if access_key_id.is_some() {
+                ("access_key_id", "secret_access_key")
+            } else {
+                ("secret_access_key", "access_key_id")
+            };
+            self.err(
+                format!("{field}.options.{missing}"),
+                format!("remote `{name}` has an {have} but no {missing}"),
+                "set both keys (options or RCLONE_S3_ACCESS_KEY_ID + RCLONE_S3_SECRET_ACCESS_KEY), or neither",
+            );
+        }
+        (access_key_id, secret_access_key, session_token)
+    }
+
+    /// `options.force_path_style`; default: path style whenever an endpoint is set.
+    fn s3_path_style(&mut self, field: &str, r: &RawRemote, has_endpoint: bool) -> bool {
+        match r.options.0.get("force_path_style") {
+            None => has_endpoint,
+            Some(NumOrStr::Bool(b)) => *b,
+            Some(NumOrStr::Str(s)) if s.eq_ignore_ascii_case("true") => true,
+            Some(NumOrStr::Str(s)) if s.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                self.err(
+                    format!("{field}.options.force_path_style"),
+                    format!("`{v}` is not true or false"),
+                    "write `force_path_style: true` or `false`",
+                );
+                has_endpoint
+            }
+        }
+    }
+
+    /// A `/`-separated key prefix: `${VAR}` expanded, no `..`, no empty segments.
+    fn key_prefix(&mut self, field: &str, raw: Option<&str>) -> Option<String> {
+        let raw = raw?;
+        let v = self.expand(field, raw)?;
+        self.clean_key(field, raw, &v)
+    }
+
+    /// `v` is the expanded value; messages quote `raw`, what the user wrote.
+    pub(super) fn clean_key(&mut self, field: &str, raw: &str, v: &str) -> Option<String> {
+        let segs: Vec<&str> = v
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        if segs.contains(&"..") {
+            self.err(
+                field,
+                format!("`{raw}` contains `..`"),
+                "remote paths cannot climb out of their prefix; remove the `..`",
+            );
+            return None;
+        }
+        Some(segs.join("/"))
+    }
+
+    fn local_remote(&mut self, field: &str, r: &RawRemote) -> Option<LocalRemote> {
+        if r.bucket.is_some() || !r.options.0.is_empty() {
+            self.warn(
+                field,
+                "`bucket` and `options` do not apply to a local remote and are ignored",
+                "remove them; `path_prefix` is the remote's root directory",
+            );
+        }
+        let root = match &r.path_prefix {
+            Some(p) => self.local_path(&format!("{field}.path_prefix"), p)?,
+            None => self.spec_dir.clone(),
+        };
+        Some(LocalRemote { root })
+    }
+
+    fn crypt_remote(
+        &mut self,
+        field: &str,
+        name: &str,
+        r: &RawRemote,
+        all: &BTreeMap<String, RawRemote>,
+    ) -> Option<CryptRemote> {
+        let wrap = self.crypt_wrap(field, name, r, all);
+        let Some(c) = &r.crypt else {
+            self.err(
+                format!("{field}.crypt"),
+                format!("crypt remote `{name}` has no crypt settings"),
+                "add `crypt: {password_env: <VAR holding the password>, password2_env: <VAR holding the salt>}`",
+            );
+            return None;
+        };
+        let wrap_path = match &r.wrap_path {
+            Some(p) => self.key_prefix(&format!("{field}.wrap_path"), Some(p))?,
+            None => String::new(),
+        };
+        let password = (self.env)(&c.password_env)
+            .filter(|v| !v.is_empty())
+            .map(Secret::new);
+        if password.is_none() {
+            self.warn(
+                format!("{field}.crypt.password_env"),
+                format!(
+                    "{} is not set, so targets on crypt remote `{name}` cannot be synced",
+                    c.password_env
+                ),
+                format!("set {} in the container's environment", c.password_env),
+            );
+        }
+        let salt = c
+            .password2_env
+            .as_ref()
+            .and_then(|v| (self.env)(v))
+            .filter(|v| !v.is_empty())
+            .map(Secret::new);
+        Some(CryptRemote {
+            wrap_remote: wrap?,
+            wrap_path,
+            password,
+            salt,
+            filename_encryption: match c
+                .filename_encryption
+                .unwrap_or(RawFilenameEncryption::Standard)
+            {
+                RawFilenameEncryption::Standard => "standard",
+                RawFilenameEncryption::Obfuscate => "obfuscate",
+                RawFilenameEncryption::Off => "off",
+            }
+            .to_string(),
+            directory_name_encryption: c.directory_name_encryption.unwrap_or(true),
+        })
+    }
+
+    /// The remote a crypt remote wraps: it must exist, and the chain of
+    /// crypt remotes must end (a loop is reported once, at its smallest member).
+    fn crypt_wrap(
+        &mut self,
+        field: &str,
+        name: &str,
+        r: &RawRemote,
+        all: &BTreeMap<String, RawRemote>,
+    ) -> Option<String> {
+        match &r.wrap_remote {
+            None => {
+                self.err(
+                    format!("{field}.wrap_remote"),
+                    format!("crypt remote `{name}` has no wrap_remote"),
+                    "set `wrap_remote:` to the name of the s3 or local remote it stores its encrypted files in",
+                );
+                None
+            }
+            Some(w) if w == name => {
+                self.err(
+                    format!("{field}.wrap_remote"),
+                    format!("crypt remote `{name}` wraps itself"),
+                    "point `wrap_remote:` at an s3 or local remote",
+                );
+                None
+            }
+            Some(w) if !all.contains_key(w) => {
+                let names: Vec<&str> = all.keys().map(String::as_str).collect();
+                self.err(
+                    format!("{field}.wrap_remote"),
+                    format!("remote `{w}` is not defined in persistence.remotes"),
+                    unknown_remote_hint(w, &names),
+                );
+                None
+            }
+            Some(w) => {
+                // Follow the chain; report a loop once, at its smallest member.
+                let mut chain = vec![name.to_string()];
+                let mut cur = w.clone();
+                let mut looped = false;
+                while let Some(next) = all.get(&cur) {
+                    if chain.contains(&cur) {
+                        looped = cur == name;
+                        break;
+                    }
+                    chain.push(cur.clone());
+                    match (next.kind, &next.wrap_remote) {
+                        (Some(RawRemoteType::Crypt), Some(n)) => cur = n.clone(),
+                        _ => break,
+                    }
+                }
+                if looped {
+                    let members = &chain;
+                    if members.iter().min().is_some_and(|m| m == name) {
+                        chain.push(name.to_string());
+                        self.err(
+                            format!("{field}.wrap_remote"),
+                            format!(
+                                "crypt remotes wrap each other in a loop: {}",
+                                chain.join(" -> ")
+                            ),
+                            "make the innermost crypt remote wrap an s3 or local remote",
+                        );
+                    }
+                    None
+                } else {
+                    Some(w.clone())
+                }
+            }
+        }
+    }
+}
