@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::record::write_private;
+use super::private_file::write_private;
 
 const FILE: &str = "lease-observations.json";
 /// Enough for every prefix of a spec plus their ancestors, many times over.

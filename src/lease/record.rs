@@ -1,21 +1,12 @@
-//! What a lease object says (the JSON stored at `<prefix>/.coltec/lease.json`),
-//! the nested-prefix markers, and who "we" are.
+//! What a lease object says: the JSON stored at `<prefix>/.coltec/lease.json`.
 //!
 //! The timestamps in a record are for humans only: no expiry decision reads
-//! them (see the module doc of [`crate::lease`]). Identity is the pair
-//! (lease id kept in the local state dir, container id): a restarted
-//! container finds both unchanged and reclaims its own lease at once, while
-//! a different container with the same host name has neither.
+//! them (see the module doc of [`crate::lease`]). Who wrote a record is
+//! judged by [`super::identity::Identity`].
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-
-use super::error::LeaseError;
 
 /// Bumped when the record layout changes incompatibly.
 pub const RECORD_FORMAT: u32 = 1;
@@ -98,176 +89,8 @@ fn short(id: &str) -> &str {
     }
 }
 
-/// Written under every ancestor's `.coltec/nested/` by the holder of a
-/// descendant prefix, so the holder of the ancestor can find it with one LIST.
-/// It only says where to look: the truth is the descendant's lease object.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NestedMarker {
-    pub format: u32,
-    /// The descendant prefix, as segments below the store root.
-    pub segments: Vec<String>,
-    pub location: String,
-    pub lease_id: String,
-}
-
-/// Who this process is, as far as leases are concerned.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub lease_id: String,
-    pub host: String,
-    pub container_id: String,
-    pub devcontainer_id: Option<String>,
-    pub slot: Option<String>,
-    pub pid: u32,
-    pub session: String,
-}
-
-const LEASE_ID_FILE: &str = "lease-id";
-
-impl Identity {
-    /// Load the lease id kept in `state_dir` (creating it the first time).
-    pub fn load_or_create(state_dir: &Path) -> Result<Identity, LeaseError> {
-        let path = state_dir.join(LEASE_ID_FILE);
-        let lease_id = match fs::read_to_string(&path) {
-            Ok(s) if is_lease_id(s.trim()) => s.trim().to_string(),
-            Ok(_) | Err(_) => {
-                let id = random_hex();
-                write_private(&path, id.as_bytes()).map_err(|source| LeaseError::StateDir {
-                    path: path.clone(),
-                    source,
-                })?;
-                id
-            }
-        };
-        Ok(Identity {
-            lease_id,
-            host: crate::state_dir::hostname(),
-            container_id: container_id(),
-            devcontainer_id: env_nonempty("DEVCONTAINER_ID")
-                .or_else(|| env_nonempty("CODESPACE_NAME")),
-            slot: env_nonempty("COLTEC_SLOT"),
-            pid: std::process::id(),
-            session: random_hex(),
-        })
-    }
-
-    /// Whether `rec` was written by this container's state dir (own restart).
-    pub fn owns(&self, rec: &LeaseRecord) -> bool {
-        rec.lease_id == self.lease_id && rec.container_id == self.container_id
-    }
-
-    /// Whether `rec` was written by this very process (same session).
-    pub fn wrote(&self, rec: &LeaseRecord) -> bool {
-        rec.session == self.session && rec.lease_id == self.lease_id
-    }
-
-    pub fn record(
-        &self,
-        workspace: &str,
-        location: &str,
-        ttl: Duration,
-        acquired_at: &str,
-        seq: u64,
-    ) -> LeaseRecord {
-        LeaseRecord {
-            format: RECORD_FORMAT,
-            lease_id: self.lease_id.clone(),
-            host: self.host.clone(),
-            container_id: self.container_id.clone(),
-            devcontainer_id: self.devcontainer_id.clone(),
-            slot: self.slot.clone(),
-            pid: self.pid,
-            coltecd_version: env!("CARGO_PKG_VERSION").to_string(),
-            workspace: workspace.to_string(),
-            location: location.to_string(),
-            acquired_at: acquired_at.to_string(),
-            renewed_at: now_rfc3339(),
-            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-            session: self.session.clone(),
-            seq,
-            released: false,
-        }
-    }
-}
-
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-fn is_lease_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// 128 random bits as hex.
-pub fn random_hex() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// Write a small file atomically (temp + rename), owner-only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", &random_hex()[..8]));
-    let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
-}
-
-/// The id of the container we run in: a 64-hex id found in
-/// `/proc/self/cgroup` (cgroup v1, or v2 with a container-scoped path) or in
-/// `/proc/self/mountinfo` (docker bind-mounts `/etc/hostname` from
-/// `.../containers/<id>/hostname`), else `$HOSTNAME`, else the host name.
-pub fn container_id() -> String {
-    for file in ["/proc/self/cgroup", "/proc/self/mountinfo"] {
-        if let Ok(text) = fs::read_to_string(file)
-            && let Some(id) = find_container_id(&text)
-        {
-            return id;
-        }
-    }
-    env_nonempty("HOSTNAME").unwrap_or_else(crate::state_dir::hostname)
-}
-
-fn find_container_id(text: &str) -> Option<String> {
-    for line in text.lines() {
-        // Only paths that name a container runtime; a bare 64-hex token
-        // elsewhere (e.g. an overlay layer digest) is not a container id.
-        let interesting = [
-            "docker",
-            "containers/",
-            "cri-containerd",
-            "crio-",
-            "libpod",
-            "kubepods",
-        ]
-        .iter()
-        .any(|m| line.contains(m));
-        if !interesting {
-            continue;
-        }
-        for token in line.split(|c: char| !c.is_ascii_hexdigit()) {
-            if token.len() == 64 {
-                return Some(token.to_ascii_lowercase());
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -275,33 +98,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn container_id_from_cgroup_v1_and_mountinfo() {
-        let id = "a".repeat(64);
-        let cg = format!("12:pids:/docker/{id}\n0::/\n");
-        assert_eq!(find_container_id(&cg), Some(id.clone()));
-        let mi = format!(
-            "612 590 254:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4 /dev/vda1 rw\n"
+    fn records_round_trip_and_unknown_fields_are_ignored() {
+        let rec = LeaseRecord {
+            format: RECORD_FORMAT,
+            lease_id: "0123456789abcdef0123456789abcdef".into(),
+            host: "h".into(),
+            container_id: "c".repeat(64),
+            devcontainer_id: None,
+            slot: None,
+            pid: 1,
+            coltecd_version: "0".into(),
+            workspace: "o/p/e".into(),
+            location: "s3://b/p".into(),
+            acquired_at: "t".into(),
+            renewed_at: "t".into(),
+            ttl_ms: 60_000,
+            session: "s".into(),
+            seq: 3,
+            released: false,
+        };
+        assert_eq!(LeaseRecord::parse(&rec.to_bytes()), Some(rec.clone()));
+        let mut v: serde_json::Value = serde_json::from_slice(&rec.to_bytes()).unwrap();
+        v["from_the_future"] = serde_json::json!(1);
+        assert_eq!(
+            LeaseRecord::parse(&serde_json::to_vec(&v).unwrap()),
+            Some(rec)
         );
-        assert_eq!(find_container_id(&mi), Some(id.clone()));
-        let scope = format!("0::/system.slice/docker-{id}.scope\n");
-        assert_eq!(find_container_id(&scope), Some(id));
-        assert_eq!(find_container_id("0::/\n"), None);
-    }
-
-    #[test]
-    fn lease_id_is_kept_in_state_dir() {
-        let tmp = tempfile::tempdir().unwrap();
-        let a = Identity::load_or_create(tmp.path()).unwrap();
-        let b = Identity::load_or_create(tmp.path()).unwrap();
-        assert_eq!(a.lease_id, b.lease_id);
-        assert_ne!(a.session, b.session);
-        let other = tempfile::tempdir().unwrap();
-        let c = Identity::load_or_create(other.path()).unwrap();
-        assert_ne!(a.lease_id, c.lease_id);
-        let rec = a.record("o/p/e", "s3://b/p", Duration::from_secs(60), "t", 0);
-        assert!(b.owns(&rec));
-        assert!(!b.wrote(&rec));
-        assert!(!c.owns(&rec));
-        assert_eq!(LeaseRecord::parse(&rec.to_bytes()), Some(rec));
     }
 }

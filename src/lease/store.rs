@@ -25,7 +25,7 @@ use std::time::Duration;
 use opendal::{ErrorKind, Operator};
 
 use super::error::LeaseError;
-use super::record::random_hex;
+use super::identity::random_hex;
 use crate::spec::{Location, RemoteSpec};
 
 /// Where lease objects of one remote live.
@@ -52,21 +52,6 @@ impl Prefix {
         let mut v = self.0.clone();
         v.extend(names.iter().map(|s| s.to_string()));
         Prefix(v)
-    }
-
-    /// A single path segment naming `self` relative to `ancestor`.
-    pub fn marker_name(&self, ancestor: &Prefix) -> String {
-        let rel = self.0[ancestor.0.len().min(self.0.len())..].join("/");
-        let mut out = String::new();
-        for c in rel.chars() {
-            match c {
-                '%' => out.push_str("%25"),
-                '/' => out.push_str("%2F"),
-                c => out.push(c),
-            }
-        }
-        out.push_str(".json");
-        out
     }
 
     pub fn is_strictly_inside(&self, other: &Prefix) -> bool {
@@ -698,13 +683,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefixes_and_marker_names() {
+    fn prefixes_and_ancestors() {
         let p = Prefix(vec!["a".into(), "b".into(), "c%d".into()]);
         let anc = p.ancestors();
         assert_eq!(anc.len(), 3);
         assert_eq!(anc[0], Prefix(vec!["a".into(), "b".into()]));
         assert_eq!(anc[2], Prefix(vec![]));
-        assert_eq!(p.marker_name(&anc[1]), "b%2Fc%25d.json");
         assert!(p.is_strictly_inside(&anc[2]));
         assert!(!p.is_strictly_inside(&p));
         let local = Store::prefix_of(&Location::Local {

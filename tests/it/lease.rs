@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coltecd::error::{ExitStatus, HasExitStatus};
-use coltecd::lease::{self, AcquireOptions, LeaseError, LeaseSet, LeaseState};
+use coltecd::lease::{self, AcquireOptions, HoldState, LeaseError, LeaseSet};
 use coltecd::spec::{
     BwLimit, DaemonSettings, Direction, Excludes, LeaseSettings, LocalRemote, RemoteKind,
     RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
@@ -455,7 +455,7 @@ async fn lease_off_holds_nothing_and_says_so() {
     let set = take(&spec, &container()).await.unwrap();
     let snap = set.snapshot();
     assert_eq!(snap.len(), 1);
-    assert_eq!(snap[0].state, LeaseState::Off);
+    assert_eq!(snap[0].state, HoldState::Off);
     assert!(set.gate().is_open());
     assert!(s3::list_keys(&bucket, "").is_empty());
     // Another container is not stopped either.
@@ -490,7 +490,7 @@ async fn break_force_takes_over_and_reports_previous_holder() {
         .unwrap();
     assert!(matches!(res, Err(LeaseError::TakenOver { .. })), "{res:?}");
     assert!(!gate.is_open());
-    assert_eq!(holder.snapshot()[0].state, LeaseState::Lost);
+    assert_eq!(holder.snapshot()[0].state, HoldState::Lost);
     // The broken lease is free for the breaker's next start.
     let mine = take(&spec, &b).await.unwrap();
     // Releasing the taken-over set must not touch the new holder's lease.
@@ -559,7 +559,7 @@ async fn fencing_when_cut_off_and_never_writes_after_takeover() {
         .await
         .expect("gate closes when renewals fail");
     let snap = holder.snapshot();
-    assert_eq!(snap[0].state, LeaseState::Lost, "{snap:?}");
+    assert_eq!(snap[0].state, HoldState::Lost, "{snap:?}");
 
     // A competitor waits out the TTL (refused first), then takes over.
     let b = container();
@@ -622,12 +622,12 @@ async fn short_outage_fences_then_resumes_with_new_generation() {
     }
     assert!(gate.is_open(), "{:?}", holder.snapshot());
     assert!(gate.generation() > generation);
-    assert_eq!(holder.snapshot()[0].state, LeaseState::Held);
+    assert_eq!(holder.snapshot()[0].state, HoldState::Held);
     cancel.cancel();
     maintain.await.unwrap().unwrap();
     holder.release().await.unwrap();
     assert!(!gate.is_open());
-    assert_eq!(holder.snapshot()[0].state, LeaseState::Released);
+    assert_eq!(holder.snapshot()[0].state, HoldState::Released);
 }
 
 #[tokio::test]

@@ -1,0 +1,225 @@
+//! Nested prefixes: `a/b` and `a/b/c` conflict too.
+//!
+//! After creating its lease, a holder writes a marker
+//! `A/.coltec/nested/<rel>@<lease id>.json` under every ancestor `A`
+//! ([`NestedMarker`]), then reads the lease object of every ancestor
+//! (bounded by depth), then LISTs its own `.coltec/nested/` and reads the
+//! lease of each descendant found there. Of two racing nested acquirers at
+//! least one sees the other (each writes before it reads). The marker name
+//! is encoded and decoded here only ([`marker_name`], [`decode_marker_name`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{HeldBy, LeaseError};
+use super::observe::Staleness;
+use super::record::{LeaseRecord, RECORD_FORMAT};
+use super::set::{LeaseSet, LeasedPrefix};
+use super::store::Prefix;
+
+/// Written under every ancestor's `.coltec/nested/` by the holder of a
+/// descendant prefix, so the holder of the ancestor can find it with one LIST.
+/// It only says where to look: the truth is the descendant's lease object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NestedMarker {
+    pub format: u32,
+    /// The descendant prefix, as segments below the store root.
+    pub segments: Vec<String>,
+    pub location: String,
+    pub lease_id: String,
+}
+
+impl LeaseSet {
+    /// Our markers under every ancestor's `.coltec/nested/`.
+    pub(super) async fn write_markers(&self, i: usize, t: Duration) -> Result<(), LeaseError> {
+        let leased = &self.inner.prefixes[i];
+        let id = &self.identity().lease_id;
+        for anc in leased.ancestors() {
+            let key = marker_key(&leased.prefix, &anc, id);
+            let marker = NestedMarker {
+                format: RECORD_FORMAT,
+                segments: leased.prefix.0.clone(),
+                location: leased.location.clone(),
+                lease_id: id.clone(),
+            };
+            let body = serde_json::to_vec_pretty(&marker).unwrap_or_default();
+            match leased.store.put(&key, body, t).await {
+                Err(e) if leased.tolerable(&anc, &e) => {
+                    tracing::warn!(location = %leased.store.display(&anc), error = %e, "cannot mark this enclosing prefix (outside the remote's path_prefix); a holder there will not see this lease");
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove our markers (best effort: a stale marker only costs one read).
+    pub(super) async fn delete_markers(&self, i: usize, t: Duration) {
+        let leased = &self.inner.prefixes[i];
+        let id = &self.identity().lease_id;
+        for anc in leased.ancestors() {
+            let key = marker_key(&leased.prefix, &anc, id);
+            if let Err(e) = leased.store.delete(&key, t).await {
+                tracing::debug!(error = %e, "cannot delete a nested-prefix marker");
+            }
+        }
+    }
+
+    /// The nested check for every leased prefix: any live holder of an enclosing or
+    /// nested prefix is a conflict.
+    pub(super) async fn check_nested_all(&self, t: Duration) -> Result<(), LeaseError> {
+        for i in 0..self.inner.prefixes.len() {
+            self.check_nested(i, t).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_nested(&self, i: usize, t: Duration) -> Result<(), LeaseError> {
+        let leased = &self.inner.prefixes[i];
+        let ours: Vec<&Prefix> = self.inner.prefixes.iter().map(|s| &s.prefix).collect();
+        // Enclosing prefixes: one read each, bounded by depth.
+        for anc in leased.ancestors() {
+            if ours.contains(&&anc) {
+                continue;
+            }
+            match self.check_foreign(leased, &anc, t).await {
+                Err(e) if leased.tolerable(&anc, &e) => {
+                    tracing::warn!(location = %leased.store.display(&anc), error = %e, "cannot check for a lease on this enclosing prefix (outside the remote's path_prefix)");
+                }
+                other => other?,
+            }
+        }
+        // Nested prefixes: one LIST of our own marker folder.
+        let names = leased.store.list(&marker_dir(&leased.prefix), t).await?;
+        let mut descendants: Vec<Prefix> = Vec::new();
+        for name in names {
+            let Some(rel) = decode_marker_name(&name) else {
+                continue;
+            };
+            let mut segs = leased.prefix.0.clone();
+            segs.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+            let d = Prefix(segs);
+            if d.is_strictly_inside(&leased.prefix)
+                && !ours.contains(&&d)
+                && !descendants.contains(&d)
+            {
+                descendants.push(d);
+            }
+        }
+        for d in descendants {
+            self.check_foreign(leased, &d, t).await?;
+        }
+        Ok(())
+    }
+
+    /// Fail if `other` (an ancestor or descendant of `leased`) is held live by
+    /// someone else.
+    async fn check_foreign(
+        &self,
+        leased: &LeasedPrefix,
+        other: &Prefix,
+        t: Duration,
+    ) -> Result<(), LeaseError> {
+        let key = other.child(&[".coltec", "lease.json"]);
+        let Some((etag, bytes)) = leased.store.read(&key, t).await? else {
+            return Ok(());
+        };
+        let rec = LeaseRecord::parse(&bytes);
+        if let Some(r) = &rec
+            && (r.released || self.identity().owns(r))
+        {
+            return Ok(());
+        }
+        let held = leased.store.display(other);
+        match self.judge(&held, &etag, rec.as_ref()) {
+            (Staleness::Stale { unchanged_for }, _) => {
+                tracing::warn!(location = %held, unchanged_secs = unchanged_for.as_secs(), "ignoring a stale lease on an overlapping prefix");
+                Ok(())
+            }
+            (
+                Staleness::Live {
+                    unchanged_for,
+                    stale_in,
+                },
+                ttl,
+            ) => Err(LeaseError::HeldElsewhere(Box::new(HeldBy {
+                wanted: leased.location.clone(),
+                held,
+                record: rec,
+                unchanged_for,
+                stale_in,
+                ttl,
+            }))),
+        }
+    }
+}
+
+/// The folder of markers under `ancestor`.
+fn marker_dir(ancestor: &Prefix) -> Prefix {
+    ancestor.child(&[".coltec", "nested"])
+}
+
+/// The key of `prefix`'s marker (written by lease `lease_id`) under `ancestor`.
+fn marker_key(prefix: &Prefix, ancestor: &Prefix, lease_id: &str) -> Prefix {
+    marker_dir(ancestor).child(&[&marker_name(prefix, ancestor, lease_id)])
+}
+
+/// `<rel>@<lease id>.json`, a single path segment: `rel` is `prefix`
+/// relative to `ancestor`, with `%` written `%25` and `/` written `%2F`.
+fn marker_name(prefix: &Prefix, ancestor: &Prefix, lease_id: &str) -> String {
+    let rel = prefix.0[ancestor.0.len().min(prefix.0.len())..].join("/");
+    let mut out = String::new();
+    for c in rel.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out.push('@');
+    out.push_str(lease_id);
+    out.push_str(".json");
+    out
+}
+
+/// [`marker_name`] -> `rel`; `None` for anything else (or a `rel` that is
+/// empty or climbs with `..`).
+fn decode_marker_name(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".json")?;
+    let (enc, _id) = stem.rsplit_once('@')?;
+    let rel = enc.replace("%2F", "/").replace("%25", "%");
+    if rel.is_empty() || rel.split('/').any(|s| s == "..") {
+        return None;
+    }
+    Some(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_names_round_trip() {
+        let p = Prefix(vec!["a".into(), "b".into(), "c%x@y".into()]);
+        let anc = Prefix(vec!["a".into()]);
+        let name = marker_name(&p, &anc, "abc");
+        assert_eq!(name, "b%2Fc%25x@y@abc.json");
+        assert_eq!(decode_marker_name(&name).as_deref(), Some("b/c%x@y"));
+        let tricky = Prefix(vec!["a".into(), "%2F".into()]);
+        let name = marker_name(&tricky, &anc, "abc");
+        assert_eq!(decode_marker_name(&name).as_deref(), Some("%2F"));
+        assert_eq!(
+            marker_key(&p, &anc, "abc"),
+            Prefix(vec![
+                "a".into(),
+                ".coltec".into(),
+                "nested".into(),
+                "b%2Fc%25x@y@abc.json".into()
+            ])
+        );
+        assert_eq!(decode_marker_name("junk"), None);
+        assert_eq!(decode_marker_name("@abc.json"), None);
+        assert_eq!(decode_marker_name("..%2Fx@abc.json"), None);
+    }
+}
