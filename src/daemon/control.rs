@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::scheduler::{SchedulerCommand, TargetSynced};
 use super::status::DaemonStatus;
 use crate::error::{ExitStatus, HasExitStatus};
 use crate::state_dir::StateDir;
@@ -159,12 +160,6 @@ pub fn sync_now(state_dir: &StateDir) -> Result<Vec<SyncNowOutcome>, ControlErro
     }
 }
 
-/// A request the supervisor must handle, with the channel for its answer.
-pub(crate) struct Command {
-    pub req: Request,
-    pub reply: oneshot::Sender<Response>,
-}
-
 /// Bind the socket (replacing a stale one: the caller holds the state-dir
 /// lock, so no live daemon can own it) with owner-only permissions.
 pub(crate) fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
@@ -180,12 +175,12 @@ pub(crate) fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Answer `Status` from `status` directly; hand everything else to the
-/// supervisor over `commands`. Returns when `cancel` fires; every
+/// scheduler over `commands`. Returns when `cancel` fires; every
 /// connection task is tracked and joined.
 pub(crate) async fn serve(
     listener: UnixListener,
     status: Arc<dyn Fn() -> DaemonStatus + Send + Sync>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<SchedulerCommand>,
     cancel: CancellationToken,
 ) {
     let mut conns: JoinSet<()> = JoinSet::new();
@@ -229,7 +224,7 @@ pub(crate) async fn serve(
 async fn handle(
     stream: tokio::net::UnixStream,
     status: Arc<dyn Fn() -> DaemonStatus + Send + Sync>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<SchedulerCommand>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
@@ -248,23 +243,56 @@ async fn handle(
         Ok(Request::Status) => Response::Status {
             status: Box::new(status()),
         },
-        Ok(req) => {
-            let (tx, rx) = oneshot::channel();
-            if commands.send(Command { req, reply: tx }).await.is_err() {
-                Response::Error {
-                    message: "the daemon is shutting down".into(),
-                }
-            } else {
-                rx.await.unwrap_or(Response::Error {
-                    message: "the daemon is shutting down".into(),
+        Ok(Request::SyncNow) => {
+            let (reply, rx) = oneshot::channel();
+            ask(&commands, SchedulerCommand::SyncNow { reply }, rx)
+                .await
+                .map(|outcomes| Response::Synced {
+                    outcomes: outcomes.into_iter().map(SyncNowOutcome::from).collect(),
                 })
-            }
+                .unwrap_or_else(shutting_down)
+        }
+        Ok(Request::Stop) => {
+            let (reply, rx) = oneshot::channel();
+            ask(&commands, SchedulerCommand::Stop { reply }, rx)
+                .await
+                .map(|pid| Response::Stopping { pid })
+                .unwrap_or_else(shutting_down)
         }
     };
     let mut out = serde_json::to_string(&response).map_err(std::io::Error::other)?;
     out.push('\n');
     write.write_all(out.as_bytes()).await?;
     write.shutdown().await
+}
+
+/// Send `cmd` to the scheduler and wait for its answer on `rx`; `None`
+/// when it is gone (shutting down).
+async fn ask<T>(
+    commands: &mpsc::Sender<SchedulerCommand>,
+    cmd: SchedulerCommand,
+    rx: oneshot::Receiver<T>,
+) -> Option<T> {
+    commands.send(cmd).await.ok()?;
+    rx.await.ok()
+}
+
+fn shutting_down() -> Response {
+    Response::Error {
+        message: "the daemon is shutting down".into(),
+    }
+}
+
+impl From<TargetSynced> for SyncNowOutcome {
+    fn from(t: TargetSynced) -> SyncNowOutcome {
+        SyncNowOutcome {
+            target: t.target,
+            error: t.error,
+            uploaded: t.uploaded,
+            downloaded: t.downloaded,
+            failed: t.failed,
+        }
+    }
 }
 
 #[allow(unused_imports)]
@@ -285,7 +313,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (tx, mut rx) = mpsc::channel::<Command>(4);
+        let (tx, mut rx) = mpsc::channel::<SchedulerCommand>(4);
         let cancel = CancellationToken::new();
         let now = super::super::status::unix_now();
         let snapshot = crate::daemon::status::tests_support::sample(now);
@@ -298,10 +326,20 @@ mod tests {
         ));
         let sup = tokio::spawn(async move {
             while let Some(cmd) = rx.recv().await {
-                let _ = cmd.reply.send(match cmd.req {
-                    Request::Stop => Response::Stopping { pid: 7 },
-                    _ => Response::Synced { outcomes: vec![] },
-                });
+                match cmd {
+                    SchedulerCommand::Stop { reply } => {
+                        let _ = reply.send(7);
+                    }
+                    SchedulerCommand::SyncNow { reply } => {
+                        let _ = reply.send(vec![TargetSynced {
+                            target: "t".into(),
+                            error: None,
+                            uploaded: 2,
+                            downloaded: 1,
+                            failed: 0,
+                        }]);
+                    }
+                }
             }
         });
         let d2 = dir.clone();
@@ -321,7 +359,18 @@ mod tests {
             }
         );
         assert_eq!(got.1, Response::Stopping { pid: 7 });
-        assert_eq!(got.2, Response::Synced { outcomes: vec![] });
+        assert_eq!(
+            got.2,
+            Response::Synced {
+                outcomes: vec![SyncNowOutcome {
+                    target: "t".into(),
+                    error: None,
+                    uploaded: 2,
+                    downloaded: 1,
+                    failed: 0,
+                }]
+            }
+        );
         cancel.cancel();
         server.await.unwrap();
         sup.await.unwrap();

@@ -5,7 +5,8 @@
 //!
 //! - [`supervisor`]: one daemon's life: lock, pidfile, leases, workers,
 //!   readiness, graceful stop.
-//! - `scheduler`: debounce, interval safety net, priority, flush.
+//! - [`scheduler`]: debounce, interval safety net, priority, flush, the
+//!   status board.
 //! - `watcher`: notify (inotify) per directory, fallback to polling.
 //! - [`control`]: the unix control socket (`Status`, `SyncNow`, `Stop`).
 //! - [`status`]: the status model, its JSON shape and text rendering.

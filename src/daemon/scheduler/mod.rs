@@ -1,0 +1,91 @@
+//! The scheduler: decides which target gets a pass when, and flushes on
+//! shutdown.
+//!
+//! Per target it keeps the changed paths reported by the watcher (pending),
+//! the paths of the pass in flight, and when the next full pass is due
+//! (`interval`, the safety net; immediately after start, a queue overflow or
+//! `sync --now`). A target with pending changes is due once no new change
+//! arrived for a quarter of the debounce, and at the latest one debounce
+//! after the first change: a lone edit is on the remote well within the
+//! debounce, and a file written continuously still goes out every debounce.
+//! One pass runs at a time; among due targets the lowest `priority` (then
+//! spec order) goes first. Failed passes keep their paths pending and retry
+//! with a growing backoff.
+//!
+//! On shutdown it stops starting ordinary work and flushes: pending changes
+//! of every target that writes to the remote, by priority, within the flush
+//! deadline; whatever could not be flushed is returned (and logged by path).
+//!
+//! It is driven by its own [`SchedulerCommand`]s, not by the control
+//! socket's wire types: the control socket translates.
+//!
+//! # Layout
+//!
+//! - `event_loop`: [`Scheduler`] and its loop: picking and starting passes,
+//!   file events, commands, reloads, publishing to the board.
+//! - `target`: per-target runtime: pending and in-flight paths, due times,
+//!   backoff, missed-event strikes.
+//! - `outcome`: what a finished pass changes (runtime, log, readiness,
+//!   `sync --now` waiters, board), one function per concern.
+//! - `flush`: the shutdown flush and what stayed unflushed.
+//! - `board`: the live status [`Board`] shared with the control socket and
+//!   the status-file writer.
+//! - `tests`: the whole scheduler against a recording fake seam.
+
+mod board;
+mod event_loop;
+mod flush;
+mod outcome;
+mod target;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub(crate) use board::{Board, initial_target_status};
+pub(crate) use event_loop::Scheduler;
+pub(crate) use flush::Unflushed;
+
+/// Settings that SIGHUP may change.
+#[derive(Debug, Clone)]
+pub(crate) struct Tunables {
+    pub debounce: Duration,
+    pub flush_deadline: Duration,
+    /// Per target, in scheduler order.
+    pub intervals: Vec<Duration>,
+}
+
+/// Static facts about a target.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetInfo {
+    pub name: String,
+    pub priority: u32,
+    pub interval: Duration,
+    pub writes_remote: bool,
+}
+
+/// What others may ask of a running scheduler.
+#[derive(Debug)]
+pub(crate) enum SchedulerCommand {
+    /// A fresh full pass of every target, listing the remote; answered once
+    /// each target has one that started after this command.
+    SyncNow {
+        reply: oneshot::Sender<Vec<TargetSynced>>,
+    },
+    /// Flush and stop: answered with this process's pid, then the shutdown
+    /// fires.
+    Stop { reply: oneshot::Sender<u32> },
+}
+
+/// One target's part of a [`SchedulerCommand::SyncNow`] answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetSynced {
+    pub target: String,
+    /// `None` when the pass succeeded.
+    pub error: Option<String>,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub failed: u64,
+}
