@@ -17,6 +17,7 @@ use opendal::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use super::engine::Inner;
 use super::limits::Dir;
 use super::plan::Action;
 use super::remote::{
@@ -25,7 +26,8 @@ use super::remote::{
 };
 use super::scan::{Kind, LocalEntry};
 use super::state::BaseEntry;
-use super::{FailedFile, Inner, PassObserver, PassReport, SyncError, TargetCtx, localfs};
+use super::target::ServedTarget;
+use super::{FailedFile, PassObserver, PassReport, SyncError, localfs};
 
 /// Multipart part size: S3 needs ≥ 5 MiB parts; memory per upload is
 /// bounded by `CHUNK * UPLOAD_CONCURRENCY` plus one read buffer.
@@ -97,7 +99,7 @@ pub(super) struct Exec<'a> {
     op: opendal::Operator,
     /// Persist base changes while the plan runs (not for restores elsewhere).
     persist: bool,
-    ctx: &'a TargetCtx,
+    ctx: &'a ServedTarget,
     root: PathBuf,
     cancel: &'a CancellationToken,
     observer: &'a dyn PassObserver,
@@ -108,7 +110,7 @@ pub(super) struct Exec<'a> {
 impl<'a> Exec<'a> {
     pub(super) fn new(
         inner: &'a Arc<Inner>,
-        ctx: &'a TargetCtx,
+        ctx: &'a ServedTarget,
         op: opendal::Operator,
         root: PathBuf,
         persist: bool,

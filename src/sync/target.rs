@@ -1,0 +1,108 @@
+//! What the engine holds for each target it serves ([`ServedTarget`]):
+//! its operator (or why it has none), and [`TargetMemory`], what this
+//! process remembers of the target between passes (last full reconcile,
+//! manifest and dirty-marker state), behind a lock that makes passes of
+//! one target run one at a time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use opendal::Operator;
+use tokio::sync::MutexGuard;
+use tokio_util::sync::CancellationToken;
+
+use super::SyncError;
+use super::base::BaseMap;
+use super::exec::Exec;
+use crate::error::ExitStatus;
+use crate::spec::Target;
+
+pub(super) struct ServedTarget {
+    pub(super) target: Target,
+    /// The target's operator, or why it has none (e.g. a crypt remote,
+    /// missing credentials): reported by the target's passes, so one
+    /// unusable target does not stop the others.
+    pub(super) op: Result<Operator, Unavailable>,
+    /// For local remotes: the directory, so stored files get their real
+    /// mtime and mode (what rclone's local backend does too).
+    pub(super) local_dir: Option<PathBuf>,
+    /// S3 carries mtime/mode as user metadata.
+    pub(super) user_metadata: bool,
+    pub(super) memory: tokio::sync::Mutex<TargetMemory>,
+}
+
+/// Why a target has no operator.
+#[derive(Debug, Clone)]
+pub(super) struct Unavailable {
+    pub(super) reason: String,
+    pub(super) status: ExitStatus,
+}
+
+impl ServedTarget {
+    pub(super) fn operator(&self) -> Result<Operator, SyncError> {
+        self.op.clone().map_err(|u| SyncError::Unavailable {
+            target: self.target.name.clone(),
+            reason: u.reason,
+            status: u.status,
+        })
+    }
+
+    /// Wait for this target's other pass (if any) to end; a pass holds the
+    /// guard for its whole run.
+    pub(super) async fn lock(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<MutexGuard<'_, TargetMemory>, SyncError> {
+        tokio::select! {
+            g = self.memory.lock() => Ok(g),
+            _ = cancel.cancelled() => Err(SyncError::Cancelled),
+        }
+    }
+}
+
+/// What this process knows of the target's `.coltec/manifest.dirty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Marker {
+    #[default]
+    Unknown,
+    Present,
+    Absent,
+}
+
+/// What this process remembers of one target between its passes.
+#[derive(Default)]
+pub(super) struct TargetMemory {
+    /// Gate generation of the last full reconcile since open.
+    pub(super) reconciled_gen: Option<u64>,
+    /// The remote changed (or the manifest was found stale) since the
+    /// manifest was last written.
+    pub(super) manifest_dirty: bool,
+    /// When this process last wrote the manifest.
+    pub(super) manifest_written: Option<Instant>,
+    pub(super) marker: Marker,
+}
+
+impl TargetMemory {
+    /// Write the manifest listing `base` (the target's whole base); it is
+    /// current from now on. Returns its identity.
+    pub(super) async fn write_manifest(
+        &mut self,
+        exec: &Exec<'_>,
+        base: &BaseMap,
+    ) -> Result<String, SyncError> {
+        let rid = exec.write_manifest(base).await?;
+        self.manifest_dirty = false;
+        self.manifest_written = Some(Instant::now());
+        Ok(rid)
+    }
+
+    /// Remove the dirty marker (the manifest is current), unless it is
+    /// known to be absent.
+    pub(super) async fn clear_marker(&mut self, exec: &Exec<'_>) -> Result<(), SyncError> {
+        if self.marker != Marker::Absent {
+            exec.delete_dirty_marker().await?;
+            self.marker = Marker::Absent;
+        }
+        Ok(())
+    }
+}
