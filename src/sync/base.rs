@@ -2,18 +2,13 @@
 //! (through [`StateDb`](super::state::StateDb), off the async threads) and
 //! [`PassBase`], the part of them one pass works with.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::local::root_relative;
-use super::state::{BaseEntry, TargetMeta};
+use super::state::{BaseChanges, BaseMap, TargetMeta};
 use super::{Engine, PassScope, SyncError};
-
-pub(super) type BaseMap = BTreeMap<String, BaseEntry>;
-
-/// Base changes a pass made: `None` removes the row.
-pub(super) type BaseChanges = BTreeMap<String, Option<BaseEntry>>;
 
 /// The base entries a pass works with. Nothing of it outlives the pass: an
 /// idle daemon keeps no per-file state in memory (the rows stay in redb).

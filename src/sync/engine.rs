@@ -1,18 +1,13 @@
 //! [`Engine`]: one per process, serving every target of a spec. Opening it
-//! opens the state database and builds each target's operator; it also
-//! owns the manifest flush the daemon runs when it stops.
+//! opens the state database and builds each target's operator.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
 use super::SyncError;
-use super::exec::Exec;
 use super::limits::Limits;
-use super::report::NoObserver;
-use super::state::{StateDb, TargetMeta};
+use super::state::StateDb;
 use super::target::{ServedTarget, TargetMemory, Unavailable};
 use crate::error::HasExitStatus;
 use crate::remote::{WriteGate, target_operator};
@@ -118,57 +113,6 @@ impl Engine {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
-    }
-
-    /// Write the manifest of every target whose remote changed since its
-    /// manifest was last written (see
-    /// [`EngineOptions::manifest_min_interval`]), then remove its dirty
-    /// marker. The daemon calls this when it stops, before releasing the
-    /// lease. Every target is tried; the first error is returned.
-    pub async fn flush_manifests(&self, cancel: &CancellationToken) -> Result<(), SyncError> {
-        let mut first_err = None;
-        for st in self.inner.targets.values() {
-            if let Err(e) = self.flush_manifest(st, cancel).await {
-                tracing::warn!(target_name = %st.target.name, error = %e, "manifest not written");
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    async fn flush_manifest(
-        &self,
-        st: &Arc<ServedTarget>,
-        cancel: &CancellationToken,
-    ) -> Result<(), SyncError> {
-        let t = &st.target;
-        if !t.direction.writes_remote() {
-            return Ok(());
-        }
-        let mut memory = st.lock(cancel).await?;
-        if !memory.manifest_dirty {
-            return Ok(());
-        }
-        let exec = Exec::new(
-            &self.inner,
-            st,
-            st.operator()?,
-            t.local_path.clone(),
-            false,
-            cancel,
-            &NoObserver,
-        );
-        let base = self.load_base(&t.name).await?;
-        let rid = memory.write_manifest(&exec, &base).await?;
-        drop(base);
-        self.save_meta(
-            &t.name,
-            TargetMeta {
-                manifest_rid: Some(rid),
-            },
-        )
-        .await?;
-        memory.clear_marker(&exec).await
     }
 
     /// Whether a dirty manifest is to be rewritten now (see

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::base::BaseMap;
+use super::kind::RESERVED;
 use super::scan::{self, LocalEntry};
+use super::state::BaseMap;
 use super::{FailedFile, PassScope, SyncError};
 use crate::spec::Excludes;
 
@@ -145,7 +146,7 @@ fn gather_path(side: &mut LocalSide, root: &Path, excludes: &Excludes, p: &Path,
         side.candidates.extend(base.keys().cloned());
         return;
     }
-    if rel.split('/').next() == Some(scan::RESERVED)
+    if rel.split('/').next() == Some(RESERVED)
         || rel.rsplit('/').next().is_some_and(scan::is_temp_name)
     {
         return;

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - `engine`: [`Engine`] (open, options, per-target setup, manifest flush).
+//! - `engine`: [`Engine`] (open, options, per-target setup).
+//! - `flush`: writing deferred manifests when the daemon stops.
 //! - `target`: what the engine holds per target and remembers between passes.
 //! - `pass`: one pass as explicit stages (scope → gather → remote view →
 //!   plan/guard → execute → manifest); [`PassRequest`], [`PassScope`].
@@ -13,11 +14,15 @@
 //! - `guard`: the mass-delete guard.
 //! - `error`: [`SyncError`]. `report`: [`PassReport`], [`PlanSummary`],
 //!   [`PassObserver`].
+//! - [`kind`]: entry kinds and the reserved names both sides share (a leaf,
+//!   so `scan` and `layout` do not import each other).
 //! - [`scan`]: walking the local root (excluded dirs pruned, symlinks recorded).
 //! - [`state`]: per-file base state in redb (`<state_dir>/sync.redb`).
-//! - [`remote`]: key/metadata mapping (rclone-compatible), the manifest, hostile-key refusal.
+//! - [`layout`]: how a target is laid out on its remote: key/metadata
+//!   mapping (rclone-compatible), the manifest format, hostile-key refusal.
 //! - [`plan`]: the pure 3-way planner.
-//! - `exec`: executing a plan (uploads, downloads, deletes, trash, conflicts).
+//! - `exec/`: the remote operations of a pass and executing its plan
+//!   (reconcile, settle, apply, upload, download, control objects).
 //! - `localfs`: temp-file + rename writes that never follow symlinks.
 //! - `limits`: the process-wide bandwidth and request-rate budgets.
 //!
@@ -56,8 +61,9 @@
 //! `.coltec/trash/<YYYYmmddTHHMMSSZ>/<key>` (unless `trash_retention` is 0),
 //! pruned at full reconciles once older than the retention.
 
+pub mod kind;
+pub mod layout;
 pub mod plan;
-pub mod remote;
 pub mod scan;
 pub mod state;
 
@@ -65,6 +71,7 @@ mod base;
 mod engine;
 mod error;
 mod exec;
+mod flush;
 mod guard;
 mod limits;
 mod local;

@@ -13,17 +13,18 @@ use std::path::PathBuf;
 use tokio::sync::MutexGuard;
 use tokio_util::sync::CancellationToken;
 
-use super::base::{BaseChanges, PassBase};
+use super::base::PassBase;
 use super::exec::Exec;
 use super::guard::{self, SideTotals};
+use super::layout::RemoteEntry;
 use super::local::{LocalSide, create_root, gather_local, remove_stale_temps, root_is_dir};
 use super::plan::{self, Action};
-use super::remote::RemoteEntry;
 use super::report::NoObserver;
 use super::scan;
+use super::state::BaseChanges;
 use super::state::TargetMeta;
 use super::target::{Marker, ServedTarget, TargetMemory};
-use super::{Engine, PassObserver, PassReport, PlanSummary, SyncError};
+use super::{Engine, PassObserver, PassReport, SyncError};
 
 /// What one pass should look at.
 #[derive(Debug, Clone)]
@@ -261,7 +262,7 @@ impl<'a> Pass<'a> {
         };
         let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, remote);
         let actions = self.exec.settle_equal(actions).await;
-        self.report.plan = PlanSummary::of(&actions);
+        self.report.plan = plan::summarize(&actions);
         if !self.req.allow_mass_delete {
             let totals = self.side_totals(base, local, remote);
             guard::check(
@@ -356,10 +357,11 @@ impl<'a> Pass<'a> {
         if t.direction.writes_remote() {
             if self.memory.manifest_dirty && self.engine.manifest_due(&self.memory, self.full) {
                 let whole = base.into_complete(self.engine, &t.name, changes).await?;
-                self.manifest_rid = Some(self.memory.write_manifest(&self.exec, &whole).await?);
+                self.manifest_rid =
+                    Some(self.exec.rewrite_manifest(&mut self.memory, &whole).await?);
             }
             if !self.memory.manifest_dirty {
-                self.memory.clear_marker(&self.exec).await?;
+                self.exec.clear_marker(&mut self.memory).await?;
             }
         }
         if self.manifest_rid != self.meta.manifest_rid {

@@ -4,8 +4,6 @@
 
 use serde::Serialize;
 
-use super::plan::Action;
-
 /// How many paths per action a [`PlanSummary`] lists.
 pub const PLAN_FIRST_N: usize = 10;
 
@@ -53,7 +51,7 @@ pub struct ActionCount {
 }
 
 impl ActionCount {
-    fn add(&mut self, rel: &str, bytes: u64) {
+    pub(super) fn add(&mut self, rel: &str, bytes: u64) {
         self.files += 1;
         self.bytes += bytes;
         if self.first.len() < PLAN_FIRST_N {
@@ -75,24 +73,6 @@ pub struct PlanSummary {
 }
 
 impl PlanSummary {
-    pub(super) fn of(actions: &[Action]) -> PlanSummary {
-        let mut s = PlanSummary::default();
-        for a in actions {
-            match a {
-                Action::Upload { rel, local, .. } => s.upload.add(rel, local.size),
-                Action::Download { rel, remote, .. } => s.download.add(rel, remote.size),
-                Action::DeleteRemote { rel, remote } => s.delete_remote.add(rel, remote.size),
-                Action::DeleteLocal { rel, local } => s.delete_local.add(rel, local.size),
-                Action::Conflict { rel, local, remote } => {
-                    s.conflict.add(rel, local.size + remote.size)
-                }
-                Action::Adopt { rel, local, .. } => s.adopt.add(rel, local.size),
-                Action::Forget { .. } => {}
-            }
-        }
-        s
-    }
-
     /// Whether the plan moves or deletes anything.
     pub fn is_empty(&self) -> bool {
         self.upload.files

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::Exec;
+use super::layout::RemoteEntry;
 use super::local::{LocalSide, create_root, gather_local, root_is_dir};
 use super::plan::{self, Action};
-use super::remote::RemoteEntry;
 use super::report::NoObserver;
 use super::scan;
-use super::{Engine, PassObserver, PassReport, PassScope, PlanSummary, SyncError};
+use super::{Engine, PassObserver, PassReport, PassScope, SyncError};
 use crate::spec::{Direction, Target};
 
 impl Engine {
@@ -69,7 +69,7 @@ impl Engine {
         report.failed.extend(local.problems.iter().cloned());
         report.failed.extend(rv.problems);
         let actions = restore_actions(t, &local, &rv.entries);
-        report.plan = PlanSummary::of(&actions);
+        report.plan = plan::summarize(&actions);
         if dry_run {
             return Ok(report);
         }

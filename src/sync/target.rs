@@ -12,8 +12,6 @@ use tokio::sync::MutexGuard;
 use tokio_util::sync::CancellationToken;
 
 use super::SyncError;
-use super::base::BaseMap;
-use super::exec::Exec;
 use crate::error::ExitStatus;
 use crate::spec::Target;
 
@@ -80,29 +78,4 @@ pub(super) struct TargetMemory {
     /// When this process last wrote the manifest.
     pub(super) manifest_written: Option<Instant>,
     pub(super) marker: Marker,
-}
-
-impl TargetMemory {
-    /// Write the manifest listing `base` (the target's whole base); it is
-    /// current from now on. Returns its identity.
-    pub(super) async fn write_manifest(
-        &mut self,
-        exec: &Exec<'_>,
-        base: &BaseMap,
-    ) -> Result<String, SyncError> {
-        let rid = exec.write_manifest(base).await?;
-        self.manifest_dirty = false;
-        self.manifest_written = Some(Instant::now());
-        Ok(rid)
-    }
-
-    /// Remove the dirty marker (the manifest is current), unless it is
-    /// known to be absent.
-    pub(super) async fn clear_marker(&mut self, exec: &Exec<'_>) -> Result<(), SyncError> {
-        if self.marker != Marker::Absent {
-            exec.delete_dirty_marker().await?;
-            self.marker = Marker::Absent;
-        }
-        Ok(())
-    }
 }

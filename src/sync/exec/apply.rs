@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::{StreamExt, stream};
 
 use super::{Exec, FileErr, blocking, ferr};
-use crate::sync::base::BaseChanges;
+use crate::sync::layout::{RemoteEntry, key_for};
 use crate::sync::localfs;
 use crate::sync::plan::Action;
-use crate::sync::remote::{RemoteEntry, key_for};
 use crate::sync::scan::LocalEntry;
+use crate::sync::state::BaseChanges;
 use crate::sync::state::BaseEntry;
 use crate::sync::{FailedFile, PassReport, SyncError};
 

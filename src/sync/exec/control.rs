@@ -6,17 +6,15 @@
 use opendal::ErrorKind;
 
 use super::{Exec, FileErr, blocking, ferr, object_rid};
-use crate::sync::base::BaseMap;
-use crate::sync::remote::{self, DIRTY_KEY, MANIFEST_KEY, Manifest, TRASH_PREFIX};
+use crate::sync::layout::{self, DIRTY_KEY, MANIFEST_KEY, Manifest, TRASH_PREFIX};
+use crate::sync::state::BaseMap;
+use crate::sync::target::{Marker, TargetMemory};
 use crate::sync::{FailedFile, PassReport, SyncError};
 
 impl Exec<'_> {
     /// Write the manifest; returns its identity.
-    pub(in crate::sync) async fn write_manifest(
-        &self,
-        base: &BaseMap,
-    ) -> Result<String, SyncError> {
-        let m = remote::ManifestRef {
+    async fn write_manifest(&self, base: &BaseMap) -> Result<String, SyncError> {
+        let m = layout::ManifestRef {
             version: Manifest::VERSION,
             writer: &self.inner.host,
             files: base,
@@ -28,6 +26,32 @@ impl Exec<'_> {
             .await?
             .map_err(|e| self.remote_err("writing the manifest", e))?;
         Ok(object_rid(&meta))
+    }
+
+    /// Write the manifest listing `base` (the target's whole base) and
+    /// remember it is current from now on. Returns its identity.
+    pub(in crate::sync) async fn rewrite_manifest(
+        &self,
+        memory: &mut TargetMemory,
+        base: &BaseMap,
+    ) -> Result<String, SyncError> {
+        let rid = self.write_manifest(base).await?;
+        memory.manifest_dirty = false;
+        memory.manifest_written = Some(std::time::Instant::now());
+        Ok(rid)
+    }
+
+    /// Remove the dirty marker (the manifest is current), unless it is
+    /// known to be absent.
+    pub(in crate::sync) async fn clear_marker(
+        &self,
+        memory: &mut TargetMemory,
+    ) -> Result<(), SyncError> {
+        if memory.marker != Marker::Absent {
+            self.delete_dirty_marker().await?;
+            memory.marker = Marker::Absent;
+        }
+        Ok(())
     }
 
     /// Mark the manifest as not describing the remote (see [`DIRTY_KEY`]).
@@ -45,7 +69,7 @@ impl Exec<'_> {
     }
 
     /// The manifest describes the remote again.
-    pub(in crate::sync) async fn delete_dirty_marker(&self) -> Result<(), SyncError> {
+    async fn delete_dirty_marker(&self) -> Result<(), SyncError> {
         self.gate()?;
         match self.net(self.op.delete(DIRTY_KEY)).await? {
             Ok(()) => Ok(()),
@@ -115,7 +139,7 @@ impl Exec<'_> {
         let now = jiff::Timestamp::now();
         for dir in dirs {
             let name = dir.name().trim_end_matches('/');
-            let Some(at) = remote::parse_stamp(name) else {
+            let Some(at) = layout::parse_stamp(name) else {
                 continue;
             };
             let age = now.duration_since(at);

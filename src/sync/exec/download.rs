@@ -11,10 +11,11 @@ use tokio::io::AsyncWriteExt;
 use super::apply::Done;
 use super::{Exec, FileErr, blocking, changed_locally, ferr};
 use crate::sync::SyncError;
+use crate::sync::kind::Kind;
+use crate::sync::layout::{self, RemoteEntry, key_for};
 use crate::sync::limits::Dir;
 use crate::sync::localfs;
-use crate::sync::remote::{self, RemoteEntry, key_for};
-use crate::sync::scan::{Kind, LocalEntry};
+use crate::sync::scan::LocalEntry;
 
 /// Fail unless `dest` still holds `expect` (`None`: nothing).
 fn check_unchanged(dest: &Path, expect: &Option<LocalEntry>) -> Result<(), FileErr> {
@@ -115,7 +116,7 @@ impl Exec<'_> {
         let mode = r.mode.unwrap_or(0o644);
         let mtime = r
             .mtime_ns
-            .unwrap_or_else(|| remote::system_time_ns(std::time::SystemTime::now()).unwrap_or(0));
+            .unwrap_or_else(|| layout::system_time_ns(std::time::SystemTime::now()).unwrap_or(0));
         blocking(move || -> Result<(), FileErr> {
             if let Err(e) = check_unchanged(&dest, &expect) {
                 let _ = std::fs::remove_file(&tmp);

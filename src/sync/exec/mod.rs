@@ -33,7 +33,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::Inner;
-use super::remote;
+use super::layout;
 use super::target::ServedTarget;
 use super::{PassObserver, SyncError};
 
@@ -94,7 +94,7 @@ impl<'a> Exec<'a> {
             root,
             cancel,
             observer,
-            stamp: remote::stamp(jiff::Timestamp::now()),
+            stamp: layout::stamp(jiff::Timestamp::now()),
         }
     }
 
@@ -156,9 +156,9 @@ impl<'a> Exec<'a> {
 /// An object's identity: its ETag, else `size:mtime`.
 fn object_rid(meta: &opendal::Metadata) -> String {
     meta.etag().map(str::to_string).unwrap_or_else(|| {
-        remote::fallback_rid(
+        layout::fallback_rid(
             meta.content_length(),
-            meta.last_modified().and_then(remote::opendal_ns),
+            meta.last_modified().and_then(layout::opendal_ns),
         )
     })
 }

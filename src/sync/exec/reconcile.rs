@@ -9,11 +9,9 @@ use futures::{StreamExt, stream};
 use opendal::ErrorKind;
 
 use super::{Exec, object_rid};
-use crate::sync::base::BaseMap;
-use crate::sync::remote::{
-    self, DIRTY_KEY, HostileKey, LINK_SUFFIX, MANIFEST_KEY, Manifest, RemoteEntry,
-};
-use crate::sync::scan::Kind;
+use crate::sync::kind::{Kind, LINK_SUFFIX};
+use crate::sync::layout::{self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry};
+use crate::sync::state::BaseMap;
 use crate::sync::{FailedFile, SyncError};
 
 /// Symlink objects larger than this are not link targets.
@@ -65,7 +63,7 @@ impl RemoteView {
             self.dirty_marker = true;
             return None;
         }
-        let (rel, kind) = match remote::rel_for_key(&key) {
+        let (rel, kind) = match layout::rel_for_key(&key) {
             Ok(Some(x)) => x,
             Ok(None) => return None,
             Err(HostileKey(why)) => {
@@ -79,11 +77,11 @@ impl RemoteView {
             }
         };
         let size = meta.content_length();
-        let lm = meta.last_modified().and_then(remote::opendal_ns);
+        let lm = meta.last_modified().and_then(layout::opendal_ns);
         let rid = meta
             .etag()
             .map(str::to_string)
-            .unwrap_or_else(|| remote::fallback_rid(size, lm));
+            .unwrap_or_else(|| layout::fallback_rid(size, lm));
         if self.entries.contains_key(&rel) {
             self.problems.push(FailedFile {
                 path: key,
@@ -201,10 +199,10 @@ impl Exec<'_> {
             Kind::File if self.ctx.user_metadata => match self.net(self.op.stat(&key)).await {
                 Ok(Ok(m)) => {
                     if let Some(um) = m.user_metadata() {
-                        if let Some(t) = um.get("mtime").and_then(remote::parse_mtime) {
+                        if let Some(t) = um.get("mtime").and_then(layout::parse_mtime) {
                             entry.mtime_ns = Some(t);
                         }
-                        entry.mode = um.get("mode").and_then(remote::parse_mode);
+                        entry.mode = um.get("mode").and_then(layout::parse_mode);
                     }
                     if entry.mtime_ns.is_none() {
                         entry.mtime_ns = listed_mtime;

@@ -7,9 +7,10 @@
 use futures::{StreamExt, stream};
 
 use super::{Exec, blocking};
+use crate::sync::kind::Kind;
+use crate::sync::layout::{RemoteEntry, key_for};
 use crate::sync::plan::Action;
-use crate::sync::remote::{RemoteEntry, key_for};
-use crate::sync::scan::{Kind, LocalEntry};
+use crate::sync::scan::LocalEntry;
 
 impl Exec<'_> {
     /// Turn would-be conflicts whose two sides have the same content (e.g.

@@ -13,10 +13,11 @@ use tokio::io::AsyncReadExt;
 use super::apply::Done;
 use super::{Exec, FileErr, blocking, ferr, object_rid};
 use crate::sync::SyncError;
+use crate::sync::kind::Kind;
+use crate::sync::layout::{self, RemoteEntry, key_for};
 use crate::sync::limits::Dir;
 use crate::sync::localfs;
-use crate::sync::remote::{self, RemoteEntry, key_for};
-use crate::sync::scan::{Kind, LocalEntry};
+use crate::sync::scan::LocalEntry;
 use crate::sync::state::BaseEntry;
 
 /// Multipart part size: S3 needs ≥ 5 MiB parts; memory per upload is
@@ -46,8 +47,8 @@ impl Exec<'_> {
     fn user_metadata(&self, l: &LocalEntry) -> Option<Vec<(String, String)>> {
         self.ctx.user_metadata.then(|| {
             vec![
-                ("mtime".to_string(), remote::format_mtime(l.mtime_ns)),
-                ("mode".to_string(), remote::format_mode(l.kind, l.mode)),
+                ("mtime".to_string(), layout::format_mtime(l.mtime_ns)),
+                ("mode".to_string(), layout::format_mode(l.kind, l.mode)),
             ]
         })
     }
@@ -119,11 +120,11 @@ impl Exec<'_> {
                 Ok(f.metadata()?
                     .modified()
                     .ok()
-                    .and_then(remote::system_time_ns))
+                    .and_then(layout::system_time_ns))
             })
             .await;
             if let Ok(Ok(Some(m))) = set {
-                return remote::fallback_rid(meta.content_length(), Some(m));
+                return layout::fallback_rid(meta.content_length(), Some(m));
             }
         }
         object_rid(meta)
