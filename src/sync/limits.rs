@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use super::SyncError;
+use super::error::SyncError;
 use crate::spec::Spec;
 
 /// Shared limiters of one [`super::Engine`].

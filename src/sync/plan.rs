@@ -18,8 +18,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::remote::{RemoteEntry, mtime_close};
-use super::scan::{Kind, LocalEntry};
+use super::kind::Kind;
+use super::layout::{RemoteEntry, mtime_close};
+use super::report::PlanSummary;
+use super::scan::LocalEntry;
 use super::state::BaseEntry;
 use crate::spec::Direction;
 
@@ -232,6 +234,25 @@ pub fn plan(
         out.extend(action);
     }
     out
+}
+
+/// Counts, bytes and first paths of each kind of action in `actions`.
+pub(super) fn summarize(actions: &[Action]) -> PlanSummary {
+    let mut s = PlanSummary::default();
+    for a in actions {
+        match a {
+            Action::Upload { rel, local, .. } => s.upload.add(rel, local.size),
+            Action::Download { rel, remote, .. } => s.download.add(rel, remote.size),
+            Action::DeleteRemote { rel, remote } => s.delete_remote.add(rel, remote.size),
+            Action::DeleteLocal { rel, local } => s.delete_local.add(rel, local.size),
+            Action::Conflict { rel, local, remote } => {
+                s.conflict.add(rel, local.size + remote.size)
+            }
+            Action::Adopt { rel, local, .. } => s.adopt.add(rel, local.size),
+            Action::Forget { .. } => {}
+        }
+    }
+    s
 }
 
 #[cfg(test)]

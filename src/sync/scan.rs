@@ -11,20 +11,9 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::FailedFile;
+use super::kind::{Kind, LINK_SUFFIX, RESERVED};
+use super::report::FailedFile;
 use crate::spec::Excludes;
-
-/// Name reserved at every sync root (and remote root) for coltecd's own data.
-pub const RESERVED: &str = ".coltec";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    File,
-    Symlink,
-}
 
 /// One file or symlink as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,12 +180,12 @@ pub fn walk(root: &Path, start: &str, excludes: &Excludes) -> Scan {
             }
             match LocalEntry::from_metadata(&path, &md) {
                 Ok(Some(e)) => {
-                    if e.kind == Kind::File && rel.ends_with(super::remote::LINK_SUFFIX) {
+                    if e.kind == Kind::File && rel.ends_with(LINK_SUFFIX) {
                         scan.problems.push(FailedFile {
                             path: rel,
                             reason: format!(
                                 "regular files named *{} clash with how symlinks are stored; rename it",
-                                super::remote::LINK_SUFFIX
+                                LINK_SUFFIX
                             ),
                         });
                         continue;

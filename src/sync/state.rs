@@ -13,7 +13,14 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::scan::{Kind, LocalEntry};
+use super::kind::Kind;
+use super::scan::LocalEntry;
+
+/// A target's base: relative path -> what both sides last agreed on.
+pub type BaseMap = BTreeMap<String, BaseEntry>;
+
+/// Base changes a pass made: `None` removes the row.
+pub type BaseChanges = BTreeMap<String, Option<BaseEntry>>;
 
 /// What both sides held after the last sync of one path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +96,7 @@ fn table_name(target: &str) -> String {
 
 /// An undecodable row is treated as unknown (the path is then reconciled
 /// like a first sync), never as a delete.
-fn insert_row(out: &mut BTreeMap<String, BaseEntry>, key: &str, value: &[u8]) {
+fn insert_row(out: &mut BaseMap, key: &str, value: &[u8]) {
     if let Ok(entry) = serde_json::from_slice::<BaseEntry>(value) {
         out.insert(key.to_string(), entry);
     }
@@ -118,7 +125,7 @@ impl StateDb {
     }
 
     /// All base entries of a target.
-    pub fn load(&self, target: &str) -> Result<BTreeMap<String, BaseEntry>, StateError> {
+    pub fn load(&self, target: &str) -> Result<BaseMap, StateError> {
         let name = table_name(target);
         let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -142,7 +149,7 @@ impl StateDb {
         &self,
         target: &str,
         paths: &BTreeSet<String>,
-    ) -> Result<(BTreeMap<String, BaseEntry>, u64), StateError> {
+    ) -> Result<(BaseMap, u64), StateError> {
         let name = table_name(target);
         let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -197,11 +204,7 @@ impl StateDb {
     }
 
     /// Apply changes in one transaction: `Some` upserts, `None` removes.
-    pub fn apply(
-        &self,
-        target: &str,
-        changes: &BTreeMap<String, Option<BaseEntry>>,
-    ) -> Result<(), StateError> {
+    pub fn apply(&self, target: &str, changes: &BaseChanges) -> Result<(), StateError> {
         if changes.is_empty() {
             return Ok(());
         }

@@ -1,6 +1,7 @@
-//! The remote side: how local paths map to object keys and metadata, the
-//! per-target manifest, and the full reconcile (LIST) that builds a
-//! [`RemoteEntry`] view of a target.
+//! How a target is laid out on its remote: how local paths map to object
+//! keys and metadata, the per-target manifest's format, object identities,
+//! and [`RemoteEntry`], what the remote holds for one path. Pure mapping,
+//! no I/O (the full reconcile that LISTs a target is `exec::reconcile`).
 //!
 //! # Layout on the remote (rclone-compatible)
 //!
@@ -28,11 +29,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::scan::{Kind, RESERVED};
+use super::kind::{Kind, LINK_SUFFIX, RESERVED};
 use super::state::BaseEntry;
 
-/// Suffix of rclone `--links` symlink objects.
-pub const LINK_SUFFIX: &str = ".rclonelink";
 /// Manifest object key.
 pub const MANIFEST_KEY: &str = ".coltec/manifest.json";
 /// Present while the manifest does not describe the remote (a writer

@@ -1,0 +1,213 @@
+//! Writing to the local root: fetching a remote object into a temp file
+//! that is renamed into place (through [`localfs`]), only when the
+//! destination still is what the plan saw; local deletes and renaming a
+//! local version aside as a conflict copy, under the same check.
+
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::apply::Done;
+use super::{Exec, FileErr, blocking, changed_locally, ferr};
+use crate::sync::SyncError;
+use crate::sync::kind::Kind;
+use crate::sync::layout::{self, RemoteEntry, key_for};
+use crate::sync::limits::Dir;
+use crate::sync::localfs;
+use crate::sync::scan::LocalEntry;
+
+/// Fail unless `dest` still holds `expect` (`None`: nothing).
+fn check_unchanged(dest: &Path, expect: &Option<LocalEntry>) -> Result<(), FileErr> {
+    let now = LocalEntry::read(dest).map_err(|e| ferr("cannot stat", e))?;
+    if now != *expect {
+        return Err(changed_locally());
+    }
+    Ok(())
+}
+
+impl Exec<'_> {
+    /// Fetch `src_rel`'s remote entry into local `dest_rel`. `expect` is what
+    /// must still be at `dest_rel` for it to be replaced.
+    pub(super) async fn download(
+        &self,
+        dest_rel: &str,
+        src_rel: &str,
+        r: &RemoteEntry,
+        expect: Option<&LocalEntry>,
+        d: &mut Done,
+    ) -> Result<LocalEntry, FileErr> {
+        let key = key_for(src_rel, r.kind);
+        let root = self.root.clone();
+        let rel_owned = dest_rel.to_string();
+        let dest = blocking(move || localfs::prepare(&root, &rel_owned))
+            .await?
+            .map_err(|e| ferr("cannot write locally", e))?;
+        let expect = expect.cloned();
+        match r.kind {
+            Kind::Symlink => {
+                self.download_symlink(&key, r, dest.clone(), expect).await?;
+                d.bytes_down += r.size;
+            }
+            Kind::File => self.download_file(&key, r, dest.clone(), expect, d).await?,
+        }
+        d.downloaded += 1;
+        match blocking(move || LocalEntry::read(&dest)).await? {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => Err(FileErr::File("vanished right after download".into())),
+            Err(e) => Err(ferr("cannot stat", e)),
+        }
+    }
+
+    async fn download_symlink(
+        &self,
+        key: &str,
+        r: &RemoteEntry,
+        dest: PathBuf,
+        expect: Option<LocalEntry>,
+    ) -> Result<(), FileErr> {
+        let target = match &r.link {
+            Some(t) => t.clone(),
+            None => {
+                let buf = self
+                    .net(self.op.read(key))
+                    .await?
+                    .map_err(|e| ferr("download failed", e))?;
+                String::from_utf8(buf.to_vec())
+                    .map_err(|_| FileErr::File("symlink target is not UTF-8".into()))?
+            }
+        };
+        blocking(move || -> Result<(), FileErr> {
+            check_unchanged(&dest, &expect)?;
+            localfs::place_symlink(&dest, &target).map_err(|e| ferr("cannot create symlink", e))
+        })
+        .await?
+    }
+
+    async fn download_file(
+        &self,
+        key: &str,
+        r: &RemoteEntry,
+        dest: PathBuf,
+        expect: Option<LocalEntry>,
+        d: &mut Done,
+    ) -> Result<(), FileErr> {
+        // Building the reader sends nothing; the GET below is the
+        // one request to charge.
+        let reader = self
+            .cancellable(self.op.reader_with(key).content_length_hint(r.size))
+            .await?
+            .map_err(|e| ferr("download failed", e))?;
+        let mut body = self
+            .net(reader.into_bytes_stream(..))
+            .await?
+            .map_err(|e| ferr("download failed", e))?;
+        let tmp = localfs::temp_path(&dest);
+        let tmp2 = tmp.clone();
+        let std_file = blocking(move || localfs::create_temp(&tmp2))
+            .await?
+            .map_err(|e| ferr("cannot create temp file", e))?;
+        let mut file = tokio::fs::File::from_std(std_file);
+        if let Err(e) = self.receive(&mut body, &mut file, r, d).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        let std_file = file.into_std().await;
+        let mode = r.mode.unwrap_or(0o644);
+        let mtime = r
+            .mtime_ns
+            .unwrap_or_else(|| layout::system_time_ns(std::time::SystemTime::now()).unwrap_or(0));
+        blocking(move || -> Result<(), FileErr> {
+            if let Err(e) = check_unchanged(&dest, &expect) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            localfs::finish_file(std_file, &tmp, &dest, mode, mtime)
+                .map_err(|e| ferr("cannot write", e))
+        })
+        .await?
+    }
+
+    /// Stream the object's body into the temp file within the bandwidth
+    /// budget; fails when it is not the size the plan saw.
+    async fn receive(
+        &self,
+        body: &mut opendal::FuturesBytesStream,
+        file: &mut tokio::fs::File,
+        r: &RemoteEntry,
+        d: &mut Done,
+    ) -> Result<(), FileErr> {
+        let mut got: u64 = 0;
+        loop {
+            let next = tokio::select! {
+                n = body.try_next() => n,
+                _ = self.cancel.cancelled() => return Err(SyncError::Cancelled.into()),
+            };
+            let Some(chunk) = next.map_err(|e| ferr("download failed", e))? else {
+                break;
+            };
+            self.inner
+                .limits
+                .bytes(Dir::Down, chunk.len(), self.cancel)
+                .await?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| ferr("cannot write", e))?;
+            got += chunk.len() as u64;
+            d.bytes_down += chunk.len() as u64;
+            self.observer.bytes(chunk.len() as u64);
+        }
+        file.flush().await.map_err(|e| ferr("cannot write", e))?;
+        if got != r.size {
+            return Err(FileErr::File(format!(
+                "remote object changed during download ({got} bytes, expected {}); retried next pass",
+                r.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rename the local file aside as a conflict copy (when it still is
+    /// what the plan saw).
+    pub(super) async fn keep_local_copy(
+        &self,
+        rel: &str,
+        expect: &LocalEntry,
+    ) -> Result<String, FileErr> {
+        let copy = localfs::conflict_name(rel, &self.inner.host, &self.stamp);
+        let from = self.root.join(rel);
+        let to = self.root.join(&copy);
+        let expect = expect.clone();
+        blocking(move || -> Result<(), FileErr> {
+            match LocalEntry::read(&from) {
+                Ok(Some(now)) if now == expect => {}
+                _ => return Err(changed_locally()),
+            }
+            if std::fs::symlink_metadata(&to).is_ok() {
+                return Err(FileErr::File(format!(
+                    "conflict copy {} already exists",
+                    to.display()
+                )));
+            }
+            std::fs::rename(&from, &to).map_err(|e| ferr("cannot keep the local version", e))
+        })
+        .await??;
+        Ok(copy)
+    }
+
+    /// Delete a local file (when it still is what the plan saw).
+    pub(super) async fn delete_local(&self, rel: &str, expect: &LocalEntry) -> Result<(), FileErr> {
+        let path = self.root.join(rel);
+        let expect = expect.clone();
+        blocking(move || -> Result<(), FileErr> {
+            match LocalEntry::read(&path) {
+                Ok(Some(now)) if now == expect => {
+                    std::fs::remove_file(&path).map_err(|e| ferr("cannot delete", e))
+                }
+                Ok(None) => Ok(()),
+                _ => Err(changed_locally()),
+            }
+        })
+        .await?
+    }
+}

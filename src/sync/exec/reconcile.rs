@@ -1,0 +1,234 @@
+//! The full reconcile: one GET of the manifest and one LIST of the target
+//! build the [`RemoteView`]; the manifest and the base stand in for the
+//! per-object HEAD, which is sent only for objects neither knows (written
+//! by rclone or another tool). Hostile keys are refused here.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt, stream};
+use opendal::ErrorKind;
+
+use super::{Exec, object_rid};
+use crate::sync::kind::{Kind, LINK_SUFFIX};
+use crate::sync::layout::{self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry};
+use crate::sync::state::BaseMap;
+use crate::sync::{FailedFile, SyncError};
+
+/// Symlink objects larger than this are not link targets.
+const MAX_LINK: u64 = 4096;
+
+/// The remote view a full reconcile produced.
+#[derive(Default)]
+pub(in crate::sync) struct RemoteView {
+    pub(in crate::sync) entries: BTreeMap<String, RemoteEntry>,
+    pub(in crate::sync) problems: Vec<FailedFile>,
+    /// The manifest does not describe what is there (write a fresh one).
+    pub(in crate::sync) manifest_stale: bool,
+    /// Identity of the manifest object as listed.
+    pub(in crate::sync) manifest_rid: Option<String>,
+    /// `.coltec/manifest.dirty` is present.
+    pub(in crate::sync) dirty_marker: bool,
+}
+
+/// A listed object neither the manifest nor the base knows.
+struct Unknown {
+    rel: String,
+    key: String,
+    entry: RemoteEntry,
+    /// The backend's own mtime from the listing.
+    listed_mtime: Option<i64>,
+}
+
+/// A checked unknown object, or (its key, why it could not be checked).
+type Checked = Result<(String, RemoteEntry), (String, String)>;
+
+impl RemoteView {
+    /// Take one listed object into the view; returns it when it needs a
+    /// request of its own to be known.
+    fn add_listed(
+        &mut self,
+        entry: opendal::Entry,
+        manifest: &Manifest,
+        base: &BaseMap,
+    ) -> Option<Unknown> {
+        let (key, meta) = entry.into_parts();
+        if meta.is_dir() {
+            return None;
+        }
+        if key == MANIFEST_KEY {
+            self.manifest_rid = Some(object_rid(&meta));
+            return None;
+        }
+        if key == DIRTY_KEY {
+            self.dirty_marker = true;
+            return None;
+        }
+        let (rel, kind) = match layout::rel_for_key(&key) {
+            Ok(Some(x)) => x,
+            Ok(None) => return None,
+            Err(HostileKey(why)) => {
+                self.problems.push(FailedFile {
+                    path: key,
+                    reason: format!(
+                        "refused remote key ({why}); it would land outside the sync root"
+                    ),
+                });
+                return None;
+            }
+        };
+        let size = meta.content_length();
+        let lm = meta.last_modified().and_then(layout::opendal_ns);
+        let rid = meta
+            .etag()
+            .map(str::to_string)
+            .unwrap_or_else(|| layout::fallback_rid(size, lm));
+        if self.entries.contains_key(&rel) {
+            self.problems.push(FailedFile {
+                path: key,
+                reason: format!(
+                    "both '{rel}' and '{rel}{LINK_SUFFIX}' exist on the remote; keeping one"
+                ),
+            });
+            return None;
+        }
+        let known = manifest
+            .files
+            .get(&rel)
+            .filter(|m| m.rid == rid && m.kind == kind)
+            .or_else(|| base.get(&rel).filter(|b| b.rid == rid && b.kind == kind));
+        if let Some(k) = known {
+            self.entries.insert(rel, RemoteEntry::from_base(k));
+            return None;
+        }
+        self.manifest_stale = true;
+        Some(Unknown {
+            rel,
+            key,
+            entry: RemoteEntry {
+                kind,
+                size,
+                rid,
+                mtime_ns: lm,
+                mode: None,
+                link: None,
+            },
+            listed_mtime: lm,
+        })
+    }
+}
+
+impl Exec<'_> {
+    /// LIST the target and build the remote view, using the manifest and the
+    /// base to avoid per-object HEADs.
+    pub(in crate::sync) async fn reconcile(&self, base: &BaseMap) -> Result<RemoteView, SyncError> {
+        let manifest = self.read_manifest().await?;
+        let listed = self.list_target().await?;
+        let mut view = RemoteView::default();
+        let mut unknown = Vec::new();
+        for entry in listed {
+            unknown.extend(view.add_listed(entry, &manifest, base));
+        }
+        if manifest.files.len() != view.entries.len() + unknown.len() {
+            view.manifest_stale = true;
+        }
+        for c in self.check_unknown(unknown).await? {
+            match c {
+                Ok((rel, e)) => {
+                    view.entries.insert(rel, e);
+                }
+                Err((path, reason)) => view.problems.push(FailedFile { path, reason }),
+            }
+        }
+        Ok(view)
+    }
+
+    /// The manifest, or an empty one when it is missing or unreadable.
+    async fn read_manifest(&self) -> Result<Manifest, SyncError> {
+        match self.net(self.op.read(MANIFEST_KEY)).await? {
+            Ok(buf) => Ok(
+                serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
+                    tracing::warn!(
+                        target_name = self.name(),
+                        "ignoring unreadable manifest: {e}"
+                    );
+                    Manifest::default()
+                }),
+            ),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(e) => Err(self.remote_err("reading the manifest", e)),
+        }
+    }
+
+    /// Every object of the target (one recursive LIST).
+    async fn list_target(&self) -> Result<Vec<opendal::Entry>, SyncError> {
+        match self.net(self.op.list_with("").recursive(true)).await? {
+            Ok(l) => Ok(l),
+            // A local remote whose directory does not exist yet is empty (on
+            // S3 NotFound means the bucket is missing: an error).
+            Err(e) if e.kind() == ErrorKind::NotFound && self.ctx.local_dir.is_some() => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(self.remote_err("listing", e)),
+        }
+    }
+
+    /// Complete the unknown objects, `checkers` at a time.
+    async fn check_unknown(&self, unknown: Vec<Unknown>) -> Result<Vec<Checked>, SyncError> {
+        let checkers = self.ctx.target.checkers.max(1);
+        let checked: Vec<Checked> = stream::iter(unknown)
+            .map(|u| self.check_one(u))
+            .buffer_unordered(checkers)
+            .collect()
+            .await;
+        if self.cancel.is_cancelled() {
+            return Err(SyncError::Cancelled);
+        }
+        Ok(checked)
+    }
+
+    /// S3 files: mtime and mode from a HEAD's user metadata; symlinks:
+    /// the link target from a GET; anything else is known from the listing.
+    async fn check_one(&self, u: Unknown) -> Checked {
+        let Unknown {
+            rel,
+            key,
+            mut entry,
+            listed_mtime,
+        } = u;
+        match entry.kind {
+            Kind::File if self.ctx.user_metadata => match self.net(self.op.stat(&key)).await {
+                Ok(Ok(m)) => {
+                    if let Some(um) = m.user_metadata() {
+                        if let Some(t) = um.get("mtime").and_then(layout::parse_mtime) {
+                            entry.mtime_ns = Some(t);
+                        }
+                        entry.mode = um.get("mode").and_then(layout::parse_mode);
+                    }
+                    if entry.mtime_ns.is_none() {
+                        entry.mtime_ns = listed_mtime;
+                    }
+                    Ok((rel, entry))
+                }
+                Ok(Err(err)) => Err((key, format!("cannot read metadata: {err}"))),
+                Err(_) => Err((key, "cancelled".into())),
+            },
+            Kind::File => Ok((rel, entry)),
+            Kind::Symlink => {
+                if entry.size > MAX_LINK {
+                    return Err((key, "symlink object too large to be a link target".into()));
+                }
+                match self.net(self.op.read(&key)).await {
+                    Ok(Ok(buf)) => match String::from_utf8(buf.to_vec()) {
+                        Ok(t) if !t.is_empty() && !t.contains('\0') => {
+                            entry.link = Some(t);
+                            Ok((rel, entry))
+                        }
+                        _ => Err((key, "symlink object is not a valid link target".into())),
+                    },
+                    Ok(Err(err)) => Err((key, format!("cannot read symlink object: {err}"))),
+                    Err(_) => Err((key, "cancelled".into())),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! What a pass reports: [`PassReport`] (what happened), [`PlanSummary`]
+//! (what was planned, per kind of action) and the [`PassObserver`]
+//! progress callbacks front ends implement.
+
+use serde::Serialize;
+
+/// How many paths per action a [`PlanSummary`] lists.
+pub const PLAN_FIRST_N: usize = 10;
+
+/// The outcome of one pass over one target.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub target: String,
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub deleted_remote: u64,
+    pub deleted_local: u64,
+    /// Conflict copies created (their relative paths).
+    pub conflicts: Vec<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub failed: Vec<FailedFile>,
+    /// Whether this pass listed the remote (a full reconcile).
+    pub remote_listed: bool,
+    pub plan: PlanSummary,
+}
+
+impl PassReport {
+    /// An empty report for `target`.
+    pub(super) fn new(target: &str, remote_listed: bool) -> PassReport {
+        PassReport {
+            target: target.to_string(),
+            remote_listed,
+            ..PassReport::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Counts, bytes and the first few paths of one kind of action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ActionCount {
+    pub files: u64,
+    pub bytes: u64,
+    pub first: Vec<String>,
+}
+
+impl ActionCount {
+    pub(super) fn add(&mut self, rel: &str, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+        if self.first.len() < PLAN_FIRST_N {
+            self.first.push(rel.to_string());
+        }
+    }
+}
+
+/// What a pass planned (and, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    pub upload: ActionCount,
+    pub download: ActionCount,
+    pub delete_remote: ActionCount,
+    pub delete_local: ActionCount,
+    pub conflict: ActionCount,
+    /// Already identical on both sides: recorded without transfer.
+    pub adopt: ActionCount,
+}
+
+impl PlanSummary {
+    /// Whether the plan moves or deletes anything.
+    pub fn is_empty(&self) -> bool {
+        self.upload.files
+            + self.download.files
+            + self.delete_remote.files
+            + self.delete_local.files
+            + self.conflict.files
+            == 0
+    }
+}
+
+/// Progress callbacks for interactive front ends (all optional).
+pub trait PassObserver: Send + Sync {
+    /// The plan is known; transfers start.
+    fn planned(&self, _target: &str, _plan: &PlanSummary) {}
+    /// `n` more bytes moved (either direction).
+    fn bytes(&self, _n: u64) {}
+    /// One more action finished.
+    fn file_done(&self) {}
+}
+
+/// The observer of passes nobody watches.
+pub(super) struct NoObserver;
+impl PassObserver for NoObserver {}

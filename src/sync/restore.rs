@@ -1,0 +1,103 @@
+//! `restore`: pull a target's remote state into its directory (or another
+//! one). It always lists the remote, plans pull-only with no base (so it
+//! never deletes local files; files that differ are replaced) and never
+//! writes the remote.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::exec::Exec;
+use super::layout::RemoteEntry;
+use super::local::{LocalSide, create_root, gather_local, root_is_dir};
+use super::plan::{self, Action};
+use super::report::NoObserver;
+use super::scan;
+use super::{Engine, PassObserver, PassReport, PassScope, SyncError};
+use crate::spec::{Direction, Target};
+
+impl Engine {
+    /// Pull the target's remote state into `to` (default: the target's own
+    /// path). Never deletes local files; files that differ are replaced.
+    pub async fn restore(
+        &self,
+        target: &str,
+        to: Option<&Path>,
+        dry_run: bool,
+        cancel: &CancellationToken,
+    ) -> Result<PassReport, SyncError> {
+        self.restore_observed(target, to, dry_run, cancel, &NoObserver)
+            .await
+    }
+
+    /// [`Engine::restore`] with progress callbacks.
+    pub async fn restore_observed(
+        &self,
+        target: &str,
+        to: Option<&Path>,
+        dry_run: bool,
+        cancel: &CancellationToken,
+        observer: &dyn PassObserver,
+    ) -> Result<PassReport, SyncError> {
+        let st = self.served(target)?;
+        let op = st.operator()?;
+        // A restore never writes the remote; it only holds the lock so no
+        // pass of the same target runs meanwhile.
+        let held = st.lock(cancel).await?;
+        let t = &st.target;
+        let root = to
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| t.local_path.clone());
+        let own = root == t.local_path;
+        let exists = root_is_dir(&root, &t.name).await?;
+        if !exists && !dry_run {
+            create_root(&root, &t.name).await?;
+        }
+        let base = Arc::new(self.load_base(&t.name).await?);
+        let local = if exists {
+            let scope = PassScope::Full { verify: true };
+            gather_local(root.clone(), t.excludes.clone(), scope, base.clone()).await?
+        } else {
+            LocalSide::default()
+        };
+        let persist = own && !dry_run;
+        let exec = Exec::new(&self.inner, &st, op, root, persist, cancel, observer);
+        let rv = exec.reconcile(&base).await?;
+        let mut report = PassReport::new(&t.name, true);
+        report.failed.extend(local.problems.iter().cloned());
+        report.failed.extend(rv.problems);
+        let actions = restore_actions(t, &local, &rv.entries);
+        report.plan = plan::summarize(&actions);
+        if dry_run {
+            return Ok(report);
+        }
+        observer.planned(&t.name, &report.plan);
+        drop((local, base, rv.entries));
+        let executed = exec.run(actions, &mut report).await;
+        if own {
+            self.save_base(&t.name, &executed.changes).await?;
+        }
+        drop(held);
+        executed.fatal.map_or(Ok(()), Err)?;
+        Ok(report)
+    }
+}
+
+/// Pull-only with no base: every remote file not excluded, none deleted.
+fn restore_actions(
+    t: &Target,
+    local: &LocalSide,
+    remote: &BTreeMap<String, RemoteEntry>,
+) -> Vec<Action> {
+    let mut candidates: BTreeSet<String> = remote.keys().cloned().collect();
+    candidates.retain(|rel| !scan::excluded_with_parents(&t.excludes, rel, false));
+    plan::plan(
+        Direction::PullOnly,
+        &candidates,
+        &local.entries,
+        &BTreeMap::new(),
+        remote,
+    )
+}

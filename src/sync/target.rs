@@ -1,0 +1,81 @@
+//! What the engine holds for each target it serves ([`ServedTarget`]):
+//! its operator (or why it has none), and [`TargetMemory`], what this
+//! process remembers of the target between passes (last full reconcile,
+//! manifest and dirty-marker state), behind a lock that makes passes of
+//! one target run one at a time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use opendal::Operator;
+use tokio::sync::MutexGuard;
+use tokio_util::sync::CancellationToken;
+
+use super::SyncError;
+use crate::error::ExitStatus;
+use crate::spec::Target;
+
+pub(super) struct ServedTarget {
+    pub(super) target: Target,
+    /// The target's operator, or why it has none (e.g. a crypt remote,
+    /// missing credentials): reported by the target's passes, so one
+    /// unusable target does not stop the others.
+    pub(super) op: Result<Operator, Unavailable>,
+    /// For local remotes: the directory, so stored files get their real
+    /// mtime and mode (what rclone's local backend does too).
+    pub(super) local_dir: Option<PathBuf>,
+    /// S3 carries mtime/mode as user metadata.
+    pub(super) user_metadata: bool,
+    pub(super) memory: tokio::sync::Mutex<TargetMemory>,
+}
+
+/// Why a target has no operator.
+#[derive(Debug, Clone)]
+pub(super) struct Unavailable {
+    pub(super) reason: String,
+    pub(super) status: ExitStatus,
+}
+
+impl ServedTarget {
+    pub(super) fn operator(&self) -> Result<Operator, SyncError> {
+        self.op.clone().map_err(|u| SyncError::Unavailable {
+            target: self.target.name.clone(),
+            reason: u.reason,
+            status: u.status,
+        })
+    }
+
+    /// Wait for this target's other pass (if any) to end; a pass holds the
+    /// guard for its whole run.
+    pub(super) async fn lock(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<MutexGuard<'_, TargetMemory>, SyncError> {
+        tokio::select! {
+            g = self.memory.lock() => Ok(g),
+            _ = cancel.cancelled() => Err(SyncError::Cancelled),
+        }
+    }
+}
+
+/// What this process knows of the target's `.coltec/manifest.dirty`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Marker {
+    #[default]
+    Unknown,
+    Present,
+    Absent,
+}
+
+/// What this process remembers of one target between its passes.
+#[derive(Default)]
+pub(super) struct TargetMemory {
+    /// Gate generation of the last full reconcile since open.
+    pub(super) reconciled_gen: Option<u64>,
+    /// The remote changed (or the manifest was found stale) since the
+    /// manifest was last written.
+    pub(super) manifest_dirty: bool,
+    /// When this process last wrote the manifest.
+    pub(super) manifest_written: Option<Instant>,
+    pub(super) marker: Marker,
+}
