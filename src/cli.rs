@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Where the spec lives when neither `--config` nor `COLTEC_CONFIG` says.
-pub const DEFAULT_SPEC_PATH: &str = "/workspace/.devcontainer/workspace-spec.yaml";
+pub use crate::spec::defaults::DEFAULT_SPEC_PATH;
 
 /// coltecd keeps devcontainer state safe: it syncs a workspace's state
 /// directories to S3/R2 (or a local directory) under a leased prefix.

@@ -111,7 +111,7 @@ mod takeover;
 
 pub use acquire::acquire;
 pub use error::{HeldBy, LeaseError};
-pub use inspect::{LeaseView, inspect};
+pub use inspect::{LeaseView, LeaseViewState, inspect};
 pub use keeper::while_held;
 pub use record::LeaseRecord;
 pub use set::{HoldState, LeaseSet, LeaseStatus};

@@ -7,6 +7,11 @@
 
 use std::time::Duration;
 
+// ---------------------------------------------------------------- file
+
+/// Where the spec is looked for without `--config` / `COLTEC_CONFIG`.
+pub const DEFAULT_SPEC_PATH: &str = "/workspace/.devcontainer/workspace-spec.yaml";
+
 // ---------------------------------------------------------------- workspace
 
 /// Default `metadata.environment` (the incumbent's), so data the incumbent

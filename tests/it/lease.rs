@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use coltecd::error::{ExitStatus, HasExitStatus};
-use coltecd::lease::{self, AcquireOptions, HoldState, LeaseError, LeaseSet};
+use coltecd::lease::{self, AcquireOptions, HoldState, LeaseError, LeaseSet, LeaseViewState};
 use coltecd::spec::{
     BwLimit, DaemonSettings, Direction, Excludes, LeaseSettings, LocalRemote, RemoteKind,
     RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
@@ -637,17 +637,17 @@ async fn inspect_reports_holder_and_staleness() {
     let a = container();
     let b = container();
     let views = lease::inspect(&spec, &b.dir, None).await.unwrap();
-    assert_eq!(views[0].state, "free");
+    assert_eq!(views[0].state, LeaseViewState::Free);
     let holder = take(&spec, &a).await.unwrap();
     let views = lease::inspect(&spec, &b.dir, None).await.unwrap();
-    assert_eq!(views[0].state, "held");
+    assert_eq!(views[0].state, LeaseViewState::Held);
     assert_eq!(
         views[0].holder.as_ref().unwrap().lease_id,
         lease_id(&holder)
     );
     assert!(views[0].stale_in_secs.is_some());
     let views = lease::inspect(&spec, &a.dir, None).await.unwrap();
-    assert_eq!(views[0].state, "mine");
+    assert_eq!(views[0].state, LeaseViewState::Mine);
     holder.release().await.unwrap();
 }
 
