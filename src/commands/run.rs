@@ -70,6 +70,6 @@ fn write_disabled_status(global: &GlobalArgs) {
     if dir.ensure().is_err() {
         return;
     }
-    let s = daemon::status_for_spec(&spec, status::RunState::Disabled);
+    let s = daemon::status_for_spec(&spec, status::DaemonState::Disabled);
     let _ = status::write_file(dir.path(), &s);
 }

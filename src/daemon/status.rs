@@ -47,6 +47,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ExitStatus;
+use crate::lease::LeaseRecord;
 
 /// Current version of the JSON shape.
 pub const STATUS_SCHEMA: u32 = 1;
@@ -61,7 +62,7 @@ const STALE_INTERVALS: u32 = 3;
 /// Whether the daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RunState {
+pub enum DaemonState {
     Running,
     Stopped,
     Disabled,
@@ -168,20 +169,63 @@ pub struct TargetStatus {
 
 /// The lease side of the status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaseState {
+pub struct StatusLeases {
     /// The write gate is open: every lease this daemon needs is held.
     pub writes_allowed: bool,
     /// Why writes are paused, when they are.
     pub fenced_reason: Option<String>,
     /// The lease keeper's snapshot, one entry per leased prefix.
-    pub detail: serde_json::Value,
+    pub detail: Vec<PrefixLease>,
+}
+
+/// One leased prefix as the lease keeper last saw it. The same JSON as the
+/// keeper's own `crate::lease::LeaseStatus`, which the daemon's seam
+/// converts from; this one also reads back (`status.json`, the control
+/// socket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefixLease {
+    /// Target names writing this prefix.
+    pub targets: Vec<String>,
+    pub location: String,
+    pub state: PrefixLeaseState,
+    /// Seconds since the last successful renewal was sent.
+    pub last_renewal_secs_ago: Option<u64>,
+    /// Our lease id (not a secret).
+    pub lease_id: Option<String>,
+    /// The current holder as last read (ours, or whoever took it over).
+    pub holder: Option<LeaseRecord>,
+    /// Why the lease is lost, or other context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Whether this daemon holds a prefix's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixLeaseState {
+    Held,
+    Lost,
+    Released,
+    /// Leasing is off (`lease: off` in the spec).
+    Off,
+}
+
+impl PrefixLeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrefixLeaseState::Held => "held",
+            PrefixLeaseState::Lost => "lost",
+            PrefixLeaseState::Released => "released",
+            PrefixLeaseState::Off => "off",
+        }
+    }
 }
 
 /// Everything `coltecd status` knows. See the module docs for the JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonStatus {
     pub schema: u32,
-    pub state: RunState,
+    pub state: DaemonState,
     pub source: Source,
     pub health: Health,
     pub problems: Vec<String>,
@@ -193,7 +237,7 @@ pub struct DaemonStatus {
     #[serde(default)]
     pub uptime_secs: Option<u64>,
     pub updated_at: u64,
-    pub leases: LeaseState,
+    pub leases: StatusLeases,
     pub targets: Vec<TargetStatus>,
 }
 
@@ -212,23 +256,23 @@ impl DaemonStatus {
     /// Recompute `health`, `problems` and `uptime_secs` from the rest, as of `now`.
     pub fn evaluate(&mut self, now: u64) {
         self.uptime_secs = match (self.state, self.started_at) {
-            (RunState::Running, Some(s)) => Some(now.saturating_sub(s)),
+            (DaemonState::Running, Some(s)) => Some(now.saturating_sub(s)),
             _ => None,
         };
         let mut problems = Vec::new();
         match self.state {
-            RunState::Disabled => {
+            DaemonState::Disabled => {
                 self.health = Health::Disabled;
                 self.problems = problems;
                 return;
             }
-            RunState::Stopped => {
+            DaemonState::Stopped => {
                 problems.push("the daemon is not running".to_string());
                 self.health = Health::NotRunning;
                 self.problems = problems;
                 return;
             }
-            RunState::Running => {}
+            DaemonState::Running => {}
         }
         if !self.leases.writes_allowed {
             problems.push(format!(
@@ -267,7 +311,7 @@ impl DaemonStatus {
 
     /// The last status a daemon wrote, re-labelled as not running.
     pub fn as_stopped(mut self, now: u64) -> DaemonStatus {
-        self.state = RunState::Stopped;
+        self.state = DaemonState::Stopped;
         self.source = Source::File;
         self.pid = None;
         for t in &mut self.targets {
@@ -283,21 +327,21 @@ impl DaemonStatus {
     pub fn render_text(&self, now: u64) -> String {
         let mut out = String::new();
         let state = match (self.state, self.pid) {
-            (RunState::Running, Some(pid)) => {
+            (DaemonState::Running, Some(pid)) => {
                 let up = self
                     .started_at
                     .map(|s| format!(", up {}", human_secs(now.saturating_sub(s))))
                     .unwrap_or_default();
                 format!("running (pid {pid}{up})")
             }
-            (RunState::Running, None) => "running".to_string(),
-            (RunState::Stopped, _) => {
+            (DaemonState::Running, None) => "running".to_string(),
+            (DaemonState::Stopped, _) => {
                 format!(
                     "not running (last known state from {})",
                     ago(now, self.updated_at)
                 )
             }
-            (RunState::Disabled, _) => "disabled by COLTEC_DISABLED".to_string(),
+            (DaemonState::Disabled, _) => "disabled by COLTEC_DISABLED".to_string(),
         };
         let health = match self.health {
             Health::Healthy => "healthy",
@@ -311,10 +355,10 @@ impl DaemonStatus {
         } else {
             let _ = writeln!(out, "coltecd {}: {state} — {health}", self.workspace);
         }
-        if self.state == RunState::Disabled {
+        if self.state == DaemonState::Disabled {
             return out;
         }
-        let lease = if self.state == RunState::Stopped {
+        let lease = if self.state == DaemonState::Stopped {
             "not held (the daemon is not running)".to_string()
         } else if self.leases.writes_allowed {
             "held".to_string()
@@ -325,10 +369,8 @@ impl DaemonStatus {
             )
         };
         let _ = writeln!(out, "lease: {lease}");
-        if let serde_json::Value::Array(items) = &self.leases.detail {
-            for item in items {
-                let _ = writeln!(out, "  {}", lease_line(item, now));
-            }
+        for lease in &self.leases.detail {
+            let _ = writeln!(out, "  {}", lease_line(lease));
         }
         for t in &self.targets {
             let last = match t.last_success_at {
@@ -410,42 +452,19 @@ impl DaemonStatus {
 }
 
 /// One lease of the keeper's snapshot: where, held/lost, last renewal,
-/// holder. Unknown shapes fall back to `key=value` pairs.
-fn lease_line(v: &serde_json::Value, now: u64) -> String {
-    let Some(location) = v.get("location").and_then(|l| l.as_str()) else {
-        return compact(v);
-    };
-    let _ = now;
-    let state = v.get("state").and_then(|s| s.as_str()).unwrap_or("unknown");
-    let mut line = format!("{location}: {state}");
-    if let Some(secs) = v.get("last_renewal_secs_ago").and_then(|s| s.as_u64()) {
+/// holder.
+fn lease_line(l: &PrefixLease) -> String {
+    let mut line = format!("{}: {}", l.location, l.state.as_str());
+    if let Some(secs) = l.last_renewal_secs_ago {
         let _ = write!(line, ", renewed {} ago", human_secs(secs));
     }
-    if let Some(h) = v.get("holder").filter(|h| !h.is_null()) {
-        let host = h.get("host").and_then(|x| x.as_str()).unwrap_or("?");
-        let _ = write!(line, ", holder {host}");
-        if let Some(c) = h.get("container_id").and_then(|x| x.as_str()) {
-            let _ = write!(line, " ({c})");
-        }
+    if let Some(h) = &l.holder {
+        let _ = write!(line, ", holder {} ({})", h.host, h.container_id);
     }
-    if let Some(d) = v.get("detail").and_then(|x| x.as_str()) {
+    if let Some(d) = &l.detail {
         let _ = write!(line, " — {d}");
     }
     line
-}
-
-fn compact(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
 }
 
 /// "12 s ago", "3 min ago".
@@ -518,7 +537,7 @@ pub(crate) mod tests_support {
     pub(crate) fn sample(now: u64) -> DaemonStatus {
         DaemonStatus {
             schema: STATUS_SCHEMA,
-            state: RunState::Running,
+            state: DaemonState::Running,
             source: Source::Live,
             health: Health::Healthy,
             problems: vec![],
@@ -528,10 +547,18 @@ pub(crate) mod tests_support {
             started_at: Some(now - 100),
             uptime_secs: None,
             updated_at: now,
-            leases: LeaseState {
+            leases: StatusLeases {
                 writes_allowed: true,
                 fenced_reason: None,
-                detail: serde_json::json!([{"prefix": "acme/widget/dev-a", "held": true}]),
+                detail: vec![PrefixLease {
+                    targets: vec!["claude".into()],
+                    location: "s3://b/acme/widget/dev-a".into(),
+                    state: PrefixLeaseState::Held,
+                    last_renewal_secs_ago: Some(3),
+                    lease_id: Some("l-1".into()),
+                    holder: None,
+                    detail: None,
+                }],
             },
             targets: vec![TargetStatus {
                 name: "claude".into(),
@@ -617,7 +644,7 @@ mod tests {
                 .contains("not running (last known state from 5 s ago)")
         );
         let mut d = sample(now);
-        d.state = RunState::Disabled;
+        d.state = DaemonState::Disabled;
         d.evaluate(now);
         assert_eq!(d.health.exit_status().code(), 0);
     }
