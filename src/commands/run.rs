@@ -42,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CmdResult {
         return Err(f);
     }
     crate::daemon::memory::limit_arenas();
-    let rt = match super::runtime() {
+    let rt = match crate::runtime::multi_thread() {
         Ok(rt) => rt,
         Err(f) => {
             if let Some(r) = ready.as_mut() {
