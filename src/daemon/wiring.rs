@@ -141,3 +141,55 @@ fn prefix_lease(s: LeaseStatus) -> PrefixLease {
         detail: s.detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::{LeaseRecord, LeaseState};
+
+    fn keeper_view(state: LeaseState, detail: Option<&str>) -> LeaseStatus {
+        LeaseStatus {
+            targets: vec!["claude".into()],
+            location: "s3://b/o/p/e".into(),
+            state,
+            last_renewal_secs_ago: Some(4),
+            lease_id: Some("l-1".into()),
+            holder: Some(LeaseRecord {
+                format: 1,
+                lease_id: "l-1".into(),
+                host: "h".into(),
+                container_id: "c".into(),
+                devcontainer_id: None,
+                slot: Some("s".into()),
+                pid: 7,
+                coltecd_version: "0.1.0".into(),
+                workspace: "o/p/e".into(),
+                location: "s3://b/o/p/e".into(),
+                acquired_at: "2025-01-01T00:00:00Z".into(),
+                renewed_at: "2025-01-01T00:00:10Z".into(),
+                ttl_ms: 30_000,
+                session: "x".into(),
+                seq: 3,
+                released: false,
+            }),
+            detail: detail.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_status_shows_the_keepers_lease_view_as_the_same_json() {
+        for (state, detail) in [
+            (LeaseState::Held, None),
+            (LeaseState::Lost, Some("taken over")),
+            (LeaseState::Released, None),
+            (LeaseState::Off, None),
+        ] {
+            let keeper = keeper_view(state, detail);
+            let expected = serde_json::to_string(&keeper).unwrap();
+            let shown = prefix_lease(keeper);
+            assert_eq!(serde_json::to_string(&shown).unwrap(), expected);
+            let back: PrefixLease = serde_json::from_str(&expected).unwrap();
+            assert_eq!(back, shown);
+        }
+    }
+}
