@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Where the spec lives when neither `--config` nor `COLTEC_CONFIG` says.
 pub use crate::spec::defaults::DEFAULT_SPEC_PATH;
@@ -33,10 +33,15 @@ pub struct GlobalArgs {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+pub use crate::logging::LogFormat;
+
+impl From<&GlobalArgs> for crate::logging::LogOptions {
+    fn from(g: &GlobalArgs) -> Self {
+        crate::logging::LogOptions {
+            level: g.log_level.clone(),
+            format: g.log_format,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

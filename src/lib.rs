@@ -14,6 +14,7 @@
 //! - [`daemon`]: the sync daemon (`start`/`run`/`init`), its control socket,
 //!   status model, pidfile and systemd notify support.
 //! - [`logging`]: tracing setup, the daemon's size-rotated log file.
+//! - [`runtime`]: the tokio runtime builder commands and the daemon share.
 //! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
 //! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod lease;
 pub mod logging;
 pub mod remote;
+pub mod runtime;
 pub mod spec;
 pub mod state_dir;
 pub mod sync;

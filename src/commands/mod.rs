@@ -31,9 +31,4 @@ pub fn dispatch(cli: Cli) -> CmdResult {
 }
 
 /// A multi-threaded tokio runtime for commands that talk to remotes.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, crate::error::Fail> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| crate::error::Fail::new(crate::error::ExitStatus::Failure, e))
-}
+pub(crate) use crate::runtime::multi_thread as runtime;

@@ -42,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CmdResult {
         return Err(f);
     }
     crate::daemon::memory::limit_arenas();
-    let rt = match super::runtime() {
+    let rt = match crate::runtime::multi_thread() {
         Ok(rt) => rt,
         Err(f) => {
             if let Some(r) = ready.as_mut() {
@@ -70,6 +70,6 @@ fn write_disabled_status(global: &GlobalArgs) {
     if dir.ensure().is_err() {
         return;
     }
-    let s = daemon::status_for_spec(&spec, status::RunState::Disabled);
+    let s = daemon::status_for_spec(&spec, status::DaemonState::Disabled);
     let _ = status::write_file(dir.path(), &s);
 }

@@ -13,6 +13,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::supervisor::{self, Options};
-use crate::cli::GlobalArgs;
 use crate::error::{CmdResult, ExitStatus, Fail};
+use crate::logging::LogOptions;
 
 /// Signals passed on to the command's process group.
 const FORWARDED: [Signal; 6] = [
@@ -41,18 +42,25 @@ const FORWARDED: [Signal; 6] = [
 /// Exit code when the command cannot be started (like a shell's).
 const CANNOT_RUN: u8 = 127;
 
-pub fn run(global: &GlobalArgs, command: &[OsString]) -> CmdResult {
+/// Run `command` as init, with the daemon for the spec at `config`
+/// alongside, logging as `log` says.
+pub fn run(config: &Path, log: &LogOptions, command: &[OsString]) -> CmdResult {
     let Some((program, args)) = command.split_first() else {
         return Err(Fail::new(
             ExitStatus::Usage,
             anyhow::anyhow!("init needs a command: coltecd init -- <cmd> [args…]"),
         ));
     };
-    let rt = crate::commands::runtime()?;
-    rt.block_on(supervise(global, program, args))
+    let rt = crate::runtime::multi_thread()?;
+    rt.block_on(supervise(config, log, program, args))
 }
 
-async fn supervise(global: &GlobalArgs, program: &OsString, args: &[OsString]) -> CmdResult {
+async fn supervise(
+    config: &Path,
+    log: &LogOptions,
+    program: &OsString,
+    args: &[OsString],
+) -> CmdResult {
     // Signal handlers first, so nothing the child does is missed.
     let (sig_tx, mut sig_rx) = mpsc::channel::<Signal>(64);
     let listeners_cancel = CancellationToken::new();
@@ -114,7 +122,7 @@ async fn supervise(global: &GlobalArgs, program: &OsString, args: &[OsString]) -
     drop(child);
 
     let shutdown = CancellationToken::new();
-    let mut daemon = start_daemon(global, shutdown.clone());
+    let mut daemon = start_daemon(config, log, shutdown.clone());
 
     let mut child_code: Option<u8> = None;
     let mut daemon_result: Option<CmdResult> = None;
@@ -162,26 +170,27 @@ async fn supervise(global: &GlobalArgs, program: &OsString, args: &[OsString]) -
 /// Start the daemon task, unless paused or its spec does not load (then say
 /// why on stderr; the command runs regardless).
 fn start_daemon(
-    global: &GlobalArgs,
+    config: &Path,
+    log: &LogOptions,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<CmdResult>> {
     if super::disabled() {
         eprintln!("{}", super::DISABLED_MESSAGE);
         return None;
     }
-    let spec = match crate::spec::load(&global.config) {
+    let spec = match crate::spec::load(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("coltecd: sync NOT running: {:#}", anyhow::Error::new(e));
             return None;
         }
     };
-    if let Err(e) = crate::logging::init_daemon(global, &spec.daemon.log_dir, true) {
+    if let Err(e) = crate::logging::init_daemon(log.clone(), &spec.daemon.log_dir, true) {
         eprintln!(
             "coltecd: cannot write logs to {}: {e}; logging to stderr only",
             spec.daemon.log_dir.display()
         );
-        crate::logging::init_stderr(global);
+        crate::logging::init_stderr(log.clone());
     }
     Some(tokio::spawn(supervisor::run(
         Arc::new(spec),

@@ -7,7 +7,6 @@
 //! the scheduler flushes, the workers are cancelled and joined, the lease is
 //! released, the final status is written. Nothing is detached.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +14,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backends, SeamError};
 use super::ready::{Readiness, ReadyMsg};
-use super::scheduler::{Board, Scheduler, TargetInfo, Tunables};
-use super::status::{self, DaemonStatus, RunState, Source, unix_now};
-use super::watcher::{self, WatchTarget};
+use super::scheduler::{Board, Scheduler, SchedulerExit, TargetFailure, TargetInfo, Unflushed};
+use super::seam::{Seams, error_chain, fail, fail_from};
+use super::status::{self, DaemonState, DaemonStatus, unix_now};
+use super::workers::{self, WorkerEnd, WorkerKind, WorkerSetup};
 use super::{control, pidfile, sdnotify};
 use crate::error::{ExitStatus, Fail};
-use crate::spec::{Spec, WatchMode};
+use crate::spec::Spec;
 
 use crate::state_dir::{StateDir, StateDirError};
 
@@ -40,11 +39,6 @@ pub struct Options {
     /// Handle SIGTERM/SIGINT/SIGHUP itself. `false` means: runs inside
     /// `coltecd init`, which owns the signals (and the pid).
     pub handle_signals: bool,
-}
-
-/// A failure of the daemon as a whole, with its exit status.
-fn fail(status: ExitStatus, msg: impl Into<String>) -> Fail {
-    Fail::new(status, anyhow::anyhow!(msg.into()))
 }
 
 /// Run the daemon for `spec` until stopped. Reports readiness (or why not)
@@ -113,19 +107,17 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
         crate::remote::target_operator(t).map_err(Fail::from)?;
     }
 
-    let backends = super::wiring::open(spec.clone(), &state)
-        .await
-        .map_err(|e| fail(e.status, e.message))?;
-    board.set_lease(backends.lease.clone());
+    let seams = super::wiring::open(spec.clone(), &state).await?;
+    board.set_lease(seams.lease.clone());
 
-    let result = serve(spec.clone(), &state, board.clone(), backends.clone(), opts).await;
+    let result = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
 
     // Release whatever happened: after a flush, after a failed start, and
     // after a lost lease (the keeper frees the prefixes it still holds).
-    match tokio::time::timeout(Duration::from_secs(5), backends.lease.release()).await {
+    match tokio::time::timeout(Duration::from_secs(5), seams.lease.release()).await {
         Ok(Ok(())) => tracing::info!("lease released"),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "releasing the lease failed; it will expire after its TTL")
+            tracing::warn!(error = %error_chain(&e), "releasing the lease failed; it will expire after its TTL")
         }
         Err(_) => tracing::warn!("releasing the lease timed out; it will expire after its TTL"),
     }
@@ -148,19 +140,37 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 }
 
 fn initial_status(spec: &Spec) -> DaemonStatus {
-    let mut s = super::status_for_spec(spec, RunState::Running);
+    let mut s = super::status_for_spec(spec, DaemonState::Running);
     s.pid = Some(std::process::id());
     s.started_at = Some(unix_now());
     s
 }
 
-type Worker = (&'static str, Result<(), SeamError>);
+/// The supervisor's view while the daemon serves: the exit it will report,
+/// and whether readiness is still to come.
+struct Watch {
+    outcome: Result<ExitStatus, Fail>,
+    ready_pending: bool,
+    shutdown: CancellationToken,
+    /// Cancelled when the lease is lost or nothing was synced yet: stop
+    /// without flushing.
+    lease_lost: CancellationToken,
+}
+
+impl Watch {
+    /// Keep the first failure as the daemon's exit.
+    fn failed(&mut self, f: Fail) {
+        if self.outcome.is_ok() {
+            self.outcome = Err(f);
+        }
+    }
+}
 
 async fn serve(
     spec: Arc<Spec>,
     state: &StateDir,
     board: Arc<Board>,
-    backends: Backends,
+    seams: Seams,
     opts: &mut Options,
 ) -> Result<ExitStatus, Fail> {
     let shutdown = opts.shutdown.clone();
@@ -168,8 +178,6 @@ async fn serve(
     // lease keeps being renewed and `status` keeps answering meanwhile.
     let workers_cancel = CancellationToken::new();
     let lease_lost = CancellationToken::new();
-    let mut workers: JoinSet<Worker> = JoinSet::new();
-
     let listener = control::bind(state.path()).map_err(|e| {
         fail(
             ExitStatus::Failure,
@@ -180,65 +188,19 @@ async fn serve(
         )
     })?;
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    {
-        let b = board.clone();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            control::serve(listener, Arc::new(move || b.snapshot()), cmd_tx, cancel).await;
-            ("control", Ok(()))
-        });
-    }
-    {
-        let lease = backends.lease.clone();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move { ("lease", lease.maintain(cancel).await) });
-    }
     let (watch_tx, watch_rx) = mpsc::channel(1024);
-    {
-        let targets: Vec<WatchTarget> = spec
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.direction.writes_remote() && spec.daemon.watch == WatchMode::Auto)
-            .map(|(i, t)| WatchTarget::from_target(i, t))
-            .collect();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            watcher::run(targets, watch_tx, cancel).await;
-            ("watcher", Ok(()))
-        });
-    }
-    {
-        let b = board.clone();
-        let dir = state.path().to_path_buf();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            status_writer(b, dir, cancel).await;
-            ("status-file", Ok(()))
-        });
-    }
-    if let Some(every) = sdnotify::watchdog_interval() {
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            loop {
-                sdnotify::notify("WATCHDOG=1");
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
-            }
-            ("watchdog", Ok(()))
-        });
-    }
     let (reload_tx, reload_rx) = mpsc::channel(1);
-    if opts.handle_signals {
-        let cancel = workers_cancel.clone();
-        let shutdown = shutdown.clone();
-        let spec = spec.clone();
-        workers.spawn(async move { ("signals", signals(spec, shutdown, reload_tx, cancel).await) });
-    } else {
-        drop(reload_tx);
-    }
+    let setup = WorkerSetup {
+        spec: spec.clone(),
+        board: board.clone(),
+        lease: seams.lease.clone(),
+        state_dir: state.path().to_path_buf(),
+        listener,
+        commands: cmd_tx,
+        watch: watch_tx,
+        signals: opts.handle_signals.then(|| (shutdown.clone(), reload_tx)),
+    };
+    let mut workers = workers::spawn_all(setup, &workers_cancel);
 
     let infos = spec
         .targets
@@ -250,20 +212,15 @@ async fn serve(
             writes_remote: t.direction.writes_remote(),
         })
         .collect();
-    let tunables = Tunables {
-        debounce: spec.daemon.debounce,
-        flush_deadline: spec.daemon.flush_deadline,
-        intervals: spec.targets.iter().map(|t| t.interval).collect(),
-    };
-    let (ready_tx, mut ready_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
     let sched = Scheduler::new(
         infos,
-        backends.sync.clone(),
+        seams.sync.clone(),
         board.clone(),
-        tunables,
+        workers::tunables(&spec),
         ready_tx,
     );
-    let mut sched_task = tokio::spawn(sched.run(
+    let sched_task = tokio::spawn(sched.run(
         watch_rx,
         cmd_rx,
         reload_rx,
@@ -271,205 +228,151 @@ async fn serve(
         lease_lost.clone(),
     ));
 
-    let mut outcome: Result<ExitStatus, Fail> = Ok(ExitStatus::Ok);
-    let mut ready_pending = true;
-    let unflushed = loop {
-        tokio::select! {
-            r = &mut ready_rx, if ready_pending => {
-                ready_pending = false;
-                match r {
-                    Ok(Ok(())) => {
-                        let summary = format!(
-                            "coltecd: syncing {} target{} for {} (pid {})",
-                            spec.targets.len(),
-                            if spec.targets.len() == 1 { "" } else { "s" },
-                            spec.workspace.slug(),
-                            std::process::id()
-                        );
-                        tracing::info!("ready: leases held, first sync done");
-                        if let Some(r) = opts.ready.as_mut() {
-                            r.send(&ReadyMsg::Ready { pid: std::process::id(), summary });
-                        }
-                        sdnotify::notify("READY=1\nSTATUS=syncing");
-                    }
-                    Ok(Err(e)) => {
-                        outcome = Err(fail(e.status, e.message));
-                        // Nothing was synced yet; do not flush, just stop.
-                        lease_lost.cancel();
-                        shutdown.cancel();
-                    }
-                    Err(_) => {}
-                }
-            }
-            w = workers.join_next(), if !workers.is_empty() => {
-                match w {
-                    Some(Ok((name, Err(e)))) => {
-                        tracing::error!(worker = name, error = %e, "critical failure; stopping");
-                        if name == "lease" {
-                            lease_lost.cancel();
-                        }
-                        if outcome.is_ok() {
-                            outcome = Err(fail(e.status, e.message));
-                        }
-                        shutdown.cancel();
-                    }
-                    Some(Ok((name, Ok(())))) => {
-                        tracing::debug!(worker = name, "worker finished");
-                    }
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, "a worker panicked; stopping");
-                        if outcome.is_ok() {
-                            outcome = Err(fail(ExitStatus::Failure, format!("internal error: {e}")));
-                        }
-                        shutdown.cancel();
-                    }
-                    None => {}
-                }
-            }
-            s = &mut sched_task => {
-                break match s {
-                    Ok(u) => u,
-                    Err(e) => {
-                        if outcome.is_ok() {
-                            outcome = Err(fail(ExitStatus::Failure, format!("internal error in the scheduler: {e}")));
-                        }
-                        Vec::new()
-                    }
-                };
-            }
-        }
+    let mut w = Watch {
+        outcome: Ok(ExitStatus::Ok),
+        ready_pending: true,
+        shutdown,
+        lease_lost,
     };
-    if ready_pending && outcome.is_ok() {
-        outcome = Err(fail(
+    let exit = supervise(&spec, opts, &mut w, &mut workers, ready_rx, sched_task).await;
+    if w.ready_pending {
+        w.failed(fail(
             ExitStatus::Failure,
             "stopped before the first sync finished",
         ));
     }
-    if !ready_pending && !lease_lost.is_cancelled() {
-        // The lease is still renewed here (its worker stops below), so the
-        // gate is open for the deferred manifest writes. Bounded: running
-        // out of time here (the future is dropped) only leaves the dirty
-        // marker, never a manifest that would be trusted while wrong.
-        let finish = backends.sync.finish(CancellationToken::new());
-        match tokio::time::timeout(FINISH_TIMEOUT, finish).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "deferred manifest write failed; the remote keeps its dirty marker")
-            }
-            Err(_) => tracing::warn!(
-                "deferred manifest write timed out; the remote keeps its dirty marker"
-            ),
-        }
+    if let Some(f) = &exit.fatal {
+        w.failed(fail(
+            f.exit_status(),
+            format!("sync of target {} failed: {}", f.target, f.message()),
+        ));
     }
-    for (target, paths) in &unflushed {
-        tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
-        for p in paths {
-            tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
-        }
+    if !w.ready_pending && !w.lease_lost.is_cancelled() {
+        finish_manifests(&seams).await;
     }
+    log_unflushed(&exit.unflushed);
     workers_cancel.cancel();
-    while let Some(w) = workers.join_next().await {
-        if let Ok((name, Err(e))) = w {
-            tracing::warn!(worker = name, error = %e, "worker ended with an error during shutdown");
-            if name == "lease" && outcome.is_ok() {
-                outcome = Err(fail(e.status, e.message));
+    while let Some(end) = workers.join_next().await {
+        if let Ok((kind, Err(e))) = end {
+            tracing::warn!(worker = %kind, error = %error_chain(&e), "worker ended with an error during shutdown");
+            if kind == WorkerKind::Lease {
+                w.failed(fail_from(&e));
             }
         }
     }
-    if outcome.is_ok() && !unflushed.is_empty() {
-        let n: usize = unflushed.iter().map(|(_, p)| p.len()).sum();
-        outcome = Err(fail(
+    if w.outcome.is_ok() && !exit.unflushed.is_empty() {
+        let n: usize = exit.unflushed.iter().map(|(_, p)| p.len()).sum();
+        w.failed(fail(
             ExitStatus::PartialFailure,
             format!(
                 "{n} changed file(s) could not be flushed before the deadline (listed in the log)"
             ),
         ));
     }
-    outcome
+    w.outcome
 }
 
-/// Write `status.json` whenever the status changed meaningfully (checked
-/// every 2 s), and at least every minute (lease renewal ages), so `status`
-/// has something true to show after a crash without an idle daemon writing
-/// to disk all the time.
-async fn status_writer(board: Arc<Board>, dir: PathBuf, cancel: CancellationToken) {
-    const REFRESH: Duration = Duration::from_secs(60);
-    let mut last: Option<(DaemonStatus, tokio::time::Instant)> = None;
+/// Until the scheduler ends: report readiness, and stop on a worker's
+/// critical failure.
+async fn supervise(
+    spec: &Spec,
+    opts: &mut Options,
+    w: &mut Watch,
+    workers: &mut JoinSet<WorkerEnd>,
+    mut ready_rx: oneshot::Receiver<Result<(), TargetFailure>>,
+    mut sched_task: tokio::task::JoinHandle<SchedulerExit>,
+) -> SchedulerExit {
     loop {
-        let mut snap = board.snapshot();
-        // Fields that change by themselves every second do not count.
-        let mut comparable = snap.clone();
-        comparable.updated_at = 0;
-        comparable.uptime_secs = None;
-        comparable.leases.detail = serde_json::Value::Null;
-        let due = match &last {
-            None => true,
-            Some((prev, at)) => *prev != comparable || at.elapsed() >= REFRESH,
-        };
-        if due {
-            snap.source = Source::File;
-            let d = dir.clone();
-            match tokio::task::spawn_blocking(move || status::write_file(&d, &snap)).await {
-                Ok(Ok(())) => last = Some((comparable, tokio::time::Instant::now())),
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write status.json"),
-                Err(_) => {}
-            }
-        }
         tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            r = &mut ready_rx, if w.ready_pending => {
+                w.ready_pending = false;
+                match r {
+                    Ok(Ok(())) => report_ready(spec, opts),
+                    Ok(Err(f)) => {
+                        w.failed(fail(
+                            f.exit_status(),
+                            format!("first sync of target {} failed: {}", f.target, f.message()),
+                        ));
+                        // Nothing was synced yet; do not flush, just stop.
+                        w.lease_lost.cancel();
+                        w.shutdown.cancel();
+                    }
+                    Err(_) => {}
+                }
+            }
+            end = workers.join_next(), if !workers.is_empty() => on_worker_end(w, end),
+            s = &mut sched_task => {
+                return s.unwrap_or_else(|e| {
+                    w.failed(fail(ExitStatus::Failure, format!("internal error in the scheduler: {e}")));
+                    SchedulerExit::default()
+                });
+            }
         }
     }
 }
 
-/// SIGTERM/SIGINT stop; SIGHUP reloads what can be reloaded.
-async fn signals(
-    spec: Arc<Spec>,
-    shutdown: CancellationToken,
-    reload: mpsc::Sender<Tunables>,
-    cancel: CancellationToken,
-) -> Result<(), SeamError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let setup = |k| {
-        signal(k).map_err(|e| SeamError {
-            status: ExitStatus::Failure,
-            message: format!("cannot install signal handlers: {e}"),
-        })
-    };
-    let mut term = setup(SignalKind::terminate())?;
-    let mut int = setup(SignalKind::interrupt())?;
-    let mut hup = setup(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = term.recv() => {
-                tracing::info!("SIGTERM: flushing and stopping");
-                shutdown.cancel();
+fn report_ready(spec: &Spec, opts: &mut Options) {
+    let summary = format!(
+        "coltecd: syncing {} target{} for {} (pid {})",
+        spec.targets.len(),
+        if spec.targets.len() == 1 { "" } else { "s" },
+        spec.workspace.slug(),
+        std::process::id()
+    );
+    tracing::info!("ready: leases held, first sync done");
+    if let Some(r) = opts.ready.as_mut() {
+        r.send(&ReadyMsg::Ready {
+            pid: std::process::id(),
+            summary,
+        });
+    }
+    sdnotify::notify("READY=1\nSTATUS=syncing");
+}
+
+fn on_worker_end(w: &mut Watch, end: Option<Result<WorkerEnd, tokio::task::JoinError>>) {
+    match end {
+        Some(Ok((kind, Err(e)))) => {
+            tracing::error!(worker = %kind, error = %error_chain(&e), "critical failure; stopping");
+            if kind == WorkerKind::Lease {
+                w.lease_lost.cancel();
             }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: flushing and stopping");
-                shutdown.cancel();
-            }
-            _ = hup.recv() => {
-                let path = spec.path.clone();
-                let loaded = tokio::task::spawn_blocking(move || crate::spec::load(&path)).await;
-                match loaded {
-                    Ok(Ok(new)) => match super::reload_verdict(&spec, &new) {
-                        Ok(()) => {
-                            let t = Tunables {
-                                debounce: new.daemon.debounce,
-                                flush_deadline: new.daemon.flush_deadline,
-                                intervals: new.targets.iter().map(|t| t.interval).collect(),
-                            };
-                            let _ = reload.send(t).await;
-                            tracing::info!("SIGHUP: spec reloaded (intervals, debounce, flush deadline)");
-                        }
-                        Err(why) => tracing::warn!(reason = %why, "SIGHUP: spec NOT reloaded; restart coltecd to apply it"),
-                    },
-                    Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: spec NOT reloaded: it does not validate"),
-                    Err(e) => tracing::warn!(error = %e, "SIGHUP: spec reload failed"),
-                }
-            }
+            w.failed(fail_from(&e));
+            w.shutdown.cancel();
+        }
+        Some(Ok((kind, Ok(())))) => {
+            tracing::debug!(worker = %kind, "worker finished");
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "a worker panicked; stopping");
+            w.failed(fail(ExitStatus::Failure, format!("internal error: {e}")));
+            w.shutdown.cancel();
+        }
+        None => {}
+    }
+}
+
+/// The lease is still renewed here (its worker stops later), so the gate is
+/// open for the deferred manifest writes. Bounded: running out of time here
+/// (the future is dropped) only leaves the dirty marker, never a manifest
+/// that would be trusted while wrong.
+async fn finish_manifests(seams: &Seams) {
+    let finish = seams.sync.finish(CancellationToken::new());
+    match tokio::time::timeout(FINISH_TIMEOUT, finish).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %error_chain(&e), "deferred manifest write failed; the remote keeps its dirty marker")
+        }
+        Err(_) => {
+            tracing::warn!("deferred manifest write timed out; the remote keeps its dirty marker")
+        }
+    }
+}
+
+fn log_unflushed(unflushed: &Unflushed) {
+    for (target, paths) in unflushed {
+        tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
+        for p in paths {
+            tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
         }
     }
 }

@@ -103,7 +103,8 @@ type Work = (
     Vec<notify::Result<notify::Event>>,
 );
 
-struct Slot {
+/// One watched target: its notify watcher and whether its events overflowed.
+struct WatchedTarget {
     target: WatchTarget,
     watcher: SharedWatcher,
     overflowed: Arc<AtomicBool>,
@@ -199,7 +200,7 @@ fn new_watcher(
 /// Create the slot's watcher and watch its whole tree. Blocking work runs
 /// on the blocking pool; `Ok(false)` when cancelled.
 async fn activate(
-    slot: &Slot,
+    slot: &WatchedTarget,
     tx: &mpsc::Sender<RawEvent>,
     cancel: &CancellationToken,
 ) -> Result<bool, SetupError> {
@@ -279,11 +280,11 @@ pub(crate) async fn run(
 ) {
     let (raw_tx, mut raw_rx) = mpsc::channel::<RawEvent>(RAW_CAPACITY);
     // (slot, active): inactive slots wait for their root directory.
-    let mut slots: Vec<(Slot, bool)> = targets
+    let mut slots: Vec<(WatchedTarget, bool)> = targets
         .into_iter()
         .map(|target| {
             (
-                Slot {
+                WatchedTarget {
                     target,
                     watcher: Arc::new(Mutex::new(None)),
                     overflowed: Arc::new(AtomicBool::new(false)),
@@ -397,7 +398,8 @@ pub(crate) async fn run(
         if batch.is_empty() {
             continue;
         }
-        let active: Vec<&Slot> = slots.iter().filter(|(_, a)| *a).map(|(s, _)| s).collect();
+        let active: Vec<&WatchedTarget> =
+            slots.iter().filter(|(_, a)| *a).map(|(s, _)| s).collect();
         let work: Vec<Work> = group(&active, batch);
         let processed = tokio::task::spawn_blocking(move || {
             work.into_iter()
@@ -436,7 +438,7 @@ pub(crate) async fn run(
     }
 }
 
-fn drop_watcher(slot: &Slot) {
+fn drop_watcher(slot: &WatchedTarget) {
     let taken = match slot.watcher.lock() {
         Ok(mut g) => g.take(),
         Err(p) => p.into_inner().take(),
@@ -444,7 +446,7 @@ fn drop_watcher(slot: &Slot) {
     drop(taken);
 }
 
-fn group(slots: &[&Slot], batch: Vec<RawEvent>) -> Vec<Work> {
+fn group(slots: &[&WatchedTarget], batch: Vec<RawEvent>) -> Vec<Work> {
     let mut by: BTreeMap<usize, Vec<notify::Result<notify::Event>>> = BTreeMap::new();
     for (i, ev) in batch {
         by.entry(i).or_default().push(ev);

@@ -11,13 +11,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::super::backend::{SeamError, SyncSeam};
+use super::super::seam::SyncSeam;
 use super::super::status::{WatchModeState, WatchState, to_unix};
 use super::super::watcher::WatchMsg;
 use super::board::Board;
 use super::outcome::{PassDone, SyncNowWaiter};
 use super::target::TargetRuntime;
-use super::{SchedulerCommand, TargetInfo, Tunables, Unflushed};
+use super::{SchedulerCommand, SchedulerExit, TargetFailure, TargetInfo, Tunables};
+use crate::sync::SyncError;
 
 /// After a pass some of what it allocated is freed only later (idle
 /// blocking-pool threads exit after 10 s, connections close): trim again
@@ -32,7 +33,10 @@ pub(crate) struct Scheduler {
     pub(super) pass_cancel: CancellationToken,
     pub(super) passes: JoinSet<PassDone>,
     pub(super) waiters: Vec<SyncNowWaiter>,
-    pub(super) ready: Option<oneshot::Sender<Result<(), SeamError>>>,
+    pub(super) ready: Option<oneshot::Sender<Result<(), TargetFailure>>>,
+    /// A pass failed in a way the daemon cannot go on from (see
+    /// `Disposition::Stop`): the first such failure.
+    pub(super) fatal: Option<TargetFailure>,
     pid: u32,
     /// A second memory trim once things settled after a pass (see
     /// [`SETTLE_TRIM_AFTER`]).
@@ -47,7 +51,7 @@ impl Scheduler {
         sync: Arc<dyn SyncSeam>,
         board: Arc<Board>,
         tunables: Tunables,
-        ready: oneshot::Sender<Result<(), SeamError>>,
+        ready: oneshot::Sender<Result<(), TargetFailure>>,
     ) -> Scheduler {
         let now = Instant::now();
         let shown = board.snapshot().targets;
@@ -70,13 +74,15 @@ impl Scheduler {
             passes: JoinSet::new(),
             waiters: Vec::new(),
             ready: Some(ready),
+            fatal: None,
             pid: std::process::id(),
             settle_trim_at: None,
         }
     }
 
-    /// Run until `shutdown`, then flush (unless `skip_flush` is cancelled
-    /// too, e.g. the lease is lost) and return what stayed unflushed.
+    /// Run until `shutdown` (which it fires itself when a pass failed
+    /// fatally), then flush (unless `skip_flush` is cancelled too, e.g. the
+    /// lease is lost) and say what stayed unflushed.
     pub async fn run(
         mut self,
         mut watch_rx: mpsc::Receiver<WatchMsg>,
@@ -84,7 +90,7 @@ impl Scheduler {
         mut reload_rx: mpsc::Receiver<Tunables>,
         shutdown: CancellationToken,
         skip_flush: CancellationToken,
-    ) -> Unflushed {
+    ) -> SchedulerExit {
         self.publish();
         let mut watch_open = true;
         loop {
@@ -108,6 +114,9 @@ impl Scheduler {
                 Some(t) = reload_rx.recv() => self.on_reload(t),
                 _ = tokio::time::sleep_until(wake) => {}
             }
+            if self.fatal.is_some() {
+                shutdown.cancel();
+            }
             if self.passes.is_empty() && self.settle_trim_at.is_some_and(|at| Instant::now() >= at)
             {
                 self.settle_trim_at = None;
@@ -121,7 +130,7 @@ impl Scheduler {
         if skip_flush.is_cancelled() {
             self.pass_cancel.cancel();
             while self.passes.join_next().await.is_some() {}
-            return self.unflushed();
+            return self.exit();
         }
         self.flush().await
     }
@@ -131,7 +140,7 @@ impl Scheduler {
         let far = now + Duration::from_secs(3600);
         self.targets
             .iter()
-            .filter(|t| !t.running)
+            .filter(|t| !t.running && !t.waiting_for_human)
             .map(|t| t.wake_at(self.tunables.debounce, now))
             .min()
             .unwrap_or(far)
@@ -179,10 +188,9 @@ impl Scheduler {
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
-                    Err(SeamError {
-                        status: crate::error::ExitStatus::Failure,
-                        message: "internal error: the sync pass panicked (see the log)".into(),
-                    })
+                    Err(Arc::new(SyncError::Internal(
+                        "the sync pass panicked (see the log)".into(),
+                    )))
                 });
             PassDone {
                 target: i,
@@ -282,6 +290,7 @@ impl Scheduler {
         let now = Instant::now();
         for (rt, interval) in self.targets.iter_mut().zip(&t.intervals) {
             rt.set_interval(*interval, now);
+            rt.reloaded();
         }
         self.tunables = t;
         let intervals: Vec<u64> = self
@@ -310,7 +319,7 @@ impl Scheduler {
                 let files = (t.pending.len() + t.inflight.len()) as u64;
                 let bytes = t.pending.values().chain(t.inflight.values()).sum();
                 let oldest = t.oldest_pending().map(to_unix);
-                let next = if t.running {
+                let next = if t.running || t.waiting_for_human {
                     None
                 } else {
                     let at = t.full_at.max(t.not_before);

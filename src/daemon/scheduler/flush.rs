@@ -1,11 +1,13 @@
 //! The shutdown flush: push pending changes of every target that writes to
 //! the remote, by priority, within the flush deadline; report (by target
-//! and path) whatever could not be flushed.
+//! and path) whatever could not be flushed. A target waiting for a human
+//! is not retried here either: its changes are reported as unflushed.
 
 use std::path::PathBuf;
 
 use tokio::time::Instant;
 
+use super::SchedulerExit;
 use super::event_loop::Scheduler;
 
 /// What was left unflushed at shutdown: (target, paths).
@@ -13,13 +15,13 @@ pub(crate) type Unflushed = Vec<(String, Vec<PathBuf>)>;
 
 impl Scheduler {
     /// Push pending changes out, by priority, within the flush deadline.
-    pub(super) async fn flush(mut self) -> Unflushed {
+    pub(super) async fn flush(mut self) -> SchedulerExit {
         let deadline = Instant::now() + self.tunables.flush_deadline;
         // Polling targets cannot know what changed: give each one full pass.
         let mut needs_full: Vec<bool> = self
             .targets
             .iter()
-            .map(|t| t.info.writes_remote && t.polling && t.first_done)
+            .map(|t| t.info.writes_remote && t.polling && t.first_done && !t.waiting_for_human)
             .collect();
         let pending: usize = self
             .targets
@@ -53,7 +55,7 @@ impl Scheduler {
                 }
             }
         }
-        self.unflushed()
+        self.exit()
     }
 
     /// The most urgent target with something to flush.
@@ -61,13 +63,26 @@ impl Scheduler {
         self.targets
             .iter()
             .enumerate()
-            .filter(|(i, t)| t.info.writes_remote && (!t.pending.is_empty() || needs_full[*i]))
+            .filter(|(i, t)| {
+                t.info.writes_remote
+                    && !t.waiting_for_human
+                    && (!t.pending.is_empty() || needs_full[*i])
+            })
             .min_by_key(|(i, t)| (t.info.priority, *i))
             .map(|(i, _)| i)
     }
 
+    /// How the scheduler ended: what stayed unflushed, and the fatal
+    /// failure, if one stopped it.
+    pub(super) fn exit(self) -> SchedulerExit {
+        SchedulerExit {
+            unflushed: self.unflushed(),
+            fatal: self.fatal,
+        }
+    }
+
     /// Pending and in-flight paths of targets that write to the remote.
-    pub(super) fn unflushed(&self) -> Unflushed {
+    fn unflushed(&self) -> Unflushed {
         self.targets
             .iter()
             .filter(|t| t.info.writes_remote)

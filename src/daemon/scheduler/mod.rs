@@ -9,8 +9,12 @@
 //! after the first change: a lone edit is on the remote well within the
 //! debounce, and a file written continuously still goes out every debounce.
 //! One pass runs at a time; among due targets the lowest `priority` (then
-//! spec order) goes first. Failed passes keep their paths pending and retry
-//! with a growing backoff.
+//! spec order) goes first. A pass that failed keeps its paths pending;
+//! what happens next comes from the error's type (`seam::disposition`): a
+//! transient failure retries after a growing, jittered backoff; a refusal
+//! that retrying cannot fix (the mass-delete guard) waits until something
+//! changes, with advice in `status`; a cancelled pass is requeued without
+//! backoff; a fatal one stops the daemon.
 //!
 //! On shutdown it stops starting ordinary work and flushes: pending changes
 //! of every target that writes to the remote, by priority, within the flush
@@ -40,6 +44,7 @@ mod target;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -47,6 +52,9 @@ use tokio::sync::oneshot;
 pub(crate) use board::{Board, initial_target_status};
 pub(crate) use event_loop::Scheduler;
 pub(crate) use flush::Unflushed;
+
+use crate::error::{ExitStatus, HasExitStatus};
+use crate::sync::SyncError;
 
 /// Settings that SIGHUP may change.
 #[derive(Debug, Clone)]
@@ -88,4 +96,31 @@ pub(crate) struct TargetSynced {
     pub uploaded: u64,
     pub downloaded: u64,
     pub failed: u64,
+}
+
+/// A target's pass that failed as a whole (a first pass, for readiness; a
+/// fatal one, for the daemon's exit).
+#[derive(Debug, Clone)]
+pub(crate) struct TargetFailure {
+    pub target: String,
+    pub error: Arc<SyncError>,
+}
+
+impl TargetFailure {
+    pub fn exit_status(&self) -> ExitStatus {
+        self.error.exit_status()
+    }
+
+    /// The error's message with its causes.
+    pub fn message(&self) -> String {
+        super::seam::error_chain(&*self.error)
+    }
+}
+
+/// How the scheduler ended.
+#[derive(Debug, Default)]
+pub(crate) struct SchedulerExit {
+    pub unflushed: Unflushed,
+    /// The failure that stopped the daemon, if one did.
+    pub fatal: Option<TargetFailure>,
 }

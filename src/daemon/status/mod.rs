@@ -39,14 +39,23 @@
 //! Fields are only ever added, never renamed or removed, within one
 //! `schema` number. `leases.detail` is the lease keeper's own snapshot
 //! (per prefix: holder, held/lost, last renewal).
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the model, health evaluation (`evaluate`, `as_stopped`).
+//! - `render`: the text of `coltecd status` and its ages and sizes.
+//! - `file`: `status.json` in the state dir (atomic write, read back).
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ExitStatus;
+use crate::lease::LeaseRecord;
+
+mod file;
+mod render;
 
 /// Current version of the JSON shape.
 pub const STATUS_SCHEMA: u32 = 1;
@@ -61,7 +70,7 @@ const STALE_INTERVALS: u32 = 3;
 /// Whether the daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RunState {
+pub enum DaemonState {
     Running,
     Stopped,
     Disabled,
@@ -168,20 +177,63 @@ pub struct TargetStatus {
 
 /// The lease side of the status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaseState {
+pub struct StatusLeases {
     /// The write gate is open: every lease this daemon needs is held.
     pub writes_allowed: bool,
     /// Why writes are paused, when they are.
     pub fenced_reason: Option<String>,
     /// The lease keeper's snapshot, one entry per leased prefix.
-    pub detail: serde_json::Value,
+    pub detail: Vec<PrefixLease>,
+}
+
+/// One leased prefix as the lease keeper last saw it. The same JSON as the
+/// keeper's own `crate::lease::LeaseStatus`, which the daemon's seam
+/// converts from; this one also reads back (`status.json`, the control
+/// socket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefixLease {
+    /// Target names writing this prefix.
+    pub targets: Vec<String>,
+    pub location: String,
+    pub state: PrefixLeaseState,
+    /// Seconds since the last successful renewal was sent.
+    pub last_renewal_secs_ago: Option<u64>,
+    /// Our lease id (not a secret).
+    pub lease_id: Option<String>,
+    /// The current holder as last read (ours, or whoever took it over).
+    pub holder: Option<LeaseRecord>,
+    /// Why the lease is lost, or other context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Whether this daemon holds a prefix's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixLeaseState {
+    Held,
+    Lost,
+    Released,
+    /// Leasing is off (`lease: off` in the spec).
+    Off,
+}
+
+impl PrefixLeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrefixLeaseState::Held => "held",
+            PrefixLeaseState::Lost => "lost",
+            PrefixLeaseState::Released => "released",
+            PrefixLeaseState::Off => "off",
+        }
+    }
 }
 
 /// Everything `coltecd status` knows. See the module docs for the JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonStatus {
     pub schema: u32,
-    pub state: RunState,
+    pub state: DaemonState,
     pub source: Source,
     pub health: Health,
     pub problems: Vec<String>,
@@ -193,7 +245,7 @@ pub struct DaemonStatus {
     #[serde(default)]
     pub uptime_secs: Option<u64>,
     pub updated_at: u64,
-    pub leases: LeaseState,
+    pub leases: StatusLeases,
     pub targets: Vec<TargetStatus>,
 }
 
@@ -212,23 +264,23 @@ impl DaemonStatus {
     /// Recompute `health`, `problems` and `uptime_secs` from the rest, as of `now`.
     pub fn evaluate(&mut self, now: u64) {
         self.uptime_secs = match (self.state, self.started_at) {
-            (RunState::Running, Some(s)) => Some(now.saturating_sub(s)),
+            (DaemonState::Running, Some(s)) => Some(now.saturating_sub(s)),
             _ => None,
         };
         let mut problems = Vec::new();
         match self.state {
-            RunState::Disabled => {
+            DaemonState::Disabled => {
                 self.health = Health::Disabled;
                 self.problems = problems;
                 return;
             }
-            RunState::Stopped => {
+            DaemonState::Stopped => {
                 problems.push("the daemon is not running".to_string());
                 self.health = Health::NotRunning;
                 self.problems = problems;
                 return;
             }
-            RunState::Running => {}
+            DaemonState::Running => {}
         }
         if !self.leases.writes_allowed {
             problems.push(format!(
@@ -267,7 +319,7 @@ impl DaemonStatus {
 
     /// The last status a daemon wrote, re-labelled as not running.
     pub fn as_stopped(mut self, now: u64) -> DaemonStatus {
-        self.state = RunState::Stopped;
+        self.state = DaemonState::Stopped;
         self.source = Source::File;
         self.pid = None;
         for t in &mut self.targets {
@@ -278,233 +330,10 @@ impl DaemonStatus {
         self.evaluate(now);
         self
     }
-
-    /// The short human rendering of `coltecd status`.
-    pub fn render_text(&self, now: u64) -> String {
-        let mut out = String::new();
-        let state = match (self.state, self.pid) {
-            (RunState::Running, Some(pid)) => {
-                let up = self
-                    .started_at
-                    .map(|s| format!(", up {}", human_secs(now.saturating_sub(s))))
-                    .unwrap_or_default();
-                format!("running (pid {pid}{up})")
-            }
-            (RunState::Running, None) => "running".to_string(),
-            (RunState::Stopped, _) => {
-                format!(
-                    "not running (last known state from {})",
-                    ago(now, self.updated_at)
-                )
-            }
-            (RunState::Disabled, _) => "disabled by COLTEC_DISABLED".to_string(),
-        };
-        let health = match self.health {
-            Health::Healthy => "healthy",
-            Health::Degraded => "DEGRADED",
-            Health::NotRunning => "not running",
-            Health::Disabled => "paused",
-        };
-        // "not running" already says it all; don't repeat it as the health.
-        if self.health == Health::NotRunning {
-            let _ = writeln!(out, "coltecd {}: {state}", self.workspace);
-        } else {
-            let _ = writeln!(out, "coltecd {}: {state} — {health}", self.workspace);
-        }
-        if self.state == RunState::Disabled {
-            return out;
-        }
-        let lease = if self.state == RunState::Stopped {
-            "not held (the daemon is not running)".to_string()
-        } else if self.leases.writes_allowed {
-            "held".to_string()
-        } else {
-            format!(
-                "NOT held ({})",
-                self.leases.fenced_reason.as_deref().unwrap_or("unknown")
-            )
-        };
-        let _ = writeln!(out, "lease: {lease}");
-        if let serde_json::Value::Array(items) = &self.leases.detail {
-            for item in items {
-                let _ = writeln!(out, "  {}", lease_line(item, now));
-            }
-        }
-        for t in &self.targets {
-            let last = match t.last_success_at {
-                Some(at) => format!("synced {}", ago(now, at)),
-                None => "never synced".to_string(),
-            };
-            let mode = match t.watch.mode {
-                WatchModeState::Events => "events",
-                WatchModeState::Polling => "polling",
-            };
-            let watch = match &t.watch.reason {
-                Some(r) => format!("{mode} ({r})"),
-                None => mode.to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "{} [{}] {} → {}",
-                t.name,
-                t.direction,
-                t.local_path.display(),
-                t.remote
-            );
-            let _ = write!(out, "  {last}; watch: {watch}");
-            if t.pending_files > 0 {
-                let oldest = t
-                    .oldest_pending_at
-                    .map(|at| format!(", oldest {}", ago(now, at)))
-                    .unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "; pending {} file(s), {}{oldest}",
-                    t.pending_files,
-                    human_bytes(t.pending_bytes)
-                );
-            }
-            if t.pass_running {
-                match &t.in_flight {
-                    Some(f) if f.files_planned > 0 => {
-                        let _ = write!(
-                            out,
-                            "; transferring {}/{} file(s), {}/{}",
-                            f.files_done,
-                            f.files_planned,
-                            human_bytes(f.bytes_done),
-                            human_bytes(f.bytes_planned)
-                        );
-                    }
-                    _ => {
-                        let _ = write!(out, "; checking now");
-                    }
-                }
-            } else if let Some(next) = t.next_check_at {
-                let _ = write!(
-                    out,
-                    "; next check in {}",
-                    human_secs(next.saturating_sub(now))
-                );
-            }
-            out.push('\n');
-            if t.conflicts_total > 0 {
-                let _ = writeln!(
-                    out,
-                    "  conflicts: {} (latest: {})",
-                    t.conflicts_total,
-                    t.conflicts.last().map(String::as_str).unwrap_or("-")
-                );
-            }
-            if let Some(err) = &t.last_error {
-                let _ = writeln!(out, "  last error: {err}");
-            }
-        }
-        for p in &self.problems {
-            if !out.contains(p.as_str()) {
-                let _ = writeln!(out, "problem: {p}");
-            }
-        }
-        out
-    }
 }
 
-/// One lease of the keeper's snapshot: where, held/lost, last renewal,
-/// holder. Unknown shapes fall back to `key=value` pairs.
-fn lease_line(v: &serde_json::Value, now: u64) -> String {
-    let Some(location) = v.get("location").and_then(|l| l.as_str()) else {
-        return compact(v);
-    };
-    let _ = now;
-    let state = v.get("state").and_then(|s| s.as_str()).unwrap_or("unknown");
-    let mut line = format!("{location}: {state}");
-    if let Some(secs) = v.get("last_renewal_secs_ago").and_then(|s| s.as_u64()) {
-        let _ = write!(line, ", renewed {} ago", human_secs(secs));
-    }
-    if let Some(h) = v.get("holder").filter(|h| !h.is_null()) {
-        let host = h.get("host").and_then(|x| x.as_str()).unwrap_or("?");
-        let _ = write!(line, ", holder {host}");
-        if let Some(c) = h.get("container_id").and_then(|x| x.as_str()) {
-            let _ = write!(line, " ({c})");
-        }
-    }
-    if let Some(d) = v.get("detail").and_then(|x| x.as_str()) {
-        let _ = write!(line, " — {d}");
-    }
-    line
-}
-
-fn compact(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
-}
-
-/// "12 s ago", "3 min ago".
-pub fn ago(now: u64, then: u64) -> String {
-    if then > now {
-        return "just now".to_string();
-    }
-    format!("{} ago", human_secs(now - then))
-}
-
-/// A short duration: "12 s", "4 min", "2 h", "3 d".
-pub fn human_secs(secs: u64) -> String {
-    match secs {
-        0..120 => format!("{secs} s"),
-        120..7200 => format!("{} min", secs / 60),
-        7200..172_800 => format!("{} h", secs / 3600),
-        _ => format!("{} d", secs / 86_400),
-    }
-}
-
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
-/// Write `status` to `<state_dir>/status.json` atomically (temp file +
-/// rename), so a reader never sees half a file even after `kill -9`.
-pub fn write_file(state_dir: &Path, status: &DaemonStatus) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = state_dir.join(STATUS_FILE);
-    let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-    let body = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&body)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, &path)
-}
-
-/// The last status written, if any and readable.
-pub fn read_file(state_dir: &Path) -> Option<DaemonStatus> {
-    let body = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
-    serde_json::from_slice(&body).ok()
-}
+pub use file::{read_file, write_file};
+pub use render::{ago, human_bytes, human_secs};
 
 /// Seconds in a duration, for the JSON (`interval_secs`).
 pub fn secs(d: Duration) -> u64 {
@@ -518,7 +347,7 @@ pub(crate) mod tests_support {
     pub(crate) fn sample(now: u64) -> DaemonStatus {
         DaemonStatus {
             schema: STATUS_SCHEMA,
-            state: RunState::Running,
+            state: DaemonState::Running,
             source: Source::Live,
             health: Health::Healthy,
             problems: vec![],
@@ -528,10 +357,18 @@ pub(crate) mod tests_support {
             started_at: Some(now - 100),
             uptime_secs: None,
             updated_at: now,
-            leases: LeaseState {
+            leases: StatusLeases {
                 writes_allowed: true,
                 fenced_reason: None,
-                detail: serde_json::json!([{"prefix": "acme/widget/dev-a", "held": true}]),
+                detail: vec![PrefixLease {
+                    targets: vec!["claude".into()],
+                    location: "s3://b/acme/widget/dev-a".into(),
+                    state: PrefixLeaseState::Held,
+                    last_renewal_secs_ago: Some(3),
+                    lease_id: Some("l-1".into()),
+                    holder: None,
+                    detail: None,
+                }],
             },
             targets: vec![TargetStatus {
                 name: "claude".into(),
@@ -565,26 +402,6 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::sample;
     use super::*;
-
-    #[test]
-    fn healthy_renders_ages_and_pending() {
-        let now = 1_000_000;
-        let mut s = sample(now);
-        s.evaluate(now);
-        assert_eq!(s.health, Health::Healthy);
-        let text = s.render_text(now);
-        assert!(
-            text.contains("running (pid 42, up 100 s) — healthy"),
-            "{text}"
-        );
-        assert!(text.contains("synced 12 s ago"), "{text}");
-        assert!(
-            text.contains("pending 2 file(s), 5.0 KiB, oldest 1 s ago"),
-            "{text}"
-        );
-        assert!(text.contains("next check in 48 s"), "{text}");
-    }
-
     #[test]
     fn errors_lost_lease_and_staleness_degrade() {
         let now = 1_000_000;
@@ -605,28 +422,5 @@ mod tests {
         s.evaluate(now);
         assert_eq!(s.health.exit_status(), ExitStatus::Failure);
         assert_eq!(s.problems.len(), 2);
-    }
-
-    #[test]
-    fn stopped_and_disabled_exit_codes() {
-        let now = 1_000_000;
-        let s = sample(now).as_stopped(now + 5);
-        assert_eq!(s.health.exit_status().code(), 3);
-        assert!(
-            s.render_text(now + 5)
-                .contains("not running (last known state from 5 s ago)")
-        );
-        let mut d = sample(now);
-        d.state = RunState::Disabled;
-        d.evaluate(now);
-        assert_eq!(d.health.exit_status().code(), 0);
-    }
-
-    #[test]
-    fn status_file_round_trips() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = sample(1_000_000);
-        write_file(tmp.path(), &s).unwrap();
-        assert_eq!(read_file(tmp.path()).unwrap(), s);
     }
 }
