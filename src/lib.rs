@@ -10,6 +10,7 @@
 //! - [`cli`] / [`commands`]: the command line, one module per subcommand.
 //! - [`remote`]: opendal operators for s3 and local remotes.
 //! - [`error`]: the exit-code table every error maps into.
+//! - [`fsutil`]: durable local file writes (temp file + fsync + rename).
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
 //! - [`daemon`]: the sync daemon (`start`/`run`/`init`), its control socket,
 //!   status model, pidfile and systemd notify support.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod error;
+pub mod fsutil;
 pub mod lease;
 pub mod logging;
 pub mod remote;

@@ -1,10 +1,15 @@
 //! One module per subcommand; [`dispatch`] is the only entry point.
+//! Helpers shared by several subcommands live in `common` (spec, targets,
+//! state dir lock, Ctrl-C) and `pass_output` (per-target reports, exit
+//! status, progress bar), never in one subcommand's module.
 
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod common;
 mod init;
 mod lease;
+mod pass_output;
 mod restore;
 mod run;
 mod schema;
