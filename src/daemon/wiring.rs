@@ -130,10 +130,10 @@ fn prefix_lease(s: LeaseStatus) -> PrefixLease {
         targets: s.targets,
         location: s.location,
         state: match s.state {
-            lease::LeaseState::Held => PrefixLeaseState::Held,
-            lease::LeaseState::Lost => PrefixLeaseState::Lost,
-            lease::LeaseState::Released => PrefixLeaseState::Released,
-            lease::LeaseState::Off => PrefixLeaseState::Off,
+            lease::HoldState::Held => PrefixLeaseState::Held,
+            lease::HoldState::Lost => PrefixLeaseState::Lost,
+            lease::HoldState::Released => PrefixLeaseState::Released,
+            lease::HoldState::Off => PrefixLeaseState::Off,
         },
         last_renewal_secs_ago: s.last_renewal_secs_ago,
         lease_id: s.lease_id,
@@ -145,9 +145,9 @@ fn prefix_lease(s: LeaseStatus) -> PrefixLease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::{LeaseRecord, LeaseState};
+    use crate::lease::{HoldState, LeaseRecord};
 
-    fn keeper_view(state: LeaseState, detail: Option<&str>) -> LeaseStatus {
+    fn keeper_view(state: HoldState, detail: Option<&str>) -> LeaseStatus {
         LeaseStatus {
             targets: vec!["claude".into()],
             location: "s3://b/o/p/e".into(),
@@ -179,10 +179,10 @@ mod tests {
     #[test]
     fn the_status_shows_the_keepers_lease_view_as_the_same_json() {
         for (state, detail) in [
-            (LeaseState::Held, None),
-            (LeaseState::Lost, Some("taken over")),
-            (LeaseState::Released, None),
-            (LeaseState::Off, None),
+            (HoldState::Held, None),
+            (HoldState::Lost, Some("taken over")),
+            (HoldState::Released, None),
+            (HoldState::Off, None),
         ] {
             let keeper = keeper_view(state, detail);
             let expected = serde_json::to_string(&keeper).unwrap();
