@@ -11,19 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::ready::{Readiness, ReadyMsg};
-use super::scheduler::{Board, Scheduler, SchedulerExit, TargetFailure, TargetInfo, Unflushed};
+use super::scheduler::{
+    Board, Scheduler, SchedulerCommand, SchedulerExit, TargetFailure, TargetInfo, Tunables,
+    Unflushed,
+};
 use super::seam::{Seams, error_chain, fail, fail_from};
 use super::status::{self, DaemonState, DaemonStatus, unix_now};
+use super::watcher::WatchMsg;
 use super::workers::{self, WorkerEnd, WorkerKind, WorkerSetup};
 use super::{control, pidfile, sdnotify};
 use crate::error::{ExitStatus, Fail};
 use crate::spec::Spec;
 
-use crate::state_dir::{StateDir, StateDirError};
+use crate::state_dir::{StateDir, StateDirError, StateLock};
 
 /// How long stopping may spend writing deferred manifests (after the
 /// flush deadline, before the lease release).
@@ -53,32 +57,8 @@ pub async fn run(spec: Arc<Spec>, mut opts: Options) -> Result<ExitStatus, Fail>
 
 async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fail> {
     let state = StateDir::for_spec(&spec);
-    // Usually the lock is free. If not: a live coltecd holds it (a second
-    // `start` racing the first: say "already running"), or its previous
-    // holder is still exiting (`kill -9` a moment ago: its threads release
-    // the lock a little after its pid looks dead), or another container
-    // shares this state dir (the error says so). Retry briefly to tell them
-    // apart.
-    let mut attempts = 0;
-    let lock = loop {
-        match state.lock() {
-            Ok(lock) => break lock,
-            Err(e @ StateDirError::Locked { .. }) => {
-                if let Some(pid) = pidfile::live(state.path()) {
-                    tracing::info!(pid, "another coltecd already runs for this spec");
-                    if let Some(r) = opts.ready.as_mut() {
-                        r.send(&ReadyMsg::Already { pid });
-                    }
-                    return Ok(ExitStatus::Ok);
-                }
-                attempts += 1;
-                if attempts > 50 {
-                    return Err(e.into());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let Some(lock) = lock_state_dir(&state, opts).await? else {
+        return Ok(ExitStatus::Ok);
     };
     let pid_guard = pidfile::write(state.path(), !opts.handle_signals).map_err(|e| {
         fail(
@@ -112,8 +92,57 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 
     let result = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
 
-    // Release whatever happened: after a flush, after a failed start, and
-    // after a lost lease (the keeper frees the prefixes it still holds).
+    release_and_record(&seams, &board, &state).await;
+    let _ = std::fs::remove_file(control::socket_path(state.path()));
+    sdnotify::notify("STOPPING=1");
+    drop(pid_guard);
+    drop(lock);
+    match &result {
+        Ok(_) => tracing::info!("coltecd daemon stopped"),
+        Err(f) => {
+            tracing::error!(error = %format!("{:#}", f.report), "coltecd daemon stopped on an error")
+        }
+    }
+    result
+}
+
+/// Take the state-dir lock; `None` (after telling `start`) when a live
+/// coltecd already holds it.
+///
+/// Usually the lock is free. If not: a live coltecd holds it (a second
+/// `start` racing the first: say "already running"), or its previous
+/// holder is still exiting (`kill -9` a moment ago: its threads release
+/// the lock a little after its pid looks dead), or another container
+/// shares this state dir (the error says so). Retry briefly to tell them
+/// apart.
+async fn lock_state_dir(state: &StateDir, opts: &mut Options) -> Result<Option<StateLock>, Fail> {
+    let mut attempts = 0;
+    loop {
+        match state.lock() {
+            Ok(lock) => return Ok(Some(lock)),
+            Err(e @ StateDirError::Locked { .. }) => {
+                if let Some(pid) = pidfile::live(state.path()) {
+                    tracing::info!(pid, "another coltecd already runs for this spec");
+                    if let Some(r) = opts.ready.as_mut() {
+                        r.send(&ReadyMsg::Already { pid });
+                    }
+                    return Ok(None);
+                }
+                attempts += 1;
+                if attempts > 50 {
+                    return Err(e.into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Release the lease whatever happened (after a flush, after a failed
+/// start, after a lost lease: the keeper frees the prefixes it still
+/// holds), then leave the final status for `coltecd status`.
+async fn release_and_record(seams: &Seams, board: &Board, state: &StateDir) {
     match tokio::time::timeout(Duration::from_secs(5), seams.lease.release()).await {
         Ok(Ok(())) => tracing::info!("lease released"),
         Ok(Err(e)) => {
@@ -126,17 +155,6 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
     if let Err(e) = status::write_file(state.path(), &last) {
         tracing::warn!(error = %e, "cannot write the final status file");
     }
-    let _ = std::fs::remove_file(control::socket_path(state.path()));
-    sdnotify::notify("STOPPING=1");
-    drop(pid_guard);
-    drop(lock);
-    match &result {
-        Ok(_) => tracing::info!("coltecd daemon stopped"),
-        Err(f) => {
-            tracing::error!(error = %format!("{:#}", f.report), "coltecd daemon stopped on an error")
-        }
-    }
-    result
 }
 
 fn initial_status(spec: &Spec) -> DaemonStatus {
@@ -202,32 +220,14 @@ async fn serve(
     };
     let mut workers = workers::spawn_all(setup, &workers_cancel);
 
-    let infos = spec
-        .targets
-        .iter()
-        .map(|t| TargetInfo {
-            name: t.name.clone(),
-            priority: t.priority,
-            interval: t.interval,
-            writes_remote: t.direction.writes_remote(),
-        })
-        .collect();
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let sched = Scheduler::new(
-        infos,
-        seams.sync.clone(),
-        board.clone(),
-        workers::tunables(&spec),
-        ready_tx,
+    let (ready_rx, sched_task) = spawn_scheduler(
+        &spec,
+        &seams,
+        board,
+        (watch_rx, cmd_rx, reload_rx),
+        &shutdown,
+        &lease_lost,
     );
-    let sched_task = tokio::spawn(sched.run(
-        watch_rx,
-        cmd_rx,
-        reload_rx,
-        shutdown.clone(),
-        lease_lost.clone(),
-    ));
-
     let mut w = Watch {
         outcome: Ok(ExitStatus::Ok),
         ready_pending: true,
@@ -260,7 +260,7 @@ async fn serve(
             }
         }
     }
-    if w.outcome.is_ok() && !exit.unflushed.is_empty() {
+    if !exit.unflushed.is_empty() {
         let n: usize = exit.unflushed.iter().map(|(_, p)| p.len()).sum();
         w.failed(fail(
             ExitStatus::PartialFailure,
@@ -272,6 +272,53 @@ async fn serve(
     w.outcome
 }
 
+type SchedulerInputs = (
+    mpsc::Receiver<WatchMsg>,
+    mpsc::Receiver<SchedulerCommand>,
+    mpsc::Receiver<Tunables>,
+);
+
+/// Start the scheduler (its first full passes begin at once); it answers
+/// readiness on the returned receiver.
+fn spawn_scheduler(
+    spec: &Spec,
+    seams: &Seams,
+    board: Arc<Board>,
+    (watch_rx, cmd_rx, reload_rx): SchedulerInputs,
+    shutdown: &CancellationToken,
+    lease_lost: &CancellationToken,
+) -> (
+    oneshot::Receiver<Result<(), TargetFailure>>,
+    JoinHandle<SchedulerExit>,
+) {
+    let infos = spec
+        .targets
+        .iter()
+        .map(|t| TargetInfo {
+            name: t.name.clone(),
+            priority: t.priority,
+            interval: t.interval,
+            writes_remote: t.direction.writes_remote(),
+        })
+        .collect();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let sched = Scheduler::new(
+        infos,
+        seams.sync.clone(),
+        board,
+        workers::tunables(spec),
+        ready_tx,
+    );
+    let task = tokio::spawn(sched.run(
+        watch_rx,
+        cmd_rx,
+        reload_rx,
+        shutdown.clone(),
+        lease_lost.clone(),
+    ));
+    (ready_rx, task)
+}
+
 /// Until the scheduler ends: report readiness, and stop on a worker's
 /// critical failure.
 async fn supervise(
@@ -280,7 +327,7 @@ async fn supervise(
     w: &mut Watch,
     workers: &mut JoinSet<WorkerEnd>,
     mut ready_rx: oneshot::Receiver<Result<(), TargetFailure>>,
-    mut sched_task: tokio::task::JoinHandle<SchedulerExit>,
+    mut sched_task: JoinHandle<SchedulerExit>,
 ) -> SchedulerExit {
     loop {
         tokio::select! {
