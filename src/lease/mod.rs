@@ -108,11 +108,14 @@ mod release;
 mod set;
 pub mod store;
 mod takeover;
+#[cfg(test)]
+mod timing_tests;
 
-pub use acquire::acquire;
+pub use acquire::{acquire, acquire_with_clock};
 pub use error::{HeldBy, LeaseError};
 pub use inspect::{LeaseView, LeaseViewState, inspect};
 pub use keeper::while_held;
+pub use observe::Clock;
 pub use record::LeaseRecord;
 pub use set::{HoldState, LeaseSet, LeaseStatus};
 pub use takeover::{Broken, break_leases};
