@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::error::LeaseError;
 use super::identity::Identity;
-use super::observe::{Observations, Staleness, boottime};
+use super::observe::{Clock, Observations, Staleness};
 use super::record::LeaseRecord;
 use super::store::{Prefix, Store};
 use crate::remote::{GateController, WriteGate, gate};
@@ -131,6 +131,8 @@ pub(super) struct Inner {
     pub(super) holds: Mutex<Vec<PrefixHold>>,
     pub(super) observations: Mutex<Observations>,
     pub(super) gate: GateController,
+    /// Every reading of time (renewal instants, fencing, sightings).
+    pub(super) clock: Clock,
     /// Set when `release` starts: renewals stop and a vanished object is
     /// our own doing, not a takeover.
     pub(super) releasing: std::sync::atomic::AtomicBool,
@@ -166,7 +168,7 @@ impl LeaseSet {
             .map(|(location, targets)| LeasedPrefix {
                 targets,
                 remote: String::new(),
-                store: Store::Local,
+                store: Store::local(),
                 prefix: Prefix(Vec::new()),
                 location,
                 key: Prefix(Vec::new()),
@@ -198,6 +200,7 @@ impl LeaseSet {
                 holds: Mutex::new(holds),
                 observations: Mutex::new(Observations::none()),
                 gate: gate().0,
+                clock: Clock::boot(),
                 releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -207,6 +210,7 @@ impl LeaseSet {
         spec: &Spec,
         state_dir: &StateDir,
         targets: &[&Target],
+        clock: Clock,
     ) -> Result<LeaseSet, LeaseError> {
         state_dir.ensure().map_err(|e| LeaseError::StateDir {
             path: state_dir.path().to_path_buf(),
@@ -262,8 +266,9 @@ impl LeaseSet {
                 renew_every,
                 prefixes,
                 holds: Mutex::new(holds),
-                observations: Mutex::new(Observations::load(state_dir.path())),
+                observations: Mutex::new(Observations::load(state_dir.path(), clock.clone())),
                 gate: gate().0,
+                clock,
                 releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -276,6 +281,11 @@ impl LeaseSet {
             .identity
             .as_ref()
             .unwrap_or_else(|| NOBODY.get_or_init(Identity::nobody))
+    }
+
+    /// Now, on the set's clock.
+    pub(super) fn now(&self) -> Duration {
+        self.inner.clock.now()
     }
 
     pub(super) fn releasing(&self) -> bool {
@@ -300,7 +310,7 @@ impl LeaseSet {
 
     /// Per-prefix state, for `status`.
     pub fn snapshot(&self) -> Vec<LeaseStatus> {
-        let now = boottime();
+        let now = self.now();
         let holds = lock(&self.inner.holds);
         self.inner
             .prefixes

@@ -11,14 +11,24 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::support::lease_proxy::{LeaseProxy, Mode};
 use crate::support::{coltecd_bin, s3};
 
 /// A spec file for `remote_path`s under one bucket (lease ttl 10s, the
 /// loader's minimum; renew every 2s).
 fn write_spec(dir: &Path, bucket: &str, remote_paths: &[(&str, &str)]) -> PathBuf {
+    write_spec_via(dir, bucket, s3::endpoint(), remote_paths)
+}
+
+/// The same with the S3 endpoint given (a [`LeaseProxy`] in front of moto).
+fn write_spec_via(
+    dir: &Path,
+    bucket: &str,
+    endpoint: &str,
+    remote_paths: &[(&str, &str)],
+) -> PathBuf {
     let remote = format!(
-        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n",
-        s3::endpoint()
+        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {endpoint}\n        region: us-east-1\n",
     );
     write_spec_with(dir, &remote, remote_paths)
 }
@@ -189,10 +199,14 @@ fn stdout(o: &Output) -> String {
 fn race_of_eight_processes_one_holds_seven_exit_4() {
     let bucket = s3::bucket("lease-cli-race");
     let dir = tempfile::tempdir().unwrap();
+    // Conditional writes one at a time: moto's are not atomic (see
+    // `support::lease_proxy`), real S3's are.
+    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
     race_processes(20, "held s3://", |round| {
-        write_spec(
+        write_spec_via(
             dir.path(),
             &bucket,
+            &proxy.endpoint(),
             &[("state", &format!("{{org}}/{{project}}/{{env}}/r{round}"))],
         )
     });
@@ -458,7 +472,6 @@ fn state_dir_shared_by_two_containers_is_refused() {
 
 #[test]
 fn server_ignoring_conditional_writes_is_refused_with_exit_5() {
-    use crate::support::lease_proxy::{LeaseProxy, Mode};
     let bucket = s3::bucket("lease-cli-strip");
     let proxy = LeaseProxy::start(s3::endpoint(), Mode::StripConditional);
     let dir = tempfile::tempdir().unwrap();

@@ -6,17 +6,23 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon::{Daemon, World, text};
+use crate::support::lease_proxy::{LeaseProxy, Mode};
 use crate::support::s3;
 
 /// A world whose only target writes `remote_path` in `bucket` (lease ttl
 /// 10s, the loader's minimum).
 fn s3_world(bucket: &str, remote_path: &str) -> World {
+    s3_world_via(bucket, s3::endpoint(), remote_path)
+}
+
+/// The same with the S3 endpoint given (a [`LeaseProxy`] in front of moto).
+fn s3_world_via(bucket: &str, endpoint: &str, remote_path: &str) -> World {
     let w = World::new();
     std::fs::create_dir_all(w.path("data")).unwrap();
     w.write_spec(
         &format!(
             "  default_remote: moto\n  remotes:\n    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n  sync:\n    - name: data\n      path: {}\n      remote_path: \"{remote_path}\"\n      direction: bidirectional\n      interval: 10\n  lease:\n    ttl: 10s\n    renew_every: 2s\n",
-            s3::endpoint(),
+            endpoint,
             w.path("data").display()
         ),
         "",
@@ -79,9 +85,18 @@ fn lease_objects(bucket: &str) -> Vec<String> {
 #[test]
 fn eight_containers_start_at_once_one_daemon_holds_seven_exit_4() {
     let bucket = s3::bucket("lease-daemon-race");
+    // Conditional writes one at a time: moto's are not atomic (see
+    // `support::lease_proxy`), real S3's are.
+    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
     for round in 0..20 {
         let worlds: Vec<World> = (0..8)
-            .map(|_| s3_world(&bucket, &format!("{{org}}/{{project}}/{{env}}/r{round}")))
+            .map(|_| {
+                s3_world_via(
+                    &bucket,
+                    &proxy.endpoint(),
+                    &format!("{{org}}/{{project}}/{{env}}/r{round}"),
+                )
+            })
             .collect();
         let _guards: Vec<Daemon> = worlds.iter().map(|w| Daemon { world: w }).collect();
         let children: Vec<Child> = worlds
@@ -221,7 +236,6 @@ fn remote_text(bucket: &str, key: &str) -> Option<String> {
 
 #[test]
 fn daemon_cut_off_fences_reports_lost_and_never_overwrites_its_successor() {
-    use crate::support::lease_proxy::{LeaseProxy, Mode};
     let bucket = s3::bucket("lease-daemon-fence");
     let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
     let path = "{org}/{project}/{env}/state";

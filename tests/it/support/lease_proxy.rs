@@ -7,6 +7,14 @@
 //! - [`Mode::StripConditional`]: "backend ignores conditional writes": drop
 //!   `If-None-Match` / `If-Match` request headers before forwarding.
 //!
+//! In every mode but `StripConditional`, conditional writes (`If-None-Match`
+//! / `If-Match`) are forwarded one at a time. moto checks a precondition and
+//! then writes without a lock, in a threaded server: two creates of the same
+//! key can both pass the check and both succeed when the machine is busy
+//! (seen as "two winners" in the race tests). Real S3, R2 and MinIO apply a
+//! conditional write atomically; serializing them here gives moto that
+//! semantics, so the race tests test the lease protocol, not moto's locking.
+//!
 //! One request per client connection (the answer carries `Connection:
 //! close`), so request framing stays trivial. Loopback only; every read,
 //! write and size is bounded; the proxy runs on its own thread and runtime
@@ -45,6 +53,8 @@ impl Mode {
 
 struct Shared {
     mode: AtomicU8,
+    /// Held from forwarding a conditional write to reading its answer.
+    conditional: tokio::sync::Mutex<()>,
     forwarded: AtomicU64,
     upstream: SocketAddr,
 }
@@ -69,6 +79,7 @@ impl LeaseProxy {
         );
         let shared = Arc::new(Shared {
             mode: AtomicU8::new(mode as u8),
+            conditional: tokio::sync::Mutex::new(()),
             forwarded: AtomicU64::new(0),
             upstream,
         });
@@ -238,6 +249,14 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
         return None;
     }
     let req_head = rewrite_head(&head, m == Mode::StripConditional);
+    let conditional = m != Mode::StripConditional
+        && (header_value(&head, "if-none-match").is_some()
+            || header_value(&head, "if-match").is_some())
+        && head.starts_with("PUT ");
+    let _one_at_a_time = match conditional {
+        true => Some(sh.conditional.lock().await),
+        false => None,
+    };
     let mut up = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(sh.upstream))
         .await
         .ok()?
