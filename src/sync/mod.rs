@@ -66,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ExitStatus, HasExitStatus};
 use crate::remote::{RemoteError, WriteGate, target_operator};
-use crate::spec::{Direction, Location, RemoteKind, Spec, Target};
+use crate::spec::{Direction, Location, Spec, Target};
 use crate::state_dir::{StateDir, StateDirError};
 
 use plan::Action;
@@ -439,7 +439,7 @@ impl Engine {
                     target: t.clone(),
                     op,
                     local_dir,
-                    user_metadata: matches!(t.remote.kind, RemoteKind::S3(_)),
+                    user_metadata: crate::remote::crypt::stores_user_metadata(&t.remote),
                     run: tokio::sync::Mutex::new(RunState::default()),
                 }),
             );
