@@ -193,16 +193,22 @@ pub struct CryptWriter {
     shared: Arc<Shared>,
     enc: Encrypter,
     checked: bool,
+    /// Ciphertext not handed on yet: every write but the last must be a
+    /// whole multipart part (`min_part` bytes at least).
+    out: BytesMut,
+    min_part: usize,
 }
 
 impl CryptWriter {
-    pub(super) fn new(inner: oio::Writer, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(inner: oio::Writer, shared: Arc<Shared>, min_part: usize) -> Self {
         let enc = shared.cipher.encrypter();
         CryptWriter {
             inner,
             shared,
             enc,
             checked: false,
+            out: BytesMut::new(),
+            min_part,
         }
     }
 
@@ -219,22 +225,24 @@ impl oio::Write for CryptWriter {
     async fn write(&mut self, bs: Buffer) -> Result<()> {
         self.check().await?;
         let len = bs.len();
-        let mut out = BytesMut::with_capacity(len + (len / BLOCK_DATA + 1) * TAG + HEADER);
+        self.out
+            .reserve(len + (len / BLOCK_DATA + 1) * TAG + HEADER);
         for chunk in bs {
-            self.enc.push(&chunk, &mut out);
+            self.enc.push(&chunk, &mut self.out);
         }
-        if !out.is_empty() {
-            self.inner.write(Buffer::from(out.freeze())).await?;
+        if self.out.len() >= self.min_part.max(1) {
+            let part = self.out.split().freeze();
+            self.inner.write(Buffer::from(part)).await?;
         }
         Ok(())
     }
 
     async fn close(&mut self) -> Result<Metadata> {
         self.check().await?;
-        let mut out = BytesMut::new();
-        self.enc.finish(&mut out);
-        if !out.is_empty() {
-            self.inner.write(Buffer::from(out.freeze())).await?;
+        self.enc.finish(&mut self.out);
+        if !self.out.is_empty() {
+            let part = self.out.split().freeze();
+            self.inner.write(Buffer::from(part)).await?;
         }
         let meta = self.inner.close().await?;
         Ok(self.shared.map_meta(meta.clone()).unwrap_or(meta))

@@ -449,8 +449,9 @@ impl Service for CryptService {
                 "crypt remotes cannot append",
             ));
         }
+        let min_part = self.inner.capability().write_multi_min_size.unwrap_or(0);
         let inner = self.inner.write(ctx, &self.shared.phys_of(path), args)?;
-        Ok(io::CryptWriter::new(inner, self.shared.clone()))
+        Ok(io::CryptWriter::new(inner, self.shared.clone(), min_part))
     }
 
     fn delete(&self, ctx: &OperationContext) -> Result<Self::Deleter> {
