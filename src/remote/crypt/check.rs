@@ -93,13 +93,17 @@ pub(super) async fn run(s: &Shared) -> Result<std::result::Result<(), String>> {
     };
     let mut dir = String::new();
     let mut candidate: Option<(String, u64)> = None;
+    // Siblings on our way that all fail to decrypt: either another tree
+    // (another password) or ours under a wrong password. Only a target
+    // holding something that decrypts tells them apart.
+    let mut suspicious = false;
     for level in 0..=s.phys_segments.len() {
         let seen = list_level(&s.probe, &dir).await?;
         let (mut judged, mut fine) = (0usize, 0usize);
         let ours = s.phys_segments.get(level);
         for e in &seen {
-            // Our own directory proves nothing: a local remote creates it
-            // as soon as the operator is built.
+            // Our own directory proves nothing by its name: a local remote
+            // creates it as soon as the operator is built, the lease too.
             if e.dir && Some(&e.name) == ours {
                 continue;
             }
@@ -121,13 +125,19 @@ pub(super) async fn run(s: &Shared) -> Result<std::result::Result<(), String>> {
                 candidate = Some((format!("{dir}{}", e.name), e.size));
             }
         }
-        if judged > 0 && fine == 0 {
-            return Ok(Err(mismatch("the names")));
-        }
-        let Some(next) = s.phys_segments.get(level) else {
+        let none_fit = judged > 0 && fine == 0;
+        let Some(next) = ours else {
+            // The target itself: everything in it must decrypt.
+            if none_fit {
+                return Ok(Err(mismatch("the names")));
+            }
             break;
         };
+        suspicious |= none_fit;
         if !seen.iter().any(|e| e.dir && &e.name == next) {
+            if suspicious {
+                return Ok(Err(mismatch("the names")));
+            }
             break;
         }
         dir = format!("{dir}{next}/");
@@ -135,6 +145,9 @@ pub(super) async fn run(s: &Shared) -> Result<std::result::Result<(), String>> {
     let at_target = dir.len() == s.phys_segments.iter().map(|x| x.len() + 1).sum::<usize>();
     if candidate.is_none() && at_target {
         candidate = first_file(s, &dir).await?;
+    }
+    if suspicious && candidate.is_none() {
+        return Ok(Err(mismatch("the names")));
     }
     let Some((path, size)) = candidate else {
         return Ok(Ok(()));

@@ -255,3 +255,26 @@ async fn off_and_obfuscate_modes_round_trip() {
         }
     }
 }
+
+#[tokio::test]
+async fn debris_of_a_wrong_password_run_neither_blocks_the_right_one_nor_admits_the_wrong_one() {
+    let f = Fixture::new();
+    let right = || Cipher::new("right", "", NameMode::Standard, true).unwrap();
+    let wrong = || Cipher::new("wrong", "", NameMode::Standard, true).unwrap();
+    f.op(right()).write("file", b"data".to_vec()).await.unwrap();
+    // The wrong operator's local directory (and a lease) appear on disk.
+    let w = f.op(wrong());
+    assert!(w.list("").await.is_err());
+    let lease = f
+        .dir
+        .path()
+        .join(wrong().names().encrypt_dir(RP))
+        .join(".coltec");
+    std::fs::create_dir_all(&lease).unwrap();
+    std::fs::write(lease.join("lease.json"), b"{}").unwrap();
+    // A fresh wrong operator is still refused ...
+    let err = f.op(wrong()).list("").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConfigInvalid, "{err}");
+    // ... and the right one still works.
+    assert_eq!(f.op(right()).read("file").await.unwrap().to_vec(), b"data");
+}
