@@ -2,6 +2,7 @@
 //! trash copies, foreign objects and the password check.
 
 use super::*;
+use crate::crypt::NameMode;
 use opendal::services;
 
 struct Fixture {
