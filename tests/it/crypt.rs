@@ -266,6 +266,25 @@ fn rclone_tree_restores_to_its_plaintext(names: &'static str, dirs: bool) {
         .unwrap();
     let skew = want.duration_since(got).unwrap_or_else(|e| e.duration());
     assert!(skew.as_millis() < 2, "mtime {got:?} vs {want:?}");
+
+    // Adoption: the same tree already in place locally uploads nothing.
+    let o = Command::new("cp")
+        .args([
+            "-a",
+            src.to_str().unwrap(),
+            fx.path("local").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o = fx.coltecd(&["sync", "--json"], Some(PASSWORD));
+    assert_eq!(o.status.code(), Some(0), "adopt: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v[0]["uploaded"].as_u64(), v[0]["downloaded"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
 }
 
 fn coltecd_tree_reads_back_with_rclone(names: &'static str, dirs: bool) {
