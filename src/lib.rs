@@ -8,7 +8,8 @@
 //!
 //! - [`spec`]: loading and validating `workspace-spec.yaml` into a [`spec::Spec`].
 //! - [`cli`] / [`commands`]: the command line, one module per subcommand.
-//! - [`remote`]: opendal operators for s3 and local remotes.
+//! - [`remote`]: opendal operators for s3, local and crypt remotes.
+//! - [`crypt`]: rclone's crypt format (keys, names, contents).
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`fsutil`]: durable local file writes (temp file + fsync + rename).
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod crypt;
 pub mod daemon;
 pub mod error;
 pub mod fsutil;

@@ -6,6 +6,7 @@
 mod support;
 
 mod crash;
+mod crypt;
 mod daemon;
 mod daemon_sync;
 mod harness;
