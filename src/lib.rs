@@ -16,6 +16,7 @@
 //! - [`logging`]: tracing setup, the daemon's size-rotated log file.
 //! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
 //! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
+//! - [`version`]: which build this is, and the rule for versioned formats.
 
 pub mod cli;
 pub mod commands;
@@ -27,3 +28,4 @@ pub mod remote;
 pub mod spec;
 pub mod state_dir;
 pub mod sync;
+pub mod version;

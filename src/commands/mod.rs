@@ -3,8 +3,10 @@
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod completions;
 mod init;
 mod lease;
+mod man;
 mod restore;
 mod run;
 mod schema;
@@ -27,6 +29,8 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Sync(args) => sync::run(&cli.global, &args),
         Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }
 
