@@ -58,7 +58,11 @@ pub struct FormatTooNew {
 
 /// Check a format number read from `what` against the newest one this build
 /// writes. Older and equal formats pass (newer code reads older formats).
-pub fn check_format(what: impl Into<String>, found: u32, supported: u32) -> Result<(), FormatTooNew> {
+pub fn check_format(
+    what: impl Into<String>,
+    found: u32,
+    supported: u32,
+) -> Result<(), FormatTooNew> {
     if found <= supported {
         return Ok(());
     }

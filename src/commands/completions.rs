@@ -31,9 +31,23 @@ mod tests {
 
     #[test]
     fn every_shell_completes_the_real_subcommands_and_flags() {
-        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::Elvish, Shell::PowerShell] {
+        for shell in [
+            Shell::Bash,
+            Shell::Zsh,
+            Shell::Fish,
+            Shell::Elvish,
+            Shell::PowerShell,
+        ] {
             let text = String::from_utf8(script(shell)).unwrap();
-            for word in ["start", "status", "restore", "lease", "completions", "config", "dry-run"] {
+            for word in [
+                "start",
+                "status",
+                "restore",
+                "lease",
+                "completions",
+                "config",
+                "dry-run",
+            ] {
                 assert!(text.contains(word), "{shell:?} completion lacks {word}");
             }
         }

@@ -110,8 +110,18 @@ mod tests {
     #[test]
     fn man_page_lists_the_real_subcommands_and_exit_codes() {
         let text = String::from_utf8(page().unwrap()).unwrap();
-        assert!(text.starts_with(".ie \\n(.g .ds Aq"), "not roff: {}", &text[..40]);
-        for word in ["coltecd\\-start(1)", "coltecd\\-status(1)", "coltecd\\-lease(1)", "EXIT STATUS", "COLTEC_DISABLED"] {
+        assert!(
+            text.starts_with(".ie \\n(.g .ds Aq"),
+            "not roff: {}",
+            &text[..40]
+        );
+        for word in [
+            "coltecd\\-start(1)",
+            "coltecd\\-status(1)",
+            "coltecd\\-lease(1)",
+            "EXIT STATUS",
+            "COLTEC_DISABLED",
+        ] {
             assert!(text.contains(word), "man page lacks {word}");
         }
     }
@@ -120,7 +130,12 @@ mod tests {
     fn man_dir_gets_one_page_per_visible_subcommand() {
         let dir = tempfile::tempdir().unwrap();
         write_pages(dir.path()).unwrap();
-        for page in ["coltecd.1", "coltecd-start.1", "coltecd-lease-break.1", "coltecd-completions.1"] {
+        for page in [
+            "coltecd.1",
+            "coltecd-start.1",
+            "coltecd-lease-break.1",
+            "coltecd-completions.1",
+        ] {
             assert!(dir.path().join(page).is_file(), "{page} missing");
         }
         // Hidden commands stay out of the manual.

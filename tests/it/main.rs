@@ -9,6 +9,7 @@ mod crash;
 mod daemon;
 mod daemon_sync;
 mod harness;
+mod install;
 mod lease;
 mod lease_cli;
 mod lease_daemon;
