@@ -19,6 +19,7 @@
 //! - [`runtime`]: the tokio runtime builder commands and the daemon share.
 //! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
 //! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
+//! - [`version`]: which build this is, and the rule for versioned formats.
 
 pub mod cli;
 pub mod commands;
@@ -33,3 +34,4 @@ pub mod runtime;
 pub mod spec;
 pub mod state_dir;
 pub mod sync;
+pub mod version;

@@ -10,6 +10,7 @@ mod crypt;
 mod daemon;
 mod daemon_sync;
 mod harness;
+mod install;
 mod lease;
 mod lease_cli;
 mod lease_daemon;
