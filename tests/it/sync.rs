@@ -1,4 +1,5 @@
-//! The sync engine against a real S3 server (moto) and the local backend.
+//! The sync engine against both real S3 servers (moto and s3s-fs, see
+//! `support::s3`) and the local backend.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use coltecd::remote::{WriteGate, operator_at};
 use coltecd::spec::{
     BwLimit, DaemonSettings, Direction, Excludes, LeaseSettings, LocalRemote, Location, RemoteKind,
-    RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
+    RemoteSpec, SafetySettings, Spec, Target, WatchMode, Workspace,
 };
 use coltecd::state_dir::StateDir;
 use coltecd::sync::{Engine, EngineOptions, PassReport, PassRequest, PassScope, SyncError};
@@ -18,7 +19,8 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::proxy::Proxy;
-use crate::support::s3;
+use crate::support::s3::S3Server;
+use crate::support::s3_test;
 
 const REMOTE_PATH: &str = "org/proj/env";
 
@@ -26,39 +28,22 @@ const REMOTE_PATH: &str = "org/proj/env";
 #[derive(Clone)]
 struct Remote {
     spec: RemoteSpec,
-    /// S3: bucket; local: root dir.
-    bucket: Option<String>,
+    /// S3: the server and bucket; local: the root dir.
+    s3: Option<(S3Server, String)>,
     dir: Option<PathBuf>,
 }
 
 impl Remote {
-    fn s3(tag: &str) -> Remote {
-        Remote::s3_at(tag, s3::endpoint())
+    fn s3(server: S3Server, tag: &str) -> Remote {
+        Remote::s3_at(server, tag, server.endpoint())
     }
 
     /// An S3 remote reached through `endpoint` (e.g. a proxy).
-    fn s3_at(tag: &str, endpoint: &str) -> Remote {
-        let bucket = s3::bucket(tag);
-        Remote::s3_bucket(&bucket, endpoint)
-    }
-
-    fn s3_bucket(bucket: &str, endpoint: &str) -> Remote {
+    fn s3_at(server: S3Server, tag: &str, endpoint: &str) -> Remote {
+        let bucket = server.bucket(tag);
         Remote {
-            spec: RemoteSpec {
-                name: "moto".into(),
-                kind: RemoteKind::S3(S3Remote {
-                    bucket: bucket.into(),
-                    path_prefix: String::new(),
-                    endpoint: Some(endpoint.into()),
-                    region: "us-east-1".into(),
-                    provider: None,
-                    access_key_id: Some(Secret::new(s3::ACCESS_KEY)),
-                    secret_access_key: Some(Secret::new(s3::SECRET_KEY)),
-                    session_token: None,
-                    path_style: true,
-                }),
-            },
-            bucket: Some(bucket.into()),
+            spec: server.remote_at(&bucket, endpoint),
+            s3: Some((server, bucket)),
             dir: None,
         }
     }
@@ -70,20 +55,26 @@ impl Remote {
                 name: "disk".into(),
                 kind: RemoteKind::Local(LocalRemote { root: root.clone() }),
             },
-            bucket: None,
+            s3: None,
             dir: Some(root),
         }
     }
 
     fn is_s3(&self) -> bool {
-        self.bucket.is_some()
+        self.s3.is_some()
+    }
+
+    /// The bucket of an S3 remote.
+    fn bucket(&self) -> &str {
+        &self.s3.as_ref().expect("an S3 remote").1
     }
 
     /// Object keys under the target, relative to it, sorted.
     fn keys(&self) -> Vec<String> {
-        if let Some(b) = &self.bucket {
+        if let Some((server, b)) = &self.s3 {
             let prefix = format!("{REMOTE_PATH}/");
-            s3::list_keys(b, &prefix)
+            server
+                .list_keys(b, &prefix)
                 .into_iter()
                 .map(|k| k[prefix.len()..].to_string())
                 .collect()
@@ -104,8 +95,8 @@ impl Remote {
     }
 
     fn operator(&self) -> opendal::Operator {
-        let loc = match &self.bucket {
-            Some(b) => Location::S3 {
+        let loc = match &self.s3 {
+            Some((_, b)) => Location::S3 {
                 bucket: b.clone(),
                 key_prefix: REMOTE_PATH.into(),
             },
@@ -440,9 +431,11 @@ async fn round_trip(remote: Remote) {
     assert!(r.plan.is_empty(), "{:?}", r.plan);
 }
 
-#[tokio::test]
-async fn round_trip_s3() {
-    round_trip(Remote::s3("round-trip")).await;
+s3_test! {
+    #[tokio::test]
+    async fn round_trip_s3(server) {
+        round_trip(Remote::s3(server, "round-trip")).await;
+    }
 }
 
 #[tokio::test]
@@ -514,9 +507,11 @@ async fn directions(remote: Remote) {
     assert!(!a.root.join("sub/from-b.txt").exists());
 }
 
-#[tokio::test]
-async fn directions_s3() {
-    directions(Remote::s3("directions")).await;
+s3_test! {
+    #[tokio::test]
+    async fn directions_s3(server) {
+        directions(Remote::s3(server, "directions")).await;
+    }
 }
 
 #[tokio::test]
@@ -525,75 +520,77 @@ async fn directions_local() {
     directions(Remote::local(tmp.path())).await;
 }
 
-#[tokio::test]
-async fn idle_pass_makes_no_requests_and_changes_cost_no_listing() {
-    let proxy = Proxy::start(s3::endpoint());
-    let remote = Remote::s3_at("idle", &proxy.endpoint);
-    let a = side(&remote, &Opts::default());
-    for i in 0..20 {
-        a.write(
-            &format!("d{}/f{i}.txt", i % 3),
-            format!("file {i}").as_bytes(),
+s3_test! {
+    #[tokio::test]
+    async fn idle_pass_makes_no_requests_and_changes_cost_no_listing(server) {
+        let proxy = Proxy::start(server.endpoint());
+        let remote = Remote::s3_at(server, "idle", &proxy.endpoint);
+        let a = side(&remote, &Opts::default());
+        for i in 0..20 {
+            a.write(
+                &format!("d{}/f{i}.txt", i % 3),
+                format!("file {i}").as_bytes(),
+            );
+        }
+        let r = a.pass(false).await;
+        assert_eq!(r.uploaded, 20);
+        assert!(proxy.seen().iter().any(|s| s.is_list()));
+
+        proxy.reset();
+        let r = a.pass(false).await;
+        assert!(!r.remote_listed);
+        assert!(r.plan.is_empty());
+        assert!(proxy.seen().is_empty(), "idle pass sent {:?}", proxy.seen());
+        let r = a
+            .try_pass(PassScope::Paths(vec![a.root.join("d0/f0.txt")]), false)
+            .await
+            .unwrap();
+        assert!(r.plan.is_empty());
+        assert!(
+            proxy.seen().is_empty(),
+            "idle path pass sent {:?}",
+            proxy.seen()
         );
+
+        // One change: no LIST; the only HEAD is the server-side copy of the
+        // overwritten object into the trash (opendal's copier sizes its source).
+        a.write("d1/f1.txt", b"changed");
+        let r = a
+            .try_pass(PassScope::Paths(vec![a.root.join("d1/f1.txt")]), false)
+            .await
+            .unwrap();
+        assert_eq!(r.uploaded, 1);
+        let seen = proxy.seen();
+        assert!(!seen.iter().any(|s| s.is_list()), "{seen:?}");
+        assert!(
+            seen.iter()
+                .filter(|s| s.is_head())
+                .all(|s| s.target.ends_with("/org/proj/env/d1/f1.txt")),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().filter(|s| s.method == "PUT").count() == 4,
+            "dirty marker + trash copy + upload + manifest: {seen:?}"
+        );
+        let deletes: Vec<_> = seen.iter().filter(|s| s.method == "DELETE").collect();
+        assert!(
+            deletes.len() == 1 && deletes[0].target.ends_with("/.coltec/manifest.dirty"),
+            "the marker goes once the manifest is written: {seen:?}"
+        );
+        assert!(
+            !remote
+                .keys()
+                .contains(&".coltec/manifest.dirty".to_string())
+        );
+
+        // verify forces a full reconcile, which needs no HEAD for known objects.
+        proxy.reset();
+        let r = a.pass(true).await;
+        assert!(r.remote_listed && r.plan.is_empty());
+        let seen = proxy.seen();
+        assert!(seen.iter().any(|s| s.is_list()));
+        assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
     }
-    let r = a.pass(false).await;
-    assert_eq!(r.uploaded, 20);
-    assert!(proxy.seen().iter().any(|s| s.is_list()));
-
-    proxy.reset();
-    let r = a.pass(false).await;
-    assert!(!r.remote_listed);
-    assert!(r.plan.is_empty());
-    assert!(proxy.seen().is_empty(), "idle pass sent {:?}", proxy.seen());
-    let r = a
-        .try_pass(PassScope::Paths(vec![a.root.join("d0/f0.txt")]), false)
-        .await
-        .unwrap();
-    assert!(r.plan.is_empty());
-    assert!(
-        proxy.seen().is_empty(),
-        "idle path pass sent {:?}",
-        proxy.seen()
-    );
-
-    // One change: no LIST; the only HEAD is the server-side copy of the
-    // overwritten object into the trash (opendal's copier sizes its source).
-    a.write("d1/f1.txt", b"changed");
-    let r = a
-        .try_pass(PassScope::Paths(vec![a.root.join("d1/f1.txt")]), false)
-        .await
-        .unwrap();
-    assert_eq!(r.uploaded, 1);
-    let seen = proxy.seen();
-    assert!(!seen.iter().any(|s| s.is_list()), "{seen:?}");
-    assert!(
-        seen.iter()
-            .filter(|s| s.is_head())
-            .all(|s| s.target.ends_with("/org/proj/env/d1/f1.txt")),
-        "{seen:?}"
-    );
-    assert!(
-        seen.iter().filter(|s| s.method == "PUT").count() == 4,
-        "dirty marker + trash copy + upload + manifest: {seen:?}"
-    );
-    let deletes: Vec<_> = seen.iter().filter(|s| s.method == "DELETE").collect();
-    assert!(
-        deletes.len() == 1 && deletes[0].target.ends_with("/.coltec/manifest.dirty"),
-        "the marker goes once the manifest is written: {seen:?}"
-    );
-    assert!(
-        !remote
-            .keys()
-            .contains(&".coltec/manifest.dirty".to_string())
-    );
-
-    // verify forces a full reconcile, which needs no HEAD for known objects.
-    proxy.reset();
-    let r = a.pass(true).await;
-    assert!(r.remote_listed && r.plan.is_empty());
-    let seen = proxy.seen();
-    assert!(seen.iter().any(|s| s.is_list()));
-    assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
 }
 
 #[tokio::test]
@@ -634,9 +631,11 @@ async fn conflict(remote: Remote) {
     assert_eq!(a.read(copy), b"edited by a");
 }
 
-#[tokio::test]
-async fn conflict_copy_s3() {
-    conflict(Remote::s3("conflict")).await;
+s3_test! {
+    #[tokio::test]
+    async fn conflict_copy_s3(server) {
+        conflict(Remote::s3(server, "conflict")).await;
+    }
 }
 
 #[tokio::test]
@@ -686,9 +685,11 @@ async fn mass_delete(remote: Remote) {
     assert_eq!(trashed, 60);
 }
 
-#[tokio::test]
-async fn mass_delete_guard_s3() {
-    mass_delete(Remote::s3("massdel")).await;
+s3_test! {
+    #[tokio::test]
+    async fn mass_delete_guard_s3(server) {
+        mass_delete(Remote::s3(server, "massdel")).await;
+    }
 }
 
 #[tokio::test]
@@ -697,25 +698,27 @@ async fn mass_delete_guard_local() {
     mass_delete(Remote::local(tmp.path())).await;
 }
 
-#[tokio::test]
-async fn push_only_with_missing_root_deletes_nothing() {
-    let remote = Remote::s3("missing-root");
-    let a = side(
-        &remote,
-        &Opts {
-            direction: Direction::PushOnly,
-            max_files: 1_000_000,
-            ..Opts::default()
-        },
-    );
-    a.write("a", b"1");
-    a.write("b", b"2");
-    a.pass(false).await;
-    fs::remove_dir_all(&a.root).unwrap();
-    let r = a.pass(true).await;
-    assert_eq!(r.deleted_remote, 0);
-    assert_eq!(remote.user_keys().len(), 2);
-    assert!(!a.root.exists(), "push-only must not create the root");
+s3_test! {
+    #[tokio::test]
+    async fn push_only_with_missing_root_deletes_nothing(server) {
+        let remote = Remote::s3(server, "missing-root");
+        let a = side(
+            &remote,
+            &Opts {
+                direction: Direction::PushOnly,
+                max_files: 1_000_000,
+                ..Opts::default()
+            },
+        );
+        a.write("a", b"1");
+        a.write("b", b"2");
+        a.pass(false).await;
+        fs::remove_dir_all(&a.root).unwrap();
+        let r = a.pass(true).await;
+        assert_eq!(r.deleted_remote, 0);
+        assert_eq!(remote.user_keys().len(), 2);
+        assert!(!a.root.exists(), "push-only must not create the root");
+    }
 }
 
 async fn trash(remote: Remote) {
@@ -752,8 +755,8 @@ async fn trash(remote: Remote) {
 
     // retention 0 disables the trash.
     let tmp = tempfile::tempdir().unwrap();
-    let remote2 = if remote.is_s3() {
-        Remote::s3("trash-off")
+    let remote2 = if let Some((server, _)) = &remote.s3 {
+        Remote::s3(*server, "trash-off")
     } else {
         Remote::local(tmp.path())
     };
@@ -777,9 +780,11 @@ async fn trash(remote: Remote) {
     );
 }
 
-#[tokio::test]
-async fn trash_retention_and_pruning_s3() {
-    trash(Remote::s3("trash")).await;
+s3_test! {
+    #[tokio::test]
+    async fn trash_retention_and_pruning_s3(server) {
+        trash(Remote::s3(server, "trash")).await;
+    }
 }
 
 #[tokio::test]
@@ -788,60 +793,62 @@ async fn trash_retention_and_pruning_local() {
     trash(Remote::local(tmp.path())).await;
 }
 
-#[tokio::test]
-async fn rclone_layout_is_adopted_without_upload_s3() {
-    let proxy = Proxy::start(s3::endpoint());
-    let remote = Remote::s3_at("rclone", &proxy.endpoint);
-    let bucket = remote.bucket.clone().unwrap();
-    // What `rclone sync --links` wrote: objects with X-Amz-Meta-Mtime.
-    let files: [(&str, &[u8], u64); 3] = [
-        ("config.toml", b"a = 1\n", 1_650_000_000_250_000_000),
-        ("deep/dir/state.json", b"{}", 1_650_000_001_000_000_000),
-        ("empty", b"", 1_650_000_002_999_999_999),
-    ];
-    let a = side(&remote, &Opts::default());
-    for (rel, body, mtime) in files {
-        let m = format!("{}.{:09}", mtime / 1_000_000_000, mtime % 1_000_000_000);
-        let (st, b) = s3::http_request(
+s3_test! {
+    #[tokio::test]
+    async fn rclone_layout_is_adopted_without_upload_s3(server) {
+        let proxy = Proxy::start(server.endpoint());
+        let remote = Remote::s3_at(server, "rclone", &proxy.endpoint);
+        let bucket = remote.bucket().to_string();
+        // What `rclone sync --links` wrote: objects with X-Amz-Meta-Mtime.
+        let files: [(&str, &[u8], u64); 3] = [
+            ("config.toml", b"a = 1\n", 1_650_000_000_250_000_000),
+            ("deep/dir/state.json", b"{}", 1_650_000_001_000_000_000),
+            ("empty", b"", 1_650_000_002_999_999_999),
+        ];
+        let a = side(&remote, &Opts::default());
+        for (rel, body, mtime) in files {
+            let m = format!("{}.{:09}", mtime / 1_000_000_000, mtime % 1_000_000_000);
+            let r = server.request(
+                "PUT",
+                &format!("/{bucket}/{REMOTE_PATH}/{rel}"),
+                &[("x-amz-meta-mtime", &m)],
+                body,
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            a.write(rel, body);
+            set_mtime(&a.root.join(rel), mtime);
+        }
+        let r = server.request(
             "PUT",
-            &format!("/{bucket}/{REMOTE_PATH}/{rel}"),
-            &[("x-amz-meta-mtime", &m)],
-            body,
+            &format!("/{bucket}/{REMOTE_PATH}/link.rclonelink"),
+            &[("x-amz-meta-mtime", "1650000000.000000000")],
+            b"config.toml",
         );
-        assert_eq!(st, 200, "{b}");
-        a.write(rel, body);
-        set_mtime(&a.root.join(rel), mtime);
-    }
-    let (st, _) = s3::http_request(
-        "PUT",
-        &format!("/{bucket}/{REMOTE_PATH}/link.rclonelink"),
-        &[("x-amz-meta-mtime", "1650000000.000000000")],
-        b"config.toml",
-    );
-    assert_eq!(st, 200);
-    symlink("config.toml", a.root.join("link")).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        symlink("config.toml", a.root.join("link")).unwrap();
 
-    proxy.reset();
-    let r = a.pass(false).await;
-    assert_eq!(r.uploaded, 0, "{r:?}");
-    assert_eq!(r.downloaded, 0, "{r:?}");
-    assert_eq!(r.plan.adopt.files, 4);
-    let writes: Vec<_> = proxy
-        .seen()
-        .into_iter()
-        .filter(|s| s.is_write())
-        .map(|s| s.target)
-        .collect();
-    assert_eq!(
-        writes.len(),
-        1,
-        "only the manifest may be written: {writes:?}"
-    );
-    assert!(writes[0].contains(".coltec/manifest.json"), "{writes:?}");
-    // The next reconcile knows everything from the manifest: no HEADs.
-    proxy.reset();
-    a.pass(true).await;
-    assert!(!proxy.seen().iter().any(|s| s.is_head()));
+        proxy.reset();
+        let r = a.pass(false).await;
+        assert_eq!(r.uploaded, 0, "{r:?}");
+        assert_eq!(r.downloaded, 0, "{r:?}");
+        assert_eq!(r.plan.adopt.files, 4);
+        let writes: Vec<_> = proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.is_write())
+            .map(|s| s.target)
+            .collect();
+        assert_eq!(
+            writes.len(),
+            1,
+            "only the manifest may be written: {writes:?}"
+        );
+        assert!(writes[0].contains(".coltec/manifest.json"), "{writes:?}");
+        // The next reconcile knows everything from the manifest: no HEADs.
+        proxy.reset();
+        a.pass(true).await;
+        assert!(!proxy.seen().iter().any(|s| s.is_head()));
+    }
 }
 
 #[tokio::test]
@@ -881,64 +888,66 @@ async fn rclone_layout_is_adopted_without_upload_local() {
     );
 }
 
-#[tokio::test]
-async fn hostile_remote_keys_write_nothing_outside_the_root() {
-    let remote = Remote::s3("hostile");
-    let bucket = remote.bucket.clone().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    // A symlink object pointing out of the root, then a file "through" it.
-    remote
-        .put("a.rclonelink", outside.path().to_str().unwrap().as_bytes())
-        .await;
-    remote.put("a/passwd", b"pwned").await;
-    // Keys that are not plain relative paths.
-    for key in [
-        format!("/{bucket}/{REMOTE_PATH}//abs.txt"),
-        format!("/{bucket}/{REMOTE_PATH}/x/%2E%2E/%2E%2E/%2E%2E/escape.txt"),
-    ] {
-        let (st, b) = s3::http_request("PUT", &key, &[], b"evil");
-        assert_eq!(st, 200, "{b}");
+s3_test! {
+    #[tokio::test]
+    async fn hostile_remote_keys_write_nothing_outside_the_root(server) {
+        let remote = Remote::s3(server, "hostile");
+        let bucket = remote.bucket().to_string();
+        let outside = tempfile::tempdir().unwrap();
+        // A symlink object pointing out of the root, then a file "through" it.
+        remote
+            .put("a.rclonelink", outside.path().to_str().unwrap().as_bytes())
+            .await;
+        remote.put("a/passwd", b"pwned").await;
+        // Keys that are not plain relative paths.
+        for key in [
+            format!("/{bucket}/{REMOTE_PATH}//abs.txt"),
+            format!("/{bucket}/{REMOTE_PATH}/x/%2E%2E/%2E%2E/%2E%2E/escape.txt"),
+        ] {
+            let r = server.request("PUT", &key, &[], b"evil");
+            assert_eq!(r.status, 200, "{key}: {}", r.text());
+        }
+        remote.put("ok.txt", b"fine").await;
+        let b = side(
+            &remote,
+            &Opts {
+                direction: Direction::PullOnly,
+                ..Opts::default()
+            },
+        );
+        let r = b
+            .try_pass(PassScope::Full { verify: true }, false)
+            .await
+            .unwrap();
+        assert_eq!(b.read("ok.txt"), b"fine");
+        assert!(
+            fs::read_dir(outside.path()).unwrap().next().is_none(),
+            "wrote outside the root"
+        );
+        let failed: Vec<&str> = r.failed.iter().map(|f| f.path.as_str()).collect();
+        // Whichever of the two lands first, the other is refused.
+        assert!(
+            failed.iter().any(|p| *p == "a" || p.contains("passwd")),
+            "{failed:?}"
+        );
+        assert!(failed.contains(&"/abs.txt"), "{failed:?}");
+        assert!(
+            failed.iter().any(|p| p.contains("escape.txt")),
+            "{failed:?}"
+        );
+        assert!(
+            r.failed
+                .iter()
+                .filter(|f| f.reason.contains("refused remote key"))
+                .count()
+                >= 1,
+            "{:?}",
+            r.failed
+        );
+        let parent = b.root.parent().unwrap();
+        assert!(!parent.join("escape.txt").exists());
+        assert!(!b.root.join("escape.txt").exists());
     }
-    remote.put("ok.txt", b"fine").await;
-    let b = side(
-        &remote,
-        &Opts {
-            direction: Direction::PullOnly,
-            ..Opts::default()
-        },
-    );
-    let r = b
-        .try_pass(PassScope::Full { verify: true }, false)
-        .await
-        .unwrap();
-    assert_eq!(b.read("ok.txt"), b"fine");
-    assert!(
-        fs::read_dir(outside.path()).unwrap().next().is_none(),
-        "wrote outside the root"
-    );
-    let failed: Vec<&str> = r.failed.iter().map(|f| f.path.as_str()).collect();
-    // Whichever of the two lands first, the other is refused.
-    assert!(
-        failed.iter().any(|p| *p == "a" || p.contains("passwd")),
-        "{failed:?}"
-    );
-    assert!(failed.contains(&"/abs.txt"), "{failed:?}");
-    assert!(
-        failed.iter().any(|p| p.contains("escape.txt")),
-        "{failed:?}"
-    );
-    assert!(
-        r.failed
-            .iter()
-            .filter(|f| f.reason.contains("refused remote key"))
-            .count()
-            >= 1,
-        "{:?}",
-        r.failed
-    );
-    let parent = b.root.parent().unwrap();
-    assert!(!parent.join("escape.txt").exists());
-    assert!(!b.root.join("escape.txt").exists());
 }
 
 async fn torn(remote: Remote) {
@@ -981,9 +990,11 @@ async fn torn(remote: Remote) {
     assert_eq!(remote.read("growing.log").await, fs::read(&path).unwrap());
 }
 
-#[tokio::test]
-async fn file_modified_during_upload_is_not_stored_torn_s3() {
-    torn(Remote::s3("torn")).await;
+s3_test! {
+    #[tokio::test]
+    async fn file_modified_during_upload_is_not_stored_torn_s3(server) {
+        torn(Remote::s3(server, "torn")).await;
+    }
 }
 
 #[tokio::test]
@@ -992,18 +1003,20 @@ async fn file_modified_during_upload_is_not_stored_torn_local() {
     torn(Remote::local(tmp.path())).await;
 }
 
-#[tokio::test]
-async fn transient_server_errors_are_retried() {
-    let proxy = Proxy::start(s3::endpoint());
-    let remote = Remote::s3_at("retry", &proxy.endpoint);
-    let a = side(&remote, &Opts::default());
-    a.write("one.txt", b"1");
-    a.write("two/three.txt", b"3");
-    proxy.fail_next(3);
-    let r = a.pass(false).await;
-    assert_eq!(r.uploaded, 2);
-    assert_eq!(proxy.seen().iter().filter(|s| s.faulted).count(), 3);
-    assert_eq!(remote.read("two/three.txt").await, b"3");
+s3_test! {
+    #[tokio::test]
+    async fn transient_server_errors_are_retried(server) {
+        let proxy = Proxy::start(server.endpoint());
+        let remote = Remote::s3_at(server, "retry", &proxy.endpoint);
+        let a = side(&remote, &Opts::default());
+        a.write("one.txt", b"1");
+        a.write("two/three.txt", b"3");
+        proxy.fail_next(3);
+        let r = a.pass(false).await;
+        assert_eq!(r.uploaded, 2);
+        assert_eq!(proxy.seen().iter().filter(|s| s.faulted).count(), 3);
+        assert_eq!(remote.read("two/three.txt").await, b"3");
+    }
 }
 
 /// A download's temp file left by a `kill -9` is never synced, and once it
@@ -1065,29 +1078,31 @@ async fn abandoned_download_temp_files_are_removed() {
     assert!(r.plan.is_empty(), "{r:?}");
 }
 
-#[tokio::test]
-async fn dry_run_changes_nothing() {
-    let remote = Remote::s3("dry");
-    let a = side(&remote, &Opts::default());
-    a.write("a.txt", b"aaa");
-    let r = a
-        .engine
-        .pass(
-            "state",
-            PassRequest {
-                scope: PassScope::Full { verify: false },
-                dry_run: true,
-                allow_mass_delete: false,
-            },
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.plan.upload.files, 1);
-    assert_eq!(r.plan.upload.bytes, 3);
-    assert_eq!(r.plan.upload.first, vec!["a.txt".to_string()]);
-    assert_eq!(r.uploaded, 0);
-    assert!(remote.keys().is_empty());
+s3_test! {
+    #[tokio::test]
+    async fn dry_run_changes_nothing(server) {
+        let remote = Remote::s3(server, "dry");
+        let a = side(&remote, &Opts::default());
+        a.write("a.txt", b"aaa");
+        let r = a
+            .engine
+            .pass(
+                "state",
+                PassRequest {
+                    scope: PassScope::Full { verify: false },
+                    dry_run: true,
+                    allow_mass_delete: false,
+                },
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.plan.upload.files, 1);
+        assert_eq!(r.plan.upload.bytes, 3);
+        assert_eq!(r.plan.upload.first, vec!["a.txt".to_string()]);
+        assert_eq!(r.uploaded, 0);
+        assert!(remote.keys().is_empty());
+    }
 }
 
 async fn excludes(remote: Remote) {
@@ -1132,9 +1147,11 @@ async fn excludes(remote: Remote) {
     assert_eq!(remote.user_keys(), remote_keys_before);
 }
 
-#[tokio::test]
-async fn excludes_prune_and_never_delete_s3() {
-    excludes(Remote::s3("excludes")).await;
+s3_test! {
+    #[tokio::test]
+    async fn excludes_prune_and_never_delete_s3(server) {
+        excludes(Remote::s3(server, "excludes")).await;
+    }
 }
 
 #[tokio::test]
@@ -1143,77 +1160,81 @@ async fn excludes_prune_and_never_delete_local() {
     excludes(Remote::local(tmp.path())).await;
 }
 
-#[tokio::test]
-async fn restore_of_a_coltecd_tree_needs_no_head_requests() {
-    let proxy = Proxy::start(s3::endpoint());
-    let remote = Remote::s3_at("restore-cheap", &proxy.endpoint);
-    let a = side(&remote, &Opts::default());
-    a.write("x/y.txt", b"hello");
-    a.write("z.bin", &pseudo_random(100_000, 9));
-    symlink("z.bin", a.root.join("link")).unwrap();
-    a.pass(false).await;
-    proxy.reset();
-    let b = side(&remote, &Opts::default());
-    let dest = b.root.join("r");
-    let r = b
-        .engine
-        .restore("state", Some(&dest), false, &CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(r.downloaded, 3);
-    assert_eq!(snapshot(&a.root), snapshot(&dest));
-    let seen = proxy.seen();
-    assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
-    // One LIST, the manifest and one GET per file (the link target is in the manifest).
-    assert_eq!(seen.iter().filter(|s| s.is_list()).count(), 1, "{seen:?}");
-    assert_eq!(
-        seen.iter()
-            .filter(|s| s.method == "GET" && !s.is_list())
-            .count(),
-        3,
-        "{seen:?}"
-    );
+s3_test! {
+    #[tokio::test]
+    async fn restore_of_a_coltecd_tree_needs_no_head_requests(server) {
+        let proxy = Proxy::start(server.endpoint());
+        let remote = Remote::s3_at(server, "restore-cheap", &proxy.endpoint);
+        let a = side(&remote, &Opts::default());
+        a.write("x/y.txt", b"hello");
+        a.write("z.bin", &pseudo_random(100_000, 9));
+        symlink("z.bin", a.root.join("link")).unwrap();
+        a.pass(false).await;
+        proxy.reset();
+        let b = side(&remote, &Opts::default());
+        let dest = b.root.join("r");
+        let r = b
+            .engine
+            .restore("state", Some(&dest), false, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(r.downloaded, 3);
+        assert_eq!(snapshot(&a.root), snapshot(&dest));
+        let seen = proxy.seen();
+        assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
+        // One LIST, the manifest and one GET per file (the link target is in the manifest).
+        assert_eq!(seen.iter().filter(|s| s.is_list()).count(), 1, "{seen:?}");
+        assert_eq!(
+            seen.iter()
+                .filter(|s| s.method == "GET" && !s.is_list())
+                .count(),
+            3,
+            "{seen:?}"
+        );
+    }
 }
 
-#[tokio::test]
-async fn one_shot_pass_trusts_an_unchanged_manifest() {
-    let proxy = Proxy::start(s3::endpoint());
-    let remote = Remote::s3_at("trust", &proxy.endpoint);
-    let a = side(&remote, &Opts::default());
-    a.write("f.txt", b"1");
-    a.pass(false).await;
-    let trust = EngineOptions {
-        trust_manifest_on_open: true,
-        manifest_min_interval: None,
-    };
+s3_test! {
+    #[tokio::test]
+    async fn one_shot_pass_trusts_an_unchanged_manifest(server) {
+        let proxy = Proxy::start(server.endpoint());
+        let remote = Remote::s3_at(server, "trust", &proxy.endpoint);
+        let a = side(&remote, &Opts::default());
+        a.write("f.txt", b"1");
+        a.pass(false).await;
+        let trust = EngineOptions {
+            trust_manifest_on_open: true,
+            manifest_min_interval: None,
+        };
 
-    // A new process, nothing changed: one conditional GET of the manifest
-    // and one HEAD for its dirty marker; no LIST.
-    let a = a.reopen(trust.clone());
-    proxy.reset();
-    let r = a.pass(false).await;
-    assert!(!r.remote_listed && r.plan.is_empty(), "{r:?}");
-    let seen = proxy.seen();
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert_eq!(seen[0].method, "GET");
-    assert!(seen[0].header("if-none-match").is_some(), "{seen:?}");
-    assert!(seen[1].is_head() && seen[1].target.ends_with("/.coltec/manifest.dirty"));
+        // A new process, nothing changed: one conditional GET of the manifest
+        // and one HEAD for its dirty marker; no LIST.
+        let a = a.reopen(trust.clone());
+        proxy.reset();
+        let r = a.pass(false).await;
+        assert!(!r.remote_listed && r.plan.is_empty(), "{r:?}");
+        let seen = proxy.seen();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0].method, "GET");
+        assert!(seen[0].header("if-none-match").is_some(), "{seen:?}");
+        assert!(seen[1].is_head() && seen[1].target.ends_with("/.coltec/manifest.dirty"));
 
-    // Another container wrote: the manifest changed, so the pass reconciles.
-    let b = side(&remote, &Opts::default());
-    b.pass(false).await;
-    b.write("from-b.txt", b"b");
-    b.pass(false).await;
-    let a = a.reopen(trust.clone());
-    let r = a.pass(false).await;
-    assert!(r.remote_listed, "{r:?}");
-    assert_eq!(r.downloaded, 1);
-    assert_eq!(a.read("from-b.txt"), b"b");
+        // Another container wrote: the manifest changed, so the pass reconciles.
+        let b = side(&remote, &Opts::default());
+        b.pass(false).await;
+        b.write("from-b.txt", b"b");
+        b.pass(false).await;
+        let a = a.reopen(trust.clone());
+        let r = a.pass(false).await;
+        assert!(r.remote_listed, "{r:?}");
+        assert_eq!(r.downloaded, 1);
+        assert_eq!(a.read("from-b.txt"), b"b");
 
-    // verify always lists.
-    let a = a.reopen(trust);
-    let r = a.pass(true).await;
-    assert!(r.remote_listed);
+        // verify always lists.
+        let a = a.reopen(trust);
+        let r = a.pass(true).await;
+        assert!(r.remote_listed);
+    }
 }
 
 #[tokio::test]
@@ -1318,9 +1339,11 @@ async fn deferred_manifest(remote: Remote) {
     assert!(!b.pass(false).await.remote_listed);
 }
 
-#[tokio::test]
-async fn deferred_manifest_is_never_trusted_while_dirty_s3() {
-    deferred_manifest(Remote::s3("deferred")).await;
+s3_test! {
+    #[tokio::test]
+    async fn deferred_manifest_is_never_trusted_while_dirty_s3(server) {
+        deferred_manifest(Remote::s3(server, "deferred")).await;
+    }
 }
 
 #[tokio::test]
@@ -1329,74 +1352,74 @@ async fn deferred_manifest_is_never_trusted_while_dirty_local() {
     deferred_manifest(Remote::local(tmp.path())).await;
 }
 
-#[tokio::test]
-async fn fenced_gate_stops_writes_and_reopening_forces_a_reconcile() {
-    let remote = Remote::s3("fenced");
-    let (ctl, gate) = coltecd::remote::gate();
-    let a = side_with_gate(&remote, &Opts::default(), gate);
-    a.write("a.txt", b"a");
-    a.pass(false).await;
+s3_test! {
+    #[tokio::test]
+    async fn fenced_gate_stops_writes_and_reopening_forces_a_reconcile(server) {
+        let remote = Remote::s3(server, "fenced");
+        let (ctl, gate) = coltecd::remote::gate();
+        let a = side_with_gate(&remote, &Opts::default(), gate);
+        a.write("a.txt", b"a");
+        a.pass(false).await;
 
-    ctl.close("lease lost: renewals failing");
-    a.write("b.txt", b"b");
-    let err = a
-        .try_pass(PassScope::Full { verify: false }, false)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
-    assert!(err.to_string().contains("renewals failing"), "{err}");
-    assert_eq!(remote.user_keys(), vec!["a.txt".to_string()]);
+        ctl.close("lease lost: renewals failing");
+        a.write("b.txt", b"b");
+        let err = a
+            .try_pass(PassScope::Full { verify: false }, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
+        assert!(err.to_string().contains("renewals failing"), "{err}");
+        assert_eq!(remote.user_keys(), vec!["a.txt".to_string()]);
 
-    ctl.open();
-    let r = a.pass(false).await;
-    assert!(
-        r.remote_listed,
-        "a new gate generation must reconcile first"
-    );
-    assert_eq!(r.uploaded, 1);
-    assert_eq!(remote.read("b.txt").await, b"b");
+        ctl.open();
+        let r = a.pass(false).await;
+        assert!(
+            r.remote_listed,
+            "a new gate generation must reconcile first"
+        );
+        assert_eq!(r.uploaded, 1);
+        assert_eq!(remote.read("b.txt").await, b"b");
+    }
 }
 
-#[tokio::test]
-async fn closing_the_gate_aborts_an_upload_in_flight() {
-    let remote = Remote::s3("fence-inflight");
-    let (ctl, gate) = coltecd::remote::gate();
-    let a = side_with_gate(
-        &remote,
-        &Opts {
-            bwlimit: BwLimit {
-                up: std::num::NonZeroU64::new(16 * 1024 * 1024),
-                down: None,
+s3_test! {
+    #[tokio::test]
+    async fn closing_the_gate_aborts_an_upload_in_flight(server) {
+        let remote = Remote::s3(server, "fence-inflight");
+        let (ctl, gate) = coltecd::remote::gate();
+        let a = side_with_gate(
+            &remote,
+            &Opts {
+                bwlimit: BwLimit {
+                    up: std::num::NonZeroU64::new(16 * 1024 * 1024),
+                    down: None,
+                },
+                ..Opts::default()
             },
-            ..Opts::default()
-        },
-        gate,
-    );
-    // Two large files in flight at once, each past its first 8 MiB part
-    // when the gate closes: both must abort their multipart uploads.
-    a.write("big.bin", &pseudo_random(24 * 1024 * 1024, 5));
-    a.write("big2.bin", &pseudo_random(24 * 1024 * 1024, 6));
-    let closer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        ctl.close("taken over by another container");
-        ctl
-    });
-    let err = a
-        .try_pass(PassScope::Full { verify: false }, false)
-        .await
-        .unwrap_err();
-    let _ctl = closer.await.unwrap();
-    assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
-    assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
-    // No multipart upload left behind either.
-    let (st, body) = s3::http_request(
-        "GET",
-        &format!("/{}?uploads", remote.bucket.clone().unwrap()),
-        &[],
-        b"",
-    );
-    assert_eq!(st, 200, "{body}");
-    assert!(!body.contains("<UploadId>"), "{body}");
+            gate,
+        );
+        // Two large files in flight at once, each past its first 8 MiB part
+        // when the gate closes: both must abort their multipart uploads.
+        a.write("big.bin", &pseudo_random(24 * 1024 * 1024, 5));
+        a.write("big2.bin", &pseudo_random(24 * 1024 * 1024, 6));
+        let closer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            ctl.close("taken over by another container");
+            ctl
+        });
+        let err = a
+            .try_pass(PassScope::Full { verify: false }, false)
+            .await
+            .unwrap_err();
+        let _ctl = closer.await.unwrap();
+        assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
+        assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+        // No multipart upload left behind either.
+        let r = server.request("GET", &format!("/{}?uploads", remote.bucket()), &[], b"");
+        let body = r.text();
+        assert_eq!(r.status, 200, "{body}");
+        assert!(!body.contains("<UploadId>"), "{body}");
+    }
 }
 
 async fn fresh_checkout(remote: Remote) {
@@ -1419,9 +1442,11 @@ async fn fresh_checkout(remote: Remote) {
     );
 }
 
-#[tokio::test]
-async fn identical_content_is_adopted_not_a_conflict_s3() {
-    fresh_checkout(Remote::s3("checkout")).await;
+s3_test! {
+    #[tokio::test]
+    async fn identical_content_is_adopted_not_a_conflict_s3(server) {
+        fresh_checkout(Remote::s3(server, "checkout")).await;
+    }
 }
 
 #[tokio::test]
@@ -1430,94 +1455,100 @@ async fn identical_content_is_adopted_not_a_conflict_local() {
     fresh_checkout(Remote::local(tmp.path())).await;
 }
 
-#[tokio::test]
-async fn cancelling_a_pass_stops_transfers_and_stores_nothing_torn() {
-    let remote = Remote::s3("cancel");
-    let a = side(
-        &remote,
-        &Opts {
-            bwlimit: BwLimit {
-                up: std::num::NonZeroU64::new(1024 * 1024),
-                down: None,
+s3_test! {
+    #[tokio::test]
+    async fn cancelling_a_pass_stops_transfers_and_stores_nothing_torn(server) {
+        let remote = Remote::s3(server, "cancel");
+        let a = side(
+            &remote,
+            &Opts {
+                bwlimit: BwLimit {
+                    up: std::num::NonZeroU64::new(1024 * 1024),
+                    down: None,
+                },
+                ..Opts::default()
             },
-            ..Opts::default()
-        },
-    );
-    a.write("big.bin", &pseudo_random(12 * 1024 * 1024, 11));
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        c.cancel();
-    });
-    let err = a
-        .engine
-        .pass(
-            "state",
-            PassRequest {
-                scope: PassScope::Full { verify: false },
-                dry_run: false,
-                allow_mass_delete: false,
-            },
-            &cancel,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SyncError::Cancelled), "{err}");
-    assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+        );
+        a.write("big.bin", &pseudo_random(12 * 1024 * 1024, 11));
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.cancel();
+        });
+        let err = a
+            .engine
+            .pass(
+                "state",
+                PassRequest {
+                    scope: PassScope::Full { verify: false },
+                    dry_run: false,
+                    allow_mass_delete: false,
+                },
+                &cancel,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::Cancelled), "{err}");
+        assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
+    }
 }
 
-#[tokio::test]
-async fn large_files_upload_as_multipart() {
-    let proxy = Proxy::start(s3::endpoint());
-    let remote = Remote::s3_at("multipart", &proxy.endpoint);
-    let a = side(&remote, &Opts::default());
-    let data = pseudo_random(20 * 1024 * 1024 + 5, 13);
-    a.write("big.bin", &data);
-    a.write("small.txt", b"small");
-    a.pass(false).await;
-    let seen = proxy.seen();
-    let parts: Vec<_> = seen
-        .iter()
-        .filter(|s| s.method == "PUT" && s.target.contains("partNumber="))
-        .collect();
-    assert_eq!(parts.len(), 3, "8 MiB parts: {seen:?}");
-    assert!(
-        parts.iter().all(
-            |p| p.header("content-length").unwrap().parse::<u64>().unwrap() <= 8 * 1024 * 1024
-        )
-    );
-    // The small file is one plain PUT.
-    assert!(
-        seen.iter().any(|s| s.method == "PUT"
-            && s.target.ends_with("/small.txt")
-            && !s.target.contains('?'))
-    );
-    assert_eq!(remote.read("big.bin").await, data);
+s3_test! {
+    #[tokio::test]
+    async fn large_files_upload_as_multipart(server) {
+        let proxy = Proxy::start(server.endpoint());
+        let remote = Remote::s3_at(server, "multipart", &proxy.endpoint);
+        let a = side(&remote, &Opts::default());
+        let data = pseudo_random(20 * 1024 * 1024 + 5, 13);
+        a.write("big.bin", &data);
+        a.write("small.txt", b"small");
+        a.pass(false).await;
+        let seen = proxy.seen();
+        let parts: Vec<_> = seen
+            .iter()
+            .filter(|s| s.method == "PUT" && s.target.contains("partNumber="))
+            .collect();
+        assert_eq!(parts.len(), 3, "8 MiB parts: {seen:?}");
+        assert!(
+            parts.iter().all(
+                |p| p.header("content-length").unwrap().parse::<u64>().unwrap() <= 8 * 1024 * 1024
+            )
+        );
+        // The small file is one plain PUT.
+        assert!(
+            seen.iter().any(|s| s.method == "PUT"
+                && s.target.ends_with("/small.txt")
+                && !s.target.contains('?'))
+        );
+        assert_eq!(remote.read("big.bin").await, data);
+    }
 }
 
-#[tokio::test]
-async fn a_wiped_remote_does_not_wipe_the_local_tree() {
-    let remote = Remote::s3("wiped");
-    let a = side(&remote, &Opts::default());
-    for i in 0..60 {
-        a.write(&format!("d/f{i}"), b"x");
+s3_test! {
+    #[tokio::test]
+    async fn a_wiped_remote_does_not_wipe_the_local_tree(server) {
+        let remote = Remote::s3(server, "wiped");
+        let a = side(&remote, &Opts::default());
+        for i in 0..60 {
+            a.write(&format!("d/f{i}"), b"x");
+        }
+        a.pass(false).await;
+        // Someone deletes the prefix behind coltecd's back.
+        let op = remote.operator();
+        for k in remote.keys() {
+            op.delete(&k).await.unwrap();
+        }
+        let err = a
+            .try_pass(PassScope::Full { verify: true }, false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SyncError::MassDelete { side: "local", .. }),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(a.root.join("d")).unwrap().count(), 60);
     }
-    a.pass(false).await;
-    // Someone deletes the prefix behind coltecd's back.
-    let op = remote.operator();
-    for k in remote.keys() {
-        op.delete(&k).await.unwrap();
-    }
-    let err = a
-        .try_pass(PassScope::Full { verify: true }, false)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, SyncError::MassDelete { side: "local", .. }),
-        "{err}"
-    );
-    assert_eq!(fs::read_dir(a.root.join("d")).unwrap().count(), 60);
 }
 
 #[tokio::test]

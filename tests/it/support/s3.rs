@@ -170,13 +170,13 @@ impl S3Server {
         }
     }
 
-    /// The YAML of an s3 remote named [`S3Server::name`] for `bucket` at
-    /// `endpoint`, indented to sit under `persistence.remotes` (credentials
-    /// come from `RCLONE_S3_*` in the environment, see [`with_credentials`]).
-    pub fn yaml_remote(self, bucket: &str, endpoint: &str) -> String {
+    /// The YAML of an s3 remote `name` for `bucket` at `endpoint` (this
+    /// server or a proxy in front of it), indented to sit under
+    /// `persistence.remotes`. Credentials come from `RCLONE_S3_*` in the
+    /// environment, see [`with_credentials`].
+    pub fn yaml_remote(self, name: &str, bucket: &str, endpoint: &str) -> String {
         format!(
-            "    {}:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: \"{endpoint}\"\n        region: {REGION}\n",
-            self.name()
+            "    {name}:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: \"{endpoint}\"\n        region: {REGION}\n"
         )
     }
 }
@@ -283,24 +283,4 @@ fn wait_for_port(port: u16, server: S3Server) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("{} did not start on port {port}", server.name());
-}
-
-// TEMPORARY shims while the test files move to S3Server.
-pub fn endpoint() -> &'static str {
-    S3Server::Moto.endpoint()
-}
-pub fn bucket(tag: &str) -> String {
-    S3Server::Moto.bucket(tag)
-}
-pub fn list_keys(bucket: &str, prefix: &str) -> Vec<String> {
-    S3Server::Moto.list_keys(bucket, prefix)
-}
-pub fn http_request(
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
-    let r = S3Server::Moto.request(method, path, headers, body);
-    (r.status, r.text())
 }
