@@ -60,4 +60,9 @@ wait_port "$s3s_port" s3s "$s3s_pid"
 # The credentials above are tests/it/support/s3.rs's ACCESS_KEY / SECRET_KEY.
 export COLTEC_TEST_S3_ENDPOINT="http://127.0.0.1:$moto_port"
 export COLTEC_TEST_S3S_ENDPOINT="http://127.0.0.1:$s3s_port"
-cargo test --all-targets "$@"
+# Every target, unless the arguments pick targets themselves (--test it, --lib...).
+targets=(--all-targets)
+for a in "$@"; do
+  case $a in --lib | --bins | --bin | --test | --tests | --bench | --benches | --doc | --example*) targets=() ;; esac
+done
+cargo test "${targets[@]}" "$@"

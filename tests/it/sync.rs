@@ -18,7 +18,7 @@ use coltecd::sync::{Engine, EngineOptions, PassReport, PassRequest, PassScope, S
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::proxy::Proxy;
+use crate::support::proxy::{Proxy, Seen};
 use crate::support::s3::S3Server;
 use crate::support::s3_test;
 
@@ -899,13 +899,23 @@ s3_test! {
             .put("a.rclonelink", outside.path().to_str().unwrap().as_bytes())
             .await;
         remote.put("a/passwd", b"pwned").await;
-        // Keys that are not plain relative paths.
+        // Keys that are not plain relative paths (`/abs.txt` and
+        // `x/../../../escape.txt` below the target).
         for key in [
             format!("/{bucket}/{REMOTE_PATH}//abs.txt"),
             format!("/{bucket}/{REMOTE_PATH}/x/%2E%2E/%2E%2E/%2E%2E/escape.txt"),
         ] {
             let r = server.request("PUT", &key, &[], b"evil");
             assert_eq!(r.status, 200, "{key}: {}", r.text());
+        }
+        // s3s-fs stores keys as file paths, so it normalises both away (they
+        // land elsewhere in the bucket, outside the target); moto keeps them
+        // verbatim, and a key the server keeps must be refused below.
+        let keys = remote.keys();
+        let abs_kept = keys.iter().any(|k| k == "/abs.txt");
+        let escape_kept = keys.iter().any(|k| k.contains("escape.txt"));
+        if server == S3Server::Moto {
+            assert!(abs_kept && escape_kept, "moto keeps hostile keys: {keys:?}");
         }
         remote.put("ok.txt", b"fine").await;
         let b = side(
@@ -930,17 +940,17 @@ s3_test! {
             failed.iter().any(|p| *p == "a" || p.contains("passwd")),
             "{failed:?}"
         );
-        assert!(failed.contains(&"/abs.txt"), "{failed:?}");
-        assert!(
+        assert_eq!(failed.contains(&"/abs.txt"), abs_kept, "{failed:?}");
+        assert_eq!(
             failed.iter().any(|p| p.contains("escape.txt")),
+            escape_kept,
             "{failed:?}"
         );
-        assert!(
+        assert_eq!(
             r.failed
                 .iter()
-                .filter(|f| f.reason.contains("refused remote key"))
-                .count()
-                >= 1,
+                .any(|f| f.reason.contains("refused remote key")),
+            abs_kept || escape_kept,
             "{:?}",
             r.failed
         );
@@ -1385,7 +1395,8 @@ s3_test! {
 s3_test! {
     #[tokio::test]
     async fn closing_the_gate_aborts_an_upload_in_flight(server) {
-        let remote = Remote::s3(server, "fence-inflight");
+        let proxy = Arc::new(Proxy::start(server.endpoint()));
+        let remote = Remote::s3_at(server, "fence-inflight", &proxy.endpoint);
         let (ctl, gate) = coltecd::remote::gate();
         let a = side_with_gate(
             &remote,
@@ -1402,8 +1413,13 @@ s3_test! {
         // when the gate closes: both must abort their multipart uploads.
         a.write("big.bin", &pseudo_random(24 * 1024 * 1024, 5));
         a.write("big2.bin", &pseudo_random(24 * 1024 * 1024, 6));
+        let watch = proxy.clone();
         let closer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(1200)).await;
+            let started = std::time::Instant::now();
+            while uploads_with_a_part(&watch.seen()) < 2 {
+                assert!(started.elapsed() < Duration::from_secs(120), "uploads never started");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             ctl.close("taken over by another container");
             ctl
         });
@@ -1414,12 +1430,72 @@ s3_test! {
         let _ctl = closer.await.unwrap();
         assert!(matches!(err, SyncError::Fenced { .. }), "{err}");
         assert!(remote.user_keys().is_empty(), "{:?}", remote.keys());
-        // No multipart upload left behind either.
-        let r = server.request("GET", &format!("/{}?uploads", remote.bucket()), &[], b"");
-        let body = r.text();
-        assert_eq!(r.status, 200, "{body}");
-        assert!(!body.contains("<UploadId>"), "{body}");
+        // No multipart upload left behind either: each one created was
+        // aborted, and the server holds no part of it (ListParts; s3s-fs has
+        // no ListMultipartUploads).
+        let seen = proxy.seen();
+        let created = uploads_created(&seen);
+        assert_eq!(created.len(), 2, "both files went multipart: {seen:?}");
+        for (path, id) in created {
+            assert!(
+                seen.iter()
+                    .any(|s| s.method == "DELETE" && upload_id(&s.target).as_deref() == Some(&id)),
+                "upload {id} of {path} was never aborted: {seen:?}"
+            );
+            let query = crate::support::sigv4::encode(&id);
+            let r = server.request("GET", &format!("{path}?uploadId={query}"), &[], b"");
+            assert!(
+                r.status == 404 || (r.status == 200 && !r.text().contains("<Part>")),
+                "upload {id} of {path} left parts behind: {} {}",
+                r.status,
+                r.text()
+            );
+        }
     }
+}
+
+/// Multipart uploads the proxy saw created: (object path, upload id).
+fn uploads_created(seen: &[Seen]) -> Vec<(String, String)> {
+    seen.iter()
+        .filter(|s| {
+            s.method == "POST" && s.target.contains("?uploads") && !s.target.contains("uploadId")
+        })
+        .filter_map(|s| {
+            let id = s
+                .reply
+                .split_once("<UploadId>")
+                .and_then(|(_, r)| r.split_once("</UploadId>"))?
+                .0;
+            let path = s
+                .target
+                .split_once('?')
+                .map_or(s.target.as_str(), |(p, _)| p);
+            Some((path.to_string(), id.to_string()))
+        })
+        .collect()
+}
+
+/// The upload id a request's target names.
+fn upload_id(target: &str) -> Option<String> {
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("uploadId="))
+        .map(crate::support::sigv4::decode)
+}
+
+/// How many created uploads already carry at least one part.
+fn uploads_with_a_part(seen: &[Seen]) -> usize {
+    uploads_created(seen)
+        .iter()
+        .filter(|(_, id)| {
+            seen.iter().any(|s| {
+                s.method == "PUT"
+                    && s.target.contains("partNumber=")
+                    && upload_id(&s.target).as_ref() == Some(id)
+            })
+        })
+        .count()
 }
 
 async fn fresh_checkout(remote: Remote) {

@@ -5,7 +5,8 @@
 //! - [`Mode::Down`]: "network down": close every connection without an
 //!   answer (also requests already in flight);
 //! - [`Mode::StripConditional`]: "backend ignores conditional writes": drop
-//!   `If-None-Match` / `If-Match` request headers before forwarding.
+//!   `If-None-Match` / `If-Match` request headers before forwarding (and
+//!   re-sign the request, see `sigv4::resign`).
 //!
 //! One request per client connection (the answer carries `Connection:
 //! close`), so request framing stays trivial. Loopback only; every read,
@@ -237,7 +238,13 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
     if m == Mode::Down {
         return None;
     }
-    let req_head = rewrite_head(&head, m == Mode::StripConditional);
+    let mut req_head = rewrite_head(&head, m == Mode::StripConditional);
+    if m == Mode::StripConditional {
+        // The preconditions were signed: a signature-checking server must see
+        // the stripped request as the client's own, as from a server that
+        // simply ignores them.
+        req_head = super::sigv4::resign(&req_head, super::s3::SECRET_KEY, super::s3::REGION);
+    }
     let mut up = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(sh.upstream))
         .await
         .ok()?

@@ -7,6 +7,10 @@
 //! the SHA-256 of the body, the canonical URI is the path exactly as sent,
 //! as S3 does not normalise it). Any server that checks signatures proving
 //! these requests valid is what keeps this module honest.
+//!
+//! [`resign`] re-signs a request a test proxy altered on purpose (e.g.
+//! dropped its `If-None-Match`), so that a signature-checking server sees
+//! the altered request as the client's own.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -61,26 +65,13 @@ impl Signer<'_> {
         for (k, v) in headers {
             signed.push((k.to_ascii_lowercase(), v.trim().to_string()));
         }
-        signed.sort();
-        let names: Vec<&str> = signed.iter().map(|(k, _)| k.as_str()).collect();
-        let names = names.join(";");
-        let canonical_headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let canonical =
-            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{names}\n{payload}");
-        let day = &amz_date[..8];
-        let scope = format!("{day}/{}/s3/aws4_request", self.region);
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex(&Sha256::digest(canonical.as_bytes()))
-        );
-        let mut key = hmac(format!("AWS4{}", self.secret_key).as_bytes(), day);
-        for part in [self.region, "s3", "aws4_request"] {
-            key = hmac(&key, part);
-        }
-        let signature = hex(&hmac(&key, &to_sign));
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={names}, Signature={signature}",
-            self.access_key
+        let auth = authorization(
+            self.access_key,
+            self.secret_key,
+            self.region,
+            method,
+            target,
+            &mut signed,
         );
 
         let wire_target = if query.is_empty() {
@@ -105,6 +96,102 @@ impl Signer<'_> {
         stream.read_to_end(&mut resp).expect("read response");
         parse_response(&resp, method == "HEAD")
     }
+}
+
+/// The `Authorization` value for a request whose signed headers are
+/// `signed` (lower-case names; must include `x-amz-date` and
+/// `x-amz-content-sha256`); sorts `signed`.
+fn authorization(
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+    method: &str,
+    target: &str,
+    signed: &mut [(String, String)],
+) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let value = |name: &str| {
+        signed
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("signed headers lack {name}"))
+    };
+    let amz_date = value("x-amz-date");
+    let payload = value("x-amz-content-sha256");
+    signed.sort();
+    let names: Vec<&str> = signed.iter().map(|(k, _)| k.as_str()).collect();
+    let names = names.join(";");
+    let canonical_headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let canonical = format!(
+        "{method}\n{}\n{}\n{canonical_headers}\n{names}\n{payload}",
+        canonical_path(path),
+        canonical_query(query)
+    );
+    let day = amz_date.get(..8).expect("x-amz-date is YYYYMMDDTHHMMSSZ");
+    let scope = format!("{day}/{region}/s3/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let mut key = hmac(format!("AWS4{secret_key}").as_bytes(), day);
+    for part in [region, "s3", "aws4_request"] {
+        key = hmac(&key, part);
+    }
+    let signature = hex(&hmac(&key, &to_sign));
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={names}, Signature={signature}"
+    )
+}
+
+/// Re-sign a raw request head (request line, headers, blank line) whose
+/// `Authorization` is SigV4: headers that were signed but are no longer
+/// present leave the signed set, the signature is computed anew with
+/// `secret_key`. A head without SigV4 is returned unchanged.
+pub fn resign(head: &str, secret_key: &str, region: &str) -> String {
+    let mut lines: Vec<&str> = head.split("\r\n").filter(|l| !l.is_empty()).collect();
+    let Some(request_line) = lines.first().copied() else {
+        return head.to_string();
+    };
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let header = |l: &str| {
+        l.split_once(':')
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+    };
+    let Some(auth) = lines
+        .iter()
+        .skip(1)
+        .filter_map(|l| header(l))
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v)
+        .filter(|v| v.starts_with("AWS4-HMAC-SHA256 "))
+    else {
+        return head.to_string();
+    };
+    let field = |name: &str| {
+        auth.split([' ', ','])
+            .find_map(|p| p.strip_prefix(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    let credential = field("Credential=");
+    let access_key = credential.split('/').next().unwrap_or("");
+    let wanted: Vec<String> = field("SignedHeaders=")
+        .split(';')
+        .map(str::to_string)
+        .collect();
+    let mut signed: Vec<(String, String)> = lines
+        .iter()
+        .skip(1)
+        .filter_map(|l| header(l))
+        .filter(|(k, _)| wanted.contains(k))
+        .collect();
+    let new_auth = authorization(access_key, secret_key, region, method, target, &mut signed);
+    lines.retain(|l| !header(l).is_some_and(|(k, _)| k == "authorization"));
+    let mut out = lines.join("\r\n");
+    out.push_str(&format!("\r\nAuthorization: {new_auth}\r\n\r\n"));
+    out
 }
 
 fn parse_response(resp: &[u8], head: bool) -> Response {
@@ -157,6 +244,15 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The path in SigV4's canonical form for S3: each segment decoded, then
+/// encoded once (so `%2E%2E` is signed as `..`, as the server computes it).
+fn canonical_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| encode(&decode(seg)))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The query in SigV4's canonical form: parameters sorted, names and values
 /// percent-encoded with only unreserved characters left bare (`a` alone
 /// becomes `a=`). The same string is sent on the wire.
@@ -190,7 +286,8 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-fn decode(s: &str) -> String {
+/// Percent-decode (`+` is a space, as in a query).
+pub fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
