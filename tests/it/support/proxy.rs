@@ -185,10 +185,10 @@ fn handle(
     up.flush()?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
-    if method == "POST" {
-        if let Some(s) = seen.lock().unwrap().get_mut(index) {
-            s.reply = String::from_utf8_lossy(&resp).into_owned();
-        }
+    if method == "POST"
+        && let Some(s) = seen.lock().unwrap().get_mut(index)
+    {
+        s.reply = String::from_utf8_lossy(&resp).into_owned();
     }
     // Make sure the client does not reuse this connection.
     if let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n") {

@@ -188,7 +188,7 @@ pub fn resign(head: &str, secret_key: &str, region: &str) -> String {
         .filter(|(k, _)| wanted.contains(k))
         .collect();
     let new_auth = authorization(access_key, secret_key, region, method, target, &mut signed);
-    lines.retain(|l| !header(l).is_some_and(|(k, _)| k == "authorization"));
+    lines.retain(|l| header(l).is_none_or(|(k, _)| k != "authorization"));
     let mut out = lines.join("\r\n");
     out.push_str(&format!("\r\nAuthorization: {new_auth}\r\n\r\n"));
     out
