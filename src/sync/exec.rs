@@ -211,6 +211,7 @@ impl<'a> Exec<'a> {
             dirty_marker: false,
         };
         let mut unknown: Vec<(String, String, RemoteEntry, Option<i64>)> = Vec::new();
+        let mut manifest_listed_without_etag = false;
         for entry in listed {
             let (key, meta) = entry.into_parts();
             if meta.is_dir() {
@@ -218,6 +219,7 @@ impl<'a> Exec<'a> {
             }
             if key == MANIFEST_KEY {
                 view.manifest_rid = Some(object_rid(&meta));
+                manifest_listed_without_etag = meta.etag().is_none();
                 continue;
             }
             if key == DIRTY_KEY {
@@ -281,6 +283,15 @@ impl<'a> Exec<'a> {
         }
         if manifest.files.len() != view.entries.len() + unknown.len() {
             view.manifest_stale = true;
+        }
+        // The manifest's identity is its ETag (what writing it and checking
+        // it with a HEAD see); a listing without ETags (s3s-fs) needs a HEAD.
+        if manifest_listed_without_etag && self.ctx.local_dir.is_none() {
+            match self.net(op.stat(MANIFEST_KEY)).await? {
+                Ok(m) => view.manifest_rid = Some(object_rid(&m)),
+                Err(e) if e.kind() == ErrorKind::NotFound => view.manifest_rid = None,
+                Err(e) => return Err(self.remote_err("reading the manifest's identity", e)),
+            }
         }
         let checkers = self.ctx.target.checkers.max(1);
         let checked: Vec<Result<(String, RemoteEntry), (String, String)>> = stream::iter(unknown)
@@ -998,22 +1009,13 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Whether the manifest still has identity `rid` (one conditional GET on
-    /// S3, a stat of a local file on local remotes): then no other coltecd
-    /// wrote this target since this host last saw it.
+    /// Whether the manifest still has identity `rid` (one HEAD on S3, a
+    /// stat of a local file on local remotes): then no other coltecd wrote
+    /// this target since this host last saw it. Not a conditional GET: a
+    /// server that ignores `If-None-Match` on GET (s3s-fs) answers 200 to
+    /// an unchanged manifest, and a HEAD's ETag is compared on every server.
     pub(super) async fn manifest_unchanged(&self, rid: &str) -> Result<bool, SyncError> {
         let op = &self.op;
-        if op.info().capability().read_with_if_none_match {
-            return match self
-                .net(op.read_with(MANIFEST_KEY).if_none_match(rid))
-                .await?
-            {
-                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(true),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(self.remote_err("checking the manifest", e)),
-                Ok(_) => Ok(false),
-            };
-        }
         match self.net(op.stat(MANIFEST_KEY)).await? {
             Ok(m) => Ok(object_rid(&m) == rid),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
