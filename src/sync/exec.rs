@@ -264,7 +264,6 @@ impl<'a> Exec<'a> {
                     view.entries.insert(rel, RemoteEntry::from_base(k));
                 }
                 None => {
-                    view.manifest_stale = true;
                     unknown.push((
                         rel,
                         key,
@@ -294,12 +293,37 @@ impl<'a> Exec<'a> {
             }
         }
         let checkers = self.ctx.target.checkers.max(1);
+        // An object the listing could not identify (no ETag in the listing,
+        // as on s3s-fs) is checked against the manifest and the base by what
+        // the HEAD or GET tells: the same ETag, or the same link target, is
+        // the same object. Only what still differs makes the manifest stale.
+        let manifest = &manifest;
+        let confirm = move |rel: &str, e: RemoteEntry| -> (RemoteEntry, bool) {
+            let same = |k: &&BaseEntry| {
+                k.kind == e.kind
+                    && k.size == e.size
+                    && match e.kind {
+                        Kind::File => k.rid == e.rid,
+                        Kind::Symlink => e.link.is_some() && k.link == e.link,
+                    }
+            };
+            match manifest.files.get(rel).filter(same) {
+                Some(k) => (RemoteEntry::from_base(k), true),
+                None => match base.get(rel).filter(same) {
+                    Some(k) => (RemoteEntry::from_base(k), false),
+                    None => (e, false),
+                },
+            }
+        };
         let checked: Vec<Result<(String, RemoteEntry), (String, String)>> = stream::iter(unknown)
             .map(|(rel, key, mut e, lm)| async move {
                 match e.kind {
                     Kind::File if self.ctx.user_metadata => {
                         match self.net(self.op.stat(&key)).await {
                             Ok(Ok(m)) => {
+                                if let Some(etag) = m.etag() {
+                                    e.rid = etag.to_string();
+                                }
                                 if let Some(um) = m.user_metadata() {
                                     if let Some(t) = um.get("mtime").and_then(remote::parse_mtime) {
                                         e.mtime_ns = Some(t);
@@ -348,9 +372,14 @@ impl<'a> Exec<'a> {
         for c in checked {
             match c {
                 Ok((rel, e)) => {
+                    let (e, in_manifest) = confirm(&rel, e);
+                    view.manifest_stale |= !in_manifest;
                     view.entries.insert(rel, e);
                 }
-                Err((path, reason)) => view.problems.push(FailedFile { path, reason }),
+                Err((path, reason)) => {
+                    view.manifest_stale = true;
+                    view.problems.push(FailedFile { path, reason });
+                }
             }
         }
         Ok(view)
