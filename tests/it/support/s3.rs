@@ -215,7 +215,9 @@ fn start_own_server(server: S3Server) -> String {
         S3Server::S3s => {
             let dest = root.join("target/s3s-fs");
             provision(&root.join("tests/provision-s3s-fs.sh"), &dest, "s3s-fs");
-            let data = root.join(format!("target/s3s-fs-data/own-{}", std::process::id()));
+            let parent = root.join("target/s3s-fs-data");
+            remove_dead_data_dirs(&parent);
+            let data = parent.join(format!("own-{}", std::process::id()));
             std::fs::create_dir_all(&data).expect("create the s3s-fs data dir");
             let mut c = Command::new(dest.join("bin/s3s-fs"));
             c.args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -228,6 +230,26 @@ fn start_own_server(server: S3Server) -> String {
     spawn_for_the_process_lifetime(cmd, server);
     wait_for_port(port, server);
     format!("http://127.0.0.1:{port}")
+}
+
+/// The data dirs of earlier self-started s3s-fs servers whose test process
+/// is gone (the server died with it; nothing else removes them).
+fn remove_dead_data_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("own-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn provision(script: &Path, dest: &Path, what: &str) {
