@@ -14,7 +14,13 @@ use std::sync::OnceLock;
 
 use coltecd::crypt::obscure::obscure;
 
+use crate::support::s3::S3Server;
 use crate::support::{coltecd_bin, repo_root, s3};
+
+/// The S3 server of the crypt tests. Crypt sits above the S3 layer (the
+/// same requests as a plain target, encrypted), so one server is enough
+/// here; the plain S3 paths run on both servers elsewhere.
+const SERVER: S3Server = S3Server::Moto;
 
 #[path = "crypt_spec.rs"]
 mod spec;
@@ -65,7 +71,7 @@ impl Fx {
     pub fn new(tag: &str, names: &'static str, dirs: bool) -> Fx {
         Fx {
             tmp: tempfile::tempdir().unwrap(),
-            bucket: s3::bucket(tag),
+            bucket: SERVER.bucket(tag),
             names,
             dirs,
         }
@@ -107,7 +113,7 @@ persistence:
     log_dir: {logs}
 ",
             bucket = self.bucket,
-            endpoint = s3::endpoint(),
+            endpoint = SERVER.endpoint(),
             names = self.names,
             dirs = self.dirs,
             local = self.path("local").display(),
@@ -146,7 +152,7 @@ persistence:
             .env("RCLONE_CONFIG_MOTO_PROVIDER", "Other")
             .env("RCLONE_CONFIG_MOTO_ACCESS_KEY_ID", s3::ACCESS_KEY)
             .env("RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-            .env("RCLONE_CONFIG_MOTO_ENDPOINT", s3::endpoint())
+            .env("RCLONE_CONFIG_MOTO_ENDPOINT", SERVER.endpoint())
             .env("RCLONE_CONFIG_MOTO_REGION", "us-east-1")
             .env("RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE", "true")
             .env("RCLONE_CONFIG_MOTO_NO_CHECK_BUCKET", "true")
@@ -179,7 +185,7 @@ persistence:
         let objects = snapshot(&dir);
         assert_eq!(
             objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>(),
-            s3::list_keys(&self.bucket, "")
+            SERVER.list_keys(&self.bucket, "")
         );
         objects
     }

@@ -10,7 +10,7 @@ fn wrong_password_is_refused_naming_the_variable_and_nothing_is_written() {
     make_tree(&fx.path("local"));
     let o = fx.coltecd(&["sync"], Some(PASSWORD));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let before = s3::list_keys(&fx.bucket, "");
+    let before = SERVER.list_keys(&fx.bucket, "");
 
     let out = fx.path("restored");
     let wrong = "not-the-right-password-at-all";
@@ -36,7 +36,8 @@ fn wrong_password_is_refused_naming_the_variable_and_nothing_is_written() {
     fs::write(fx.path("local/new.txt"), "new").unwrap();
     let o = fx.coltecd(&["sync"], Some(wrong));
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    let after: Vec<String> = s3::list_keys(&fx.bucket, "")
+    let after: Vec<String> = SERVER
+        .list_keys(&fx.bucket, "")
         .into_iter()
         .filter(|k| !k.contains(".coltec/"))
         .collect();
@@ -81,15 +82,20 @@ fn incumbent_spec_syncs_all_three_targets_including_the_encrypted_one() {
         fs::create_dir_all(ws.join(dir)).unwrap();
         fs::write(ws.join(dir).join(file), format!("{dir} {MARKER}")).unwrap();
     }
-    let (status, body) = s3::http_request("PUT", "/coltec-workspaces", &[], b"");
-    assert!(status == 200 || status == 409, "{status} {body}");
+    let r = SERVER.request("PUT", "/coltec-workspaces", &[], b"");
+    assert!(
+        r.status == 200 || r.status == 409,
+        "{} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
     let o = Command::new(coltecd_bin())
         .arg("--config")
         .arg(&spec)
         .arg("sync")
         .env("RCLONE_S3_ACCESS_KEY_ID", s3::ACCESS_KEY)
         .env("RCLONE_S3_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-        .env("RCLONE_S3_ENDPOINT", s3::endpoint())
+        .env("RCLONE_S3_ENDPOINT", SERVER.endpoint())
         .env("RCLONE_CRYPT_PASSWORD", obscure(PASSWORD))
         .env("RCLONE_CRYPT_SALT", obscure(SALT))
         .env("COLTEC_STATE_DIR", tmp.path().join("state"))
@@ -103,7 +109,7 @@ fn incumbent_spec_syncs_all_three_targets_including_the_encrypted_one() {
             "{target}: {t}"
         );
     }
-    let keys = s3::list_keys("coltec-workspaces", "");
+    let keys = SERVER.list_keys("coltec-workspaces", "");
     let base = "workspaces/coltec/coltec-codespaces/coltec-codespaces-dev";
     assert!(
         keys.contains(&format!("{base}/agent-context/notes.md")),

@@ -5,7 +5,8 @@
 //! - [`Mode::Down`]: "network down": close every connection without an
 //!   answer (also requests already in flight);
 //! - [`Mode::StripConditional`]: "backend ignores conditional writes": drop
-//!   `If-None-Match` / `If-Match` request headers before forwarding.
+//!   `If-None-Match` / `If-Match` request headers before forwarding (and
+//!   re-sign the request, see `sigv4::resign`).
 //!
 //! In every mode but `StripConditional`, conditional writes (`If-None-Match`
 //! / `If-Match`) are forwarded one at a time. moto checks a precondition and
@@ -248,7 +249,13 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
     if m == Mode::Down {
         return None;
     }
-    let req_head = rewrite_head(&head, m == Mode::StripConditional);
+    let mut req_head = rewrite_head(&head, m == Mode::StripConditional);
+    if m == Mode::StripConditional {
+        // The preconditions were signed: a signature-checking server must see
+        // the stripped request as the client's own, as from a server that
+        // simply ignores them.
+        req_head = super::sigv4::resign(&req_head, super::s3::SECRET_KEY, super::s3::REGION);
+    }
     let conditional = m != Mode::StripConditional
         && (header_value(&head, "if-none-match").is_some()
             || header_value(&head, "if-match").is_some())
