@@ -47,6 +47,7 @@ mod filter;
 mod keys;
 mod model;
 mod raw;
+mod read;
 mod resolve;
 mod select;
 
@@ -71,7 +72,7 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
 /// Like [`load`], with variables (including `HOME`) read through `env`.
 pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Spec, SpecError> {
     let abs = absolute(path);
-    let text = std::fs::read_to_string(&abs).map_err(|e| {
+    let text = read::spec_text(&abs).map_err(|e| {
         let (message, hint) = if e.kind() == std::io::ErrorKind::NotFound {
             (
                 format!("no spec file at {}", abs.display()),
