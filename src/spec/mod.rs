@@ -50,6 +50,7 @@ mod raw;
 mod read;
 mod resolve;
 mod select;
+mod yaml_shape;
 
 pub use defaults::{
     DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_MAX_REQUESTS_PER_SECOND,
@@ -107,6 +108,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         unreadable: false,
     };
 
+    yaml_shape::check(text).map_err(|d| SpecError::single(path.clone(), d))?;
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text)
         .map_err(|e| SpecError::single(path.clone(), yaml_diagnostic(&e)))?;
     match &doc {
@@ -126,7 +128,11 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
     // `<<: *anchor` merges are legal YAML; resolve them before checking keys.
     let unmerged = doc.clone();
     if let Err(e) = doc.apply_merge() {
-        return Err(fail(vec![yaml_diagnostic(&e)]));
+        let mut d = yaml_shape::bad_merge(&unmerged).unwrap_or_else(|| yaml_diagnostic(&e));
+        if let Some((line, col)) = keys::locate(text, &d.field) {
+            (d.line, d.column) = (Some(line), Some(col));
+        }
+        return Err(fail(vec![d]));
     }
     // serde_yaml applies `<<` merges only to `Value`s, not when deserializing
     // structs from text, where merged keys would silently vanish. With merges
