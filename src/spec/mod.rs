@@ -180,12 +180,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
             }
         };
     let Some(raw) = raw else {
-        for d in errors.iter_mut().filter(|d| d.line.is_none()) {
-            if let Some((line, col)) = keys::locate(text, &d.field) {
-                d.line = Some(line);
-                d.column = Some(col);
-            }
-        }
+        place(&mut errors, text);
         errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
         return Err(fail(errors));
     };
@@ -202,14 +197,24 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
             Ok(spec)
         }
         _ => {
-            for d in errors.iter_mut().filter(|d| d.line.is_none()) {
-                if let Some((line, col)) = keys::locate(text, &d.field) {
-                    d.line = Some(line);
-                    d.column = Some(col);
-                }
-            }
+            place(&mut errors, text);
             errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
             Err(fail(errors))
+        }
+    }
+}
+
+/// Give every diagnostic without a position the line of its field (one
+/// pass over the text for all of them).
+fn place(errors: &mut [Diagnostic], text: &str) {
+    if errors.iter().all(|d| d.line.is_some()) {
+        return;
+    }
+    let locator = keys::Locator::new(text);
+    for d in errors.iter_mut().filter(|d| d.line.is_none()) {
+        if let Some((line, col)) = locator.locate(&d.field) {
+            d.line = Some(line);
+            d.column = Some(col);
         }
     }
 }

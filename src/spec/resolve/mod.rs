@@ -14,11 +14,13 @@
 //! - `remotes`: s3, local and crypt remotes.
 //! - `targets`: `sync[]` / `multi_scope_volumes.environment[]` entries,
 //!   `remote_path`, direction, interval, excludes.
-//! - `overlap`: duplicate names and the physical-location nesting checks.
+//! - `overlap`: duplicate names and the physical-location nesting checks,
+//!   found by `nesting` in `O(n log n)`.
 //! - `settings`: `lease`, `safety`, `daemon`.
 //!
 //! Every default lives in [`crate::spec::defaults`].
 
+mod nesting;
 mod overlap;
 mod remotes;
 mod settings;
@@ -28,7 +30,7 @@ mod values;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::defaults::{DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_TRANSFERS};
+use super::defaults::{DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_TRANSFERS, MAX_SLUG_CHARS};
 use super::error::Diagnostic;
 use super::expand::EnvLookup;
 use super::keys::suggest;
@@ -161,7 +163,7 @@ impl<'a> Resolver<'a> {
 
     fn default_remote(&mut self, p: &RawPersistence) {
         if let Some(d) = &p.default_remote
-            && !p.remotes.contains_key(d)
+            && !p.remotes.contains_key(d.as_str())
         {
             let names: Vec<&str> = p.remotes.keys().map(String::as_str).collect();
             self.err(
@@ -200,7 +202,7 @@ impl<'a> Resolver<'a> {
             workspace,
             remotes,
             remote_names: p.remotes.keys().cloned().collect(),
-            default_remote: p.default_remote.clone(),
+            default_remote: p.default_remote.as_ref().map(|d| d.to_string()),
             transfers,
             checkers,
             bwlimit,
@@ -217,7 +219,7 @@ impl<'a> Resolver<'a> {
             return None;
         };
         let env = match &m.environment {
-            Some(e) => e.clone(),
+            Some(e) => e.to_string(),
             None => {
                 self.warn(
                     "metadata.environment",
@@ -229,22 +231,22 @@ impl<'a> Resolver<'a> {
         };
         let mut ok = true;
         for (field, v) in [
-            ("org", &m.org),
-            ("project", &m.project),
-            ("environment", &env),
+            ("org", m.org.as_str()),
+            ("project", m.project.as_str()),
+            ("environment", env.as_str()),
         ] {
             if let Some(problem) = slug_problem(v) {
                 self.err(
                     format!("metadata.{field}"),
-                    format!("`{v}` {problem}"),
+                    format!("`{}` {problem}", v.escape_debug()),
                     "use a single path segment such as `acme`, `widget`, `dev-a` (letters, digits, `-`, `_`, `.`)",
                 );
                 ok = false;
             }
         }
         ok.then(|| Workspace {
-            org: m.org.clone(),
-            project: m.project.clone(),
+            org: m.org.to_string(),
+            project: m.project.to_string(),
             env,
         })
     }
@@ -261,6 +263,9 @@ fn unknown_remote_hint(name: &str, names: &[&str]) -> String {
     }
 }
 
+/// Why `v` cannot be an `{org}`, `{project}` or `{env}`: these become key
+/// segments and directory names, so they are one segment of letters,
+/// digits, `-`, `_` and `.` (not `.` or `..`), at most [`MAX_SLUG_CHARS`].
 fn slug_problem(v: &str) -> Option<&'static str> {
     if v.is_empty() {
         Some("is empty")
@@ -268,11 +273,13 @@ fn slug_problem(v: &str) -> Option<&'static str> {
         Some("contains `/`")
     } else if v == "." || v == ".." {
         Some("is not a usable name")
-    } else if v
+    } else if !v
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '{' || c == '}')
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        Some("contains whitespace or braces")
+        Some("contains characters other than letters, digits, `-`, `_` and `.`")
+    } else if v.chars().count() > MAX_SLUG_CHARS {
+        Some("is too long (at most 128 characters)")
     } else {
         None
     }
@@ -289,5 +296,10 @@ mod tests {
         assert!(slug_problem("a/b").is_some());
         assert!(slug_problem("..").is_some());
         assert!(slug_problem("a b").is_some());
+        assert!(slug_problem("~").is_some());
+        assert!(slug_problem("$HOME").is_some());
+        assert!(slug_problem("a{b}").is_some());
+        assert!(slug_problem(&"a".repeat(129)).is_some());
+        assert_eq!(slug_problem("müller-2"), None);
     }
 }
