@@ -48,6 +48,7 @@ mod keys;
 mod model;
 mod raw;
 mod read;
+mod redact;
 mod resolve;
 mod select;
 mod yaml_shape;
@@ -60,6 +61,7 @@ pub use error::{Diagnostic, SpecError};
 pub use expand::EnvLookup;
 pub use filter::{BadPattern, Excludes, RESERVED_DIR};
 pub use model::*;
+pub use redact::mask_userinfo;
 pub use select::UnknownTarget;
 
 use std::path::{Path, PathBuf};
@@ -231,6 +233,27 @@ const CREDENTIAL_VARS: &[&str] = &[
     "RCLONE_CRYPT_SALT",
 ];
 
+/// Variables that may hold an endpoint, whose `user:password@` is secret.
+const ENDPOINT_VARS: &[&str] = &[
+    "RCLONE_S3_ENDPOINT",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+];
+
+/// The password (and whole userinfo) of an endpoint URL, if it has one.
+fn endpoint_passwords(url: &str) -> Vec<String> {
+    let (_, userinfo) = redact::split_userinfo(url);
+    userinfo
+        .map(|u| {
+            let mut v = vec![u.clone()];
+            if let Some((_, pw)) = u.split_once(':') {
+                v.push(pw.to_string());
+            }
+            v
+        })
+        .unwrap_or_default()
+}
+
 /// Remote options that hold credentials.
 const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
 
@@ -241,12 +264,20 @@ const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "ses
 /// prefixes, which a careless `${VAR}` could fill with a secret.
 fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
     let mut out: Vec<String> = CREDENTIAL_VARS.iter().filter_map(|v| env(v)).collect();
+    for var in ENDPOINT_VARS {
+        out.extend(env(var).iter().flat_map(|e| endpoint_passwords(e)));
+    }
     let remotes = doc
         .get("persistence")
         .and_then(|p| p.get("remotes"))
         .and_then(serde_yaml::Value::as_mapping);
     for remote in remotes.into_iter().flat_map(|m| m.values()) {
         if let Some(opts) = remote.get("options") {
+            if let Some(raw) = opts.get("endpoint").and_then(serde_yaml::Value::as_str) {
+                let expanded = expand::expand_vars(raw, env).unwrap_or_default();
+                out.extend(endpoint_passwords(raw));
+                out.extend(endpoint_passwords(&expanded));
+            }
             for key in CREDENTIAL_OPTIONS {
                 if let Some(raw) = opts.get(*key).and_then(serde_yaml::Value::as_str) {
                     out.push(raw.to_string());
@@ -274,7 +305,7 @@ fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
 }
 
 fn redact(text: &str, secrets: &[String]) -> String {
-    let mut t = text.to_string();
+    let mut t = mask_userinfo(text);
     for s in secrets {
         if t.contains(s.as_str()) {
             t = t.replace(s.as_str(), "***");

@@ -253,14 +253,29 @@ impl<'a> Resolver<'a> {
 }
 
 fn unknown_remote_hint(name: &str, names: &[&str]) -> String {
-    match (suggest(name, names), names.is_empty()) {
+    // Suggestions compare against every name: skipped for huge lists, so
+    // thousands of targets naming thousands of remotes stay fast.
+    let suggestion = (names.len() <= 200).then(|| suggest(name, names)).flatten();
+    match (suggestion, names.is_empty()) {
         (Some(s), _) => format!("did you mean `{s}`?"),
         (None, true) => "define it under `persistence.remotes`".to_string(),
         (None, false) => format!(
             "use one of the remotes defined under persistence.remotes: {}",
-            names.join(", ")
+            list_names(names)
         ),
     }
+}
+
+/// `a, b, c` for a message: at most 10 names, then how many more.
+pub(super) fn list_names<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 10;
+    let mut out: Vec<&str> = names.iter().take(SHOWN).map(AsRef::as_ref).collect();
+    let more = names.len().saturating_sub(SHOWN);
+    let more = format!("and {more} more");
+    if names.len() > SHOWN {
+        out.push(&more);
+    }
+    out.join(", ")
 }
 
 /// Why `v` cannot be an `{org}`, `{project}` or `{env}`: these become key

@@ -9,6 +9,7 @@ use super::{Resolver, unknown_remote_hint};
 use crate::spec::defaults::{CLOUDFLARE_S3_REGION, DEFAULT_S3_REGION};
 use crate::spec::model::*;
 use crate::spec::raw::*;
+use crate::spec::redact::{mask_userinfo, split_userinfo};
 
 impl Resolver<'_> {
     /// Every remote, `None` where it had errors (so targets using it do not
@@ -144,6 +145,23 @@ impl Resolver<'_> {
                 e.trim_end_matches('/').to_string()
             } else {
                 format!("https://{}", e.trim_end_matches('/'))
+            }
+        });
+        // `http://user:password@host`: S3 signs with the access key and
+        // never uses userinfo, and every message quoting the URL would
+        // print the password. Dropped, with a warning that does not quote it.
+        let endpoint = endpoint.map(|e| match split_userinfo(&e) {
+            (bare, None) => bare,
+            (bare, Some(_)) => {
+                self.warn(
+                    format!("{field}.options.endpoint"),
+                    format!(
+                        "the endpoint carries a user name and password (`{}`), which S3 does not use; they are left out",
+                        mask_userinfo(&e)
+                    ),
+                    "remove `user:password@` from the endpoint; S3 credentials go in access_key_id / secret_access_key (or RCLONE_S3_ACCESS_KEY_ID / RCLONE_S3_SECRET_ACCESS_KEY)",
+                );
+                bare
             }
         });
         if let Some(e) = &endpoint

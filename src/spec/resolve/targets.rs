@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::values::fmt_duration;
-use super::{LocalEntry, Resolver, unknown_remote_hint};
+use super::{LocalEntry, Resolver, list_names, unknown_remote_hint};
 use crate::spec::defaults::{
     DEFAULT_INTERVAL, DEFAULT_PRIORITY, MAX_INTERVAL, MAX_PRIORITY, MIN_INTERVAL,
 };
@@ -265,7 +265,7 @@ impl Resolver<'_> {
                     format!("target `{}` has no remote", e.name),
                     format!(
                         "add `remote: <name>` here or set `persistence.default_remote` (defined remotes: {})",
-                        inputs.remote_names.join(", ")
+                        list_names(&inputs.remote_names)
                     ),
                 );
                 None
