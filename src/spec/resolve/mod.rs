@@ -27,12 +27,13 @@ mod settings;
 mod targets;
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::defaults::{DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_TRANSFERS, MAX_SLUG_CHARS};
 use super::error::Diagnostic;
 use super::expand::EnvLookup;
+use super::filter::Excludes;
 use super::keys::suggest;
 use super::model::*;
 use super::raw::*;
@@ -47,6 +48,8 @@ pub(crate) struct Resolver<'a> {
     /// Every target's local directory, for the nesting check (collected even
     /// for targets whose remote side has errors).
     locals: Vec<LocalEntry>,
+    /// Each distinct `exclude` list, compiled once.
+    compiled_excludes: HashMap<Vec<String>, Excludes>,
 }
 
 /// A target's local directory, recorded for the nesting check.
@@ -70,6 +73,7 @@ impl<'a> Resolver<'a> {
             errors: Vec::new(),
             warnings: Vec::new(),
             locals: Vec::new(),
+            compiled_excludes: HashMap::new(),
         }
     }
 

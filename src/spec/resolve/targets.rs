@@ -309,9 +309,18 @@ impl Resolver<'_> {
     }
 
     /// `exclude:` compiled; every bad glob is reported.
+    /// Compiling globs is most of the cost of a big spec, and targets
+    /// usually share their `exclude` lists: each distinct list is compiled
+    /// once per load.
     fn excludes(&mut self, e: &Entry<'_>) -> Excludes {
+        if let Some(x) = self.compiled_excludes.get(e.exclude) {
+            return x.clone();
+        }
         match Excludes::new(e.exclude.to_vec()) {
-            Ok(x) => x,
+            Ok(x) => {
+                self.compiled_excludes.insert(e.exclude.to_vec(), x.clone());
+                x
+            }
             Err(bad) => {
                 for b in bad {
                     self.err(
