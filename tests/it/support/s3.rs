@@ -126,7 +126,17 @@ impl S3Server {
             if let Some(t) = &token {
                 target.push_str(&format!("&continuation-token={}", sigv4::encode(t)));
             }
-            let r = self.request("GET", &target, &[], b"");
+            // s3s-fs answers 500 when an object disappears while it walks
+            // the bucket (a concurrent DELETE, e.g. of a lease probe);
+            // coltecd's own listings retry 5xx, and so does this inspection.
+            let mut r = self.request("GET", &target, &[], b"");
+            for _ in 0..5 {
+                if r.status != 500 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                r = self.request("GET", &target, &[], b"");
+            }
             let body = r.text();
             assert_eq!(r.status, 200, "list {bucket} on {}: {body}", self.name());
             for part in body.split("<Key>").skip(1) {
