@@ -95,6 +95,36 @@ async fn a_drain_hands_over_every_event_queued_before_it() {
         }
         let _ = std::fs::write(&deleted, b"back");
     }
+    // A burst: hundreds of files written right before the request are all
+    // handed over (or, if the queue overflowed, a rescan says so).
+    for round in 0..3 {
+        let burst: Vec<PathBuf> = (0..400)
+            .map(|i| root.join(format!("burst-{round}-{i}")))
+            .collect();
+        for p in &burst {
+            std::fs::write(p, b"b").unwrap();
+        }
+        let (reply, done) = oneshot::channel();
+        drain.send(reply).await.unwrap();
+        done.await.unwrap();
+        let mut seen = BTreeMap::new();
+        let mut rescan = false;
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                WatchMsg::Changed { paths, .. } => seen.extend(paths),
+                WatchMsg::Rescan { .. } => rescan = true,
+                _ => {}
+            }
+        }
+        let missing: Vec<_> = burst.iter().filter(|p| !seen.contains_key(*p)).collect();
+        assert!(
+            rescan || missing.is_empty(),
+            "burst {round}: {} of {} not drained, e.g. {:?}",
+            missing.len(),
+            burst.len(),
+            missing.first()
+        );
+    }
     // The barrier file never shows up as a change, and is cleaned up.
     let left: Vec<_> = std::fs::read_dir(tmp.path().join("state").join(BARRIER_DIR))
         .unwrap()
