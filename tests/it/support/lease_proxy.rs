@@ -5,7 +5,9 @@
 //! - [`Mode::Down`]: "network down": close every connection without an
 //!   answer (also requests already in flight);
 //! - [`Mode::StripConditional`]: "backend ignores conditional writes": drop
-//!   `If-None-Match` / `If-Match` request headers before forwarding.
+//!   `If-None-Match` / `If-Match` request headers before forwarding;
+//! - [`Mode::Stall`]: "the remote hangs": accept, never answer (also
+//!   requests already in flight), until the mode changes or the proxy stops.
 //!
 //! One request per client connection (the answer carries `Connection:
 //! close`), so request framing stays trivial. Loopback only; every read,
@@ -31,6 +33,7 @@ pub enum Mode {
     Pass = 0,
     Down = 1,
     StripConditional = 2,
+    Stall = 3,
 }
 
 impl Mode {
@@ -38,6 +41,7 @@ impl Mode {
         match v {
             1 => Mode::Down,
             2 => Mode::StripConditional,
+            3 => Mode::Stall,
             _ => Mode::Pass,
         }
     }
@@ -201,10 +205,18 @@ fn rewrite_head(head: &str, strip_conditions: bool) -> String {
     out
 }
 
+/// While the mode is [`Mode::Stall`], hold on (poll every 50 ms).
+async fn stall_while(sh: &Shared) {
+    while mode(sh) == Mode::Stall {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
     if mode(sh) == Mode::Down {
         return None;
     }
+    stall_while(sh).await;
     let (head, mut body) = read_head(&mut client).await?;
     if header_value(&head, "transfer-encoding").is_some() {
         // Not needed by opendal's S3 requests; refuse rather than mis-frame.
@@ -264,6 +276,7 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
             return None;
         }
     }
+    stall_while(sh).await;
     // Cut off mid-request: the request may have reached the server, the
     // answer never reaches the client (the ambiguous case).
     if mode(sh) == Mode::Down {
