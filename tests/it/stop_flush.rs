@@ -206,8 +206,11 @@ fn the_whole_stop_fits_flush_deadline_when_the_remote_hangs() {
     for f in files {
         std::fs::write(w.path(f), f).unwrap();
     }
+    // (The new directory counts as a change too.)
     eventually("the daemon sees both changes", || {
-        status_json(&w).1["targets"][0]["pending_files"].as_u64() == Some(2)
+        status_json(&w).1["targets"][0]["pending_files"]
+            .as_u64()
+            .is_some_and(|n| n >= 2)
     });
     // The remote hangs: every request (renewal, upload, manifest,
     // release) is accepted and never answered.
@@ -217,6 +220,7 @@ fn the_whole_stop_fits_flush_deadline_when_the_remote_hangs() {
     let code = d.wait().code();
     let took = t0.elapsed();
     let log = w.log_text();
+    eprintln!("the stop took {took:?} (flush_deadline 2s)");
     // Before, the stop could take flush 2 s + upload aborts 5 s + manifest
     // 3 s + release 5 s and more; now the budget covers all of it. The
     // slack is generous (a loaded 2-core CI machine; process exit).
