@@ -95,8 +95,10 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         leases: status::StatusLeases {
             writes_allowed: false,
             fenced_reason: None,
+            renew_every_secs: None,
             detail: Vec::new(),
         },
         targets: Vec::new(),
+        stop: None,
     }
 }
