@@ -210,7 +210,7 @@ fn sigterm_flushes_pending_changes_and_releases_the_lease() {
     w.write_local_spec(&[("notes", "push-only")], "    flush_deadline: 20s\n");
     let spec = std::fs::read_to_string(w.spec())
         .unwrap()
-        .replace("debounce: 1s", "debounce: 1h");
+        .replace("debounce: 1s", "debounce: 10m");
     std::fs::write(w.spec(), spec).unwrap();
     let _guard = Daemon { world: &w };
     let o = start(&w);
@@ -379,7 +379,7 @@ fn init_runs_the_daemon_alongside_and_flushes_when_the_command_exits() {
     // Only the final flush can push: the debounce outlives the test.
     let spec = std::fs::read_to_string(w.spec())
         .unwrap()
-        .replace("debounce: 1s", "debounce: 1h");
+        .replace("debounce: 1s", "debounce: 10m");
     std::fs::write(w.spec(), spec).unwrap();
     let notes = w.path("notes");
     let script = format!(
@@ -416,7 +416,7 @@ fn init_runs_the_daemon_alongside_and_flushes_when_the_command_exits() {
     w2.write_local_spec(&[("notes", "push-only")], "");
     let spec = std::fs::read_to_string(w2.spec())
         .unwrap()
-        .replace("debounce: 1s", "debounce: 1h");
+        .replace("debounce: 1s", "debounce: 10m");
     std::fs::write(w2.spec(), spec).unwrap();
     let script2 = script.replace(
         &notes.display().to_string(),

@@ -109,7 +109,7 @@ pub(crate) fn remote_dir(w: &World, name: &str) -> PathBuf {
 pub(crate) fn only_the_stop_pushes(w: &World) {
     let spec = std::fs::read_to_string(w.spec())
         .unwrap()
-        .replace("debounce: 1s", "debounce: 1h")
+        .replace("debounce: 1s", "debounce: 10m")
         .replace("interval: 10\n", "interval: 3600\n");
     std::fs::write(w.spec(), spec).unwrap();
 }
