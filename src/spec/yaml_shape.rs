@@ -124,11 +124,13 @@ impl Scan {
                 }
                 self.in_document = true;
                 match content {
-                    unsafe_y::YAML_FLOW_SEQUENCE_START_TOKEN | unsafe_y::YAML_FLOW_MAPPING_START_TOKEN => {
+                    unsafe_y::YAML_FLOW_SEQUENCE_START_TOKEN
+                    | unsafe_y::YAML_FLOW_MAPPING_START_TOKEN => {
                         self.depth += 1;
                         (self.depth > MAX_FLOW_DEPTH).then_some(Shape::TooDeep(at.0, at.1))
                     }
-                    unsafe_y::YAML_FLOW_SEQUENCE_END_TOKEN | unsafe_y::YAML_FLOW_MAPPING_END_TOKEN => {
+                    unsafe_y::YAML_FLOW_SEQUENCE_END_TOKEN
+                    | unsafe_y::YAML_FLOW_MAPPING_END_TOKEN => {
                         self.depth = self.depth.saturating_sub(1);
                         None
                     }
