@@ -1,34 +1,41 @@
 //! The supervisor: one daemon's life from lock to exit.
 //!
-//! Order: state-dir lock → pidfile → credentials check → leases + engine →
-//! control socket → watcher + scheduler (first full pass of every target)
-//! → ready. Then named workers run until a stop (signal, control socket,
-//! `init`'s child exiting) or a critical error (lease definitively lost):
-//! the scheduler flushes, the workers are cancelled and joined, the lease is
-//! released, the final status is written. Nothing is detached.
+//! Order: state-dir lock → pidfile → unpushed changes of a previous run
+//! kept as conflict copies → credentials check → leases + engine → control
+//! socket → watcher + scheduler (first full pass of every target) → ready.
+//! Then named workers run until a stop (signal, control socket, `init`'s
+//! child exiting) or a critical error (lease definitively lost). The whole
+//! stop fits one budget, `flush_deadline` ([`StopBudget`]): the scheduler
+//! collects the events of before the stop and flushes, the deferred
+//! manifests are written, the workers are cancelled and joined, the lease
+//! is released, each in its slice; the final status is written. Nothing is
+//! detached.
+//!
+//! A stop because the lease was taken over cannot flush (it would overwrite
+//! the new holder): the changes it leaves unpushed are named in the log,
+//! the exit message and the status file, and recorded so the next start
+//! keeps them as conflict copies (`unpushed`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backends, SeamError};
 use super::ready::{Readiness, ReadyMsg};
-use super::scheduler::{Board, Scheduler, TargetInfo, Tunables};
-use super::status::{self, DaemonStatus, RunState, Source, unix_now};
-use super::watcher::{self, WatchTarget};
-use super::{control, pidfile, sdnotify};
+use super::scheduler::{
+    Board, Inputs, Scheduler, SchedulerExit, TargetFailure, TargetInfo, Unflushed,
+};
+use super::seam::{Seams, error_chain, fail, fail_from};
+use super::status::{self, DaemonState, DaemonStatus, StopNote, unix_now};
+use super::stop_budget::StopBudget;
+use super::workers::{self, WorkerEnd, WorkerKind, WorkerSetup};
+use super::{control, pidfile, sdnotify, unpushed};
 use crate::error::{ExitStatus, Fail};
-use crate::spec::{Spec, WatchMode};
+use crate::spec::Spec;
 
-use crate::state_dir::{StateDir, StateDirError};
-
-/// How long stopping may spend writing deferred manifests (after the
-/// flush deadline, before the lease release).
-const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::state_dir::{StateDir, StateDirError, StateLock};
 
 /// How to run a daemon.
 pub struct Options {
@@ -40,11 +47,6 @@ pub struct Options {
     /// Handle SIGTERM/SIGINT/SIGHUP itself. `false` means: runs inside
     /// `coltecd init`, which owns the signals (and the pid).
     pub handle_signals: bool,
-}
-
-/// A failure of the daemon as a whole, with its exit status.
-fn fail(status: ExitStatus, msg: impl Into<String>) -> Fail {
-    Fail::new(status, anyhow::anyhow!(msg.into()))
 }
 
 /// Run the daemon for `spec` until stopped. Reports readiness (or why not)
@@ -59,32 +61,8 @@ pub async fn run(spec: Arc<Spec>, mut opts: Options) -> Result<ExitStatus, Fail>
 
 async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fail> {
     let state = StateDir::for_spec(&spec);
-    // Usually the lock is free. If not: a live coltecd holds it (a second
-    // `start` racing the first: say "already running"), or its previous
-    // holder is still exiting (`kill -9` a moment ago: its threads release
-    // the lock a little after its pid looks dead), or another container
-    // shares this state dir (the error says so). Retry briefly to tell them
-    // apart.
-    let mut attempts = 0;
-    let lock = loop {
-        match state.lock() {
-            Ok(lock) => break lock,
-            Err(e @ StateDirError::Locked { .. }) => {
-                if let Some(pid) = pidfile::live(state.path()) {
-                    tracing::info!(pid, "another coltecd already runs for this spec");
-                    if let Some(r) = opts.ready.as_mut() {
-                        r.send(&ReadyMsg::Already { pid });
-                    }
-                    return Ok(ExitStatus::Ok);
-                }
-                attempts += 1;
-                if attempts > 50 {
-                    return Err(e.into());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let Some(lock) = lock_state_dir(&state, opts).await? else {
+        return Ok(ExitStatus::Ok);
     };
     let pid_guard = pidfile::write(state.path(), !opts.handle_signals).map_err(|e| {
         fail(
@@ -106,6 +84,7 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 
     let board = Arc::new(Board::new(initial_status(&spec)));
     let _ = status::write_file(state.path(), &board.snapshot());
+    keep_unpushed(&spec, &state, &board).await;
 
     // Missing credentials are never silently ignored: fail now, naming
     // the variables (the error does; it never carries a value).
@@ -113,33 +92,18 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
         crate::remote::target_operator(t).map_err(Fail::from)?;
     }
 
-    let backends = super::wiring::open(spec.clone(), &state)
-        .await
-        .map_err(|e| fail(e.status, e.message))?;
-    board.set_lease(backends.lease.clone());
+    let seams = super::wiring::open(spec.clone(), &state).await?;
+    board.set_lease(seams.lease.clone());
 
-    let result = serve(spec.clone(), &state, board.clone(), backends.clone(), opts).await;
+    let (result, budget) = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
 
-    // Release whatever happened: after a flush, after a failed start, and
-    // after a lost lease (the keeper frees the prefixes it still holds).
-    match tokio::time::timeout(Duration::from_secs(5), backends.lease.release()).await {
-        Ok(Ok(())) => tracing::info!("lease released"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "releasing the lease failed; it will expire after its TTL")
-        }
-        Err(_) => tracing::warn!("releasing the lease timed out; it will expire after its TTL"),
-    }
-    let mut last = board.snapshot().as_stopped(unix_now());
-    last.updated_at = unix_now();
-    if let Err(e) = status::write_file(state.path(), &last) {
-        tracing::warn!(error = %e, "cannot write the final status file");
-    }
+    release_and_record(&seams, &board, &state, budget).await;
     let _ = std::fs::remove_file(control::socket_path(state.path()));
     sdnotify::notify("STOPPING=1");
     drop(pid_guard);
     drop(lock);
     match &result {
-        Ok(_) => tracing::info!("coltecd daemon stopped"),
+        Ok(_) => tracing::info!(stop_took = ?budget.elapsed(), "coltecd daemon stopped"),
         Err(f) => {
             tracing::error!(error = %format!("{:#}", f.report), "coltecd daemon stopped on an error")
         }
@@ -147,328 +111,439 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
     result
 }
 
+/// Take the state-dir lock; `None` (after telling `start`) when a live
+/// coltecd already holds it.
+///
+/// Usually the lock is free. If not: a live coltecd holds it (a second
+/// `start` racing the first: say "already running"), or its previous
+/// holder is still exiting (`kill -9` a moment ago: its threads release
+/// the lock a little after its pid looks dead), or another container
+/// shares this state dir (the error says so). Retry briefly to tell them
+/// apart.
+async fn lock_state_dir(state: &StateDir, opts: &mut Options) -> Result<Option<StateLock>, Fail> {
+    let mut attempts = 0;
+    loop {
+        match state.lock() {
+            Ok(lock) => return Ok(Some(lock)),
+            Err(e @ StateDirError::Locked { .. }) => {
+                if let Some(pid) = pidfile::live(state.path()) {
+                    tracing::info!(pid, "another coltecd already runs for this spec");
+                    if let Some(r) = opts.ready.as_mut() {
+                        r.send(&ReadyMsg::Already { pid });
+                    }
+                    return Ok(None);
+                }
+                attempts += 1;
+                if attempts > 50 {
+                    return Err(e.into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Changes a previous run could not push before it lost its lease become
+/// conflict copies now, before anything can overwrite them (see
+/// `unpushed`); `status` lists them with the target's conflicts.
+async fn keep_unpushed(spec: &Arc<Spec>, state: &StateDir, board: &Board) {
+    let (spec2, dir) = (spec.clone(), state.path().to_path_buf());
+    let kept = tokio::task::spawn_blocking(move || unpushed::keep_as_conflict_copies(&spec2, &dir))
+        .await
+        .unwrap_or_default();
+    if kept.is_empty() {
+        return;
+    }
+    board.update(|s| {
+        for k in kept {
+            if let Some(t) = s.targets.iter_mut().find(|t| t.name == k.target) {
+                t.conflicts.push(k.copy);
+                t.conflicts_total += 1;
+            }
+        }
+    });
+}
+
+/// Release the lease whatever happened (after a flush, after a failed
+/// start, after a lost lease: the keeper frees the prefixes it still
+/// holds) within what is left of the stop budget, then leave the final
+/// status for `coltecd status`.
+async fn release_and_record(seams: &Seams, board: &Board, state: &StateDir, budget: StopBudget) {
+    match tokio::time::timeout_at(budget.end(), seams.lease.release()).await {
+        Ok(Ok(())) => tracing::info!("lease released"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %error_chain(&e), "releasing the lease failed; it will expire after its TTL")
+        }
+        Err(_) => tracing::warn!(
+            budget = ?budget.total(),
+            "stop budget: no time left to release the lease; it will expire after its TTL"
+        ),
+    }
+    let mut last = board.snapshot().as_stopped(unix_now());
+    last.updated_at = unix_now();
+    if let Err(e) = status::write_file(state.path(), &last) {
+        tracing::warn!(error = %e, "cannot write the final status file");
+    }
+}
+
 fn initial_status(spec: &Spec) -> DaemonStatus {
-    let mut s = super::status_for_spec(spec, RunState::Running);
+    let mut s = super::status_for_spec(spec, DaemonState::Running);
     s.pid = Some(std::process::id());
     s.started_at = Some(unix_now());
     s
 }
 
-type Worker = (&'static str, Result<(), SeamError>);
+/// The supervisor's view while the daemon serves: the exit it will report,
+/// and whether readiness is still to come.
+struct Watch {
+    outcome: Result<ExitStatus, Fail>,
+    ready_pending: bool,
+    shutdown: CancellationToken,
+    /// Cancelled when the lease is lost or nothing was synced yet: stop
+    /// without flushing.
+    lease_lost: CancellationToken,
+    /// The lease keeper reported the lease definitively lost.
+    lost_lease: bool,
+}
 
+impl Watch {
+    /// Keep the first failure as the daemon's exit.
+    fn failed(&mut self, f: Fail) {
+        if self.outcome.is_ok() {
+            self.outcome = Err(f);
+        }
+    }
+}
+
+/// Serve until stopped, then stop within the budget (all but the lease
+/// release, which the caller does in what is left of it).
 async fn serve(
     spec: Arc<Spec>,
     state: &StateDir,
     board: Arc<Board>,
-    backends: Backends,
+    seams: Seams,
     opts: &mut Options,
-) -> Result<ExitStatus, Fail> {
+) -> (Result<ExitStatus, Fail>, StopBudget) {
     let shutdown = opts.shutdown.clone();
     // Workers other than the scheduler stop only after the flush, so the
     // lease keeps being renewed and `status` keeps answering meanwhile.
     let workers_cancel = CancellationToken::new();
     let lease_lost = CancellationToken::new();
-    let mut workers: JoinSet<Worker> = JoinSet::new();
-
-    let listener = control::bind(state.path()).map_err(|e| {
-        fail(
-            ExitStatus::Failure,
-            format!(
-                "cannot create the control socket in {}: {e}",
-                state.path().display()
-            ),
-        )
-    })?;
+    let listener = match control::bind(state.path()) {
+        Ok(l) => l,
+        Err(e) => {
+            let f = fail(
+                ExitStatus::Failure,
+                format!(
+                    "cannot create the control socket in {}: {e}",
+                    state.path().display()
+                ),
+            );
+            return (Err(f), StopBudget::starting_now(spec.daemon.flush_deadline));
+        }
+    };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    {
-        let b = board.clone();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            control::serve(listener, Arc::new(move || b.snapshot()), cmd_tx, cancel).await;
-            ("control", Ok(()))
-        });
-    }
-    {
-        let lease = backends.lease.clone();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move { ("lease", lease.maintain(cancel).await) });
-    }
     let (watch_tx, watch_rx) = mpsc::channel(1024);
-    {
-        let targets: Vec<WatchTarget> = spec
-            .targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.direction.writes_remote() && spec.daemon.watch == WatchMode::Auto)
-            .map(|(i, t)| WatchTarget::from_target(i, t))
-            .collect();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            watcher::run(targets, watch_tx, cancel).await;
-            ("watcher", Ok(()))
-        });
-    }
-    {
-        let b = board.clone();
-        let dir = state.path().to_path_buf();
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            status_writer(b, dir, cancel).await;
-            ("status-file", Ok(()))
-        });
-    }
-    if let Some(every) = sdnotify::watchdog_interval() {
-        let cancel = workers_cancel.clone();
-        workers.spawn(async move {
-            loop {
-                sdnotify::notify("WATCHDOG=1");
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
-            }
-            ("watchdog", Ok(()))
-        });
-    }
     let (reload_tx, reload_rx) = mpsc::channel(1);
-    if opts.handle_signals {
-        let cancel = workers_cancel.clone();
-        let shutdown = shutdown.clone();
-        let spec = spec.clone();
-        workers.spawn(async move { ("signals", signals(spec, shutdown, reload_tx, cancel).await) });
-    } else {
-        drop(reload_tx);
+    let (drain_tx, drain_rx) = mpsc::channel(1);
+    let setup = WorkerSetup {
+        spec: spec.clone(),
+        board: board.clone(),
+        lease: seams.lease.clone(),
+        state_dir: state.path().to_path_buf(),
+        listener,
+        commands: cmd_tx,
+        watch: (watch_tx, drain_rx),
+        signals: opts.handle_signals.then(|| (shutdown.clone(), reload_tx)),
+    };
+    let mut workers = workers::spawn_all(setup, &workers_cancel);
+    let inputs = Inputs {
+        watch: watch_rx,
+        commands: cmd_rx,
+        reload: reload_rx,
+        drain: drain_tx,
+        gate: Some(seams.lease.gate()),
+    };
+    let (ready_rx, sched_task) =
+        spawn_scheduler(&spec, &seams, board.clone(), inputs, &shutdown, &lease_lost);
+    let mut w = Watch {
+        outcome: Ok(ExitStatus::Ok),
+        ready_pending: true,
+        shutdown,
+        lease_lost,
+        lost_lease: false,
+    };
+    let exit = supervise(&spec, opts, &mut w, &mut workers, ready_rx, sched_task).await;
+    let budget = exit
+        .budget
+        .unwrap_or_else(|| StopBudget::starting_now(spec.daemon.flush_deadline));
+    if w.ready_pending {
+        w.failed(fail(
+            ExitStatus::Failure,
+            "stopped before the first sync finished",
+        ));
     }
+    if let Some(f) = &exit.fatal {
+        w.failed(fail(
+            f.exit_status(),
+            format!("sync of target {} failed: {}", f.target, f.message()),
+        ));
+    }
+    if !w.ready_pending && !w.lease_lost.is_cancelled() {
+        if exit.abandoned_pass {
+            tracing::warn!(
+                "deferred manifests not written: a pass was abandoned; the remote keeps its dirty marker"
+            );
+        } else {
+            finish_manifests(&seams, budget).await;
+        }
+    }
+    workers_cancel.cancel();
+    join_workers(&mut workers, &mut w, budget).await;
+    report_unflushed(&mut w, &exit.unflushed, state, &board);
+    (w.outcome, budget)
+}
 
+/// Join the workers until the budget's manifest slice ends; abort those
+/// still running then (the control socket's drain of slow clients).
+async fn join_workers(workers: &mut JoinSet<WorkerEnd>, w: &mut Watch, budget: StopBudget) {
+    let mut record = |end: Result<WorkerEnd, tokio::task::JoinError>| {
+        if let Ok((kind, Err(e))) = end {
+            tracing::warn!(worker = %kind, error = %error_chain(&e), "worker ended with an error during shutdown");
+            if kind == WorkerKind::Lease {
+                w.lost_lease = true;
+                w.failed(fail_from(&e));
+            }
+        }
+    };
+    let joined = tokio::time::timeout_at(budget.manifests_until(), async {
+        while let Some(end) = workers.join_next().await {
+            record(end);
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::warn!("stop budget: workers still stopping; cutting them off");
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// Name what was not flushed: in the log, the exit (6, or the lease's own
+/// exit with the files named) and, when the lease was lost, the status
+/// file and the record the next start keeps as conflict copies.
+fn report_unflushed(w: &mut Watch, unflushed: &Unflushed, state: &StateDir, board: &Board) {
+    let lost = w.lost_lease;
+    log_unflushed(unflushed, lost);
+    let files = unpushed::as_files(unflushed);
+    let n: usize = unflushed.iter().map(|(_, p)| p.len()).sum();
+    if lost {
+        if n > 0
+            && let Err(e) = unpushed::record(state.path(), &lease_reason(w), &files)
+        {
+            tracing::error!(error = %e, "cannot record the unpushed changes for the next start");
+        }
+        let (code, reason) = (
+            w.outcome.as_ref().err().map_or(1, |f| f.status.code()),
+            lease_reason(w),
+        );
+        board.update(|s| {
+            s.stop = Some(StopNote {
+                exit_code: code,
+                reason,
+                unpushed: files.clone(),
+            })
+        });
+        if n > 0
+            && let Err(f) = &mut w.outcome
+        {
+            let named: Vec<String> = files
+                .iter()
+                .map(|u| format!("{}: {}", u.target, status::name_paths(&u.paths)))
+                .collect();
+            f.report = anyhow::anyhow!(
+                "{:#}; {n} local change(s) were NOT pushed and exist only on this disk ({}); \
+                 the next start keeps them as conflict copies",
+                f.report,
+                named.join("; ")
+            );
+        }
+        return;
+    }
+    if n > 0 {
+        w.failed(fail(
+            ExitStatus::PartialFailure,
+            format!(
+                "{n} changed file(s) could not be flushed within the stop budget (listed in the log)"
+            ),
+        ));
+    }
+}
+
+/// Why the daemon stopped without flushing (the lease's error), for the
+/// status file and the record.
+fn lease_reason(w: &Watch) -> String {
+    match &w.outcome {
+        Err(f) => format!("{:#}", f.report),
+        Ok(_) => "the lease was lost".to_string(),
+    }
+}
+
+/// Start the scheduler (its first full passes begin at once); it answers
+/// readiness on the returned receiver.
+fn spawn_scheduler(
+    spec: &Spec,
+    seams: &Seams,
+    board: Arc<Board>,
+    inputs: Inputs,
+    shutdown: &CancellationToken,
+    lease_lost: &CancellationToken,
+) -> (
+    oneshot::Receiver<Result<(), TargetFailure>>,
+    JoinHandle<SchedulerExit>,
+) {
     let infos = spec
         .targets
         .iter()
         .map(|t| TargetInfo {
             name: t.name.clone(),
+            root: t.local_path.clone(),
             priority: t.priority,
             interval: t.interval,
             writes_remote: t.direction.writes_remote(),
         })
         .collect();
-    let tunables = Tunables {
-        debounce: spec.daemon.debounce,
-        flush_deadline: spec.daemon.flush_deadline,
-        intervals: spec.targets.iter().map(|t| t.interval).collect(),
-    };
-    let (ready_tx, mut ready_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
     let sched = Scheduler::new(
         infos,
-        backends.sync.clone(),
-        board.clone(),
-        tunables,
+        seams.sync.clone(),
+        board,
+        workers::tunables(spec),
         ready_tx,
     );
-    let mut sched_task = tokio::spawn(sched.run(
-        watch_rx,
-        cmd_rx,
-        reload_rx,
-        shutdown.clone(),
-        lease_lost.clone(),
-    ));
+    let task = tokio::spawn(sched.run(inputs, shutdown.clone(), lease_lost.clone()));
+    (ready_rx, task)
+}
 
-    let mut outcome: Result<ExitStatus, Fail> = Ok(ExitStatus::Ok);
-    let mut ready_pending = true;
-    let unflushed = loop {
+/// Until the scheduler ends: report readiness, and stop on a worker's
+/// critical failure.
+async fn supervise(
+    spec: &Spec,
+    opts: &mut Options,
+    w: &mut Watch,
+    workers: &mut JoinSet<WorkerEnd>,
+    mut ready_rx: oneshot::Receiver<Result<(), TargetFailure>>,
+    mut sched_task: JoinHandle<SchedulerExit>,
+) -> SchedulerExit {
+    loop {
         tokio::select! {
-            r = &mut ready_rx, if ready_pending => {
-                ready_pending = false;
+            r = &mut ready_rx, if w.ready_pending => {
+                w.ready_pending = false;
                 match r {
-                    Ok(Ok(())) => {
-                        let summary = format!(
-                            "coltecd: syncing {} target{} for {} (pid {})",
-                            spec.targets.len(),
-                            if spec.targets.len() == 1 { "" } else { "s" },
-                            spec.workspace.slug(),
-                            std::process::id()
-                        );
-                        tracing::info!("ready: leases held, first sync done");
-                        if let Some(r) = opts.ready.as_mut() {
-                            r.send(&ReadyMsg::Ready { pid: std::process::id(), summary });
-                        }
-                        sdnotify::notify("READY=1\nSTATUS=syncing");
-                    }
-                    Ok(Err(e)) => {
-                        outcome = Err(fail(e.status, e.message));
+                    Ok(Ok(())) => report_ready(spec, opts),
+                    Ok(Err(f)) => {
+                        w.failed(fail(
+                            f.exit_status(),
+                            format!("first sync of target {} failed: {}", f.target, f.message()),
+                        ));
                         // Nothing was synced yet; do not flush, just stop.
-                        lease_lost.cancel();
-                        shutdown.cancel();
+                        w.lease_lost.cancel();
+                        w.shutdown.cancel();
                     }
                     Err(_) => {}
                 }
             }
-            w = workers.join_next(), if !workers.is_empty() => {
-                match w {
-                    Some(Ok((name, Err(e)))) => {
-                        tracing::error!(worker = name, error = %e, "critical failure; stopping");
-                        if name == "lease" {
-                            lease_lost.cancel();
-                        }
-                        if outcome.is_ok() {
-                            outcome = Err(fail(e.status, e.message));
-                        }
-                        shutdown.cancel();
-                    }
-                    Some(Ok((name, Ok(())))) => {
-                        tracing::debug!(worker = name, "worker finished");
-                    }
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, "a worker panicked; stopping");
-                        if outcome.is_ok() {
-                            outcome = Err(fail(ExitStatus::Failure, format!("internal error: {e}")));
-                        }
-                        shutdown.cancel();
-                    }
-                    None => {}
-                }
-            }
+            end = workers.join_next(), if !workers.is_empty() => on_worker_end(w, end),
             s = &mut sched_task => {
-                break match s {
-                    Ok(u) => u,
-                    Err(e) => {
-                        if outcome.is_ok() {
-                            outcome = Err(fail(ExitStatus::Failure, format!("internal error in the scheduler: {e}")));
-                        }
-                        Vec::new()
-                    }
-                };
+                return s.unwrap_or_else(|e| {
+                    w.failed(fail(ExitStatus::Failure, format!("internal error in the scheduler: {e}")));
+                    SchedulerExit::default()
+                });
             }
         }
-    };
-    if ready_pending && outcome.is_ok() {
-        outcome = Err(fail(
-            ExitStatus::Failure,
-            "stopped before the first sync finished",
-        ));
     }
-    if !ready_pending && !lease_lost.is_cancelled() {
-        // The lease is still renewed here (its worker stops below), so the
-        // gate is open for the deferred manifest writes. Bounded: running
-        // out of time here (the future is dropped) only leaves the dirty
-        // marker, never a manifest that would be trusted while wrong.
-        let finish = backends.sync.finish(CancellationToken::new());
-        match tokio::time::timeout(FINISH_TIMEOUT, finish).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "deferred manifest write failed; the remote keeps its dirty marker")
+}
+
+fn report_ready(spec: &Spec, opts: &mut Options) {
+    let summary = format!(
+        "coltecd: syncing {} target{} for {} (pid {})",
+        spec.targets.len(),
+        if spec.targets.len() == 1 { "" } else { "s" },
+        spec.workspace.slug(),
+        std::process::id()
+    );
+    tracing::info!("ready: leases held, first sync done");
+    if let Some(r) = opts.ready.as_mut() {
+        r.send(&ReadyMsg::Ready {
+            pid: std::process::id(),
+            summary,
+        });
+    }
+    sdnotify::notify("READY=1\nSTATUS=syncing");
+}
+
+fn on_worker_end(w: &mut Watch, end: Option<Result<WorkerEnd, tokio::task::JoinError>>) {
+    match end {
+        Some(Ok((kind, Err(e)))) => {
+            tracing::error!(worker = %kind, error = %error_chain(&e), "critical failure; stopping");
+            if kind == WorkerKind::Lease {
+                w.lost_lease = true;
+                w.lease_lost.cancel();
             }
-            Err(_) => tracing::warn!(
-                "deferred manifest write timed out; the remote keeps its dirty marker"
-            ),
+            w.failed(fail_from(&e));
+            w.shutdown.cancel();
+        }
+        Some(Ok((kind, Ok(())))) => {
+            tracing::debug!(worker = %kind, "worker finished");
+        }
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "a worker panicked; stopping");
+            w.failed(fail(ExitStatus::Failure, format!("internal error: {e}")));
+            w.shutdown.cancel();
+        }
+        None => {}
+    }
+}
+
+/// The lease is still renewed here (its worker stops later), so the gate is
+/// open for the deferred manifest writes. Bounded by the budget's manifest
+/// slice: running out of time (the future is dropped) only leaves the dirty
+/// marker, never a manifest that would be trusted while wrong.
+async fn finish_manifests(seams: &Seams, budget: StopBudget) {
+    let finish = seams.sync.finish(CancellationToken::new());
+    match tokio::time::timeout_at(budget.manifests_until(), finish).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %error_chain(&e), "deferred manifest write failed; the remote keeps its dirty marker")
+        }
+        Err(_) => {
+            tracing::warn!(
+                "stop budget: no time left for the deferred manifest write; the remote keeps its dirty marker"
+            )
         }
     }
-    for (target, paths) in &unflushed {
-        tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
+}
+
+/// Each file not flushed, by path; loud (an error) when the lease was lost:
+/// those changes exist only on this disk.
+fn log_unflushed(unflushed: &Unflushed, lease_lost: bool) {
+    for (target, paths) in unflushed {
+        if lease_lost {
+            tracing::error!(
+                target_name = %target,
+                files = paths.len(),
+                "the lease was lost: these local changes were NOT pushed and exist only on \
+                 this disk; the next start keeps them as conflict copies"
+            );
+        } else {
+            tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
+        }
         for p in paths {
-            tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
-        }
-    }
-    workers_cancel.cancel();
-    while let Some(w) = workers.join_next().await {
-        if let Ok((name, Err(e))) = w {
-            tracing::warn!(worker = name, error = %e, "worker ended with an error during shutdown");
-            if name == "lease" && outcome.is_ok() {
-                outcome = Err(fail(e.status, e.message));
-            }
-        }
-    }
-    if outcome.is_ok() && !unflushed.is_empty() {
-        let n: usize = unflushed.iter().map(|(_, p)| p.len()).sum();
-        outcome = Err(fail(
-            ExitStatus::PartialFailure,
-            format!(
-                "{n} changed file(s) could not be flushed before the deadline (listed in the log)"
-            ),
-        ));
-    }
-    outcome
-}
-
-/// Write `status.json` whenever the status changed meaningfully (checked
-/// every 2 s), and at least every minute (lease renewal ages), so `status`
-/// has something true to show after a crash without an idle daemon writing
-/// to disk all the time.
-async fn status_writer(board: Arc<Board>, dir: PathBuf, cancel: CancellationToken) {
-    const REFRESH: Duration = Duration::from_secs(60);
-    let mut last: Option<(DaemonStatus, tokio::time::Instant)> = None;
-    loop {
-        let mut snap = board.snapshot();
-        // Fields that change by themselves every second do not count.
-        let mut comparable = snap.clone();
-        comparable.updated_at = 0;
-        comparable.uptime_secs = None;
-        comparable.leases.detail = serde_json::Value::Null;
-        let due = match &last {
-            None => true,
-            Some((prev, at)) => *prev != comparable || at.elapsed() >= REFRESH,
-        };
-        if due {
-            snap.source = Source::File;
-            let d = dir.clone();
-            match tokio::task::spawn_blocking(move || status::write_file(&d, &snap)).await {
-                Ok(Ok(())) => last = Some((comparable, tokio::time::Instant::now())),
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write status.json"),
-                Err(_) => {}
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
-/// SIGTERM/SIGINT stop; SIGHUP reloads what can be reloaded.
-async fn signals(
-    spec: Arc<Spec>,
-    shutdown: CancellationToken,
-    reload: mpsc::Sender<Tunables>,
-    cancel: CancellationToken,
-) -> Result<(), SeamError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let setup = |k| {
-        signal(k).map_err(|e| SeamError {
-            status: ExitStatus::Failure,
-            message: format!("cannot install signal handlers: {e}"),
-        })
-    };
-    let mut term = setup(SignalKind::terminate())?;
-    let mut int = setup(SignalKind::interrupt())?;
-    let mut hup = setup(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = term.recv() => {
-                tracing::info!("SIGTERM: flushing and stopping");
-                shutdown.cancel();
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: flushing and stopping");
-                shutdown.cancel();
-            }
-            _ = hup.recv() => {
-                let path = spec.path.clone();
-                let loaded = tokio::task::spawn_blocking(move || crate::spec::load(&path)).await;
-                match loaded {
-                    Ok(Ok(new)) => match super::reload_verdict(&spec, &new) {
-                        Ok(()) => {
-                            let t = Tunables {
-                                debounce: new.daemon.debounce,
-                                flush_deadline: new.daemon.flush_deadline,
-                                intervals: new.targets.iter().map(|t| t.interval).collect(),
-                            };
-                            let _ = reload.send(t).await;
-                            tracing::info!("SIGHUP: spec reloaded (intervals, debounce, flush deadline)");
-                        }
-                        Err(why) => tracing::warn!(reason = %why, "SIGHUP: spec NOT reloaded; restart coltecd to apply it"),
-                    },
-                    Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: spec NOT reloaded: it does not validate"),
-                    Err(e) => tracing::warn!(error = %e, "SIGHUP: spec reload failed"),
-                }
+            if lease_lost {
+                tracing::error!(target_name = %target, path = %p.display(), "not pushed");
+            } else {
+                tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
             }
         }
     }

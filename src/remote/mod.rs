@@ -12,6 +12,7 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{Operator, services};
 
 mod credentials;
+pub mod crypt;
 mod gate;
 mod retry_log;
 pub use gate::{Fenced, GateController, WriteGate, gate};
@@ -29,6 +30,12 @@ pub enum RemoteError {
         "remote '{remote}' is of type crypt, which this coltecd cannot sync yet; use an s3 or local remote"
     )]
     CryptUnsupported { remote: String },
+    #[error(
+        "crypt remote '{remote}' has no password: set {var} (in rclone's obscured form, see `rclone obscure`)"
+    )]
+    MissingPassword { remote: String, var: String },
+    #[error("crypt remote '{remote}' cannot be used: {why}")]
+    CryptUnusable { remote: String, why: String },
     #[error("cannot configure remote '{remote}': {source}")]
     Build {
         remote: String,
@@ -59,6 +66,9 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
     let op = match (&remote.kind, location) {
         (RemoteKind::S3(s3), Location::S3 { key_prefix, .. }) => {
             Operator::new(s3_builder(&remote.name, s3, key_prefix)?).map_err(build_err)?
+        }
+        (RemoteKind::Crypt(c), Location::Crypt { .. }) => {
+            return crypt::operator(remote, c, location);
         }
         (RemoteKind::Local(_), Location::Local { dir }) => {
             let root = dir.to_string_lossy();

@@ -13,6 +13,9 @@ const DAY: u64 = 24 * HOUR;
 
 // ---------------------------------------------------------------- the file
 
+/// Where the spec is looked for without `--config` / `COLTEC_CONFIG`.
+pub const DEFAULT_SPEC_PATH: &str = "/workspace/.devcontainer/workspace-spec.yaml";
+
 /// The largest spec file coltecd reads (1 MiB): real specs are a few KiB,
 /// and everything after reading is linear in the size.
 pub const MAX_SPEC_BYTES: u64 = 1 << 20;

@@ -14,7 +14,7 @@
 use std::mem::MaybeUninit;
 
 use serde_yaml::Value;
-use unsafe_libyaml as unsafe_y;
+use unsafe_libyaml as unsafe_yaml;
 
 use super::defaults::MAX_FLOW_DEPTH;
 use super::error::Diagnostic;
@@ -57,27 +57,27 @@ pub(crate) fn check(text: &str) -> Result<(), Diagnostic> {
 }
 
 fn scan(text: &str) -> Option<Shape> {
-    let mut parser = MaybeUninit::<unsafe_y::yaml_parser_t>::uninit();
+    let mut parser = MaybeUninit::<unsafe_yaml::yaml_parser_t>::uninit();
     // SAFETY: the parser is initialised before use and deleted before
     // return; `text` outlives it. Each token is deleted after it is read,
     // and a token is only read after `yaml_parser_scan` succeeded.
     unsafe {
-        if unsafe_y::yaml_parser_initialize(parser.as_mut_ptr()).fail {
+        if unsafe_yaml::yaml_parser_initialize(parser.as_mut_ptr()).fail {
             return None;
         }
         let parser = parser.as_mut_ptr();
-        unsafe_y::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
+        unsafe_yaml::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
         let mut scan = Scan::default();
         let found = loop {
-            let mut token = MaybeUninit::<unsafe_y::yaml_token_t>::uninit();
-            if unsafe_y::yaml_parser_scan(parser, token.as_mut_ptr()).fail {
+            let mut token = MaybeUninit::<unsafe_yaml::yaml_token_t>::uninit();
+            if unsafe_yaml::yaml_parser_scan(parser, token.as_mut_ptr()).fail {
                 break None;
             }
             let token = token.as_mut_ptr();
             let kind = (*token).type_;
             let mark = (*token).start_mark;
-            unsafe_y::yaml_token_delete(token);
-            if kind == unsafe_y::YAML_STREAM_END_TOKEN {
+            unsafe_yaml::yaml_token_delete(token);
+            if kind == unsafe_yaml::YAML_STREAM_END_TOKEN {
                 break None;
             }
             if let Some(found) =
@@ -86,7 +86,7 @@ fn scan(text: &str) -> Option<Shape> {
                 break Some(found);
             }
         };
-        unsafe_y::yaml_parser_delete(parser);
+        unsafe_yaml::yaml_parser_delete(parser);
         found
     }
 }
@@ -102,19 +102,19 @@ struct Scan {
 }
 
 impl Scan {
-    fn token(&mut self, kind: unsafe_y::yaml_token_type_t, at: (usize, usize)) -> Option<Shape> {
+    fn token(&mut self, kind: unsafe_yaml::yaml_token_type_t, at: (usize, usize)) -> Option<Shape> {
         match kind {
-            unsafe_y::YAML_STREAM_START_TOKEN
-            | unsafe_y::YAML_VERSION_DIRECTIVE_TOKEN
-            | unsafe_y::YAML_TAG_DIRECTIVE_TOKEN => None,
-            unsafe_y::YAML_DOCUMENT_START_TOKEN => {
+            unsafe_yaml::YAML_STREAM_START_TOKEN
+            | unsafe_yaml::YAML_VERSION_DIRECTIVE_TOKEN
+            | unsafe_yaml::YAML_TAG_DIRECTIVE_TOKEN => None,
+            unsafe_yaml::YAML_DOCUMENT_START_TOKEN => {
                 if self.in_document {
                     return Some(Shape::SecondDocument(at.0, at.1));
                 }
                 self.in_document = true;
                 None
             }
-            unsafe_y::YAML_DOCUMENT_END_TOKEN => {
+            unsafe_yaml::YAML_DOCUMENT_END_TOKEN => {
                 self.ended = self.in_document;
                 None
             }
@@ -124,13 +124,13 @@ impl Scan {
                 }
                 self.in_document = true;
                 match content {
-                    unsafe_y::YAML_FLOW_SEQUENCE_START_TOKEN
-                    | unsafe_y::YAML_FLOW_MAPPING_START_TOKEN => {
+                    unsafe_yaml::YAML_FLOW_SEQUENCE_START_TOKEN
+                    | unsafe_yaml::YAML_FLOW_MAPPING_START_TOKEN => {
                         self.depth += 1;
                         (self.depth > MAX_FLOW_DEPTH).then_some(Shape::TooDeep(at.0, at.1))
                     }
-                    unsafe_y::YAML_FLOW_SEQUENCE_END_TOKEN
-                    | unsafe_y::YAML_FLOW_MAPPING_END_TOKEN => {
+                    unsafe_yaml::YAML_FLOW_SEQUENCE_END_TOKEN
+                    | unsafe_yaml::YAML_FLOW_MAPPING_END_TOKEN => {
                         self.depth = self.depth.saturating_sub(1);
                         None
                     }

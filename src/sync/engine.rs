@@ -11,7 +11,7 @@ use super::state::StateDb;
 use super::target::{ServedTarget, TargetMemory, Unavailable};
 use crate::error::HasExitStatus;
 use crate::remote::{WriteGate, target_operator};
-use crate::spec::{Location, RemoteKind, Spec};
+use crate::spec::{Location, Spec};
 use crate::state_dir::StateDir;
 
 /// Tuning of an [`Engine`].
@@ -145,7 +145,7 @@ fn serve(t: &crate::spec::Target) -> ServedTarget {
         target: t.clone(),
         op,
         local_dir,
-        user_metadata: matches!(t.remote.kind, RemoteKind::S3(_)),
+        user_metadata: crate::remote::crypt::stores_user_metadata(&t.remote),
         memory: tokio::sync::Mutex::new(TargetMemory::default()),
     }
 }

@@ -82,10 +82,12 @@ mod restore;
 mod target;
 
 pub use engine::{Engine, EngineOptions};
-pub use error::SyncError;
+pub use error::{Disposition, SyncError};
 pub use localfs::conflict_name;
 pub use pass::{PassRequest, PassScope};
-pub use report::{ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary};
+pub use report::{
+    ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary, PlanTotals,
+};
 
 #[cfg(test)]
 mod tests {

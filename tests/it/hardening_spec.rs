@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::s3::S3Server;
 use crate::support::{coltecd_bin, s3};
 
 mod fuzz;
@@ -102,8 +103,8 @@ fn refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
 
 #[test]
 fn no_secret_at_trace_in_validate_sync_or_s3_errors() {
-    let endpoint = s3::endpoint();
-    let bucket = s3::bucket("secrets-trace");
+    let endpoint = S3Server::Moto.endpoint();
+    let bucket = S3Server::Moto.bucket("secrets-trace");
     let dir = tempfile::tempdir().unwrap();
     let spec = s3_spec(dir.path(), endpoint, &bucket);
     let spec = spec.to_str().unwrap();

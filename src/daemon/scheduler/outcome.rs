@@ -1,14 +1,19 @@
 //! What a finished pass changes, one concern per function: the target's
-//! runtime (due times, backoff), the log, readiness (every target's first
-//! full pass), the `sync --now` callers waiting for it, and the board.
+//! runtime (due times, backoff, waiting for a human), the log, readiness
+//! (every target's first full pass), the `sync --now` callers waiting for
+//! it, and the board. What to do after a failed pass comes from the error's
+//! type ([`disposition`]), never from its text.
+
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::super::backend::{PassOutcome, SeamError};
+use super::super::seam::{Disposition, PassResult, advice, disposition, error_chain};
 use super::super::status::{PassCounts, unix_now};
-use super::TargetSynced;
 use super::event_loop::{SETTLE_TRIM_AFTER, Scheduler};
+use super::{TargetFailure, TargetSynced};
+use crate::sync::{PassReport, SyncError};
 
 /// Conflict names kept per target for `status`.
 const MAX_CONFLICTS_SHOWN: usize = 20;
@@ -19,7 +24,7 @@ pub(super) struct PassDone {
     pub full: bool,
     /// The target's full-pass sequence number when it started.
     pub seq: u64,
-    pub result: Result<PassOutcome, SeamError>,
+    pub result: PassResult,
 }
 
 /// A `sync --now` caller, waiting for a fresh full pass of every target.
@@ -58,7 +63,11 @@ impl Scheduler {
         self.settle_trim_at = Some(now + SETTLE_TRIM_AFTER);
         let summary = match &done.result {
             Ok(out) => self.pass_ran(&done, out, now),
-            Err(e) => self.pass_failed(&done, e, now),
+            Err(e) => match self.pass_failed(&done, e, now) {
+                Some(summary) => summary,
+                // Requeued: not an attempt anyone waits on or sees.
+                None => return self.publish(),
+            },
         };
         if done.full {
             self.settle_readiness(&done);
@@ -73,7 +82,7 @@ impl Scheduler {
     }
 
     /// The pass ran (some files may have failed).
-    fn pass_ran(&mut self, done: &PassDone, out: &PassOutcome, now: Instant) -> PassSummary {
+    fn pass_ran(&mut self, done: &PassDone, out: &PassReport, now: Instant) -> PassSummary {
         let t = &mut self.targets[done.target];
         let name = t.info.name.clone();
         t.pass_ran(done.full, out.failed.is_empty(), now);
@@ -88,36 +97,68 @@ impl Scheduler {
             for_waiters: TargetSynced {
                 target: name,
                 error: error.clone(),
-                uploaded: out.counts.uploaded,
-                downloaded: out.counts.downloaded,
+                uploaded: out.uploaded,
+                downloaded: out.downloaded,
                 failed: out.failed.len() as u64,
             },
             error,
-            counts: Some(out.counts.clone()),
+            counts: Some(counts(out)),
             conflicts: out.conflicts.clone(),
             missed_events,
         }
     }
 
-    /// The pass failed as a whole: back off, keep its paths pending.
-    fn pass_failed(&mut self, done: &PassDone, e: &SeamError, now: Instant) -> PassSummary {
+    /// The pass failed as a whole: its paths stay pending; retry after a
+    /// backoff, wait for a human, requeue, or stop the daemon, by the
+    /// error's type. `None` when requeued (nothing to report).
+    fn pass_failed(
+        &mut self,
+        done: &PassDone,
+        e: &Arc<SyncError>,
+        now: Instant,
+    ) -> Option<PassSummary> {
+        let how = disposition(e);
         let t = &mut self.targets[done.target];
-        let retry_in = t.pass_failed(now);
+        let retry_in = t.pass_failed(how, now);
         let name = t.info.name.clone();
-        tracing::warn!(target_name = %name, full = done.full, error = %e, ?retry_in, "pass failed");
-        PassSummary {
+        let message = error_chain(&**e);
+        let full = done.full;
+        let shown = match how {
+            Disposition::Retry => {
+                tracing::warn!(target_name = %name, full, error = %message, ?retry_in, "pass failed");
+                message
+            }
+            Disposition::Requeue => {
+                tracing::debug!(target_name = %name, full, "pass cancelled; requeued");
+                return None;
+            }
+            Disposition::NeedsHuman => {
+                let advice = advice(e, &name);
+                tracing::warn!(target_name = %name, full, error = %message, %advice, "pass refused; not retried until something changes");
+                format!("{message} — {advice}")
+            }
+            Disposition::Stop => {
+                tracing::error!(target_name = %name, full, error = %message, "pass failed in a way the daemon cannot go on from; stopping");
+                self.fatal.get_or_insert(TargetFailure {
+                    target: name.clone(),
+                    error: e.clone(),
+                });
+                message
+            }
+        };
+        Some(PassSummary {
             for_waiters: TargetSynced {
                 target: name,
-                error: Some(e.message.clone()),
+                error: Some(shown.clone()),
                 uploaded: 0,
                 downloaded: 0,
                 failed: 0,
             },
-            error: Some(e.message.clone()),
+            error: Some(shown),
             counts: None,
             conflicts: Vec::new(),
             missed_events: None,
-        }
+        })
     }
 
     /// Readiness: every target's first full pass must succeed; the first
@@ -128,13 +169,12 @@ impl Scheduler {
         }
         match &done.result {
             Err(e) => {
-                let name = &self.targets[done.target].info.name;
-                let err = SeamError {
-                    status: e.status,
-                    message: format!("first sync of target {name} failed: {}", e.message),
+                let failure = TargetFailure {
+                    target: self.targets[done.target].info.name.clone(),
+                    error: e.clone(),
                 };
                 if let Some(tx) = self.ready.take() {
-                    let _ = tx.send(Err(err));
+                    let _ = tx.send(Err(failure));
                 }
             }
             Ok(_) if self.targets.iter().all(|t| t.first_done) => {
@@ -174,6 +214,9 @@ impl Scheduler {
             ts.last_attempt_at = Some(now_unix);
             if summary.error.is_none() {
                 ts.last_success_at = Some(now_unix);
+                ts.failing_since = None;
+            } else {
+                ts.failing_since.get_or_insert(now_unix);
             }
             ts.last_error = summary.error;
             if let Some(c) = summary.counts {
@@ -187,13 +230,26 @@ impl Scheduler {
     }
 }
 
+/// The counters `status` shows for a pass.
+fn counts(r: &PassReport) -> PassCounts {
+    PassCounts {
+        uploaded: r.uploaded,
+        downloaded: r.downloaded,
+        deleted_remote: r.deleted_remote,
+        deleted_local: r.deleted_local,
+        bytes_up: r.bytes_up,
+        bytes_down: r.bytes_down,
+        failed: r.failed.len() as u64,
+    }
+}
+
 /// Idle interval passes are routine: keep them out of the info log so it
 /// shows what actually moved.
-fn log_pass_done(name: &str, full: bool, out: &PassOutcome) {
-    let moved = out.counts.uploaded
-        + out.counts.downloaded
-        + out.counts.deleted_remote
-        + out.counts.deleted_local
+fn log_pass_done(name: &str, full: bool, out: &PassReport) {
+    let moved = out.uploaded
+        + out.downloaded
+        + out.deleted_remote
+        + out.deleted_local
         + out.conflicts.len() as u64;
     if moved == 0 {
         tracing::debug!(target_name = %name, full, "pass done, nothing to do");
@@ -201,10 +257,10 @@ fn log_pass_done(name: &str, full: bool, out: &PassOutcome) {
         tracing::info!(
             target_name = %name,
             full,
-            uploaded = out.counts.uploaded,
-            downloaded = out.counts.downloaded,
-            deleted_remote = out.counts.deleted_remote,
-            deleted_local = out.counts.deleted_local,
+            uploaded = out.uploaded,
+            downloaded = out.downloaded,
+            deleted_remote = out.deleted_remote,
+            deleted_local = out.deleted_local,
             conflicts = out.conflicts.len(),
             "pass done"
         );
@@ -212,15 +268,15 @@ fn log_pass_done(name: &str, full: bool, out: &PassOutcome) {
 }
 
 /// Log each failed file; the error `status` shows (the first three).
-fn failed_files(name: &str, out: &PassOutcome) -> String {
-    for (p, r) in &out.failed {
-        tracing::warn!(target_name = %name, path = %p, reason = %r, "file failed to sync");
+fn failed_files(name: &str, out: &PassReport) -> String {
+    for f in &out.failed {
+        tracing::warn!(target_name = %name, path = %f.path, reason = %f.reason, "file failed to sync");
     }
     let first = out
         .failed
         .iter()
         .take(3)
-        .map(|(p, r)| format!("{p}: {r}"))
+        .map(|f| format!("{}: {}", f.path, f.reason))
         .collect::<Vec<_>>()
         .join("; ");
     format!("{} file(s) failed ({first})", out.failed.len())

@@ -38,6 +38,19 @@ impl Resolver<'_> {
                 });
             out.insert(name.clone(), spec);
         }
+        // Give each crypt remote a copy of the remote it wraps, innermost first.
+        for _ in 0..out.len() {
+            let snapshot = out.clone();
+            for spec in out.values_mut().flatten() {
+                if let RemoteKind::Crypt(c) = &mut spec.kind {
+                    c.wrapped = snapshot
+                        .get(&c.wrap_remote)
+                        .cloned()
+                        .flatten()
+                        .map(Box::new);
+                }
+            }
+        }
         out
     }
 
@@ -321,7 +334,10 @@ impl Resolver<'_> {
             .map(Secret::new);
         Some(CryptRemote {
             wrap_remote: wrap?,
+            wrapped: None,
             wrap_path,
+            password_env: c.password_env.clone(),
+            password2_env: c.password2_env.clone(),
             password,
             salt,
             filename_encryption: match c

@@ -162,10 +162,10 @@ impl Resolver<'_> {
             self.warn(
                 "persistence.daemon.flush_deadline",
                 format!(
-                    "{} is not below docker's default stop grace period of 10s: the final flush may be cut off by SIGKILL",
+                    "{} is the budget of the whole stop (final flush, manifest writes, lease release) and does not fit docker's default stop grace period of 10s: the stop may be cut off by SIGKILL",
                     fmt_duration(flush_deadline)
                 ),
-                "lower it, or raise the container's stop timeout to match",
+                "lower it (the default 8s fits), or raise the container's stop timeout above it",
             );
         }
         let rps = d

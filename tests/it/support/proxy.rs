@@ -20,6 +20,9 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// Answered with an injected 503.
     pub faulted: bool,
+    /// The server's answer to a POST (e.g. CreateMultipartUpload's
+    /// `<UploadId>`), filled in once it arrived; empty for other methods.
+    pub reply: String,
 }
 
 impl Seen {
@@ -146,12 +149,17 @@ fn handle(
     let fault = fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    seen.lock().unwrap().push(Seen {
-        method: method.clone(),
-        target: target.clone(),
-        headers: headers.clone(),
-        faulted: fault,
-    });
+    let index = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            headers: headers.clone(),
+            faulted: fault,
+            reply: String::new(),
+        });
+        seen.len() - 1
+    };
     let mut client = conn;
     if fault {
         let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>";
@@ -177,6 +185,11 @@ fn handle(
     up.flush()?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
+    if method == "POST"
+        && let Some(s) = seen.lock().unwrap().get_mut(index)
+    {
+        s.reply = String::from_utf8_lossy(&resp).into_owned();
+    }
     // Make sure the client does not reuse this connection.
     if let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
         let head = String::from_utf8_lossy(&resp[..pos]).to_string();

@@ -16,7 +16,9 @@
 //!   "started_at": 1763900000,      // unix seconds; null when unknown
 //!   "uptime_secs": 42,             // null when not running
 //!   "updated_at": 1763900042,      // unix seconds when this snapshot was taken
-//!   "leases": { "writes_allowed": true, "fenced_reason": null, "detail": [ ... ] },
+//!   "leases": { "writes_allowed": true, "fenced_reason": null,
+//!               "renew_every_secs": 15,  // null when leasing is off
+//!               "detail": [ ... ] },
 //!   "targets": [{
 //!     "name": "claude", "direction": "bidirectional", "local_path": "/home/u/.claude",
 //!     "remote": "s3://bucket/acme/widget/dev-a/claude",
@@ -25,6 +27,8 @@
 //!                                    //  why polling, or what events miss (e.g. on NFS)
 //!     "last_success_at": 1763900030, "last_attempt_at": 1763900030,
 //!     "last_error": null,
+//!     "failing_since": null,        // unix seconds of the first failed pass since the
+//!                                    //  last success (passes failing: degraded)
 //!     "pending_files": 2, "pending_bytes": 5120, "oldest_pending_at": 1763900040,
 //!     "pass_running": false, "next_check_at": 1763900330,
 //!     "in_flight": null,             // while a pass runs: {"files_planned", "files_done",
@@ -32,21 +36,41 @@
 //!     "conflicts": ["notes.md.conflict-..."], "conflicts_total": 1,
 //!     "last_pass": { "uploaded": 1, "downloaded": 0, "deleted_remote": 0, "deleted_local": 0,
 //!                    "bytes_up": 5120, "bytes_down": 0, "failed": 0 }
-//!   }]
+//!   }],
+//!   "stop": {                        // only in the status file of a daemon that stopped
+//!     "exit_code": 4,                //  on an error: why, and the changes it never pushed
+//!     "reason": "lease on ... taken over by ...",
+//!     "unpushed": [{ "target": "claude", "paths": ["/home/u/.claude/notes.md"] }]
+//!   }
 //! }
 //! ```
+//!
+//! `health` is "degraded" as soon as something fails: a pass (since
+//! `failing_since`), a lease renewal overdue (no renewal for
+//! `renew_every_secs` plus a grace: the remote is unreachable), the write
+//! gate closed, a target stale; each problem says since when and how much
+//! is pending (files, oldest change's age).
 //!
 //! Fields are only ever added, never renamed or removed, within one
 //! `schema` number. `leases.detail` is the lease keeper's own snapshot
 //! (per prefix: holder, held/lost, last renewal).
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the model, health evaluation (`evaluate`, `as_stopped`).
+//! - `render`: the text of `coltecd status` and its ages and sizes.
+//! - `file`: `status.json` in the state dir (atomic write, read back).
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ExitStatus;
+use crate::lease::LeaseRecord;
+
+mod file;
+mod render;
 
 /// Current version of the JSON shape.
 pub const STATUS_SCHEMA: u32 = 1;
@@ -58,10 +82,16 @@ pub const STATUS_FILE: &str = "status.json";
 /// intervals (plus the debounce): it should have synced several times by then.
 const STALE_INTERVALS: u32 = 3;
 
+/// A held lease's renewal is overdue (the renewals fail) once the last one
+/// is older than `renew_every` plus this share of it, at least
+/// [`RENEWAL_GRACE_MIN_SECS`]: a slow but working renewal never trips it.
+const RENEWAL_GRACE_DIVISOR: u64 = 4;
+const RENEWAL_GRACE_MIN_SECS: u64 = 3;
+
 /// Whether the daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RunState {
+pub enum DaemonState {
     Running,
     Stopped,
     Disabled,
@@ -150,6 +180,10 @@ pub struct TargetStatus {
     pub last_success_at: Option<u64>,
     pub last_attempt_at: Option<u64>,
     pub last_error: Option<String>,
+    /// When passes started failing (the first failure since the last
+    /// success; unix seconds).
+    #[serde(default)]
+    pub failing_since: Option<u64>,
     pub pending_files: u64,
     pub pending_bytes: u64,
     /// When the oldest change not yet on the remote was seen (unix seconds).
@@ -168,20 +202,67 @@ pub struct TargetStatus {
 
 /// The lease side of the status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaseState {
+pub struct StatusLeases {
     /// The write gate is open: every lease this daemon needs is held.
     pub writes_allowed: bool,
     /// Why writes are paused, when they are.
     pub fenced_reason: Option<String>,
+    /// How often the lease is renewed (`None`: leasing is off), to tell an
+    /// overdue renewal.
+    #[serde(default)]
+    pub renew_every_secs: Option<u64>,
     /// The lease keeper's snapshot, one entry per leased prefix.
-    pub detail: serde_json::Value,
+    pub detail: Vec<PrefixLease>,
+}
+
+/// One leased prefix as the lease keeper last saw it. The same JSON as the
+/// keeper's own `crate::lease::LeaseStatus`, which the daemon's seam
+/// converts from; this one also reads back (`status.json`, the control
+/// socket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefixLease {
+    /// Target names writing this prefix.
+    pub targets: Vec<String>,
+    pub location: String,
+    pub state: PrefixLeaseState,
+    /// Seconds since the last successful renewal was sent.
+    pub last_renewal_secs_ago: Option<u64>,
+    /// Our lease id (not a secret).
+    pub lease_id: Option<String>,
+    /// The current holder as last read (ours, or whoever took it over).
+    pub holder: Option<LeaseRecord>,
+    /// Why the lease is lost, or other context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Whether this daemon holds a prefix's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixLeaseState {
+    Held,
+    Lost,
+    Released,
+    /// Leasing is off (`lease: off` in the spec).
+    Off,
+}
+
+impl PrefixLeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrefixLeaseState::Held => "held",
+            PrefixLeaseState::Lost => "lost",
+            PrefixLeaseState::Released => "released",
+            PrefixLeaseState::Off => "off",
+        }
+    }
 }
 
 /// Everything `coltecd status` knows. See the module docs for the JSON shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonStatus {
     pub schema: u32,
-    pub state: RunState,
+    pub state: DaemonState,
     pub source: Source,
     pub health: Health,
     pub problems: Vec<String>,
@@ -193,10 +274,45 @@ pub struct DaemonStatus {
     #[serde(default)]
     pub uptime_secs: Option<u64>,
     pub updated_at: u64,
-    pub leases: LeaseState,
+    pub leases: StatusLeases,
     pub targets: Vec<TargetStatus>,
+    /// Why the daemon stopped, when it stopped on an error (status file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopNote>,
 }
 
+/// Why a daemon stopped on an error, and what it could not push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopNote {
+    pub exit_code: u8,
+    pub reason: String,
+    /// Local changes that never reached the remote (only on this disk).
+    pub unpushed: Vec<UnpushedFiles>,
+}
+
+/// One target's changes that never reached the remote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnpushedFiles {
+    pub target: String,
+    /// Absolute local paths.
+    pub paths: Vec<PathBuf>,
+}
+
+/// At most this many paths are named in a problem sentence.
+const PATHS_NAMED: usize = 5;
+
+/// `a, b, c and 4 more`.
+pub(crate) fn name_paths(paths: &[PathBuf]) -> String {
+    let mut out: Vec<String> = paths
+        .iter()
+        .take(PATHS_NAMED)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > PATHS_NAMED {
+        out.push(format!("and {} more", paths.len() - PATHS_NAMED));
+    }
+    out.join(", ")
+}
 /// Now as unix seconds.
 pub fn unix_now() -> u64 {
     to_unix(SystemTime::now())
@@ -212,36 +328,62 @@ impl DaemonStatus {
     /// Recompute `health`, `problems` and `uptime_secs` from the rest, as of `now`.
     pub fn evaluate(&mut self, now: u64) {
         self.uptime_secs = match (self.state, self.started_at) {
-            (RunState::Running, Some(s)) => Some(now.saturating_sub(s)),
+            (DaemonState::Running, Some(s)) => Some(now.saturating_sub(s)),
             _ => None,
         };
         let mut problems = Vec::new();
         match self.state {
-            RunState::Disabled => {
+            DaemonState::Disabled => {
                 self.health = Health::Disabled;
                 self.problems = problems;
                 return;
             }
-            RunState::Stopped => {
+            DaemonState::Stopped => {
                 problems.push("the daemon is not running".to_string());
+                if let Some(stop) = &self.stop {
+                    problems.push(format!(
+                        "it stopped with exit code {}: {}",
+                        stop.exit_code, stop.reason
+                    ));
+                    for u in stop.unpushed.iter().filter(|u| !u.paths.is_empty()) {
+                        problems.push(format!(
+                            "{}: {} local change(s) were NOT pushed and exist only on this disk: \
+                             {}; the next start keeps them as conflict copies",
+                            u.target,
+                            u.paths.len(),
+                            name_paths(&u.paths)
+                        ));
+                    }
+                }
                 self.health = Health::NotRunning;
                 self.problems = problems;
                 return;
             }
-            RunState::Running => {}
+            DaemonState::Running => {}
         }
+        let pending = self.pending_summary(now);
         if !self.leases.writes_allowed {
             problems.push(format!(
-                "remote writes are paused (lease not held): {}",
+                "remote writes are paused (lease not held): {}{pending}",
                 self.leases
                     .fenced_reason
                     .as_deref()
                     .unwrap_or("unknown reason")
             ));
+        } else if let Some(p) = self.overdue_renewal() {
+            problems.push(format!("{p}{pending}"));
         }
         for t in &self.targets {
             if let Some(err) = &t.last_error {
-                problems.push(format!("{}: {err}", t.name));
+                let since = t
+                    .failing_since
+                    .map(|at| format!(" (failing since {})", ago(now, at)))
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "{}{since}: {err}{}",
+                    t.name,
+                    target_pending(t, now)
+                ));
             }
             let stale_after = t.interval_secs.saturating_mul(u64::from(STALE_INTERVALS));
             let reference = t.last_success_at.or(self.started_at);
@@ -265,9 +407,48 @@ impl DaemonStatus {
         self.problems = problems;
     }
 
+    /// A held lease whose last renewal is overdue: renewals are failing
+    /// (the remote is unreachable or refuses them) though writes are not
+    /// fenced yet.
+    fn overdue_renewal(&self) -> Option<String> {
+        let every = self.leases.renew_every_secs?;
+        let grace = (every / RENEWAL_GRACE_DIVISOR).max(RENEWAL_GRACE_MIN_SECS);
+        let late = self
+            .leases
+            .detail
+            .iter()
+            .filter(|l| l.state == PrefixLeaseState::Held)
+            .filter_map(|l| l.last_renewal_secs_ago.map(|a| (a, l)))
+            .filter(|(a, _)| *a > every.saturating_add(grace))
+            .max_by_key(|(a, _)| *a)?;
+        let (secs, lease) = late;
+        Some(format!(
+            "lease renewals failing on {} since {} ago (last renewed {} ago, every {}): the remote \
+             is unreachable or refuses them; remote writes pause if this goes on",
+            lease.location,
+            human_secs(secs.saturating_sub(every)),
+            human_secs(secs),
+            human_secs(every)
+        ))
+    }
+
+    /// `; 2 file(s) pending, oldest 35 s ago` over every target, or "".
+    fn pending_summary(&self, now: u64) -> String {
+        let files: u64 = self.targets.iter().map(|t| t.pending_files).sum();
+        if files == 0 {
+            return String::new();
+        }
+        let oldest = self
+            .targets
+            .iter()
+            .filter_map(|t| t.oldest_pending_at)
+            .min();
+        pending_text(files, oldest, now)
+    }
+
     /// The last status a daemon wrote, re-labelled as not running.
     pub fn as_stopped(mut self, now: u64) -> DaemonStatus {
-        self.state = RunState::Stopped;
+        self.state = DaemonState::Stopped;
         self.source = Source::File;
         self.pid = None;
         for t in &mut self.targets {
@@ -278,233 +459,25 @@ impl DaemonStatus {
         self.evaluate(now);
         self
     }
+}
 
-    /// The short human rendering of `coltecd status`.
-    pub fn render_text(&self, now: u64) -> String {
-        let mut out = String::new();
-        let state = match (self.state, self.pid) {
-            (RunState::Running, Some(pid)) => {
-                let up = self
-                    .started_at
-                    .map(|s| format!(", up {}", human_secs(now.saturating_sub(s))))
-                    .unwrap_or_default();
-                format!("running (pid {pid}{up})")
-            }
-            (RunState::Running, None) => "running".to_string(),
-            (RunState::Stopped, _) => {
-                format!(
-                    "not running (last known state from {})",
-                    ago(now, self.updated_at)
-                )
-            }
-            (RunState::Disabled, _) => "disabled by COLTEC_DISABLED".to_string(),
-        };
-        let health = match self.health {
-            Health::Healthy => "healthy",
-            Health::Degraded => "DEGRADED",
-            Health::NotRunning => "not running",
-            Health::Disabled => "paused",
-        };
-        // "not running" already says it all; don't repeat it as the health.
-        if self.health == Health::NotRunning {
-            let _ = writeln!(out, "coltecd {}: {state}", self.workspace);
-        } else {
-            let _ = writeln!(out, "coltecd {}: {state} — {health}", self.workspace);
-        }
-        if self.state == RunState::Disabled {
-            return out;
-        }
-        let lease = if self.state == RunState::Stopped {
-            "not held (the daemon is not running)".to_string()
-        } else if self.leases.writes_allowed {
-            "held".to_string()
-        } else {
-            format!(
-                "NOT held ({})",
-                self.leases.fenced_reason.as_deref().unwrap_or("unknown")
-            )
-        };
-        let _ = writeln!(out, "lease: {lease}");
-        if let serde_json::Value::Array(items) = &self.leases.detail {
-            for item in items {
-                let _ = writeln!(out, "  {}", lease_line(item, now));
-            }
-        }
-        for t in &self.targets {
-            let last = match t.last_success_at {
-                Some(at) => format!("synced {}", ago(now, at)),
-                None => "never synced".to_string(),
-            };
-            let mode = match t.watch.mode {
-                WatchModeState::Events => "events",
-                WatchModeState::Polling => "polling",
-            };
-            let watch = match &t.watch.reason {
-                Some(r) => format!("{mode} ({r})"),
-                None => mode.to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "{} [{}] {} → {}",
-                t.name,
-                t.direction,
-                t.local_path.display(),
-                t.remote
-            );
-            let _ = write!(out, "  {last}; watch: {watch}");
-            if t.pending_files > 0 {
-                let oldest = t
-                    .oldest_pending_at
-                    .map(|at| format!(", oldest {}", ago(now, at)))
-                    .unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "; pending {} file(s), {}{oldest}",
-                    t.pending_files,
-                    human_bytes(t.pending_bytes)
-                );
-            }
-            if t.pass_running {
-                match &t.in_flight {
-                    Some(f) if f.files_planned > 0 => {
-                        let _ = write!(
-                            out,
-                            "; transferring {}/{} file(s), {}/{}",
-                            f.files_done,
-                            f.files_planned,
-                            human_bytes(f.bytes_done),
-                            human_bytes(f.bytes_planned)
-                        );
-                    }
-                    _ => {
-                        let _ = write!(out, "; checking now");
-                    }
-                }
-            } else if let Some(next) = t.next_check_at {
-                let _ = write!(
-                    out,
-                    "; next check in {}",
-                    human_secs(next.saturating_sub(now))
-                );
-            }
-            out.push('\n');
-            if t.conflicts_total > 0 {
-                let _ = writeln!(
-                    out,
-                    "  conflicts: {} (latest: {})",
-                    t.conflicts_total,
-                    t.conflicts.last().map(String::as_str).unwrap_or("-")
-                );
-            }
-            if let Some(err) = &t.last_error {
-                let _ = writeln!(out, "  last error: {err}");
-            }
-        }
-        for p in &self.problems {
-            if !out.contains(p.as_str()) {
-                let _ = writeln!(out, "problem: {p}");
-            }
-        }
-        out
+/// `; 2 file(s) pending, oldest 35 s ago`, or "" when nothing is pending.
+fn pending_text(files: u64, oldest: Option<u64>, now: u64) -> String {
+    if files == 0 {
+        return String::new();
+    }
+    match oldest {
+        Some(at) => format!("; {files} file(s) pending, oldest {}", ago(now, at)),
+        None => format!("; {files} file(s) pending"),
     }
 }
 
-/// One lease of the keeper's snapshot: where, held/lost, last renewal,
-/// holder. Unknown shapes fall back to `key=value` pairs.
-fn lease_line(v: &serde_json::Value, now: u64) -> String {
-    let Some(location) = v.get("location").and_then(|l| l.as_str()) else {
-        return compact(v);
-    };
-    let _ = now;
-    let state = v.get("state").and_then(|s| s.as_str()).unwrap_or("unknown");
-    let mut line = format!("{location}: {state}");
-    if let Some(secs) = v.get("last_renewal_secs_ago").and_then(|s| s.as_u64()) {
-        let _ = write!(line, ", renewed {} ago", human_secs(secs));
-    }
-    if let Some(h) = v.get("holder").filter(|h| !h.is_null()) {
-        let host = h.get("host").and_then(|x| x.as_str()).unwrap_or("?");
-        let _ = write!(line, ", holder {host}");
-        if let Some(c) = h.get("container_id").and_then(|x| x.as_str()) {
-            let _ = write!(line, " ({c})");
-        }
-    }
-    if let Some(d) = v.get("detail").and_then(|x| x.as_str()) {
-        let _ = write!(line, " — {d}");
-    }
-    line
+fn target_pending(t: &TargetStatus, now: u64) -> String {
+    pending_text(t.pending_files, t.oldest_pending_at, now)
 }
 
-fn compact(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => format!("{k}={s}"),
-                other => format!("{k}={other}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
-}
-
-/// "12 s ago", "3 min ago".
-pub fn ago(now: u64, then: u64) -> String {
-    if then > now {
-        return "just now".to_string();
-    }
-    format!("{} ago", human_secs(now - then))
-}
-
-/// A short duration: "12 s", "4 min", "2 h", "3 d".
-pub fn human_secs(secs: u64) -> String {
-    match secs {
-        0..120 => format!("{secs} s"),
-        120..7200 => format!("{} min", secs / 60),
-        7200..172_800 => format!("{} h", secs / 3600),
-        _ => format!("{} d", secs / 86_400),
-    }
-}
-
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
-/// Write `status` to `<state_dir>/status.json` atomically (temp file +
-/// rename), so a reader never sees half a file even after `kill -9`.
-pub fn write_file(state_dir: &Path, status: &DaemonStatus) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = state_dir.join(STATUS_FILE);
-    let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-    let body = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&body)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, &path)
-}
-
-/// The last status written, if any and readable.
-pub fn read_file(state_dir: &Path) -> Option<DaemonStatus> {
-    let body = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
-    serde_json::from_slice(&body).ok()
-}
+pub use file::{read_file, write_file};
+pub use render::{ago, human_bytes, human_secs};
 
 /// Seconds in a duration, for the JSON (`interval_secs`).
 pub fn secs(d: Duration) -> u64 {
@@ -518,7 +491,7 @@ pub(crate) mod tests_support {
     pub(crate) fn sample(now: u64) -> DaemonStatus {
         DaemonStatus {
             schema: STATUS_SCHEMA,
-            state: RunState::Running,
+            state: DaemonState::Running,
             source: Source::Live,
             health: Health::Healthy,
             problems: vec![],
@@ -528,10 +501,19 @@ pub(crate) mod tests_support {
             started_at: Some(now - 100),
             uptime_secs: None,
             updated_at: now,
-            leases: LeaseState {
+            leases: StatusLeases {
                 writes_allowed: true,
                 fenced_reason: None,
-                detail: serde_json::json!([{"prefix": "acme/widget/dev-a", "held": true}]),
+                renew_every_secs: Some(15),
+                detail: vec![PrefixLease {
+                    targets: vec!["claude".into()],
+                    location: "s3://b/acme/widget/dev-a".into(),
+                    state: PrefixLeaseState::Held,
+                    last_renewal_secs_ago: Some(3),
+                    lease_id: Some("l-1".into()),
+                    holder: None,
+                    detail: None,
+                }],
             },
             targets: vec![TargetStatus {
                 name: "claude".into(),
@@ -547,6 +529,7 @@ pub(crate) mod tests_support {
                 last_success_at: Some(now - 12),
                 last_attempt_at: Some(now - 12),
                 last_error: None,
+                failing_since: None,
                 pending_files: 2,
                 pending_bytes: 5120,
                 oldest_pending_at: Some(now - 1),
@@ -557,6 +540,7 @@ pub(crate) mod tests_support {
                 conflicts_total: 0,
                 last_pass: Some(PassCounts::default()),
             }],
+            stop: None,
         }
     }
 }
@@ -565,26 +549,6 @@ pub(crate) mod tests_support {
 mod tests {
     use super::tests_support::sample;
     use super::*;
-
-    #[test]
-    fn healthy_renders_ages_and_pending() {
-        let now = 1_000_000;
-        let mut s = sample(now);
-        s.evaluate(now);
-        assert_eq!(s.health, Health::Healthy);
-        let text = s.render_text(now);
-        assert!(
-            text.contains("running (pid 42, up 100 s) — healthy"),
-            "{text}"
-        );
-        assert!(text.contains("synced 12 s ago"), "{text}");
-        assert!(
-            text.contains("pending 2 file(s), 5.0 KiB, oldest 1 s ago"),
-            "{text}"
-        );
-        assert!(text.contains("next check in 48 s"), "{text}");
-    }
-
     #[test]
     fn errors_lost_lease_and_staleness_degrade() {
         let now = 1_000_000;
@@ -608,25 +572,58 @@ mod tests {
     }
 
     #[test]
-    fn stopped_and_disabled_exit_codes() {
+    fn an_overdue_lease_renewal_degrades_with_since_when_and_what_is_pending() {
         let now = 1_000_000;
-        let s = sample(now).as_stopped(now + 5);
-        assert_eq!(s.health.exit_status().code(), 3);
-        assert!(
-            s.render_text(now + 5)
-                .contains("not running (last known state from 5 s ago)")
-        );
-        let mut d = sample(now);
-        d.state = RunState::Disabled;
-        d.evaluate(now);
-        assert_eq!(d.health.exit_status().code(), 0);
+        // Renewed 10 s ago, every 15 s: fine.
+        let mut s = sample(now);
+        s.leases.detail[0].last_renewal_secs_ago = Some(10);
+        s.evaluate(now);
+        assert_eq!(s.health, Health::Healthy, "{:?}", s.problems);
+        // 41 s ago (the issue's outage): renewals are failing though the
+        // gate is still open.
+        s.leases.detail[0].last_renewal_secs_ago = Some(41);
+        s.targets[0].oldest_pending_at = Some(now - 35);
+        s.evaluate(now);
+        assert_eq!(s.health, Health::Degraded);
+        assert_eq!(s.health.exit_status(), ExitStatus::Failure);
+        let p = &s.problems[0];
+        assert!(p.contains("lease renewals failing"), "{p}");
+        assert!(p.contains("since 26 s ago"), "{p}");
+        assert!(p.contains("last renewed 41 s ago, every 15 s"), "{p}");
+        assert!(p.contains("2 file(s) pending, oldest 35 s ago"), "{p}");
+        // Leasing off: no renewals to be late.
+        s.leases.renew_every_secs = None;
+        s.evaluate(now);
+        assert_eq!(s.health, Health::Healthy, "{:?}", s.problems);
     }
 
     #[test]
-    fn status_file_round_trips() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = sample(1_000_000);
-        write_file(tmp.path(), &s).unwrap();
-        assert_eq!(read_file(tmp.path()).unwrap(), s);
+    fn a_daemon_stopped_by_a_takeover_names_its_unpushed_changes() {
+        let now = 1_000_000;
+        let mut s = sample(now);
+        s.stop = Some(StopNote {
+            exit_code: 4,
+            reason: "lease on local:/r taken over by host b".into(),
+            unpushed: vec![UnpushedFiles {
+                target: "claude".into(),
+                paths: vec!["/home/u/.claude/a.md".into(), "/home/u/.claude/b.md".into()],
+            }],
+        });
+        let s = s.as_stopped(now);
+        assert_eq!(s.health, Health::NotRunning);
+        let text = s.render_text(now);
+        assert!(
+            text.contains("stopped with exit code 4: lease on local:/r taken over"),
+            "{text}"
+        );
+        assert!(
+            text.contains("claude: 2 local change(s) were NOT pushed and exist only on this disk: /home/u/.claude/a.md, /home/u/.claude/b.md"),
+            "{text}"
+        );
+        assert!(text.contains("conflict copies"), "{text}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["stop"]["exit_code"], 4);
+        let back: DaemonStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
     }
 }
