@@ -446,7 +446,7 @@ fn five_thousand_targets_validate_and_their_errors_are_all_placed() {
     assert_eq!(out.status.code(), Some(3), "{text}");
     let head = &text[..text.len().min(2000)];
     assert!(text.contains("(4999 problems)"), "{head}");
-    assert!(text.contains(":8:13: persistence.sync[1].path: "), "{head}");
+    assert!(text.contains(":11:7: persistence.sync[1].path: "), "{head}");
     assert!(
         text.contains("and 4799 more problems (fix these first)"),
         "{head}"
