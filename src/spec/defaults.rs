@@ -53,6 +53,8 @@ pub const MAX_PARALLEL: usize = 256;
 
 // ---------------------------------------------------------------- remotes
 
+/// Deepest chain of crypt remotes wrapping crypt remotes.
+pub const MAX_CRYPT_NESTING: usize = 8;
 /// S3 region when neither the spec nor the environment names one.
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
 /// S3 region for `provider: Cloudflare` (R2 ignores regions but wants `auto`).

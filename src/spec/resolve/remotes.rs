@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Resolver, unknown_remote_hint};
-use crate::spec::defaults::{CLOUDFLARE_S3_REGION, DEFAULT_S3_REGION};
+use crate::spec::defaults::{CLOUDFLARE_S3_REGION, DEFAULT_S3_REGION, MAX_CRYPT_NESTING};
 use crate::spec::model::*;
 use crate::spec::raw::*;
 use crate::spec::redact::{mask_userinfo, split_userinfo};
@@ -38,20 +38,71 @@ impl Resolver<'_> {
                 });
             out.insert(name.clone(), spec);
         }
-        // Give each crypt remote a copy of the remote it wraps, innermost first.
-        for _ in 0..out.len() {
-            let snapshot = out.clone();
-            for spec in out.values_mut().flatten() {
-                if let RemoteKind::Crypt(c) = &mut spec.kind {
-                    c.wrapped = snapshot
-                        .get(&c.wrap_remote)
-                        .cloned()
-                        .flatten()
-                        .map(Box::new);
+        self.wire_crypt(&mut out);
+        out
+    }
+
+    /// Give each crypt remote a copy of the remote it wraps, innermost
+    /// first: one walk down each chain, each remote filled once (not one
+    /// pass over every remote per remote, which was quadratic). Loops were
+    /// refused above; a chain deeper than [`MAX_CRYPT_NESTING`] is refused
+    /// here, which also bounds the nested copies.
+    fn wire_crypt(&mut self, out: &mut BTreeMap<String, Option<RemoteSpec>>) {
+        fn inner_of(out: &BTreeMap<String, Option<RemoteSpec>>, name: &str) -> Option<String> {
+            match out.get(name) {
+                Some(Some(RemoteSpec {
+                    kind: RemoteKind::Crypt(c),
+                    ..
+                })) => Some(c.wrap_remote.clone()),
+                _ => None,
+            }
+        }
+        let mut depth: HashMap<String, usize> = HashMap::new();
+        let names: Vec<String> = out.keys().cloned().collect();
+        for start in &names {
+            let mut chain: Vec<String> = Vec::new();
+            let mut cur = start.clone();
+            while !depth.contains_key(&cur) && chain.len() <= names.len() {
+                match inner_of(out, &cur) {
+                    Some(inner) => {
+                        chain.push(cur);
+                        cur = inner;
+                    }
+                    None => {
+                        depth.insert(cur, 0);
+                        break;
+                    }
+                }
+            }
+            for name in chain.iter().rev() {
+                let Some(inner) = inner_of(out, name) else {
+                    continue;
+                };
+                let d = depth.get(&inner).copied().unwrap_or(0) + 1;
+                depth.insert(name.clone(), d);
+                if d > MAX_CRYPT_NESTING {
+                    if d == MAX_CRYPT_NESTING + 1 {
+                        self.err(
+                            format!("persistence.remotes.{name}.wrap_remote"),
+                            format!(
+                                "crypt remotes wrap each other more than {MAX_CRYPT_NESTING} deep"
+                            ),
+                            "wrap the s3 or local remote directly; one crypt layer encrypts everything",
+                        );
+                    }
+                    out.insert(name.clone(), None);
+                    continue;
+                }
+                let wrapped = out.get(&inner).cloned().flatten().map(Box::new);
+                if let Some(Some(RemoteSpec {
+                    kind: RemoteKind::Crypt(c),
+                    ..
+                })) = out.get_mut(name)
+                {
+                    c.wrapped = wrapped;
                 }
             }
         }
-        out
     }
 
     fn option(&mut self, field: &str, r: &RawRemote, key: &str) -> Option<String> {
