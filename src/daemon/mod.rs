@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`supervisor`]: one daemon's life: lock, pidfile, leases, workers,
-//!   readiness, graceful stop.
+//!   readiness; its `stop` part: manifests, workers, what was not flushed,
+//!   lease release, each inside the stop budget.
 //! - `workers`: the supervisor's named workers (control socket, lease
 //!   keeper, watcher, status file, watchdog, signals) and how they end.
 //! - `reload`: what a SIGHUP may change ([`reload_verdict`]).

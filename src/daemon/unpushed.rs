@@ -13,12 +13,14 @@
 //! pass pushes it. The record is removed once every copy is made.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::scheduler::Unflushed;
+use super::scheduler::{Board, Unflushed};
 use super::status::UnpushedFiles;
 use crate::spec::Spec;
+use crate::state_dir::StateDir;
 
 /// The record's file name in the state dir.
 pub const UNPUSHED_FILE: &str = "unpushed.json";
@@ -76,6 +78,27 @@ pub(crate) fn record(
 fn read(path: &Path) -> Option<Record> {
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Changes a previous run could not push before it lost its lease become
+/// conflict copies now, before anything can overwrite them; `status`
+/// lists them with the target's conflicts.
+pub(crate) async fn keep_at_start(spec: &Arc<Spec>, state: &StateDir, board: &Board) {
+    let (spec2, dir) = (spec.clone(), state.path().to_path_buf());
+    let kept = tokio::task::spawn_blocking(move || keep_as_conflict_copies(&spec2, &dir))
+        .await
+        .unwrap_or_default();
+    if kept.is_empty() {
+        return;
+    }
+    board.update(|s| {
+        for k in kept {
+            if let Some(t) = s.targets.iter_mut().find(|t| t.name == k.target) {
+                t.conflicts.push(k.copy);
+                t.conflicts_total += 1;
+            }
+        }
+    });
 }
 
 /// One conflict copy made at start.

@@ -21,6 +21,7 @@
 //! - `drain`: the stop-time drain: every event queued before the stop
 //!   (in the kernel, in notify's channel) handed over, by a barrier.
 //! - `fs_kind`: filesystems whose events miss remote changes.
+//! - `tests`: the worker against real inotify.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

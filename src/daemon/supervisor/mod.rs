@@ -24,11 +24,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::ready::{Readiness, ReadyMsg};
-use super::scheduler::{
-    Board, Inputs, Scheduler, SchedulerExit, TargetFailure, TargetInfo, Unflushed,
-};
+use super::scheduler::{Board, Inputs, Scheduler, SchedulerExit, TargetFailure, TargetInfo};
 use super::seam::{Seams, error_chain, fail, fail_from};
-use super::status::{self, DaemonState, DaemonStatus, StopNote, unix_now};
+use super::status::{self, DaemonState, DaemonStatus, unix_now};
 use super::stop_budget::StopBudget;
 use super::workers::{self, WorkerEnd, WorkerKind, WorkerSetup};
 use super::{control, pidfile, sdnotify, unpushed};
@@ -36,6 +34,10 @@ use crate::error::{ExitStatus, Fail};
 use crate::spec::Spec;
 
 use crate::state_dir::{StateDir, StateDirError, StateLock};
+
+mod stop;
+
+use stop::{finish_manifests, join_workers, release_and_record, report_unflushed};
 
 /// How to run a daemon.
 pub struct Options {
@@ -84,7 +86,7 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 
     let board = Arc::new(Board::new(initial_status(&spec)));
     let _ = status::write_file(state.path(), &board.snapshot());
-    keep_unpushed(&spec, &state, &board).await;
+    unpushed::keep_at_start(&spec, &state, &board).await;
 
     // Missing credentials are never silently ignored: fail now, naming
     // the variables (the error does; it never carries a value).
@@ -144,49 +146,6 @@ async fn lock_state_dir(state: &StateDir, opts: &mut Options) -> Result<Option<S
     }
 }
 
-/// Changes a previous run could not push before it lost its lease become
-/// conflict copies now, before anything can overwrite them (see
-/// `unpushed`); `status` lists them with the target's conflicts.
-async fn keep_unpushed(spec: &Arc<Spec>, state: &StateDir, board: &Board) {
-    let (spec2, dir) = (spec.clone(), state.path().to_path_buf());
-    let kept = tokio::task::spawn_blocking(move || unpushed::keep_as_conflict_copies(&spec2, &dir))
-        .await
-        .unwrap_or_default();
-    if kept.is_empty() {
-        return;
-    }
-    board.update(|s| {
-        for k in kept {
-            if let Some(t) = s.targets.iter_mut().find(|t| t.name == k.target) {
-                t.conflicts.push(k.copy);
-                t.conflicts_total += 1;
-            }
-        }
-    });
-}
-
-/// Release the lease whatever happened (after a flush, after a failed
-/// start, after a lost lease: the keeper frees the prefixes it still
-/// holds) within what is left of the stop budget, then leave the final
-/// status for `coltecd status`.
-async fn release_and_record(seams: &Seams, board: &Board, state: &StateDir, budget: StopBudget) {
-    match tokio::time::timeout_at(budget.end(), seams.lease.release()).await {
-        Ok(Ok(())) => tracing::info!("lease released"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %error_chain(&e), "releasing the lease failed; it will expire after its TTL")
-        }
-        Err(_) => tracing::warn!(
-            budget = ?budget.total(),
-            "stop budget: no time left to release the lease; it will expire after its TTL"
-        ),
-    }
-    let mut last = board.snapshot().as_stopped(unix_now());
-    last.updated_at = unix_now();
-    if let Err(e) = status::write_file(state.path(), &last) {
-        tracing::warn!(error = %e, "cannot write the final status file");
-    }
-}
-
 fn initial_status(spec: &Spec) -> DaemonStatus {
     let mut s = super::status_for_spec(spec, DaemonState::Running);
     s.pid = Some(std::process::id());
@@ -196,20 +155,20 @@ fn initial_status(spec: &Spec) -> DaemonStatus {
 
 /// The supervisor's view while the daemon serves: the exit it will report,
 /// and whether readiness is still to come.
-struct Watch {
-    outcome: Result<ExitStatus, Fail>,
-    ready_pending: bool,
-    shutdown: CancellationToken,
+pub(super) struct Watch {
+    pub(super) outcome: Result<ExitStatus, Fail>,
+    pub(super) ready_pending: bool,
+    pub(super) shutdown: CancellationToken,
     /// Cancelled when the lease is lost or nothing was synced yet: stop
     /// without flushing.
-    lease_lost: CancellationToken,
+    pub(super) lease_lost: CancellationToken,
     /// The lease keeper reported the lease definitively lost.
-    lost_lease: bool,
+    pub(super) lost_lease: bool,
 }
 
 impl Watch {
     /// Keep the first failure as the daemon's exit.
-    fn failed(&mut self, f: Fail) {
+    pub(super) fn failed(&mut self, f: Fail) {
         if self.outcome.is_ok() {
             self.outcome = Err(f);
         }
@@ -303,91 +262,6 @@ async fn serve(
     join_workers(&mut workers, &mut w, budget).await;
     report_unflushed(&mut w, &exit.unflushed, state, &board);
     (w.outcome, budget)
-}
-
-/// Join the workers until the budget's manifest slice ends; abort those
-/// still running then (the control socket's drain of slow clients).
-async fn join_workers(workers: &mut JoinSet<WorkerEnd>, w: &mut Watch, budget: StopBudget) {
-    let mut record = |end: Result<WorkerEnd, tokio::task::JoinError>| {
-        if let Ok((kind, Err(e))) = end {
-            tracing::warn!(worker = %kind, error = %error_chain(&e), "worker ended with an error during shutdown");
-            if kind == WorkerKind::Lease {
-                w.lost_lease = true;
-                w.failed(fail_from(&e));
-            }
-        }
-    };
-    let joined = tokio::time::timeout_at(budget.manifests_until(), async {
-        while let Some(end) = workers.join_next().await {
-            record(end);
-        }
-    })
-    .await;
-    if joined.is_err() {
-        tracing::warn!("stop budget: workers still stopping; cutting them off");
-        workers.abort_all();
-        while workers.join_next().await.is_some() {}
-    }
-}
-
-/// Name what was not flushed: in the log, the exit (6, or the lease's own
-/// exit with the files named) and, when the lease was lost, the status
-/// file and the record the next start keeps as conflict copies.
-fn report_unflushed(w: &mut Watch, unflushed: &Unflushed, state: &StateDir, board: &Board) {
-    let lost = w.lost_lease;
-    log_unflushed(unflushed, lost);
-    let files = unpushed::as_files(unflushed);
-    let n: usize = unflushed.iter().map(|(_, p)| p.len()).sum();
-    if lost {
-        if n > 0
-            && let Err(e) = unpushed::record(state.path(), &lease_reason(w), &files)
-        {
-            tracing::error!(error = %e, "cannot record the unpushed changes for the next start");
-        }
-        let (code, reason) = (
-            w.outcome.as_ref().err().map_or(1, |f| f.status.code()),
-            lease_reason(w),
-        );
-        board.update(|s| {
-            s.stop = Some(StopNote {
-                exit_code: code,
-                reason,
-                unpushed: files.clone(),
-            })
-        });
-        if n > 0
-            && let Err(f) = &mut w.outcome
-        {
-            let named: Vec<String> = files
-                .iter()
-                .map(|u| format!("{}: {}", u.target, status::name_paths(&u.paths)))
-                .collect();
-            f.report = anyhow::anyhow!(
-                "{:#}; {n} local change(s) were NOT pushed and exist only on this disk ({}); \
-                 the next start keeps them as conflict copies",
-                f.report,
-                named.join("; ")
-            );
-        }
-        return;
-    }
-    if n > 0 {
-        w.failed(fail(
-            ExitStatus::PartialFailure,
-            format!(
-                "{n} changed file(s) could not be flushed within the stop budget (listed in the log)"
-            ),
-        ));
-    }
-}
-
-/// Why the daemon stopped without flushing (the lease's error), for the
-/// status file and the record.
-fn lease_reason(w: &Watch) -> String {
-    match &w.outcome {
-        Err(f) => format!("{:#}", f.report),
-        Ok(_) => "the lease was lost".to_string(),
-    }
 }
 
 /// Start the scheduler (its first full passes begin at once); it answers
@@ -503,48 +377,5 @@ fn on_worker_end(w: &mut Watch, end: Option<Result<WorkerEnd, tokio::task::JoinE
             w.shutdown.cancel();
         }
         None => {}
-    }
-}
-
-/// The lease is still renewed here (its worker stops later), so the gate is
-/// open for the deferred manifest writes. Bounded by the budget's manifest
-/// slice: running out of time (the future is dropped) only leaves the dirty
-/// marker, never a manifest that would be trusted while wrong.
-async fn finish_manifests(seams: &Seams, budget: StopBudget) {
-    let finish = seams.sync.finish(CancellationToken::new());
-    match tokio::time::timeout_at(budget.manifests_until(), finish).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %error_chain(&e), "deferred manifest write failed; the remote keeps its dirty marker")
-        }
-        Err(_) => {
-            tracing::warn!(
-                "stop budget: no time left for the deferred manifest write; the remote keeps its dirty marker"
-            )
-        }
-    }
-}
-
-/// Each file not flushed, by path; loud (an error) when the lease was lost:
-/// those changes exist only on this disk.
-fn log_unflushed(unflushed: &Unflushed, lease_lost: bool) {
-    for (target, paths) in unflushed {
-        if lease_lost {
-            tracing::error!(
-                target_name = %target,
-                files = paths.len(),
-                "the lease was lost: these local changes were NOT pushed and exist only on \
-                 this disk; the next start keeps them as conflict copies"
-            );
-        } else {
-            tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
-        }
-        for p in paths {
-            if lease_lost {
-                tracing::error!(target_name = %target, path = %p.display(), "not pushed");
-            } else {
-                tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
-            }
-        }
     }
 }
