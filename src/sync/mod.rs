@@ -11,6 +11,10 @@
 //! - `restore`: pulling a target's remote state into a directory.
 //! - `local`: the local side of a pass (walk or path re-check, stale temps).
 //! - `base`: the base rows a pass reads and writes.
+//! - `pending`: the journal of planned and failed transfers (write-ahead,
+//!   retries, reconciling uploads a crash interrupted).
+//! - `root`: whether the local root can be trusted to say what was deleted
+//!   (missing, replaced, empty roots restore instead).
 //! - `guard`: the mass-delete guard.
 //! - `error`: [`SyncError`]. `report`: [`PassReport`], [`PlanSummary`],
 //!   [`PassObserver`].
@@ -77,14 +81,18 @@ mod limits;
 mod local;
 mod localfs;
 mod pass;
+mod pending;
 mod report;
 mod restore;
+mod root;
 mod target;
 
 pub use engine::{Engine, EngineOptions};
 pub use error::{Disposition, SyncError};
 pub use localfs::conflict_name;
 pub use pass::{PassRequest, PassScope};
+pub use pending::{PendingFile, PendingSummary, Transfer};
+pub use root::{RootGuard, RootId, RootSuspect};
 pub use report::{
     ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary, PlanTotals,
 };

@@ -6,6 +6,12 @@
 //! guard) → **execute** (dirty marker first, then the transfers) →
 //! **manifest** (rewrite it, clear the marker, prune the trash).
 //! [`Pass`] carries what the stages share.
+//!
+//! Two inputs can make a pass list the remote and change how it plans:
+//! the journal of pending transfers (see [`super::pending`]: interrupted
+//! or failed transfers are retried, uploads found stored after a crash
+//! become the base) and a local root that cannot be trusted to say what
+//! was deleted (see [`super::root`]: the pass restores instead).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,8 +24,10 @@ use super::exec::Exec;
 use super::guard::{self, SideTotals};
 use super::layout::RemoteEntry;
 use super::local::{LocalSide, create_root, gather_local, remove_stale_temps, root_is_dir};
+use super::pending::{self, PendingChanges, PendingMap, PendingSummary, Transfer};
 use super::plan::{self, Action};
 use super::report::NoObserver;
+use super::root::{self, RootGuard, RootId, RootSuspect};
 use super::scan;
 use super::state::BaseChanges;
 use super::state::TargetMeta;
@@ -67,8 +75,9 @@ impl Engine {
     ) -> Result<PassReport, SyncError> {
         let st = self.served(target)?;
         let mut pass = Pass::scope(self, &st, req, cancel, observer).await?;
-        let (base, local) = pass.gather().await?;
+        let (mut base, local) = pass.gather().await?;
         let remote = pass.remote_view(&base, &local).await?;
+        pass.repair(&mut base, &remote);
         let actions = pass.plan_and_guard(&base, &local, &remote).await?;
         if pass.req.dry_run {
             return Ok(pass.report);
@@ -98,6 +107,18 @@ struct Pass<'a> {
     trusted: bool,
     /// The local root did not exist when the pass started.
     root_missing: bool,
+    /// Why the local root is not trusted to say what was deleted.
+    suspect: Option<RootSuspect>,
+    /// The root's identity now (`None` while it does not exist).
+    root_now: Option<RootId>,
+    /// The journal rows of the target as the pass found them.
+    pending: PendingMap,
+    /// Base rows of uploads found stored after an interruption.
+    repairs: BaseChanges,
+    /// Journal rows this pass settles without an action.
+    settled: PendingChanges,
+    /// The remote was found to differ from the base: list it next pass.
+    stale: bool,
     /// The target's stored meta as the pass found it.
     meta: TargetMeta,
     /// The manifest's identity as of now.
@@ -119,6 +140,7 @@ impl<'a> Pass<'a> {
         let op = st.operator()?;
         let memory = st.lock(cancel).await?;
         let t = &st.target;
+        let mut req = req;
         let generation = engine.inner.gate.generation();
         let mut full = matches!(req.scope, PassScope::Full { verify: true })
             || memory.reconciled_gen != Some(generation);
@@ -131,6 +153,22 @@ impl<'a> Pass<'a> {
                 create_root(&root, &t.name).await?;
             }
         }
+        let meta = engine.load_meta(&t.name).await?;
+        let root_now = RootId::of(&root).await;
+        let suspect =
+            root::suspect_at_start(root_missing, meta.root, root_now, req.allow_mass_delete);
+        let pending = engine.load_pending(&t.name).await?;
+        // Interrupted transfers and failed downloads need the remote's
+        // real state; failed uploads are re-checked by any pass.
+        full |= suspect.is_some() || pending::forces_full(&pending);
+        if let PassScope::Paths(paths) = &mut req.scope {
+            paths.extend(
+                pending
+                    .iter()
+                    .filter(|(_, p)| p.transfer == Transfer::Up)
+                    .map(|(rel, _)| root.join(rel)),
+            );
+        }
         let exec = Exec::new(
             &engine.inner,
             st,
@@ -140,7 +178,6 @@ impl<'a> Pass<'a> {
             cancel,
             observer,
         );
-        let meta = engine.load_meta(&t.name).await?;
         let mut pass = Pass {
             engine,
             st,
@@ -153,12 +190,19 @@ impl<'a> Pass<'a> {
             full,
             trusted: false,
             root_missing,
+            suspect,
+            root_now,
+            pending,
+            repairs: BaseChanges::new(),
+            settled: PendingChanges::new(),
+            stale: false,
             manifest_rid: meta.manifest_rid.clone(),
             meta,
             report: PassReport::default(),
         };
         pass.trust_manifest().await?;
         pass.report = PassReport::new(&t.name, pass.full);
+        pass.report.pending = PendingSummary::of(&pass.pending);
         Ok(pass)
     }
 
@@ -170,7 +214,9 @@ impl<'a> Pass<'a> {
             && self.memory.reconciled_gen.is_none()
             && self.engine.inner.options.trust_manifest_on_open
             && !matches!(self.req.scope, PassScope::Full { verify: true })
-            && !self.root_missing)
+            && !self.root_missing
+            && self.suspect.is_none()
+            && !pending::forces_full(&self.pending))
         {
             return Ok(());
         }
@@ -186,13 +232,35 @@ impl<'a> Pass<'a> {
     }
 
     /// Stage 2, gather: the base rows and the local side the pass needs.
+    /// A root found empty while the base has files makes the pass a
+    /// protective full one (see [`super::root`]).
     async fn gather(&mut self) -> Result<(PassBase, LocalSide), SyncError> {
-        let t = &self.st.target;
         let scope = if self.full || self.root_missing {
             PassScope::Full { verify: self.full }
         } else {
             self.req.scope.clone()
         };
+        let (base, local) = self.gather_scope(scope.clone()).await?;
+        if base.total == 0 {
+            // Nothing was synced before: nothing to protect.
+            self.suspect = None;
+        } else if self.suspect.is_none()
+            && !self.req.allow_mass_delete
+            && self.root_is_empty(&scope, &base, &local).await?
+        {
+            self.suspect = Some(RootSuspect::Empty);
+            if !self.full {
+                self.full = true;
+                self.report.remote_listed = true;
+                drop((base, local));
+                return self.gather_scope(PassScope::Full { verify: true }).await;
+            }
+        }
+        Ok((base, local))
+    }
+
+    async fn gather_scope(&mut self, scope: PassScope) -> Result<(PassBase, LocalSide), SyncError> {
+        let t = &self.st.target;
         let base = self.engine.pass_base(&t.name, &self.root, &scope).await?;
         let mut local = if self.root_missing {
             LocalSide::default()
@@ -210,6 +278,57 @@ impl<'a> Pass<'a> {
         }
         self.report.failed.extend(local.problems.iter().cloned());
         Ok((base, local))
+    }
+
+    /// Whether the existing root holds no file at all (a path-scoped pass
+    /// looks only when one of its paths is gone from a non-empty base).
+    async fn root_is_empty(
+        &self,
+        scope: &PassScope,
+        base: &PassBase,
+        local: &LocalSide,
+    ) -> Result<bool, SyncError> {
+        if self.root_missing || !local.unreadable_dirs.is_empty() {
+            return Ok(false);
+        }
+        match scope {
+            PassScope::Full { .. } => Ok(local.entries.is_empty()),
+            PassScope::Paths(_) => {
+                let gone = base.map.keys().any(|k| !local.entries.contains_key(k));
+                if !gone {
+                    return Ok(false);
+                }
+                let root = self.root.clone();
+                let excludes = self.st.target.excludes.clone();
+                tokio::task::spawn_blocking(move || !root::has_entries(&root, &excludes))
+                    .await
+                    .map_err(|e| SyncError::Internal(e.to_string()))
+            }
+        }
+    }
+
+    /// After a full reconcile: pending uploads the remote shows finished
+    /// (a crash came before their base rows) become the base.
+    fn repair(&mut self, base: &mut PassBase, remote: &RemoteMap) {
+        if !self.full || self.suspect.is_some() || self.pending.is_empty() {
+            return;
+        }
+        let fixes = pending::repair(&self.pending, &base.map, remote);
+        if fixes.is_empty() {
+            return;
+        }
+        tracing::info!(
+            target_name = %self.st.target.name,
+            files = fixes.len(),
+            "uploads interrupted by a stop were found complete on the remote; recorded as synced"
+        );
+        let map = std::sync::Arc::make_mut(&mut base.map);
+        for (k, v) in &fixes {
+            if let Some(b) = v {
+                map.insert(k.clone(), b.clone());
+            }
+        }
+        self.repairs = fixes;
     }
 
     /// Stage 3, remote view: a full reconcile lists the remote; any other
@@ -252,16 +371,23 @@ impl<'a> Pass<'a> {
     ) -> Result<Vec<Action>, SyncError> {
         let t = &self.st.target;
         let candidates = self.candidates(base, local, remote);
-        // A missing root says nothing about what should be deleted: plan
-        // as a first sync (no base), which never deletes.
+        // A missing, replaced or empty root says nothing about what should
+        // be deleted: plan as a first sync (no base), which never deletes.
         let empty = BTreeMap::new();
-        let plan_base = if self.root_missing {
+        let plan_base = if self.root_missing || self.suspect.is_some() {
             &empty
         } else {
             &*base.map
         };
         let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, remote);
         let actions = self.exec.settle_equal(actions).await;
+        if let Some(reason) = self.suspect {
+            self.report.root_guard = Some(RootGuard {
+                reason,
+                base_files: base.total,
+            });
+        }
+        self.settled = self.settled_rows(&actions, &candidates, base, local, remote);
         self.report.plan = plan::summarize(&actions);
         if !self.req.allow_mass_delete {
             let totals = self.side_totals(base, local, remote);
@@ -297,6 +423,34 @@ impl<'a> Pass<'a> {
         candidates
     }
 
+    /// Journal rows that need no transfer any more: their path was planned
+    /// without an action, is excluded now, or (full pass) is gone from
+    /// every side.
+    fn settled_rows(
+        &self,
+        actions: &[Action],
+        candidates: &BTreeSet<String>,
+        base: &PassBase,
+        local: &LocalSide,
+        remote: &RemoteMap,
+    ) -> PendingChanges {
+        let acted: BTreeSet<&str> = actions.iter().map(Action::rel).collect();
+        let excludes = &self.st.target.excludes;
+        self.pending
+            .keys()
+            .filter(|k| !acted.contains(k.as_str()))
+            .filter(|k| {
+                candidates.contains(*k)
+                    || scan::excluded_with_parents(excludes, k, false)
+                    || (self.full
+                        && !local.entries.contains_key(*k)
+                        && !remote.contains_key(*k)
+                        && !base.map.contains_key(*k))
+            })
+            .map(|k| (k.clone(), None))
+            .collect()
+    }
+
     /// How many files each side holds, as far as this pass knows.
     fn side_totals(&self, base: &PassBase, local: &LocalSide, remote: &RemoteMap) -> SideTotals {
         SideTotals {
@@ -322,16 +476,43 @@ impl<'a> Pass<'a> {
         local: LocalSide,
     ) -> Result<BaseChanges, SyncError> {
         let st = self.st;
-        self.observer.planned(&st.target.name, &self.report.plan);
+        let name = &st.target.name;
+        self.observer.planned(name, &self.report.plan);
+        self.void_base().await?;
         self.mark_dirty().await?;
         drop(local);
-        let executed = self.exec.run(actions, &mut self.report).await;
-        self.engine
-            .save_base(&st.target.name, &executed.changes)
-            .await?;
+        let executed = self
+            .exec
+            .run(actions, &self.pending, &mut self.report)
+            .await;
+        let mut changes = std::mem::take(&mut self.repairs);
+        changes.extend(executed.changes);
+        let mut journal = std::mem::take(&mut self.settled);
+        journal.extend(executed.pending);
+        self.engine.save_base(name, &changes, &journal).await?;
+        self.report.pending = PendingSummary::of(&self.engine.load_pending(name).await?);
         self.memory.manifest_dirty |= executed.remote_changed;
+        self.stale |= executed.remote_stale;
         executed.fatal.map_or(Ok(()), Err)?;
-        Ok(executed.changes)
+        Ok(changes)
+    }
+
+    /// A root not trusted to say what was deleted: forget the base (it
+    /// describes another directory) and take this root as the target's,
+    /// in one transaction, before anything is transferred. From then on
+    /// the restored paths are first syncs, which never delete.
+    async fn void_base(&mut self) -> Result<(), SyncError> {
+        let Some(guard) = &self.report.root_guard else {
+            return Ok(());
+        };
+        tracing::warn!(target_name = %self.st.target.name, "{}", guard.describe());
+        let meta = TargetMeta {
+            manifest_rid: self.meta.manifest_rid.clone(),
+            root: self.root_now,
+        };
+        self.engine.void_base(&self.st.target.name, meta.clone()).await?;
+        self.meta = meta;
+        Ok(())
     }
 
     /// From now until the manifest is rewritten it does not describe the
@@ -364,16 +545,20 @@ impl<'a> Pass<'a> {
                 self.exec.clear_marker(&mut self.memory).await?;
             }
         }
-        if self.manifest_rid != self.meta.manifest_rid {
-            let meta = TargetMeta {
-                manifest_rid: self.manifest_rid.clone(),
-            };
+        let meta = TargetMeta {
+            manifest_rid: self.manifest_rid.clone(),
+            root: self.root_now.or(self.meta.root),
+        };
+        if meta != self.meta {
             self.engine.save_meta(&t.name, meta).await?;
         }
         if self.full && t.direction.writes_remote() {
             self.exec.prune_trash(&mut self.report).await?;
         }
-        if self.full || self.trusted {
+        if self.stale {
+            // The base proved older than the remote: list it next time.
+            self.memory.reconciled_gen = None;
+        } else if self.full || self.trusted {
             self.memory.reconciled_gen = Some(self.generation);
         }
         Ok(())
