@@ -13,6 +13,7 @@
 //! become the base) and a local root that cannot be trusted to say what
 //! was deleted (see [`super::root`]: the pass restores instead).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -29,8 +30,7 @@ use super::plan::{self, Action};
 use super::report::NoObserver;
 use super::root::{self, RootGuard, RootId, RootSuspect};
 use super::scan;
-use super::state::BaseChanges;
-use super::state::TargetMeta;
+use super::state::{BaseChanges, BaseMap, TargetMeta};
 use super::target::{Marker, ServedTarget, TargetMemory};
 use super::{Engine, PassObserver, PassReport, SyncError};
 
@@ -371,34 +371,79 @@ impl<'a> Pass<'a> {
     ) -> Result<Vec<Action>, SyncError> {
         let t = &self.st.target;
         let candidates = self.candidates(base, local, remote);
-        // A missing, replaced or empty root says nothing about what should
-        // be deleted: plan as a first sync (no base), which never deletes.
-        let empty = BTreeMap::new();
-        let plan_base = if self.root_missing || self.suspect.is_some() {
-            &empty
-        } else {
-            &*base.map
-        };
-        let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, remote);
-        let actions = self.exec.settle_equal(actions).await;
+        let plan_base = self.plan_base(base, local);
+        let mut actions =
+            plan::plan(t.direction, &candidates, &local.entries, &plan_base, remote);
+        if self.suspect == Some(RootSuspect::Empty) {
+            // An emptied root that the mass-delete guard refuses is
+            // reported as that refusal, as before.
+            self.guard(base, local, remote, &plan::summarize(&actions))?;
+        }
         if let Some(reason) = self.suspect {
+            // A missing, replaced or empty root says nothing about what
+            // should be deleted: plan as a first sync (no base), which
+            // never deletes.
+            actions = plan::plan(
+                t.direction,
+                &candidates,
+                &local.entries,
+                &BTreeMap::new(),
+                remote,
+            );
             self.report.root_guard = Some(RootGuard {
                 reason,
                 base_files: base.total,
             });
         }
+        let actions = self.exec.settle_equal(actions).await;
         self.settled = self.settled_rows(&actions, &candidates, base, local, remote);
         self.report.plan = plan::summarize(&actions);
-        if !self.req.allow_mass_delete {
-            let totals = self.side_totals(base, local, remote);
-            guard::check(
-                &self.engine.inner.spec.safety,
-                &t.name,
-                &self.report.plan,
-                totals,
-            )?;
-        }
+        self.guard(base, local, remote, &self.report.plan)?;
         Ok(actions)
+    }
+
+    /// The base to plan against: a path whose download is pending and
+    /// that is absent locally was never there (a failed download is not a
+    /// local delete), so it is planned without its base row.
+    fn plan_base<'b>(&self, base: &'b PassBase, local: &LocalSide) -> Cow<'b, BaseMap> {
+        let undelivered: Vec<&String> = self
+            .pending
+            .iter()
+            .filter(|(rel, p)| {
+                p.transfer == Transfer::Down
+                    && !local.entries.contains_key(*rel)
+                    && base.map.contains_key(*rel)
+            })
+            .map(|(rel, _)| rel)
+            .collect();
+        if undelivered.is_empty() {
+            return Cow::Borrowed(&*base.map);
+        }
+        let mut map = (*base.map).clone();
+        for rel in undelivered {
+            map.remove(rel);
+        }
+        Cow::Owned(map)
+    }
+
+    /// The mass-delete guard, unless the caller allows mass deletes.
+    fn guard(
+        &self,
+        base: &PassBase,
+        local: &LocalSide,
+        remote: &RemoteMap,
+        plan: &super::PlanSummary,
+    ) -> Result<(), SyncError> {
+        if self.req.allow_mass_delete {
+            return Ok(());
+        }
+        let totals = self.side_totals(base, local, remote);
+        guard::check(
+            &self.engine.inner.spec.safety,
+            &self.st.target.name,
+            plan,
+            totals,
+        )
     }
 
     /// The paths to plan.
@@ -497,15 +542,21 @@ impl<'a> Pass<'a> {
         Ok(changes)
     }
 
-    /// A root not trusted to say what was deleted: forget the base (it
-    /// describes another directory) and take this root as the target's,
-    /// in one transaction, before anything is transferred. From then on
-    /// the restored paths are first syncs, which never delete.
+    /// A root not trusted to say what was deleted: say so, and when it is
+    /// another directory (missing, replaced) forget the base (it describes
+    /// the old one) and take this root as the target's, in one
+    /// transaction, before anything is transferred. From then on the
+    /// restored paths are first syncs, which never delete.
     async fn void_base(&mut self) -> Result<(), SyncError> {
         let Some(guard) = &self.report.root_guard else {
             return Ok(());
         };
         tracing::warn!(target_name = %self.st.target.name, "{}", guard.describe());
+        if guard.reason == RootSuspect::Empty {
+            // Still the directory the base describes: keep the base, so
+            // deletes confirmed later (`--allow-mass-delete`) still apply.
+            return Ok(());
+        }
         let meta = TargetMeta {
             manifest_rid: self.meta.manifest_rid.clone(),
             root: self.root_now,

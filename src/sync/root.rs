@@ -6,14 +6,17 @@
 //! while the base says files existed says nothing about deletions: the
 //! pass then plans as a first sync (no base, so nothing is deleted on
 //! either side: a bidirectional or pull-only target restores what the
-//! remote holds, a push-only one only uploads), forgets the base (it
-//! describes another directory), logs why and reports it
-//! ([`RootGuard`]). Syncthing's folder marker and lsyncd's "never delete
-//! at startup" guard the same case.
+//! remote holds, a push-only one only uploads), logs why and reports it
+//! ([`RootGuard`]). For a missing or replaced root it also forgets the
+//! base (it describes another directory) and records the new identity.
+//! Syncthing's folder marker and lsyncd's "never delete at startup" guard
+//! the same case.
 //!
 //! An empty root with its recorded identity may be intended (every file
-//! deleted on purpose): `allow_mass_delete` accepts it, as it accepts a
-//! replaced root; a missing root is never taken as "delete everything".
+//! deleted on purpose): its base is kept, a plan that trips the
+//! mass-delete guard is refused as before, and `allow_mass_delete`
+//! accepts the deletes (as it accepts a replaced root); a missing root is
+//! never taken as "delete everything".
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -8,6 +8,7 @@ mod support;
 mod crash;
 mod daemon;
 mod daemon_sync;
+mod faults_sync;
 mod harness;
 mod lease;
 mod lease_cli;
