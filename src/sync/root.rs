@@ -1,8 +1,10 @@
 //! Whether a pass may trust its local root to say what was deleted.
 //!
 //! A root that is missing, empty, or not the directory coltecd last synced
-//! (its device and inode differ from what the state database recorded: an
-//! unmounted volume, a container rebuilt around a surviving state dir)
+//! (its device, inode or birth time differ from what the state database
+//! recorded: an unmounted volume, a container rebuilt around a surviving
+//! state dir; the birth time tells a directory recreated on the inode
+//! number just freed, which filesystems reuse at once)
 //! while the base says files existed says nothing about deletions: the
 //! pass then plans as a first sync (no base, so nothing is deleted on
 //! either side: a bidirectional or pull-only target restores what the
@@ -27,11 +29,15 @@ use super::kind::RESERVED;
 use super::scan;
 use crate::spec::Excludes;
 
-/// Device and inode of a directory.
+/// Device, inode and (where the filesystem reports it) birth time of a
+/// directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootId {
     pub dev: u64,
     pub ino: u64,
+    /// Nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born_ns: Option<i64>,
 }
 
 impl RootId {
@@ -41,7 +47,19 @@ impl RootId {
         Some(RootId {
             dev: md.dev(),
             ino: md.ino(),
+            born_ns: md.created().ok().and_then(super::layout::system_time_ns),
         })
+    }
+
+    /// Whether both name the same directory (birth times are compared
+    /// only when both are known).
+    fn same_dir(&self, other: &RootId) -> bool {
+        self.dev == other.dev
+            && self.ino == other.ino
+            && match (self.born_ns, other.born_ns) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
     }
 }
 
@@ -102,7 +120,9 @@ pub(super) fn suspect_at_start(
         return Some(RootSuspect::Missing);
     }
     match (recorded, now) {
-        (Some(r), Some(n)) if r != n && !allow_mass_delete => Some(RootSuspect::Replaced),
+        (Some(r), Some(n)) if !r.same_dir(&n) && !allow_mass_delete => {
+            Some(RootSuspect::Replaced)
+        }
         _ => None,
     }
 }
@@ -159,8 +179,22 @@ mod tests {
 
     #[test]
     fn a_replaced_root_is_suspect_unless_the_caller_accepts_it() {
-        let a = Some(RootId { dev: 1, ino: 2 });
-        let b = Some(RootId { dev: 1, ino: 3 });
+        let id = |ino, born_ns| {
+            Some(RootId {
+                dev: 1,
+                ino,
+                born_ns,
+            })
+        };
+        let (a, b) = (id(2, Some(10)), id(3, Some(10)));
+        // The inode number of a directory just removed, reused at once.
+        let reborn = id(2, Some(11));
+        assert_eq!(
+            suspect_at_start(false, a, reborn, false),
+            Some(RootSuspect::Replaced)
+        );
+        // A filesystem without birth times: dev and inode decide.
+        assert_eq!(suspect_at_start(false, id(2, None), reborn, false), None);
         assert_eq!(suspect_at_start(false, a, a, false), None);
         assert_eq!(
             suspect_at_start(false, a, b, false),

@@ -95,7 +95,7 @@ async fn without_the_lease_no_condition_is_sent_s3() {
     let puts: Vec<_> = proxy
         .seen()
         .into_iter()
-        .filter(|s| s.method == "PUT" && s.target.ends_with("/f"))
+        .filter(|s| s.method == "PUT" && s.target.ends_with(&format!("/{REMOTE_PATH}/f")))
         .collect();
     assert_eq!(puts.len(), 2, "{puts:?}");
     assert!(
