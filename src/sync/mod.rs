@@ -92,10 +92,10 @@ pub use error::{Disposition, SyncError};
 pub use localfs::conflict_name;
 pub use pass::{PassRequest, PassScope};
 pub use pending::{PendingFile, PendingSummary, Transfer};
-pub use root::{RootGuard, RootId, RootSuspect};
 pub use report::{
     ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary, PlanTotals,
 };
+pub use root::{RootGuard, RootId, RootSuspect};
 
 #[cfg(test)]
 mod tests {

@@ -312,7 +312,8 @@ mod tests {
         assert_eq!(db.load_pending("t").unwrap()["a"], p);
         assert!(forces_full(&db.load_pending("t").unwrap()));
         // Success: base row written and journal row removed together.
-        let base = BaseChanges::from([("a".to_string(), Some(BaseEntry::from_local(&l, "e".into())))]);
+        let base =
+            BaseChanges::from([("a".to_string(), Some(BaseEntry::from_local(&l, "e".into())))]);
         let clear = PendingChanges::from([("a".to_string(), None)]);
         db.apply_with_pending("t", &base, &clear).unwrap();
         assert!(db.load_pending("t").unwrap().is_empty());
@@ -342,9 +343,18 @@ mod tests {
     fn an_upload_found_stored_after_a_crash_becomes_the_base() {
         let l = local(3, 5_000_000_000);
         let rows = PendingMap::from([
-            ("stored".to_string(), intent(&upload("stored", &l), None).unwrap()),
-            ("other".to_string(), intent(&upload("other", &l), None).unwrap()),
-            ("absent".to_string(), intent(&upload("absent", &l), None).unwrap()),
+            (
+                "stored".to_string(),
+                intent(&upload("stored", &l), None).unwrap(),
+            ),
+            (
+                "other".to_string(),
+                intent(&upload("other", &l), None).unwrap(),
+            ),
+            (
+                "absent".to_string(),
+                intent(&upload("absent", &l), None).unwrap(),
+            ),
         ]);
         let remote_view = BTreeMap::from([
             ("stored".to_string(), remote(3, 5_000_000_000, "\"e1\"")),

@@ -120,9 +120,7 @@ pub(super) fn suspect_at_start(
         return Some(RootSuspect::Missing);
     }
     match (recorded, now) {
-        (Some(r), Some(n)) if !r.same_dir(&n) && !allow_mass_delete => {
-            Some(RootSuspect::Replaced)
-        }
+        (Some(r), Some(n)) if !r.same_dir(&n) && !allow_mass_delete => Some(RootSuspect::Replaced),
         _ => None,
     }
 }

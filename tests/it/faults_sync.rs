@@ -214,7 +214,12 @@ fn side(remote: &Remote, o: &Opts) -> Side {
     fs::create_dir_all(&root).unwrap();
     let state = tmp.path().join("state");
     let spec = Arc::new(make_spec(&root, tmp.path(), remote, o));
-    let engine = Engine::open(spec.clone(), &StateDir::at(&state), WriteGate::always_open()).unwrap();
+    let engine = Engine::open(
+        spec.clone(),
+        &StateDir::at(&state),
+        WriteGate::always_open(),
+    )
+    .unwrap();
     Side {
         _tmp: tmp,
         root,
@@ -268,7 +273,10 @@ impl Side {
 
     /// A full pass that must not fail a file.
     async fn pass(&self) -> PassReport {
-        let r = self.run(PassScope::Full { verify: false }, false).await.unwrap();
+        let r = self
+            .run(PassScope::Full { verify: false }, false)
+            .await
+            .unwrap();
         assert!(r.failed.is_empty(), "failed files: {:?}", r.failed);
         r
     }
@@ -310,4 +318,3 @@ impl Side {
 fn names(n: usize) -> BTreeSet<String> {
     (0..n).map(|i| format!("d/f{i}.txt")).collect()
 }
-

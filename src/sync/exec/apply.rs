@@ -147,7 +147,10 @@ impl Exec<'_> {
                         }
                     };
                     let row = transfer.map(|t| Some(pending::failed(journaled, t, &reason)));
-                    report.failed.push(FailedFile { path: rel.clone(), reason });
+                    report.failed.push(FailedFile {
+                        path: rel.clone(),
+                        reason,
+                    });
                     row
                 }
                 Err(FileErr::Fatal(e)) => {
@@ -206,7 +209,12 @@ impl Exec<'_> {
             .collect();
         let inner = self.inner.clone();
         let name = self.name().to_string();
-        blocking(move || inner.db.apply_with_pending(&name, &BaseChanges::new(), &rows)).await??;
+        blocking(move || {
+            inner
+                .db
+                .apply_with_pending(&name, &BaseChanges::new(), &rows)
+        })
+        .await??;
         Ok(ahead)
     }
 

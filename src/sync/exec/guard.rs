@@ -151,16 +151,14 @@ impl Exec<'_> {
         let um = m.user_metadata();
         let mtime = um
             .and_then(|u| u.get("mtime"))
-            .and_then(|s| layout::parse_mtime(s))
+            .and_then(layout::parse_mtime)
             .or_else(|| m.last_modified().and_then(layout::opendal_ns));
         let mut r = RemoteEntry {
             kind,
             size: m.content_length(),
             rid: object_rid(&m),
             mtime_ns: mtime,
-            mode: um
-                .and_then(|u| u.get("mode"))
-                .and_then(|s| layout::parse_mode(s)),
+            mode: um.and_then(|u| u.get("mode")).and_then(layout::parse_mode),
             link: None,
         };
         if kind == Kind::Symlink {
@@ -216,7 +214,10 @@ impl Exec<'_> {
                     .await?
                     .map_err(|e| ferr("cannot keep the other version as a conflict copy", e))?;
                 d.conflicts.push(copy);
-                let b = self.upload(&rel, &local, Some(&r), d).await.map_err(again)?;
+                let b = self
+                    .upload(&rel, &local, Some(&r), d)
+                    .await
+                    .map_err(again)?;
                 d.changes.push((rel, Some(b)));
             }
         }

@@ -31,7 +31,6 @@ mod settle;
 mod snapshot;
 mod upload;
 
-
 use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -99,8 +99,7 @@ fn attempt(path: &std::path::Path) -> Result<Attempt, FileErr> {
         return Ok(Attempt::Changed);
     };
     let v = Version::of(&before);
-    if buf.len() as u64 != before.len() || Version::of(&after) != v || Version::of(&at_path) != v
-    {
+    if buf.len() as u64 != before.len() || Version::of(&after) != v || Version::of(&at_path) != v {
         return Ok(Attempt::Changed);
     }
     let entry = LocalEntry {

@@ -40,14 +40,28 @@ async fn a_stale_view_overwrite_becomes_a_conflict_via_412_s3() {
             })
             .count()
     };
-    assert!(conditional("notes.md", "if-match") >= 2, "{:?}", proxy.seen());
-    assert!(conditional("new.md", "if-none-match") >= 1, "{:?}", proxy.seen());
+    assert!(
+        conditional("notes.md", "if-match") >= 2,
+        "{:?}",
+        proxy.seen()
+    );
+    assert!(
+        conditional("new.md", "if-none-match") >= 1,
+        "{:?}",
+        proxy.seen()
+    );
     // Neither version is lost: each other version is a conflict copy.
     assert_eq!(r.conflicts.len(), 2, "{r:?}");
-    assert_eq!(fs::read(a.root.join("notes.md")).unwrap(), b"mine, edited locally");
+    assert_eq!(
+        fs::read(a.root.join("notes.md")).unwrap(),
+        b"mine, edited locally"
+    );
     assert_eq!(remote.read("notes.md").await, b"mine, edited locally");
     let copy = r.conflicts.iter().find(|c| c.starts_with("notes")).unwrap();
-    assert_eq!(fs::read(a.root.join(copy)).unwrap(), b"the other writer's version");
+    assert_eq!(
+        fs::read(a.root.join(copy)).unwrap(),
+        b"the other writer's version"
+    );
     assert_eq!(remote.read(copy).await, b"the other writer's version");
     let copy = r.conflicts.iter().find(|c| c.starts_with("new")).unwrap();
     assert_eq!(remote.read(copy).await, b"theirs");
@@ -104,4 +118,3 @@ async fn without_the_lease_no_condition_is_sent_s3() {
         "{puts:?}"
     );
 }
-

@@ -106,7 +106,7 @@ fn local_files(root: &Path) -> BTreeSet<String> {
 /// One trial; returns how many files the killed run had stored.
 fn trial(seed: u64) -> usize {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let direction = if seed % 2 == 0 {
+    let direction = if seed.is_multiple_of(2) {
         "bidirectional"
     } else {
         "push-only"
@@ -140,7 +140,10 @@ fn trial(seed: u64) -> usize {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let pushed = stored(&bucket).len();
-    assert!(pushed < FILES, "seed {seed}: the run finished before the kill");
+    assert!(
+        pushed < FILES,
+        "seed {seed}: the run finished before the kill"
+    );
 
     // Delete some files locally: stored ones and not-yet-stored ones.
     let mut deleted = BTreeSet::new();
@@ -150,7 +153,11 @@ fn trial(seed: u64) -> usize {
     for n in &deleted {
         fs::remove_file(local.join(n)).unwrap();
     }
-    let kept: BTreeSet<String> = all.iter().filter(|n| !deleted.contains(*n)).cloned().collect();
+    let kept: BTreeSet<String> = all
+        .iter()
+        .filter(|n| !deleted.contains(*n))
+        .cloned()
+        .collect();
 
     let o = coltecd(&spec, &state).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "seed {seed}: {}", text(&o));
@@ -180,5 +187,8 @@ fn trial(seed: u64) -> usize {
 fn kill_9_after_uploads_then_local_deletes_resurrects_nothing_and_makes_no_conflict_copy() {
     let kill_points: Vec<usize> = (1..=4).map(trial).collect();
     // The trials did interrupt the runs part way.
-    assert!(kill_points.iter().all(|&k| k > 0 && k < FILES), "{kill_points:?}");
+    assert!(
+        kill_points.iter().all(|&k| k > 0 && k < FILES),
+        "{kill_points:?}"
+    );
 }

@@ -41,7 +41,10 @@ async fn hot_file(remote: Remote) {
             .run(PassScope::Paths(vec![path.clone()]), false)
             .await
             .unwrap();
-        assert!(r.failed.is_empty(), "a hot small file must get through: {r:?}");
+        assert!(
+            r.failed.is_empty(),
+            "a hot small file must get through: {r:?}"
+        );
         assert_eq!(r.uploaded, 1, "{r:?}");
         uploads += r.uploaded;
     }
@@ -93,10 +96,16 @@ async fn a_large_file_changed_while_read_leaves_no_trash_copy_s3() {
         let mut f = fs::OpenOptions::new().append(true).open(&p2).unwrap();
         f.write_all(b"appended while uploading").unwrap();
     });
-    let r = a.run(PassScope::Full { verify: false }, false).await.unwrap();
+    let r = a
+        .run(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap();
     writer.join().unwrap();
     assert_eq!(r.uploaded, 0, "{r:?}");
-    assert!(r.failed[0].reason.contains("changed while being read"), "{r:?}");
+    assert!(
+        r.failed[0].reason.contains("changed while being read"),
+        "{r:?}"
+    );
     assert_eq!(r.pending.uploads, 1, "{r:?}");
     assert_eq!(remote.trash_copies_of("big.bin").await, 0);
     let r = a.pass().await;

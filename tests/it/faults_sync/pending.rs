@@ -11,9 +11,7 @@ use crate::support::s3;
 /// A GET of one of the target's data objects (not a LIST, not coltecd's
 /// own objects).
 fn data_get(s: &Seen) -> bool {
-    s.method == "GET"
-        && !s.is_list()
-        && s.target.contains(&format!("/{REMOTE_PATH}/d/"))
+    s.method == "GET" && !s.is_list() && s.target.contains(&format!("/{REMOTE_PATH}/d/"))
 }
 
 #[tokio::test]
@@ -29,7 +27,10 @@ async fn failed_downloads_stay_pending_and_succeed_on_a_later_pass() {
     // A new container pulls while every GET of a file fails with 500.
     proxy.fail_when(data_get);
     let b = side(&remote, &Opts::default()).reopen();
-    let r = b.run(PassScope::Full { verify: false }, false).await.unwrap();
+    let r = b
+        .run(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap();
     assert_eq!(r.downloaded, 0, "{r:?}");
     assert_eq!(r.failed.len(), 3, "{r:?}");
     assert_eq!((r.pending.files, r.pending.downloads), (3, 3), "{r:?}");
@@ -39,7 +40,10 @@ async fn failed_downloads_stay_pending_and_succeed_on_a_later_pass() {
     // `coltecd sync` again (a new process trusting the manifest): the
     // downloads are planned again, not "up to date".
     let b = b.reopen();
-    let r = b.run(PassScope::Full { verify: false }, false).await.unwrap();
+    let r = b
+        .run(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap();
     assert_eq!(r.plan.download.files, 3, "{r:?}");
     assert_eq!(r.failed.len(), 3, "{r:?}");
     assert_eq!(r.pending.files, 3);
@@ -76,7 +80,10 @@ async fn a_failed_restore_is_not_taken_for_a_local_delete() {
         fs::remove_file(a.root.join(&n)).unwrap();
     }
     proxy.fail_when(|s| data_get(s) && s.target.ends_with("/d/f1.txt"));
-    let r = a.run(PassScope::Full { verify: false }, false).await.unwrap();
+    let r = a
+        .run(PassScope::Full { verify: false }, false)
+        .await
+        .unwrap();
     assert_eq!((r.downloaded, r.failed.len()), (3, 1), "{r:?}");
     assert_eq!(r.root_guard.map(|g| g.reason), Some(RootSuspect::Empty));
     proxy.clear_rule();

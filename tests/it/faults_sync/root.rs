@@ -21,12 +21,20 @@ async fn an_emptied_root(remote: Remote) {
     let a = a.reopen();
     let r = a.pass().await;
     assert_eq!(r.deleted_remote, 0, "{r:?}");
-    assert_eq!(remote.user_keys().await, names(10), "the remote was emptied");
+    assert_eq!(
+        remote.user_keys().await,
+        names(10),
+        "the remote was emptied"
+    );
     assert_eq!(a.files(), names(10), "the local side was not restored");
     let guard = r.root_guard.expect("the pass must say it restored");
     assert_eq!(guard.reason, RootSuspect::Replaced);
     assert_eq!(guard.base_files, 10);
-    assert!(guard.describe().contains("10 file(s)"), "{}", guard.describe());
+    assert!(
+        guard.describe().contains("10 file(s)"),
+        "{}",
+        guard.describe()
+    );
 
     // The same directory emptied while the daemon runs (an event-driven
     // pass), below the mass-delete thresholds: restored too.
@@ -48,7 +56,10 @@ async fn an_emptied_root(remote: Remote) {
     for n in names(10) {
         fs::remove_file(a.root.join(&n)).unwrap();
     }
-    let r = a.run(PassScope::Full { verify: false }, true).await.unwrap();
+    let r = a
+        .run(PassScope::Full { verify: false }, true)
+        .await
+        .unwrap();
     assert_eq!(r.deleted_remote, 10, "{r:?}");
     assert!(remote.user_keys().await.is_empty());
 }
@@ -109,4 +120,3 @@ async fn push_only_deletes_nothing_for_an_emptied_or_replaced_root_local() {
     let tmp = tempfile::tempdir().unwrap();
     push_only_emptied_root(Remote::local(tmp.path())).await;
 }
-
