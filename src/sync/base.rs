@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::local::root_relative;
-use super::pending::{PendingChanges, PendingMap};
+use super::pending::{PendingChanges, PendingMap, PendingSummary};
 use super::state::{BaseChanges, BaseMap, StateDb, StateError, TargetMeta};
 use super::{Engine, PassScope, SyncError};
 
@@ -115,6 +115,13 @@ impl Engine {
             db.apply_with_pending(t, &changes, &pending)
         })
         .await
+    }
+
+    /// The target's pending transfers as of now (for `status` between
+    /// passes; every pass also reports them).
+    pub async fn pending(&self, target: &str) -> Result<PendingSummary, SyncError> {
+        self.served(target)?;
+        Ok(PendingSummary::of(&self.load_pending(target).await?))
     }
 
     pub(super) async fn load_pending(&self, target: &str) -> Result<PendingMap, SyncError> {

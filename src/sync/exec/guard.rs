@@ -224,3 +224,33 @@ impl Exec<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_told_from_the_size_mtime_stand_in() {
+        assert!(is_etag("\"9b2cf535f27731c974343645a3985328\""));
+        assert!(is_etag("\"9b2cf535f27731c974343645a3985328-3\""));
+        assert!(is_etag("W/\"x\""));
+        assert!(!is_etag("12:1700000000000000000"));
+        assert!(!is_etag(""));
+    }
+
+    #[test]
+    fn only_a_failed_condition_counts_as_refused() {
+        let e = |k| opendal::Error::new(k, "x");
+        let version = Expect::Version("\"e\"".into());
+        assert!(refused(&e(ErrorKind::ConditionNotMatch), &version));
+        assert!(refused(&e(ErrorKind::Conflict), &Expect::Absent));
+        // If-Match on a key that is gone: S3 answers 404.
+        assert!(refused(&e(ErrorKind::NotFound), &version));
+        assert!(!refused(&e(ErrorKind::NotFound), &Expect::Absent));
+        assert!(!refused(
+            &e(ErrorKind::ConditionNotMatch),
+            &Expect::Anything
+        ));
+        assert!(!refused(&e(ErrorKind::Unexpected), &version));
+    }
+}

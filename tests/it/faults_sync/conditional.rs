@@ -118,3 +118,22 @@ async fn without_the_lease_no_condition_is_sent_s3() {
         "{puts:?}"
     );
 }
+
+/// Multipart uploads carry the condition on CompleteMultipartUpload:
+/// moto honours `If-None-Match` there (AWS honours both).
+#[tokio::test]
+async fn a_multipart_upload_of_a_key_believed_new_is_refused_when_it_exists_s3() {
+    let remote = Remote::s3("stale-multipart");
+    let a = side(&remote, &Opts::default());
+    a.write("keep.txt", b"so the root is not empty");
+    a.pass().await;
+    let theirs = vec![1u8; 17 * 1024 * 1024];
+    let ours = vec![2u8; 17 * 1024 * 1024];
+    remote.put("big.bin", &theirs).await;
+    a.write("big.bin", &ours);
+    let r = a.pass().await;
+    assert_eq!(r.conflicts.len(), 1, "{r:?}");
+    assert!(remote.read("big.bin").await == ours);
+    assert!(remote.read(&r.conflicts[0]).await == theirs);
+    assert!(fs::read(a.root.join(&r.conflicts[0])).unwrap() == theirs);
+}
