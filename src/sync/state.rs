@@ -250,7 +250,7 @@ impl StateDb {
 
     /// Forget every base row of `target` and store `meta`, in one
     /// transaction: the local root is not the directory the base
-    /// describes (see [`super::root`]).
+    /// describes (a missing or replaced root, see `sync::root`).
     pub fn void_base(&self, target: &str, meta: &TargetMeta) -> Result<(), StateError> {
         let name = table_name(target);
         let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
