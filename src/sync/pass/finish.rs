@@ -89,11 +89,21 @@ impl Pass<'_> {
     /// it is current, remember its identity, prune the trash (full passes).
     pub(super) async fn manifest(
         &mut self,
-        base: PassBase,
+        mut base: PassBase,
         changes: BaseChanges,
     ) -> Result<(), SyncError> {
         let st = self.st;
         let t = &st.target;
+        if self
+            .report
+            .root_guard
+            .as_ref()
+            .is_some_and(|g| g.reason != RootSuspect::Empty)
+        {
+            // The rows this pass loaded were forgotten: the manifest is
+            // written from what the database holds now.
+            base.complete = false;
+        }
         if t.direction.writes_remote() {
             if self.memory.manifest_dirty && self.engine.manifest_due(&self.memory, self.full) {
                 let whole = base.into_complete(self.engine, &t.name, changes).await?;
