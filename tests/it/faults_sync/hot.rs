@@ -89,17 +89,22 @@ async fn a_large_file_changed_while_read_leaves_no_trash_copy_s3() {
     fs::write(&path, vec![7u8; 17 * 1024 * 1024]).unwrap();
     a.pass().await;
     fs::write(&path, vec![8u8; 17 * 1024 * 1024]).unwrap();
-    let p2 = path.clone();
+    // Appends for as long as the pass runs: every read of it is torn.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (p2, s2) = (path.clone(), stop.clone());
     let writer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
         use std::io::Write;
         let mut f = fs::OpenOptions::new().append(true).open(&p2).unwrap();
-        f.write_all(b"appended while uploading").unwrap();
+        while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+            f.write_all(b"appended while uploading\n").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
     });
     let r = a
         .run(PassScope::Full { verify: false }, false)
         .await
         .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
     assert_eq!(r.uploaded, 0, "{r:?}");
     assert!(
