@@ -7,8 +7,10 @@ use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
 mod common;
+mod completions;
 mod init;
 mod lease;
+mod man;
 mod pass_output;
 mod restore;
 mod run;
@@ -32,6 +34,8 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Sync(args) => sync::run(&cli.global, &args),
         Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }
 

@@ -56,13 +56,25 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
         st.evaluate(now);
     }
     if args.json {
-        let body =
-            serde_json::to_string_pretty(&st).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let body = serde_json::to_string_pretty(&WithBuild {
+            status: &st,
+            build: crate::version::build_info(),
+        })
+        .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         println!("{body}");
     } else {
         print!("{}", st.render_text(now));
     }
     Ok(st.health.exit_status())
+}
+
+/// `status --json`: the status plus `"build"` (version, commit, target) of
+/// the coltecd binary that prints it, so a bug report names the build.
+#[derive(serde::Serialize)]
+struct WithBuild<'a> {
+    #[serde(flatten)]
+    status: &'a DaemonStatus,
+    build: crate::version::BuildInfo,
 }
 
 /// Without a spec and without any status file there is nothing to show
@@ -83,8 +95,10 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         leases: status::StatusLeases {
             writes_allowed: false,
             fenced_reason: None,
+            renew_every_secs: None,
             detail: Vec::new(),
         },
         targets: Vec::new(),
+        stop: None,
     }
 }

@@ -52,7 +52,11 @@ pub fn run(config: &Path, log: &LogOptions, command: &[OsString]) -> CmdResult {
         ));
     };
     let rt = crate::runtime::multi_thread()?;
-    rt.block_on(supervise(config, log, program, args))
+    let result = rt.block_on(supervise(config, log, program, args));
+    // The daemon's stop already fit its budget: do not wait on blocking
+    // work an abandoned pass may have left (dropping the runtime would).
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 async fn supervise(
@@ -62,32 +66,99 @@ async fn supervise(
     args: &[OsString],
 ) -> CmdResult {
     // Signal handlers first, so nothing the child does is missed.
-    let (sig_tx, mut sig_rx) = mpsc::channel::<Signal>(64);
-    let listeners_cancel = CancellationToken::new();
-    let mut listeners = tokio::task::JoinSet::new();
-    for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
-        let mut stream = signal(SignalKind::from_raw(sig as i32)).map_err(|e| {
-            Fail::new(
-                ExitStatus::Failure,
-                anyhow::anyhow!("cannot install a handler for {sig}: {e}"),
-            )
-        })?;
-        let tx = sig_tx.clone();
-        let cancel = listeners_cancel.clone();
-        listeners.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    got = stream.recv() => match got {
-                        Some(()) => { let _ = tx.send(sig).await; }
-                        None => break,
-                    },
+    let mut signals = Listeners::install()?;
+    let child_pid = match spawn_command(program, args) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("coltecd: cannot run {}: {e}", program.to_string_lossy());
+            signals.stop().await;
+            return Ok(ExitStatus::Child(CANNOT_RUN));
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let mut daemon = start_daemon(config, log, shutdown.clone());
+
+    let mut child_code: Option<u8> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while child_code.is_none() || daemon.is_some() {
+        tokio::select! {
+            Some(sig) = signals.rx.recv() => {
+                if sig == Signal::SIGCHLD {
+                    reap(child_pid, &mut child_code);
+                } else if child_code.is_none() {
+                    if let Err(e) = killpg(child_pid, sig) {
+                        tracing::debug!(%sig, error = %e, "forwarding a signal failed");
+                    }
+                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
+                        // Flush while the command shuts down: both must fit
+                        // in the container's stop grace period.
+                        shutdown.cancel();
+                    }
                 }
             }
-        });
+            r = async { match daemon.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
+                daemon = None;
+                let r = r.unwrap_or_else(|e| Err(Fail::new(ExitStatus::Failure, anyhow::anyhow!("sync daemon crashed: {e}"))));
+                if let Err(f) = &r {
+                    eprintln!("coltecd: sync stopped: {:#}", f.report);
+                }
+            }
+            _ = tick.tick() => reap(child_pid, &mut child_code),
+        }
+        if child_code.is_some() && !shutdown.is_cancelled() {
+            shutdown.cancel();
+        }
     }
-    drop(sig_tx);
+    reap(child_pid, &mut child_code);
+    signals.stop().await;
+    Ok(ExitStatus::Child(child_code.unwrap_or(0)))
+}
 
+/// The signals init forwards (and SIGCHLD), delivered on `rx`.
+struct Listeners {
+    rx: mpsc::Receiver<Signal>,
+    cancel: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Listeners {
+    fn install() -> Result<Listeners, Fail> {
+        let (tx, rx) = mpsc::channel::<Signal>(64);
+        let cancel = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+            let mut stream = signal(SignalKind::from_raw(sig as i32)).map_err(|e| {
+                Fail::new(
+                    ExitStatus::Failure,
+                    anyhow::anyhow!("cannot install a handler for {sig}: {e}"),
+                )
+            })?;
+            let tx = tx.clone();
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        got = stream.recv() => match got {
+                            Some(()) => { let _ = tx.send(sig).await; }
+                            None => break,
+                        },
+                    }
+                }
+            });
+        }
+        Ok(Listeners { rx, cancel, tasks })
+    }
+
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Start the command in its own process group (with the terminal, if
+/// any). It is reaped by `waitpid(-1)`; the std handle is never waited on.
+fn spawn_command(program: &OsString, args: &[OsString]) -> std::io::Result<Pid> {
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).process_group(0);
     // SAFETY: only async-signal-safe calls (signal, isatty, tcsetpgrp,
@@ -108,63 +179,9 @@ async fn supervise(
             Ok(())
         });
     }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("coltecd: cannot run {}: {e}", program.to_string_lossy());
-            listeners_cancel.cancel();
-            while listeners.join_next().await.is_some() {}
-            return Ok(ExitStatus::Child(CANNOT_RUN));
-        }
-    };
-    // Reaped by waitpid(-1) below; the std handle is never waited on.
-    let child_pid = Pid::from_raw(child.id() as i32);
-    drop(child);
-
-    let shutdown = CancellationToken::new();
-    let mut daemon = start_daemon(config, log, shutdown.clone());
-
-    let mut child_code: Option<u8> = None;
-    let mut daemon_result: Option<CmdResult> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        if child_code.is_some() && daemon.is_none() {
-            break;
-        }
-        tokio::select! {
-            Some(sig) = sig_rx.recv() => {
-                if sig == Signal::SIGCHLD {
-                    reap(child_pid, &mut child_code);
-                } else if child_code.is_none() {
-                    if let Err(e) = killpg(child_pid, sig) {
-                        tracing::debug!(%sig, error = %e, "forwarding a signal failed");
-                    }
-                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
-                        // Flush while the command shuts down: both must fit
-                        // in the container's stop grace period.
-                        shutdown.cancel();
-                    }
-                }
-            }
-            r = async { match daemon.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
-                daemon = None;
-                let r = r.unwrap_or_else(|e| Err(Fail::new(ExitStatus::Failure, anyhow::anyhow!("sync daemon crashed: {e}"))));
-                if let Err(f) = &r {
-                    eprintln!("coltecd: sync stopped: {:#}", f.report);
-                }
-                daemon_result = Some(r);
-            }
-            _ = tick.tick() => reap(child_pid, &mut child_code),
-        }
-        if child_code.is_some() && !shutdown.is_cancelled() {
-            shutdown.cancel();
-        }
-    }
-    reap(child_pid, &mut child_code);
-    listeners_cancel.cancel();
-    while listeners.join_next().await.is_some() {}
-    let _ = daemon_result;
-    Ok(ExitStatus::Child(child_code.unwrap_or(0)))
+    let child = cmd.spawn()?;
+    let pid = i32::try_from(child.id()).map_err(std::io::Error::other)?;
+    Ok(Pid::from_raw(pid))
 }
 
 /// Start the daemon task, unless paused or its spec does not load (then say

@@ -115,57 +115,12 @@ pub(crate) struct Seams {
     pub lease: Arc<dyn LeaseSeam>,
 }
 
-/// What the daemon does after a pass failed as a whole.
-// TODO(merge): use crate::sync::Disposition (same variants).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Disposition {
-    /// Transient: keep the changes pending and retry after a backoff.
-    Retry,
-    /// Retrying cannot help (the mass-delete guard refused, the target is
-    /// unusable): wait until something changes (a local change, a reload,
-    /// `sync --now`); `status` says what to do.
-    NeedsHuman,
-    /// The pass was cancelled, not failed: run it again, without backoff.
-    Requeue,
-    /// The engine and the daemon disagree or an invariant broke: stop the
-    /// daemon (flush the other targets, release, exit with the error).
-    Stop,
-}
+pub(crate) use crate::sync::Disposition;
 
-/// Classify a failed pass by what to do next. The one place that decides
-/// it; the scheduler acts on the answer.
-///
-/// Remote errors: opendal's `RetryLayer` (see `crate::remote`) already
-/// retried what `is_temporary()` allowed and marks whatever it gives up on
-/// persistent, so by the time an error reaches here `is_temporary()` is
-/// false for all of them; the kind says whether waiting can help. Only a
-/// configuration the service rejects as such (`ConfigInvalid`,
-/// `Unsupported`) waits for a human; anything else, including access
-/// denied (fixable on the remote side without touching coltecd), is
-/// retried with a backoff capped at the target's interval.
-// TODO(merge): use SyncError::disposition
+/// Classify a failed pass by what to do next: the engine's own
+/// classification ([`SyncError::disposition`]), the one place it is decided.
 pub(crate) fn disposition(e: &SyncError) -> Disposition {
-    use opendal::ErrorKind as K;
-    match e {
-        SyncError::Cancelled => Disposition::Requeue,
-        SyncError::MassDelete { .. } | SyncError::Unavailable { .. } | SyncError::Setup(_) => {
-            Disposition::NeedsHuman
-        }
-        SyncError::Remote { source, .. } => {
-            if source.is_temporary() {
-                return Disposition::Retry;
-            }
-            match source.kind() {
-                K::ConfigInvalid | K::Unsupported => Disposition::NeedsHuman,
-                _ => Disposition::Retry,
-            }
-        }
-        SyncError::Fenced { .. }
-        | SyncError::Local { .. }
-        | SyncError::State(_)
-        | SyncError::StateDir(_) => Disposition::Retry,
-        SyncError::UnknownTarget { .. } | SyncError::Internal(_) => Disposition::Stop,
-    }
+    e.disposition()
 }
 
 /// What a human should do about a pass that waits for one (see

@@ -1,33 +1,41 @@
 //! The supervisor: one daemon's life from lock to exit.
 //!
-//! Order: state-dir lock → pidfile → credentials check → leases + engine →
-//! control socket → watcher + scheduler (first full pass of every target)
-//! → ready. Then named workers run until a stop (signal, control socket,
-//! `init`'s child exiting) or a critical error (lease definitively lost):
-//! the scheduler flushes, the workers are cancelled and joined, the lease is
-//! released, the final status is written. Nothing is detached.
+//! Order: state-dir lock → pidfile → unpushed changes of a previous run
+//! kept as conflict copies → credentials check → leases + engine → control
+//! socket → watcher + scheduler (first full pass of every target) → ready.
+//! Then named workers run until a stop (signal, control socket, `init`'s
+//! child exiting) or a critical error (lease definitively lost). The whole
+//! stop fits one budget, `flush_deadline` ([`StopBudget`]): the scheduler
+//! collects the events of before the stop and flushes, the deferred
+//! manifests are written, the workers are cancelled and joined, the lease
+//! is released, each in its slice; the final status is written. Nothing is
+//! detached.
+//!
+//! A stop because the lease was taken over cannot flush (it would overwrite
+//! the new holder): the changes it leaves unpushed are named in the log,
+//! the exit message and the status file, and recorded so the next start
+//! keeps them as conflict copies (`unpushed`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::ready::{Readiness, ReadyMsg};
-use super::scheduler::{Board, Scheduler, SchedulerExit, TargetFailure, TargetInfo, Unflushed};
+use super::scheduler::{
+    Board, Inputs, Scheduler, SchedulerExit, TargetFailure, TargetInfo, Unflushed,
+};
 use super::seam::{Seams, error_chain, fail, fail_from};
-use super::status::{self, DaemonState, DaemonStatus, unix_now};
+use super::status::{self, DaemonState, DaemonStatus, StopNote, unix_now};
+use super::stop_budget::StopBudget;
 use super::workers::{self, WorkerEnd, WorkerKind, WorkerSetup};
-use super::{control, pidfile, sdnotify};
+use super::{control, pidfile, sdnotify, unpushed};
 use crate::error::{ExitStatus, Fail};
 use crate::spec::Spec;
 
-use crate::state_dir::{StateDir, StateDirError};
-
-/// How long stopping may spend writing deferred manifests (after the
-/// flush deadline, before the lease release).
-const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::state_dir::{StateDir, StateDirError, StateLock};
 
 /// How to run a daemon.
 pub struct Options {
@@ -53,32 +61,8 @@ pub async fn run(spec: Arc<Spec>, mut opts: Options) -> Result<ExitStatus, Fail>
 
 async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fail> {
     let state = StateDir::for_spec(&spec);
-    // Usually the lock is free. If not: a live coltecd holds it (a second
-    // `start` racing the first: say "already running"), or its previous
-    // holder is still exiting (`kill -9` a moment ago: its threads release
-    // the lock a little after its pid looks dead), or another container
-    // shares this state dir (the error says so). Retry briefly to tell them
-    // apart.
-    let mut attempts = 0;
-    let lock = loop {
-        match state.lock() {
-            Ok(lock) => break lock,
-            Err(e @ StateDirError::Locked { .. }) => {
-                if let Some(pid) = pidfile::live(state.path()) {
-                    tracing::info!(pid, "another coltecd already runs for this spec");
-                    if let Some(r) = opts.ready.as_mut() {
-                        r.send(&ReadyMsg::Already { pid });
-                    }
-                    return Ok(ExitStatus::Ok);
-                }
-                attempts += 1;
-                if attempts > 50 {
-                    return Err(e.into());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let Some(lock) = lock_state_dir(&state, opts).await? else {
+        return Ok(ExitStatus::Ok);
     };
     let pid_guard = pidfile::write(state.path(), !opts.handle_signals).map_err(|e| {
         fail(
@@ -100,6 +84,7 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 
     let board = Arc::new(Board::new(initial_status(&spec)));
     let _ = status::write_file(state.path(), &board.snapshot());
+    keep_unpushed(&spec, &state, &board).await;
 
     // Missing credentials are never silently ignored: fail now, naming
     // the variables (the error does; it never carries a value).
@@ -110,33 +95,96 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
     let seams = super::wiring::open(spec.clone(), &state).await?;
     board.set_lease(seams.lease.clone());
 
-    let result = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
+    let (result, budget) = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
 
-    // Release whatever happened: after a flush, after a failed start, and
-    // after a lost lease (the keeper frees the prefixes it still holds).
-    match tokio::time::timeout(Duration::from_secs(5), seams.lease.release()).await {
+    release_and_record(&seams, &board, &state, budget).await;
+    let _ = std::fs::remove_file(control::socket_path(state.path()));
+    sdnotify::notify("STOPPING=1");
+    drop(pid_guard);
+    drop(lock);
+    match &result {
+        Ok(_) => tracing::info!(stop_took = ?budget.elapsed(), "coltecd daemon stopped"),
+        Err(f) => {
+            tracing::error!(error = %format!("{:#}", f.report), "coltecd daemon stopped on an error")
+        }
+    }
+    result
+}
+
+/// Take the state-dir lock; `None` (after telling `start`) when a live
+/// coltecd already holds it.
+///
+/// Usually the lock is free. If not: a live coltecd holds it (a second
+/// `start` racing the first: say "already running"), or its previous
+/// holder is still exiting (`kill -9` a moment ago: its threads release
+/// the lock a little after its pid looks dead), or another container
+/// shares this state dir (the error says so). Retry briefly to tell them
+/// apart.
+async fn lock_state_dir(state: &StateDir, opts: &mut Options) -> Result<Option<StateLock>, Fail> {
+    let mut attempts = 0;
+    loop {
+        match state.lock() {
+            Ok(lock) => return Ok(Some(lock)),
+            Err(e @ StateDirError::Locked { .. }) => {
+                if let Some(pid) = pidfile::live(state.path()) {
+                    tracing::info!(pid, "another coltecd already runs for this spec");
+                    if let Some(r) = opts.ready.as_mut() {
+                        r.send(&ReadyMsg::Already { pid });
+                    }
+                    return Ok(None);
+                }
+                attempts += 1;
+                if attempts > 50 {
+                    return Err(e.into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Changes a previous run could not push before it lost its lease become
+/// conflict copies now, before anything can overwrite them (see
+/// `unpushed`); `status` lists them with the target's conflicts.
+async fn keep_unpushed(spec: &Arc<Spec>, state: &StateDir, board: &Board) {
+    let (spec2, dir) = (spec.clone(), state.path().to_path_buf());
+    let kept = tokio::task::spawn_blocking(move || unpushed::keep_as_conflict_copies(&spec2, &dir))
+        .await
+        .unwrap_or_default();
+    if kept.is_empty() {
+        return;
+    }
+    board.update(|s| {
+        for k in kept {
+            if let Some(t) = s.targets.iter_mut().find(|t| t.name == k.target) {
+                t.conflicts.push(k.copy);
+                t.conflicts_total += 1;
+            }
+        }
+    });
+}
+
+/// Release the lease whatever happened (after a flush, after a failed
+/// start, after a lost lease: the keeper frees the prefixes it still
+/// holds) within what is left of the stop budget, then leave the final
+/// status for `coltecd status`.
+async fn release_and_record(seams: &Seams, board: &Board, state: &StateDir, budget: StopBudget) {
+    match tokio::time::timeout_at(budget.end(), seams.lease.release()).await {
         Ok(Ok(())) => tracing::info!("lease released"),
         Ok(Err(e)) => {
             tracing::warn!(error = %error_chain(&e), "releasing the lease failed; it will expire after its TTL")
         }
-        Err(_) => tracing::warn!("releasing the lease timed out; it will expire after its TTL"),
+        Err(_) => tracing::warn!(
+            budget = ?budget.total(),
+            "stop budget: no time left to release the lease; it will expire after its TTL"
+        ),
     }
     let mut last = board.snapshot().as_stopped(unix_now());
     last.updated_at = unix_now();
     if let Err(e) = status::write_file(state.path(), &last) {
         tracing::warn!(error = %e, "cannot write the final status file");
     }
-    let _ = std::fs::remove_file(control::socket_path(state.path()));
-    sdnotify::notify("STOPPING=1");
-    drop(pid_guard);
-    drop(lock);
-    match &result {
-        Ok(_) => tracing::info!("coltecd daemon stopped"),
-        Err(f) => {
-            tracing::error!(error = %format!("{:#}", f.report), "coltecd daemon stopped on an error")
-        }
-    }
-    result
 }
 
 fn initial_status(spec: &Spec) -> DaemonStatus {
@@ -155,6 +203,8 @@ struct Watch {
     /// Cancelled when the lease is lost or nothing was synced yet: stop
     /// without flushing.
     lease_lost: CancellationToken,
+    /// The lease keeper reported the lease definitively lost.
+    lost_lease: bool,
 }
 
 impl Watch {
@@ -166,30 +216,37 @@ impl Watch {
     }
 }
 
+/// Serve until stopped, then stop within the budget (all but the lease
+/// release, which the caller does in what is left of it).
 async fn serve(
     spec: Arc<Spec>,
     state: &StateDir,
     board: Arc<Board>,
     seams: Seams,
     opts: &mut Options,
-) -> Result<ExitStatus, Fail> {
+) -> (Result<ExitStatus, Fail>, StopBudget) {
     let shutdown = opts.shutdown.clone();
     // Workers other than the scheduler stop only after the flush, so the
     // lease keeps being renewed and `status` keeps answering meanwhile.
     let workers_cancel = CancellationToken::new();
     let lease_lost = CancellationToken::new();
-    let listener = control::bind(state.path()).map_err(|e| {
-        fail(
-            ExitStatus::Failure,
-            format!(
-                "cannot create the control socket in {}: {e}",
-                state.path().display()
-            ),
-        )
-    })?;
+    let listener = match control::bind(state.path()) {
+        Ok(l) => l,
+        Err(e) => {
+            let f = fail(
+                ExitStatus::Failure,
+                format!(
+                    "cannot create the control socket in {}: {e}",
+                    state.path().display()
+                ),
+            );
+            return (Err(f), StopBudget::starting_now(spec.daemon.flush_deadline));
+        }
+    };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (watch_tx, watch_rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1);
+    let (drain_tx, drain_rx) = mpsc::channel(1);
     let setup = WorkerSetup {
         spec: spec.clone(),
         board: board.clone(),
@@ -197,44 +254,30 @@ async fn serve(
         state_dir: state.path().to_path_buf(),
         listener,
         commands: cmd_tx,
-        watch: watch_tx,
+        watch: (watch_tx, drain_rx),
         signals: opts.handle_signals.then(|| (shutdown.clone(), reload_tx)),
     };
     let mut workers = workers::spawn_all(setup, &workers_cancel);
-
-    let infos = spec
-        .targets
-        .iter()
-        .map(|t| TargetInfo {
-            name: t.name.clone(),
-            priority: t.priority,
-            interval: t.interval,
-            writes_remote: t.direction.writes_remote(),
-        })
-        .collect();
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let sched = Scheduler::new(
-        infos,
-        seams.sync.clone(),
-        board.clone(),
-        workers::tunables(&spec),
-        ready_tx,
-    );
-    let sched_task = tokio::spawn(sched.run(
-        watch_rx,
-        cmd_rx,
-        reload_rx,
-        shutdown.clone(),
-        lease_lost.clone(),
-    ));
-
+    let inputs = Inputs {
+        watch: watch_rx,
+        commands: cmd_rx,
+        reload: reload_rx,
+        drain: drain_tx,
+        gate: Some(seams.lease.gate()),
+    };
+    let (ready_rx, sched_task) =
+        spawn_scheduler(&spec, &seams, board.clone(), inputs, &shutdown, &lease_lost);
     let mut w = Watch {
         outcome: Ok(ExitStatus::Ok),
         ready_pending: true,
         shutdown,
         lease_lost,
+        lost_lease: false,
     };
     let exit = supervise(&spec, opts, &mut w, &mut workers, ready_rx, sched_task).await;
+    let budget = exit
+        .budget
+        .unwrap_or_else(|| StopBudget::starting_now(spec.daemon.flush_deadline));
     if w.ready_pending {
         w.failed(fail(
             ExitStatus::Failure,
@@ -248,28 +291,139 @@ async fn serve(
         ));
     }
     if !w.ready_pending && !w.lease_lost.is_cancelled() {
-        finish_manifests(&seams).await;
+        if exit.abandoned_pass {
+            tracing::warn!(
+                "deferred manifests not written: a pass was abandoned; the remote keeps its dirty marker"
+            );
+        } else {
+            finish_manifests(&seams, budget).await;
+        }
     }
-    log_unflushed(&exit.unflushed);
     workers_cancel.cancel();
-    while let Some(end) = workers.join_next().await {
+    join_workers(&mut workers, &mut w, budget).await;
+    report_unflushed(&mut w, &exit.unflushed, state, &board);
+    (w.outcome, budget)
+}
+
+/// Join the workers until the budget's manifest slice ends; abort those
+/// still running then (the control socket's drain of slow clients).
+async fn join_workers(workers: &mut JoinSet<WorkerEnd>, w: &mut Watch, budget: StopBudget) {
+    let mut record = |end: Result<WorkerEnd, tokio::task::JoinError>| {
         if let Ok((kind, Err(e))) = end {
             tracing::warn!(worker = %kind, error = %error_chain(&e), "worker ended with an error during shutdown");
             if kind == WorkerKind::Lease {
+                w.lost_lease = true;
                 w.failed(fail_from(&e));
             }
         }
+    };
+    let joined = tokio::time::timeout_at(budget.manifests_until(), async {
+        while let Some(end) = workers.join_next().await {
+            record(end);
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::warn!("stop budget: workers still stopping; cutting them off");
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
     }
-    if w.outcome.is_ok() && !exit.unflushed.is_empty() {
-        let n: usize = exit.unflushed.iter().map(|(_, p)| p.len()).sum();
+}
+
+/// Name what was not flushed: in the log, the exit (6, or the lease's own
+/// exit with the files named) and, when the lease was lost, the status
+/// file and the record the next start keeps as conflict copies.
+fn report_unflushed(w: &mut Watch, unflushed: &Unflushed, state: &StateDir, board: &Board) {
+    let lost = w.lost_lease;
+    log_unflushed(unflushed, lost);
+    let files = unpushed::as_files(unflushed);
+    let n: usize = unflushed.iter().map(|(_, p)| p.len()).sum();
+    if lost {
+        if n > 0
+            && let Err(e) = unpushed::record(state.path(), &lease_reason(w), &files)
+        {
+            tracing::error!(error = %e, "cannot record the unpushed changes for the next start");
+        }
+        let (code, reason) = (
+            w.outcome.as_ref().err().map_or(1, |f| f.status.code()),
+            lease_reason(w),
+        );
+        board.update(|s| {
+            s.stop = Some(StopNote {
+                exit_code: code,
+                reason,
+                unpushed: files.clone(),
+            })
+        });
+        if n > 0
+            && let Err(f) = &mut w.outcome
+        {
+            let named: Vec<String> = files
+                .iter()
+                .map(|u| format!("{}: {}", u.target, status::name_paths(&u.paths)))
+                .collect();
+            f.report = anyhow::anyhow!(
+                "{:#}; {n} local change(s) were NOT pushed and exist only on this disk ({}); \
+                 the next start keeps them as conflict copies",
+                f.report,
+                named.join("; ")
+            );
+        }
+        return;
+    }
+    if n > 0 {
         w.failed(fail(
             ExitStatus::PartialFailure,
             format!(
-                "{n} changed file(s) could not be flushed before the deadline (listed in the log)"
+                "{n} changed file(s) could not be flushed within the stop budget (listed in the log)"
             ),
         ));
     }
-    w.outcome
+}
+
+/// Why the daemon stopped without flushing (the lease's error), for the
+/// status file and the record.
+fn lease_reason(w: &Watch) -> String {
+    match &w.outcome {
+        Err(f) => format!("{:#}", f.report),
+        Ok(_) => "the lease was lost".to_string(),
+    }
+}
+
+/// Start the scheduler (its first full passes begin at once); it answers
+/// readiness on the returned receiver.
+fn spawn_scheduler(
+    spec: &Spec,
+    seams: &Seams,
+    board: Arc<Board>,
+    inputs: Inputs,
+    shutdown: &CancellationToken,
+    lease_lost: &CancellationToken,
+) -> (
+    oneshot::Receiver<Result<(), TargetFailure>>,
+    JoinHandle<SchedulerExit>,
+) {
+    let infos = spec
+        .targets
+        .iter()
+        .map(|t| TargetInfo {
+            name: t.name.clone(),
+            root: t.local_path.clone(),
+            priority: t.priority,
+            interval: t.interval,
+            writes_remote: t.direction.writes_remote(),
+        })
+        .collect();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let sched = Scheduler::new(
+        infos,
+        seams.sync.clone(),
+        board,
+        workers::tunables(spec),
+        ready_tx,
+    );
+    let task = tokio::spawn(sched.run(inputs, shutdown.clone(), lease_lost.clone()));
+    (ready_rx, task)
 }
 
 /// Until the scheduler ends: report readiness, and stop on a worker's
@@ -280,7 +434,7 @@ async fn supervise(
     w: &mut Watch,
     workers: &mut JoinSet<WorkerEnd>,
     mut ready_rx: oneshot::Receiver<Result<(), TargetFailure>>,
-    mut sched_task: tokio::task::JoinHandle<SchedulerExit>,
+    mut sched_task: JoinHandle<SchedulerExit>,
 ) -> SchedulerExit {
     loop {
         tokio::select! {
@@ -334,6 +488,7 @@ fn on_worker_end(w: &mut Watch, end: Option<Result<WorkerEnd, tokio::task::JoinE
         Some(Ok((kind, Err(e)))) => {
             tracing::error!(worker = %kind, error = %error_chain(&e), "critical failure; stopping");
             if kind == WorkerKind::Lease {
+                w.lost_lease = true;
                 w.lease_lost.cancel();
             }
             w.failed(fail_from(&e));
@@ -352,27 +507,44 @@ fn on_worker_end(w: &mut Watch, end: Option<Result<WorkerEnd, tokio::task::JoinE
 }
 
 /// The lease is still renewed here (its worker stops later), so the gate is
-/// open for the deferred manifest writes. Bounded: running out of time here
-/// (the future is dropped) only leaves the dirty marker, never a manifest
-/// that would be trusted while wrong.
-async fn finish_manifests(seams: &Seams) {
+/// open for the deferred manifest writes. Bounded by the budget's manifest
+/// slice: running out of time (the future is dropped) only leaves the dirty
+/// marker, never a manifest that would be trusted while wrong.
+async fn finish_manifests(seams: &Seams, budget: StopBudget) {
     let finish = seams.sync.finish(CancellationToken::new());
-    match tokio::time::timeout(FINISH_TIMEOUT, finish).await {
+    match tokio::time::timeout_at(budget.manifests_until(), finish).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %error_chain(&e), "deferred manifest write failed; the remote keeps its dirty marker")
         }
         Err(_) => {
-            tracing::warn!("deferred manifest write timed out; the remote keeps its dirty marker")
+            tracing::warn!(
+                "stop budget: no time left for the deferred manifest write; the remote keeps its dirty marker"
+            )
         }
     }
 }
 
-fn log_unflushed(unflushed: &Unflushed) {
+/// Each file not flushed, by path; loud (an error) when the lease was lost:
+/// those changes exist only on this disk.
+fn log_unflushed(unflushed: &Unflushed, lease_lost: bool) {
     for (target, paths) in unflushed {
-        tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
+        if lease_lost {
+            tracing::error!(
+                target_name = %target,
+                files = paths.len(),
+                "the lease was lost: these local changes were NOT pushed and exist only on \
+                 this disk; the next start keeps them as conflict copies"
+            );
+        } else {
+            tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
+        }
         for p in paths {
-            tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
+            if lease_lost {
+                tracing::error!(target_name = %target, path = %p.display(), "not pushed");
+            } else {
+                tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::error::LeaseError;
+use super::observe::Clock;
 use super::observe::Staleness;
 use super::record::LeaseRecord;
 use super::select_targets;
@@ -86,7 +87,7 @@ pub async fn inspect(
             })
             .collect());
     }
-    let set = LeaseSet::prepare(spec, state_dir, &targets)?;
+    let set = LeaseSet::prepare(spec, state_dir, &targets, Clock::boot())?;
     let t = op_timeout(set.inner.ttl);
     let mut out = Vec::new();
     for leased in &set.inner.prefixes {

@@ -146,7 +146,7 @@ fn serve(t: &crate::spec::Target, lease_on: bool) -> ServedTarget {
         target: t.clone(),
         op,
         local_dir,
-        user_metadata: matches!(t.remote.kind, RemoteKind::S3(_)),
+        user_metadata: crate::remote::crypt::stores_user_metadata(&t.remote),
         guarding,
         guarding_logged: std::sync::Once::new(),
         memory: tokio::sync::Mutex::new(TargetMemory::default()),
@@ -165,6 +165,12 @@ fn guarding(kind: &RemoteKind, op: Option<&opendal::Operator>, lease_on: bool) -
             Some(c) if c.write_with_if_match && c.write_with_if_not_exists => Guarding::Enforced,
             _ => Guarding::Off("the S3 client cannot send If-Match/If-None-Match"),
         },
-        RemoteKind::Crypt(_) => Guarding::Off("crypt remotes are not synced"),
+        // The crypt layer passes conditions and ETags through to the
+        // wrapped S3 remote; over a local directory the stat-and-compare
+        // would compare ciphertext identities the base does not hold.
+        RemoteKind::Crypt(c) => match c.wrapped.as_deref().map(|w| &w.kind) {
+            Some(w @ RemoteKind::S3(_)) => guarding(w, op, lease_on),
+            _ => Guarding::Off("a crypt remote over a local directory"),
+        },
     }
 }

@@ -131,17 +131,19 @@ impl SyncError {
     }
 }
 
-/// opendal marks 5xx, 429/SlowDown, resets and timeouts temporary; its
-/// retry layer marks one that outlasted the request's retries
-/// *persistent*: for a pass that is still an outage that may heal (retry
-/// the pass later), not a verdict. Permanent errors (denied, missing
-/// bucket, bad configuration, a request the server rejects) wait for a
-/// human.
+/// By the time an error reaches a pass, opendal's `RetryLayer` has retried
+/// what `is_temporary()` allowed and marked *every* error it returns
+/// persistent (opendal 0.59), so the temporary/persistent flags no longer
+/// tell an outage from a verdict; the kind does. Only a configuration the
+/// service rejects as such (`ConfigInvalid`, `Unsupported`) waits for a
+/// human; anything else, access denied included (fixable on the remote
+/// side without touching coltecd), is retried after a backoff.
 fn remote_disposition(e: &opendal::Error) -> Disposition {
-    if e.is_temporary() || e.is_persistent() || e.kind() == opendal::ErrorKind::RateLimited {
-        Disposition::Retry
-    } else {
-        Disposition::NeedsHuman
+    match e.kind() {
+        opendal::ErrorKind::ConfigInvalid | opendal::ErrorKind::Unsupported => {
+            Disposition::NeedsHuman
+        }
+        _ => Disposition::Retry,
     }
 }
 
@@ -159,25 +161,22 @@ mod tests {
     }
 
     #[test]
-    fn remote_errors_retry_only_when_opendal_says_they_may_heal() {
+    fn remote_errors_wait_for_a_human_only_when_the_configuration_is_refused() {
         let temporary = opendal::Error::new(ErrorKind::Unexpected, "503").set_temporary();
         assert_eq!(remote(temporary).disposition(), Disposition::Retry);
+        // What the retry layer returns after giving up: persistent.
         let outlasted_retries = opendal::Error::new(ErrorKind::Unexpected, "reset")
             .set_temporary()
             .set_persistent();
         assert_eq!(remote(outlasted_retries).disposition(), Disposition::Retry);
         let slow_down = opendal::Error::new(ErrorKind::RateLimited, "SlowDown");
         assert_eq!(remote(slow_down).disposition(), Disposition::Retry);
-        for kind in [
-            ErrorKind::PermissionDenied,
-            ErrorKind::NotFound,
-            ErrorKind::ConfigInvalid,
-            ErrorKind::Unexpected,
-        ] {
-            let permanent = opendal::Error::new(kind, "no");
-            assert!(permanent.is_permanent());
+        let denied = opendal::Error::new(ErrorKind::PermissionDenied, "no").set_persistent();
+        assert_eq!(remote(denied).disposition(), Disposition::Retry);
+        for kind in [ErrorKind::ConfigInvalid, ErrorKind::Unsupported] {
+            let refused = opendal::Error::new(kind, "no").set_persistent();
             assert_eq!(
-                remote(permanent).disposition(),
+                remote(refused).disposition(),
                 Disposition::NeedsHuman,
                 "{kind}"
             );

@@ -14,14 +14,14 @@ use std::time::Duration;
 use coltecd::remote::{WriteGate, operator_at};
 use coltecd::spec::{
     BwLimit, DaemonSettings, Direction, Excludes, LeaseSettings, LocalRemote, Location, RemoteKind,
-    RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
+    RemoteSpec, SafetySettings, Spec, Target, WatchMode, Workspace,
 };
 use coltecd::state_dir::StateDir;
 use coltecd::sync::{Engine, EngineOptions, PassReport, PassRequest, PassScope, SyncError};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::s3;
+use crate::support::s3::S3Server;
 
 mod conditional;
 mod crash;
@@ -40,30 +40,17 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    fn s3_at(tag: &str, endpoint: &str) -> Remote {
-        let bucket = s3::bucket(tag);
+    fn s3_at(server: S3Server, tag: &str, endpoint: &str) -> Remote {
+        let bucket = server.bucket(tag);
         Remote {
-            spec: RemoteSpec {
-                name: "moto".into(),
-                kind: RemoteKind::S3(S3Remote {
-                    bucket: bucket.clone(),
-                    path_prefix: String::new(),
-                    endpoint: Some(endpoint.into()),
-                    region: "us-east-1".into(),
-                    provider: None,
-                    access_key_id: Some(Secret::new(s3::ACCESS_KEY)),
-                    secret_access_key: Some(Secret::new(s3::SECRET_KEY)),
-                    session_token: None,
-                    path_style: true,
-                }),
-            },
+            spec: server.remote_at(&bucket, endpoint),
             bucket: Some(bucket),
             dir: None,
         }
     }
 
-    fn s3(tag: &str) -> Remote {
-        Remote::s3_at(tag, s3::endpoint())
+    fn s3(server: S3Server, tag: &str) -> Remote {
+        Remote::s3_at(server, tag, server.endpoint())
     }
 
     fn local(tmp: &Path) -> Remote {

@@ -16,7 +16,9 @@
 //!   "started_at": 1763900000,      // unix seconds; null when unknown
 //!   "uptime_secs": 42,             // null when not running
 //!   "updated_at": 1763900042,      // unix seconds when this snapshot was taken
-//!   "leases": { "writes_allowed": true, "fenced_reason": null, "detail": [ ... ] },
+//!   "leases": { "writes_allowed": true, "fenced_reason": null,
+//!               "renew_every_secs": 15,  // null when leasing is off
+//!               "detail": [ ... ] },
 //!   "targets": [{
 //!     "name": "claude", "direction": "bidirectional", "local_path": "/home/u/.claude",
 //!     "remote": "s3://bucket/acme/widget/dev-a/claude",
@@ -25,6 +27,8 @@
 //!                                    //  why polling, or what events miss (e.g. on NFS)
 //!     "last_success_at": 1763900030, "last_attempt_at": 1763900030,
 //!     "last_error": null,
+//!     "failing_since": null,        // unix seconds of the first failed pass since the
+//!                                    //  last success (passes failing: degraded)
 //!     "pending_files": 2, "pending_bytes": 5120, "oldest_pending_at": 1763900040,
 //!     "pass_running": false, "next_check_at": 1763900330,
 //!     "in_flight": null,             // while a pass runs: {"files_planned", "files_done",
@@ -32,9 +36,20 @@
 //!     "conflicts": ["notes.md.conflict-..."], "conflicts_total": 1,
 //!     "last_pass": { "uploaded": 1, "downloaded": 0, "deleted_remote": 0, "deleted_local": 0,
 //!                    "bytes_up": 5120, "bytes_down": 0, "failed": 0 }
-//!   }]
+//!   }],
+//!   "stop": {                        // only in the status file of a daemon that stopped
+//!     "exit_code": 4,                //  on an error: why, and the changes it never pushed
+//!     "reason": "lease on ... taken over by ...",
+//!     "unpushed": [{ "target": "claude", "paths": ["/home/u/.claude/notes.md"] }]
+//!   }
 //! }
 //! ```
+//!
+//! `health` is "degraded" as soon as something fails: a pass (since
+//! `failing_since`), a lease renewal overdue (no renewal for
+//! `renew_every_secs` plus a grace: the remote is unreachable), the write
+//! gate closed, a target stale; each problem says since when and how much
+//! is pending (files, oldest change's age).
 //!
 //! Fields are only ever added, never renamed or removed, within one
 //! `schema` number. `leases.detail` is the lease keeper's own snapshot
@@ -66,6 +81,12 @@ pub const STATUS_FILE: &str = "status.json";
 /// A target counts as stale when its last success is older than this many
 /// intervals (plus the debounce): it should have synced several times by then.
 const STALE_INTERVALS: u32 = 3;
+
+/// A held lease's renewal is overdue (the renewals fail) once the last one
+/// is older than `renew_every` plus this share of it, at least
+/// [`RENEWAL_GRACE_MIN_SECS`]: a slow but working renewal never trips it.
+const RENEWAL_GRACE_DIVISOR: u64 = 4;
+const RENEWAL_GRACE_MIN_SECS: u64 = 3;
 
 /// Whether the daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +180,10 @@ pub struct TargetStatus {
     pub last_success_at: Option<u64>,
     pub last_attempt_at: Option<u64>,
     pub last_error: Option<String>,
+    /// When passes started failing (the first failure since the last
+    /// success; unix seconds).
+    #[serde(default)]
+    pub failing_since: Option<u64>,
     pub pending_files: u64,
     pub pending_bytes: u64,
     /// When the oldest change not yet on the remote was seen (unix seconds).
@@ -182,6 +207,10 @@ pub struct StatusLeases {
     pub writes_allowed: bool,
     /// Why writes are paused, when they are.
     pub fenced_reason: Option<String>,
+    /// How often the lease is renewed (`None`: leasing is off), to tell an
+    /// overdue renewal.
+    #[serde(default)]
+    pub renew_every_secs: Option<u64>,
     /// The lease keeper's snapshot, one entry per leased prefix.
     pub detail: Vec<PrefixLease>,
 }
@@ -247,8 +276,43 @@ pub struct DaemonStatus {
     pub updated_at: u64,
     pub leases: StatusLeases,
     pub targets: Vec<TargetStatus>,
+    /// Why the daemon stopped, when it stopped on an error (status file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopNote>,
 }
 
+/// Why a daemon stopped on an error, and what it could not push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopNote {
+    pub exit_code: u8,
+    pub reason: String,
+    /// Local changes that never reached the remote (only on this disk).
+    pub unpushed: Vec<UnpushedFiles>,
+}
+
+/// One target's changes that never reached the remote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnpushedFiles {
+    pub target: String,
+    /// Absolute local paths.
+    pub paths: Vec<PathBuf>,
+}
+
+/// At most this many paths are named in a problem sentence.
+const PATHS_NAMED: usize = 5;
+
+/// `a, b, c and 4 more`.
+pub(crate) fn name_paths(paths: &[PathBuf]) -> String {
+    let mut out: Vec<String> = paths
+        .iter()
+        .take(PATHS_NAMED)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > PATHS_NAMED {
+        out.push(format!("and {} more", paths.len() - PATHS_NAMED));
+    }
+    out.join(", ")
+}
 /// Now as unix seconds.
 pub fn unix_now() -> u64 {
     to_unix(SystemTime::now())
@@ -276,24 +340,50 @@ impl DaemonStatus {
             }
             DaemonState::Stopped => {
                 problems.push("the daemon is not running".to_string());
+                if let Some(stop) = &self.stop {
+                    problems.push(format!(
+                        "it stopped with exit code {}: {}",
+                        stop.exit_code, stop.reason
+                    ));
+                    for u in stop.unpushed.iter().filter(|u| !u.paths.is_empty()) {
+                        problems.push(format!(
+                            "{}: {} local change(s) were NOT pushed and exist only on this disk: \
+                             {}; the next start keeps them as conflict copies",
+                            u.target,
+                            u.paths.len(),
+                            name_paths(&u.paths)
+                        ));
+                    }
+                }
                 self.health = Health::NotRunning;
                 self.problems = problems;
                 return;
             }
             DaemonState::Running => {}
         }
+        let pending = self.pending_summary(now);
         if !self.leases.writes_allowed {
             problems.push(format!(
-                "remote writes are paused (lease not held): {}",
+                "remote writes are paused (lease not held): {}{pending}",
                 self.leases
                     .fenced_reason
                     .as_deref()
                     .unwrap_or("unknown reason")
             ));
+        } else if let Some(p) = self.overdue_renewal() {
+            problems.push(format!("{p}{pending}"));
         }
         for t in &self.targets {
             if let Some(err) = &t.last_error {
-                problems.push(format!("{}: {err}", t.name));
+                let since = t
+                    .failing_since
+                    .map(|at| format!(" (failing since {})", ago(now, at)))
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "{}{since}: {err}{}",
+                    t.name,
+                    target_pending(t, now)
+                ));
             }
             let stale_after = t.interval_secs.saturating_mul(u64::from(STALE_INTERVALS));
             let reference = t.last_success_at.or(self.started_at);
@@ -317,6 +407,45 @@ impl DaemonStatus {
         self.problems = problems;
     }
 
+    /// A held lease whose last renewal is overdue: renewals are failing
+    /// (the remote is unreachable or refuses them) though writes are not
+    /// fenced yet.
+    fn overdue_renewal(&self) -> Option<String> {
+        let every = self.leases.renew_every_secs?;
+        let grace = (every / RENEWAL_GRACE_DIVISOR).max(RENEWAL_GRACE_MIN_SECS);
+        let late = self
+            .leases
+            .detail
+            .iter()
+            .filter(|l| l.state == PrefixLeaseState::Held)
+            .filter_map(|l| l.last_renewal_secs_ago.map(|a| (a, l)))
+            .filter(|(a, _)| *a > every.saturating_add(grace))
+            .max_by_key(|(a, _)| *a)?;
+        let (secs, lease) = late;
+        Some(format!(
+            "lease renewals failing on {} since {} ago (last renewed {} ago, every {}): the remote \
+             is unreachable or refuses them; remote writes pause if this goes on",
+            lease.location,
+            human_secs(secs.saturating_sub(every)),
+            human_secs(secs),
+            human_secs(every)
+        ))
+    }
+
+    /// `; 2 file(s) pending, oldest 35 s ago` over every target, or "".
+    fn pending_summary(&self, now: u64) -> String {
+        let files: u64 = self.targets.iter().map(|t| t.pending_files).sum();
+        if files == 0 {
+            return String::new();
+        }
+        let oldest = self
+            .targets
+            .iter()
+            .filter_map(|t| t.oldest_pending_at)
+            .min();
+        pending_text(files, oldest, now)
+    }
+
     /// The last status a daemon wrote, re-labelled as not running.
     pub fn as_stopped(mut self, now: u64) -> DaemonStatus {
         self.state = DaemonState::Stopped;
@@ -330,6 +459,21 @@ impl DaemonStatus {
         self.evaluate(now);
         self
     }
+}
+
+/// `; 2 file(s) pending, oldest 35 s ago`, or "" when nothing is pending.
+fn pending_text(files: u64, oldest: Option<u64>, now: u64) -> String {
+    if files == 0 {
+        return String::new();
+    }
+    match oldest {
+        Some(at) => format!("; {files} file(s) pending, oldest {}", ago(now, at)),
+        None => format!("; {files} file(s) pending"),
+    }
+}
+
+fn target_pending(t: &TargetStatus, now: u64) -> String {
+    pending_text(t.pending_files, t.oldest_pending_at, now)
 }
 
 pub use file::{read_file, write_file};
@@ -360,6 +504,7 @@ pub(crate) mod tests_support {
             leases: StatusLeases {
                 writes_allowed: true,
                 fenced_reason: None,
+                renew_every_secs: Some(15),
                 detail: vec![PrefixLease {
                     targets: vec!["claude".into()],
                     location: "s3://b/acme/widget/dev-a".into(),
@@ -384,6 +529,7 @@ pub(crate) mod tests_support {
                 last_success_at: Some(now - 12),
                 last_attempt_at: Some(now - 12),
                 last_error: None,
+                failing_since: None,
                 pending_files: 2,
                 pending_bytes: 5120,
                 oldest_pending_at: Some(now - 1),
@@ -394,6 +540,7 @@ pub(crate) mod tests_support {
                 conflicts_total: 0,
                 last_pass: Some(PassCounts::default()),
             }],
+            stop: None,
         }
     }
 }
@@ -422,5 +569,61 @@ mod tests {
         s.evaluate(now);
         assert_eq!(s.health.exit_status(), ExitStatus::Failure);
         assert_eq!(s.problems.len(), 2);
+    }
+
+    #[test]
+    fn an_overdue_lease_renewal_degrades_with_since_when_and_what_is_pending() {
+        let now = 1_000_000;
+        // Renewed 10 s ago, every 15 s: fine.
+        let mut s = sample(now);
+        s.leases.detail[0].last_renewal_secs_ago = Some(10);
+        s.evaluate(now);
+        assert_eq!(s.health, Health::Healthy, "{:?}", s.problems);
+        // 41 s ago (the issue's outage): renewals are failing though the
+        // gate is still open.
+        s.leases.detail[0].last_renewal_secs_ago = Some(41);
+        s.targets[0].oldest_pending_at = Some(now - 35);
+        s.evaluate(now);
+        assert_eq!(s.health, Health::Degraded);
+        assert_eq!(s.health.exit_status(), ExitStatus::Failure);
+        let p = &s.problems[0];
+        assert!(p.contains("lease renewals failing"), "{p}");
+        assert!(p.contains("since 26 s ago"), "{p}");
+        assert!(p.contains("last renewed 41 s ago, every 15 s"), "{p}");
+        assert!(p.contains("2 file(s) pending, oldest 35 s ago"), "{p}");
+        // Leasing off: no renewals to be late.
+        s.leases.renew_every_secs = None;
+        s.evaluate(now);
+        assert_eq!(s.health, Health::Healthy, "{:?}", s.problems);
+    }
+
+    #[test]
+    fn a_daemon_stopped_by_a_takeover_names_its_unpushed_changes() {
+        let now = 1_000_000;
+        let mut s = sample(now);
+        s.stop = Some(StopNote {
+            exit_code: 4,
+            reason: "lease on local:/r taken over by host b".into(),
+            unpushed: vec![UnpushedFiles {
+                target: "claude".into(),
+                paths: vec!["/home/u/.claude/a.md".into(), "/home/u/.claude/b.md".into()],
+            }],
+        });
+        let s = s.as_stopped(now);
+        assert_eq!(s.health, Health::NotRunning);
+        let text = s.render_text(now);
+        assert!(
+            text.contains("stopped with exit code 4: lease on local:/r taken over"),
+            "{text}"
+        );
+        assert!(
+            text.contains("claude: 2 local change(s) were NOT pushed and exist only on this disk: /home/u/.claude/a.md, /home/u/.claude/b.md"),
+            "{text}"
+        );
+        assert!(text.contains("conflict copies"), "{text}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["stop"]["exit_code"], 4);
+        let back: DaemonStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
     }
 }

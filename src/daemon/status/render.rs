@@ -4,12 +4,30 @@
 
 use std::fmt::Write as _;
 
-use super::{DaemonState, DaemonStatus, Health, PrefixLease, WatchModeState};
+use super::{DaemonState, DaemonStatus, Health, PrefixLease, TargetStatus, WatchModeState};
 
 impl DaemonStatus {
     /// The short human rendering of `coltecd status`.
     pub fn render_text(&self, now: u64) -> String {
         let mut out = String::new();
+        self.render_header(&mut out, now);
+        if self.state == DaemonState::Disabled {
+            return out;
+        }
+        self.render_leases(&mut out);
+        for t in &self.targets {
+            render_target(&mut out, t, now);
+        }
+        for p in &self.problems {
+            if !out.contains(p.as_str()) {
+                let _ = writeln!(out, "problem: {p}");
+            }
+        }
+        out
+    }
+
+    /// `coltecd <workspace>: <state> — <health>`.
+    fn render_header(&self, out: &mut String, now: u64) {
         let state = match (self.state, self.pid) {
             (DaemonState::Running, Some(pid)) => {
                 let up = self
@@ -39,9 +57,10 @@ impl DaemonStatus {
         } else {
             let _ = writeln!(out, "coltecd {}: {state} — {health}", self.workspace);
         }
-        if self.state == DaemonState::Disabled {
-            return out;
-        }
+    }
+
+    /// `lease: held`, then one line per leased prefix.
+    fn render_leases(&self, out: &mut String) {
         let lease = if self.state == DaemonState::Stopped {
             "not held (the daemon is not running)".to_string()
         } else if self.leases.writes_allowed {
@@ -56,82 +75,83 @@ impl DaemonStatus {
         for lease in &self.leases.detail {
             let _ = writeln!(out, "  {}", lease_line(lease));
         }
-        for t in &self.targets {
-            let last = match t.last_success_at {
-                Some(at) => format!("synced {}", ago(now, at)),
-                None => "never synced".to_string(),
-            };
-            let mode = match t.watch.mode {
-                WatchModeState::Events => "events",
-                WatchModeState::Polling => "polling",
-            };
-            let watch = match &t.watch.reason {
-                Some(r) => format!("{mode} ({r})"),
-                None => mode.to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "{} [{}] {} → {}",
-                t.name,
-                t.direction,
-                t.local_path.display(),
-                t.remote
-            );
-            let _ = write!(out, "  {last}; watch: {watch}");
-            if t.pending_files > 0 {
-                let oldest = t
-                    .oldest_pending_at
-                    .map(|at| format!(", oldest {}", ago(now, at)))
-                    .unwrap_or_default();
+    }
+}
+
+/// A target: where it syncs, then its state, conflicts and last error.
+fn render_target(out: &mut String, t: &TargetStatus, now: u64) {
+    let last = match t.last_success_at {
+        Some(at) => format!("synced {}", ago(now, at)),
+        None => "never synced".to_string(),
+    };
+    let mode = match t.watch.mode {
+        WatchModeState::Events => "events",
+        WatchModeState::Polling => "polling",
+    };
+    let watch = match &t.watch.reason {
+        Some(r) => format!("{mode} ({r})"),
+        None => mode.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "{} [{}] {} → {}",
+        t.name,
+        t.direction,
+        t.local_path.display(),
+        t.remote
+    );
+    let _ = write!(out, "  {last}; watch: {watch}");
+    if t.pending_files > 0 {
+        let oldest = t
+            .oldest_pending_at
+            .map(|at| format!(", oldest {}", ago(now, at)))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "; pending {} file(s), {}{oldest}",
+            t.pending_files,
+            human_bytes(t.pending_bytes)
+        );
+    }
+    render_activity(out, t, now);
+    out.push('\n');
+    if t.conflicts_total > 0 {
+        let _ = writeln!(
+            out,
+            "  conflicts: {} (latest: {})",
+            t.conflicts_total,
+            t.conflicts.last().map(String::as_str).unwrap_or("-")
+        );
+    }
+    if let Some(err) = &t.last_error {
+        let _ = writeln!(out, "  last error: {err}");
+    }
+}
+
+/// What the target does now: transferring, checking, or its next check.
+fn render_activity(out: &mut String, t: &TargetStatus, now: u64) {
+    if t.pass_running {
+        match &t.in_flight {
+            Some(f) if f.files_planned > 0 => {
                 let _ = write!(
                     out,
-                    "; pending {} file(s), {}{oldest}",
-                    t.pending_files,
-                    human_bytes(t.pending_bytes)
+                    "; transferring {}/{} file(s), {}/{}",
+                    f.files_done,
+                    f.files_planned,
+                    human_bytes(f.bytes_done),
+                    human_bytes(f.bytes_planned)
                 );
             }
-            if t.pass_running {
-                match &t.in_flight {
-                    Some(f) if f.files_planned > 0 => {
-                        let _ = write!(
-                            out,
-                            "; transferring {}/{} file(s), {}/{}",
-                            f.files_done,
-                            f.files_planned,
-                            human_bytes(f.bytes_done),
-                            human_bytes(f.bytes_planned)
-                        );
-                    }
-                    _ => {
-                        let _ = write!(out, "; checking now");
-                    }
-                }
-            } else if let Some(next) = t.next_check_at {
-                let _ = write!(
-                    out,
-                    "; next check in {}",
-                    human_secs(next.saturating_sub(now))
-                );
-            }
-            out.push('\n');
-            if t.conflicts_total > 0 {
-                let _ = writeln!(
-                    out,
-                    "  conflicts: {} (latest: {})",
-                    t.conflicts_total,
-                    t.conflicts.last().map(String::as_str).unwrap_or("-")
-                );
-            }
-            if let Some(err) = &t.last_error {
-                let _ = writeln!(out, "  last error: {err}");
+            _ => {
+                let _ = write!(out, "; checking now");
             }
         }
-        for p in &self.problems {
-            if !out.contains(p.as_str()) {
-                let _ = writeln!(out, "problem: {p}");
-            }
-        }
-        out
+    } else if let Some(next) = t.next_check_at {
+        let _ = write!(
+            out,
+            "; next check in {}",
+            human_secs(next.saturating_sub(now))
+        );
     }
 }
 

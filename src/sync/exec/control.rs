@@ -87,22 +87,13 @@ impl Exec<'_> {
         }
     }
 
-    /// Whether the manifest still has identity `rid` (one conditional GET on
-    /// S3, a stat of a local file on local remotes): then no other coltecd
-    /// wrote this target since this host last saw it.
+    /// Whether the manifest still has identity `rid` (one HEAD on S3, a
+    /// stat of a local file on local remotes): then no other coltecd wrote
+    /// this target since this host last saw it. Not a conditional GET: a
+    /// server that ignores `If-None-Match` on GET (s3s-fs) answers 200 to
+    /// an unchanged manifest, and a HEAD's ETag is compared on every server.
     pub(in crate::sync) async fn manifest_unchanged(&self, rid: &str) -> Result<bool, SyncError> {
         let op = &self.op;
-        if op.info().capability().read_with_if_none_match {
-            return match self
-                .net(op.read_with(MANIFEST_KEY).if_none_match(rid))
-                .await?
-            {
-                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(true),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(self.remote_err("checking the manifest", e)),
-                Ok(_) => Ok(false),
-            };
-        }
         match self.net(op.stat(MANIFEST_KEY)).await? {
             Ok(m) => Ok(object_rid(&m) == rid),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{coltecd_bin, s3};
+use crate::support::s3::{self, S3Server};
+use crate::support::{coltecd_bin, s3_test};
 
 const FILES: usize = 16;
 const FILE_SIZE: usize = 96 * 1024;
@@ -31,19 +32,21 @@ impl Rng {
     }
 }
 
-fn write_spec(dir: &Path, bucket: &str, direction: &str, local: &Path) -> PathBuf {
+fn write_spec(
+    server: S3Server,
+    dir: &Path,
+    bucket: &str,
+    direction: &str,
+    local: &Path,
+) -> PathBuf {
     let yaml = format!(
         "name: k9-test
 metadata: {{org: acme, project: widget, environment: k9}}
 persistence:
   enabled: true
-  default_remote: moto
+  default_remote: s3
   remotes:
-    moto:
-      type: s3
-      bucket: {bucket}
-      options: {{endpoint: \"{endpoint}\", region: us-east-1}}
-  sync:
+{remote}  sync:
     - name: data
       path: {local}
       remote_path: \"{{org}}/{{project}}/{{env}}/data\"
@@ -53,7 +56,7 @@ persistence:
   daemon:
     log_dir: {logs}
 ",
-        endpoint = s3::endpoint(),
+        remote = server.yaml_remote("s3", bucket, server.endpoint()),
         local = local.display(),
         logs = dir.join("logs").display(),
     );
@@ -64,12 +67,11 @@ persistence:
 
 fn coltecd(spec: &Path, state: &Path) -> Command {
     let mut cmd = Command::new(coltecd_bin());
-    cmd.arg("--config")
+    s3::with_credentials(&mut cmd)
+        .arg("--config")
         .arg(spec)
         .arg("sync")
         .env("COLTEC_STATE_DIR", state)
-        .env("RCLONE_S3_ACCESS_KEY_ID", s3::ACCESS_KEY)
-        .env("RCLONE_S3_SECRET_ACCESS_KEY", s3::SECRET_KEY)
         .env_remove("COLTEC_DISABLED")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -87,8 +89,9 @@ fn text(o: &Output) -> String {
 }
 
 /// The target's data objects on the bucket.
-fn stored(bucket: &str) -> BTreeSet<String> {
-    s3::list_keys(bucket, PREFIX)
+fn stored(server: S3Server, bucket: &str) -> BTreeSet<String> {
+    server
+        .list_keys(bucket, PREFIX)
         .into_iter()
         .filter_map(|k| k.strip_prefix(PREFIX).map(str::to_string))
         .filter(|k| !k.starts_with(".coltec/"))
@@ -104,7 +107,7 @@ fn local_files(root: &Path) -> BTreeSet<String> {
 }
 
 /// One trial; returns how many files the killed run had stored.
-fn trial(seed: u64) -> usize {
+fn trial(server: S3Server, seed: u64) -> usize {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let direction = if seed.is_multiple_of(2) {
         "bidirectional"
@@ -112,7 +115,7 @@ fn trial(seed: u64) -> usize {
         "push-only"
     };
     let tmp = tempfile::tempdir().unwrap();
-    let bucket = s3::bucket("k9");
+    let bucket = server.bucket("k9");
     let local = tmp.path().join("data");
     fs::create_dir_all(&local).unwrap();
     let all: Vec<String> = (0..FILES).map(|i| format!("f{i:02}.bin")).collect();
@@ -122,7 +125,7 @@ fn trial(seed: u64) -> usize {
             .collect();
         fs::write(local.join(n), body).unwrap();
     }
-    let spec = write_spec(tmp.path(), &bucket, direction, &local);
+    let spec = write_spec(server, tmp.path(), &bucket, direction, &local);
     let state = tmp.path().join("state");
 
     // Kill the first run once `at` files are stored (throttled, so the
@@ -130,7 +133,7 @@ fn trial(seed: u64) -> usize {
     let at = 1 + rng.below(FILES - 4);
     let mut child = coltecd(&spec, &state).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stored(&bucket).len() < at && Instant::now() < deadline {
+    while stored(server, &bucket).len() < at && Instant::now() < deadline {
         assert!(
             child.try_wait().unwrap().is_none(),
             "seed {seed}: the run ended before it could be killed"
@@ -139,7 +142,7 @@ fn trial(seed: u64) -> usize {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let pushed = stored(&bucket).len();
+    let pushed = stored(server, &bucket).len();
     assert!(
         pushed < FILES,
         "seed {seed}: the run finished before the kill"
@@ -167,7 +170,7 @@ fn trial(seed: u64) -> usize {
         "seed {seed} ({direction}, killed at {pushed}): resurrected or lost locally"
     );
     assert_eq!(
-        stored(&bucket),
+        stored(server, &bucket),
         kept,
         "seed {seed} ({direction}, killed at {pushed}): the remote does not mirror the local side"
     );
@@ -183,12 +186,14 @@ fn trial(seed: u64) -> usize {
     pushed
 }
 
-#[test]
-fn kill_9_after_uploads_then_local_deletes_resurrects_nothing_and_makes_no_conflict_copy() {
-    let kill_points: Vec<usize> = (1..=4).map(trial).collect();
-    // The trials did interrupt the runs part way.
-    assert!(
-        kill_points.iter().all(|&k| k > 0 && k < FILES),
-        "{kill_points:?}"
-    );
+s3_test! {
+    #[test]
+    fn kill_9_after_uploads_then_local_deletes_resurrects_nothing_and_makes_no_conflict_copy(server) {
+        let kill_points: Vec<usize> = (1..=4).map(|seed| trial(server, seed)).collect();
+        // The trials did interrupt the runs part way.
+        assert!(
+            kill_points.iter().all(|&k| k > 0 && k < FILES),
+            "{kill_points:?}"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use coltecd::spec::Direction;
 use coltecd::sync::{PassScope, RootSuspect};
 
 use super::{Opts, Remote, names, side};
+use crate::support::s3_test;
 
 async fn an_emptied_root(remote: Remote) {
     let a = side(&remote, &Opts::default());
@@ -64,9 +65,11 @@ async fn an_emptied_root(remote: Remote) {
     assert!(remote.user_keys().await.is_empty());
 }
 
-#[tokio::test]
-async fn empty_root_at_start_restores_instead_of_deleting_s3() {
-    an_emptied_root(Remote::s3("empty-root")).await;
+s3_test! {
+    #[tokio::test]
+    async fn empty_root_at_start_restores_instead_of_deleting_s3(server) {
+        an_emptied_root(Remote::s3(server, "empty-root")).await;
+    }
 }
 
 #[tokio::test]
@@ -110,9 +113,11 @@ async fn push_only_emptied_root(remote: Remote) {
     assert_eq!(remote.user_keys().await, want);
 }
 
-#[tokio::test]
-async fn push_only_deletes_nothing_for_an_emptied_or_replaced_root_s3() {
-    push_only_emptied_root(Remote::s3("push-empty")).await;
+s3_test! {
+    #[tokio::test]
+    async fn push_only_deletes_nothing_for_an_emptied_or_replaced_root_s3(server) {
+        push_only_emptied_root(Remote::s3(server, "push-empty")).await;
+    }
 }
 
 #[tokio::test]

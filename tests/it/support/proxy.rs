@@ -21,6 +21,9 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// Answered with an injected 503.
     pub faulted: bool,
+    /// The server's answer to a POST (e.g. CreateMultipartUpload's
+    /// `<UploadId>`), filled in once it arrived; empty for other methods.
+    pub reply: String,
 }
 
 impl Seen {
@@ -169,10 +172,15 @@ fn handle(
         target: target.clone(),
         headers: headers.clone(),
         faulted: fault,
+        reply: String::new(),
     };
     let ruled = !fault && rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
     this.faulted |= ruled;
-    seen.lock().unwrap().push(this);
+    let index = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(this);
+        seen.len() - 1
+    };
     let mut client = conn;
     if fault || ruled {
         let (status, code) = if ruled {
@@ -205,6 +213,11 @@ fn handle(
     up.flush()?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
+    if method == "POST"
+        && let Some(s) = seen.lock().unwrap().get_mut(index)
+    {
+        s.reply = String::from_utf8_lossy(&resp).into_owned();
+    }
     // Make sure the client does not reuse this connection.
     if let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
         let head = String::from_utf8_lossy(&resp[..pos]).to_string();
