@@ -10,6 +10,7 @@ mod crash;
 mod crypt;
 mod daemon;
 mod daemon_sync;
+mod faults_sync;
 mod hardening_spec;
 mod harness;
 mod install;

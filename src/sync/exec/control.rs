@@ -101,18 +101,30 @@ impl Exec<'_> {
         }
     }
 
-    /// Copy `key` into this pass's trash dir (if the trash is enabled).
-    pub(super) async fn trash(&self, key: &str) -> Result<(), FileErr> {
+    /// Copy `key` into this pass's trash dir (if the trash is enabled);
+    /// returns the copy's key.
+    pub(super) async fn trash(&self, key: &str) -> Result<Option<String>, FileErr> {
         if self.inner.spec.safety.trash_retention.is_zero() {
-            return Ok(());
+            return Ok(None);
         }
         self.gate()?;
         let to = format!("{TRASH_PREFIX}{}/{key}", self.stamp);
         match self.net(self.op.copy(key, &to)).await? {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Some(to)),
             // Already gone behind our back: nothing to keep.
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ferr("cannot move the old version to the trash", e)),
+        }
+    }
+
+    /// Drop a trash copy whose original was not replaced after all (its
+    /// write was refused): the trash holds only what was replaced.
+    pub(super) async fn untrash(&self, copy: Option<String>) {
+        let Some(copy) = copy else { return };
+        if let Ok(Err(e)) = self.net(self.op.delete(&copy)).await
+            && e.kind() != ErrorKind::NotFound
+        {
+            tracing::warn!(target_name = self.name(), key = %copy, error = %e, "cannot remove a trash copy of a version that was not replaced");
         }
     }
 

@@ -431,6 +431,8 @@ async fn trash(remote: Remote) {
         },
     );
     b.write("f.txt", b"1");
+    // Not the only file: an emptied root restores instead of deleting.
+    b.write("keep.txt", b"2");
     b.pass(false).await;
     fs::remove_file(b.root.join("f.txt")).unwrap();
     let r = b.pass(false).await;
@@ -631,14 +633,17 @@ async fn torn(remote: Remote) {
             direction: Direction::PushOnly,
             // Slow enough that the writer below lands mid-upload.
             bwlimit: BwLimit {
-                up: std::num::NonZeroU64::new(1024 * 1024),
+                up: std::num::NonZeroU64::new(8 * 1024 * 1024),
                 down: None,
             },
             ..Opts::default()
         },
     );
     let path = a.root.join("growing.log");
-    fs::write(&path, pseudo_random(4 * 1024 * 1024, 3)).unwrap();
+    // Larger than the snapshot limit (16 MiB): streamed, so the torn-read
+    // check is what keeps it whole (smaller files are uploaded from a
+    // consistent copy; see faults_sync).
+    fs::write(&path, pseudo_random(17 * 1024 * 1024, 3)).unwrap();
     let p2 = path.clone();
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
