@@ -228,4 +228,19 @@ mod tests {
              Ways out: stop coltecd in that container (`coltecd stop`), wait and run this again after that time, or take the lease over with `coltecd lease break --force` (only if that container is really gone: two writers overwrite each other's state)."
         );
     }
+
+    /// The refusal `start` prints when another container holds the lease,
+    /// pinned as a snapshot (the exact text is asserted above too).
+    #[test]
+    fn lease_held_message_snapshot() {
+        let e = LeaseError::HeldElsewhere(Box::new(HeldBy {
+            wanted: "s3://b/ws/acme/widget/dev".into(),
+            held: "s3://b/ws/acme/widget/dev".into(),
+            record: Some(record()),
+            unchanged_for: Duration::from_secs(3),
+            stale_in: Duration::from_secs(57),
+            ttl: Duration::from_secs(60),
+        }));
+        insta::assert_snapshot!("lease_held_message", e.to_string());
+    }
 }

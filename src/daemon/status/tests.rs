@@ -81,3 +81,23 @@ fn a_daemon_stopped_by_a_takeover_names_its_unpushed_changes() {
     let back: DaemonStatus = serde_json::from_value(json).unwrap();
     assert_eq!(back, s);
 }
+
+/// The user-facing text and JSON of `status`, pinned: any change to what
+/// a user or a script reads shows up as a snapshot diff to review.
+#[test]
+fn status_text_and_json_snapshots() {
+    let now = 1_000_000;
+    let mut healthy = sample(now);
+    healthy.evaluate(now);
+    insta::assert_snapshot!("status_text_healthy", healthy.render_text(now));
+    insta::assert_json_snapshot!("status_json_healthy", healthy);
+
+    let mut degraded = sample(now);
+    degraded.leases.detail[0].last_renewal_secs_ago = Some(41);
+    degraded.targets[0].oldest_pending_at = Some(now - 35);
+    degraded.targets[0].last_error =
+        Some("target 'claude': listing failed on the remote: connection refused".into());
+    degraded.targets[0].failing_since = Some(now - 30);
+    degraded.evaluate(now);
+    insta::assert_snapshot!("status_text_degraded", degraded.render_text(now));
+}

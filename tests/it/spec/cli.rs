@@ -192,6 +192,9 @@ fn no_secret_in_any_validate_output() {
     }
 }
 
+/// `validate`'s summary of a valid spec and its report on every invalid
+/// compat file, pinned as snapshots (tests/it/spec/snapshots/): any change
+/// to what a user reads shows up as a diff to review.
 #[test]
 fn validate_output_snapshot() {
     let f = fixture("named_remotes_workspace.yaml");
@@ -206,20 +209,34 @@ fn validate_output_snapshot() {
     let stdout = String::from_utf8(out.stdout)
         .unwrap()
         .replace(repo_root().to_str().unwrap(), "<repo>");
-    let expected = "\
-<repo>/tests/fixtures/compat/named_remotes_workspace.yaml: valid
-workspace test-org/test-proj/dev (named-remotes-test)
-remote logs-bucket: s3 bucket coltec-logs, endpoint https://xxx.r2.cloudflarestorage.com, region auto, path-style addressing, credentials present
-remote primary: s3 bucket coltec-dev prefix workspaces, endpoint https://xxx.r2.cloudflarestorage.com, region auto, path-style addressing, credentials present
-2 target(s):
-  workspace [priority 1]
-    /workspace <-> s3://coltec-dev/workspaces/test-org/test-proj/dev/code
-    bidirectional, every 1m, 3 exclude(s), transfers 8, checkers 16
-  logs [priority 2]
-    /var/log/app <-> s3://coltec-logs/test-org/test-proj/dev/logs
-    push-only, every 5m, 0 exclude(s), transfers 4, checkers 16
-";
-    assert_eq!(stdout, expected);
+    insta::assert_snapshot!("validate_named_remotes", stdout);
+}
+
+#[test]
+fn spec_error_snapshots_for_every_invalid_compat_file() {
+    let env = full_env();
+    let mut names: Vec<_> = std::fs::read_dir(repo_root().join("tests/fixtures/compat"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("invalid_"))
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for path in names {
+        let out = coltecd(
+            &["validate", "--config", path.to_str().unwrap()],
+            &refs(&env),
+        );
+        assert_eq!(out.status.code(), Some(3));
+        let stderr = String::from_utf8(out.stderr)
+            .unwrap()
+            .replace(repo_root().to_str().unwrap(), "<repo>");
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_snapshot!(format!("spec_error_{name}"), stderr);
+    }
 }
 
 #[test]
