@@ -63,6 +63,7 @@
 
 pub mod kind;
 pub mod layout;
+pub mod names;
 pub mod plan;
 pub mod scan;
 pub mod state;

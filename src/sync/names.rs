@@ -1,0 +1,467 @@
+//! Names: the one mapping between a local file name (any bytes Linux
+//! allows) and its form in object keys, in the engine's relative paths
+//! (`rel`) and in reports.
+//!
+//! # Why names are encoded at all
+//!
+//! Keys are UTF-8 strings, and two layers below us change some strings:
+//! opendal's `normalize_path` trims whitespace at both ends of every path
+//! (`'notes.txt '` would be stored as `notes.txt`, over another file), and
+//! S3's XML listings turn `\r` into `\n` (XML line-end normalisation). So a
+//! name is stored in a form no layer alters, and mapped back on the way in.
+//!
+//! # The encoding (rclone's, per path component)
+//!
+//! It is exactly what rclone's encoder writes with
+//! `--s3-encoding Slash,InvalidUtf8,Dot,LeftSpace,RightSpace,LeftCrLfHtVt,RightCrLfHtVt`
+//! (rclone's S3 default plus the edge flags), plus two narrow additions:
+//!
+//! - a leading/trailing space becomes `␠` (U+2420), a leading/trailing
+//!   `\t \n \v \r` becomes `␉ ␊ ␋ ␍`;
+//! - a `\r` anywhere becomes `␍`, and literal `␍`/`␊` are quoted, as
+//!   rclone's `CrLf` does (a `\n` inside a name stays as it is, which keeps
+//!   keys written by earlier versions and by rclone's defaults valid);
+//! - a byte that is not UTF-8 becomes `‛XX` (U+201B and two hex digits);
+//! - any other whitespace at either end of a name (U+00A0, `\f`, …) is
+//!   written as the `‛XX` bytes of its UTF-8 form;
+//! - the quote `‛`, `␀` and `／`, and the substitutes themselves where they
+//!   would be read back as a substitute, are quoted with `‛`.
+//!
+//! Ordinary names (no edge whitespace, no `\r`, valid UTF-8, none of the
+//! six symbols above) are their own encoding, so existing remotes keep
+//! their keys. rclone reads the keys back with
+//! `--s3-encoding Slash,InvalidUtf8,Dot,LeftSpace,RightSpace,LeftCrLfHtVt,RightCrLfHtVt,CrLf`
+//! (and `--local-encoding` with the same value for a local remote).
+//!
+//! # Guarantees
+//!
+//! - [`encode_name`] checks that the key decodes back to exactly the name.
+//!   rclone's decoder misreads a quoted `‛` right before a trailing
+//!   substitute (`‛ ` → `‛‛␠`); such a trailing character is written as
+//!   `‛XX` instead. A name that still would not round-trip is refused
+//!   (reported, never uploaded); none is known.
+//! - [`decode_component`] accepts only the canonical form (re-encoding
+//!   gives the same text back), so one name has exactly one key and one
+//!   relative path, and a key any layer would alter is refused.
+//!
+//! A relative path (`rel`) is the `/`-joined encoded components; the local
+//! path is [`local_path`].
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+const QUOTE: char = '\u{201B}';
+const SYM_NUL: char = '\u{2400}';
+const SYM_SPACE: char = '\u{2420}';
+const SYM_CR: char = '\u{240D}';
+const SYM_LF: char = '\u{240A}';
+const FULL_SLASH: char = '\u{FF0F}';
+const FULL_DOT: &str = "\u{FF0E}";
+
+/// Why a name or key component has no faithful encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadName(pub &'static str);
+
+/// `\t \n \v \r`: encoded at either end of a name.
+fn is_edge_ctl(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | b'\r')
+}
+
+/// `␉ ␊ ␋ ␍`: the substitutes of [`is_edge_ctl`].
+fn is_edge_sym(c: char) -> bool {
+    matches!(c, '\u{2409}' | '\u{240A}' | '\u{240B}' | '\u{240D}')
+}
+
+/// The control picture of a control byte (U+2400 + b).
+fn sym(b: u8) -> char {
+    char::from_u32(0x2400 + u32::from(b)).unwrap_or(SYM_NUL)
+}
+
+fn first_char(b: &[u8]) -> Option<char> {
+    let n = b.len().min(4);
+    (1..=n).find_map(|l| std::str::from_utf8(&b[..l]).ok().and_then(|s| s.chars().next()))
+}
+
+fn last_char(b: &[u8]) -> Option<char> {
+    let n = b.len().min(4);
+    (1..=n).find_map(|l| {
+        std::str::from_utf8(&b[b.len() - l..])
+            .ok()
+            .and_then(|s| s.chars().next())
+    })
+}
+
+/// rclone's `MultiEncoder.Encode` for our flag set.
+fn rclone_encode(raw: &[u8]) -> String {
+    match raw {
+        b"." => return FULL_DOT.to_string(),
+        b".." => return FULL_DOT.repeat(2),
+        _ if raw == FULL_DOT.as_bytes() => return format!("{QUOTE}{FULL_DOT}"),
+        _ if raw == FULL_DOT.repeat(2).as_bytes() => {
+            return format!("{QUOTE}{FULL_DOT}{QUOTE}{FULL_DOT}");
+        }
+        _ => {}
+    }
+    let mut rest = raw;
+    let mut prefix = String::new();
+    if let Some(&b0) = rest.first() {
+        let c0 = first_char(rest);
+        if b0 == b' ' {
+            prefix.push(SYM_SPACE);
+            rest = &rest[1..];
+        } else if c0 == Some(SYM_SPACE) {
+            prefix.extend([QUOTE, SYM_SPACE]);
+            rest = &rest[SYM_SPACE.len_utf8()..];
+        } else if is_edge_ctl(b0) {
+            prefix.push(sym(b0));
+            rest = &rest[1..];
+        } else if let Some(c) = c0.filter(|c| is_edge_sym(*c)) {
+            prefix.extend([QUOTE, c]);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    let mut suffix = String::new();
+    if let Some(&bl) = rest.last() {
+        let cl = last_char(rest);
+        if bl == b' ' {
+            suffix.push(SYM_SPACE);
+            rest = &rest[..rest.len() - 1];
+        } else if cl == Some(SYM_SPACE) {
+            suffix.extend([QUOTE, SYM_SPACE]);
+            rest = &rest[..rest.len() - SYM_SPACE.len_utf8()];
+        } else if is_edge_ctl(bl) {
+            suffix.push(sym(bl));
+            rest = &rest[..rest.len() - 1];
+        } else if let Some(c) = cl.filter(|c| is_edge_sym(*c)) {
+            suffix.extend([QUOTE, c]);
+            rest = &rest[..rest.len() - c.len_utf8()];
+        }
+    }
+    let mut out = prefix;
+    for chunk in rest.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\0' => out.push(SYM_NUL),
+                SYM_NUL | QUOTE | FULL_SLASH | SYM_CR | SYM_LF => out.extend([QUOTE, c]),
+                '/' => out.push(FULL_SLASH),
+                '\r' => out.push(SYM_CR),
+                _ => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "{QUOTE}{b:02X}");
+        }
+    }
+    out.push_str(&suffix);
+    out
+}
+
+/// Whitespace left at either end (what opendal's trim would eat) is
+/// written as the `‛XX` bytes of its UTF-8 form.
+fn quote_edge_whitespace(s: String) -> String {
+    let quoted = |c: char| {
+        let mut buf = [0u8; 4];
+        let mut q = String::new();
+        for b in c.encode_utf8(&mut buf).bytes() {
+            let _ = write!(q, "{QUOTE}{b:02X}");
+        }
+        q
+    };
+    let mut s = s;
+    if let Some(c) = s.chars().next_back().filter(|c| c.is_whitespace()) {
+        s.truncate(s.len() - c.len_utf8());
+        s.push_str(&quoted(c));
+    }
+    if let Some(c) = s.chars().next().filter(|c| c.is_whitespace()) {
+        s = format!("{}{}", quoted(c), &s[c.len_utf8()..]);
+    }
+    s
+}
+
+fn hex_byte(b: &[u8]) -> Option<u8> {
+    let h = b.get(..2)?;
+    let h = std::str::from_utf8(h).ok()?;
+    if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(h, 16).ok()
+}
+
+/// rclone's `MultiEncoder.Decode` for our flag set (with `CrLf`).
+fn rclone_decode(s: &str) -> Vec<u8> {
+    let dot2 = FULL_DOT.repeat(2);
+    if s == FULL_DOT {
+        return b".".to_vec();
+    } else if s == dot2 {
+        return b"..".to_vec();
+    } else if s == format!("{QUOTE}{FULL_DOT}") {
+        return FULL_DOT.as_bytes().to_vec();
+    } else if s == format!("{QUOTE}{FULL_DOT}{QUOTE}{FULL_DOT}") {
+        return dot2.into_bytes();
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let mut rest = s;
+    let mut chars = rest.chars();
+    match chars.next() {
+        Some(SYM_SPACE) => {
+            out.push(b' ');
+            rest = &rest[SYM_SPACE.len_utf8()..];
+        }
+        Some(c) if is_edge_sym(c) => {
+            out.push((u32::from(c) - 0x2400) as u8);
+            rest = &rest[c.len_utf8()..];
+        }
+        Some(QUOTE) => match chars.next() {
+            Some(c) if c == SYM_SPACE || is_edge_sym(c) => {
+                out.extend_from_slice(c.to_string().as_bytes());
+                rest = &rest[QUOTE.len_utf8() + c.len_utf8()..];
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    let mut suffix: Vec<u8> = Vec::new();
+    if let Some(c) = rest.chars().next_back()
+        && (c == SYM_SPACE || is_edge_sym(c))
+    {
+        rest = &rest[..rest.len() - c.len_utf8()];
+        if rest.ends_with(QUOTE) {
+            suffix.extend_from_slice(c.to_string().as_bytes());
+            rest = &rest[..rest.len() - QUOTE.len_utf8()];
+        } else if c == SYM_SPACE {
+            suffix.push(b' ');
+        } else {
+            suffix.push((u32::from(c) - 0x2400) as u8);
+        }
+    }
+    let (mut unquote_next, mut skip_next) = (false, false);
+    let mut buf = [0u8; 4];
+    for (i, r) in rest.char_indices() {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        let unquote = std::mem::take(&mut unquote_next);
+        let plain = |out: &mut Vec<u8>, c: char| out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        match r {
+            SYM_NUL if !unquote => out.push(0),
+            QUOTE if !unquote => unquote_next = true,
+            FULL_SLASH if !unquote => out.push(b'/'),
+            SYM_CR | SYM_LF if !unquote => out.push((u32::from(r) - 0x2400) as u8),
+            SYM_NUL | QUOTE | FULL_SLASH | SYM_CR | SYM_LF => plain(&mut out, r),
+            _ => {
+                if unquote {
+                    if let Some(b) = hex_byte(&rest.as_bytes()[i..]) {
+                        out.push(b);
+                        skip_next = true;
+                        continue;
+                    }
+                    plain(&mut out, QUOTE);
+                }
+                out.extend_from_slice(r.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    if unquote_next {
+        out.extend_from_slice(QUOTE.to_string().as_bytes());
+    }
+    out.extend_from_slice(&suffix);
+    out
+}
+
+/// Whether `raw` can be a file name (one path component) at all.
+fn check_raw(raw: &[u8]) -> Result<(), BadName> {
+    match raw {
+        [] => Err(BadName("empty name")),
+        b"." | b".." => Err(BadName("'.' or '..' as a name")),
+        _ if raw.contains(&b'/') => Err(BadName("name contains '/'")),
+        _ if raw.contains(&0) => Err(BadName("name contains NUL")),
+        _ => Ok(()),
+    }
+}
+
+/// The key form of one local file name. Fails when the name would not
+/// decode back to exactly itself.
+pub fn encode_name(raw: &[u8]) -> Result<String, BadName> {
+    check_raw(raw)?;
+    let enc = quote_edge_whitespace(rclone_encode(raw));
+    if rclone_decode(&enc) == raw {
+        return Ok(enc);
+    }
+    // rclone's decoder reads `‛` + a trailing substitute as a quoted
+    // literal even when the `‛` is itself quoted (`‛ ` → `‛‛␠`): write
+    // the trailing character as `‛XX` instead, which it reads back.
+    if let Some((&last, head)) = raw.split_last()
+        && (last == b' ' || is_edge_ctl(last))
+        && !head.is_empty()
+    {
+        let alt = quote_edge_whitespace(format!("{}{QUOTE}{last:02X}", rclone_encode(head)));
+        if rclone_decode(&alt) == raw && alt.trim() == alt {
+            return Ok(alt);
+        }
+    }
+    Err(BadName(
+        "the name has no reversible encoding (a '‛' next to an encoded character)",
+    ))
+}
+
+/// The local file name of one key component; only the canonical form is
+/// accepted (see the module doc).
+pub fn decode_component(comp: &str) -> Result<Vec<u8>, BadName> {
+    let raw = rclone_decode(comp);
+    check_raw(&raw)?;
+    match encode_name(&raw) {
+        Ok(enc) if enc == comp => Ok(raw),
+        _ => Err(BadName(
+            "the name is not in coltecd's name encoding (it would be read as another name)",
+        )),
+    }
+}
+
+/// Whether `rel` (a `/`-separated relative path) is in canonical form.
+pub fn is_canonical(rel: &str) -> bool {
+    rel.split('/').all(|c| decode_component(c).is_ok())
+}
+
+/// The relative path of `parent`'s child `raw` (`parent` empty: the root).
+pub fn child_rel(parent: &str, raw: &OsStr) -> Result<String, BadName> {
+    let enc = encode_name(raw.as_bytes())?;
+    Ok(if parent.is_empty() {
+        enc
+    } else {
+        format!("{parent}/{enc}")
+    })
+}
+
+/// The encoded relative path of a root-relative local path (components
+/// `Normal` only; anything else is refused).
+pub fn rel_of(path: &Path) -> Result<String, BadName> {
+    let mut rel = String::new();
+    for c in path.components() {
+        let std::path::Component::Normal(n) = c else {
+            return Err(BadName("path is not below the root"));
+        };
+        rel = child_rel(&rel, n)?;
+    }
+    Ok(rel)
+}
+
+/// The local path of `rel` under `root`. A component that is not in
+/// canonical form (only legacy base rows can hold one) is used as is.
+pub fn local_path(root: &Path, rel: &str) -> PathBuf {
+    let mut p = root.to_path_buf();
+    if rel.is_empty() {
+        return p;
+    }
+    for c in rel.split('/') {
+        match decode_component(c) {
+            Ok(raw) => p.push(OsStr::from_bytes(&raw)),
+            Err(_) => p.push(c),
+        }
+    }
+    p
+}
+
+/// The raw bytes of the last component of `rel` (decoded), for callers
+/// that derive a new name from it.
+pub fn last_raw(rel: &str) -> Vec<u8> {
+    let last = rel.rsplit('/').next().unwrap_or(rel);
+    decode_component(last).unwrap_or_else(|_| last.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(raw: &[u8]) -> String {
+        let enc = encode_name(raw).unwrap();
+        assert_eq!(decode_component(&enc).unwrap(), raw, "{enc:?}");
+        assert_eq!(enc.trim(), enc, "no edge whitespace in {enc:?}");
+        assert!(!enc.contains('\r'), "{enc:?}");
+        enc
+    }
+
+    #[test]
+    fn ordinary_names_are_their_own_encoding() {
+        for n in ["notes.txt", "a b", "tab\tin", "line\nbreak", "ümlaut", ".bashrc", "x\u{FFFD}"] {
+            assert_eq!(round_trip(n.as_bytes()), n);
+        }
+    }
+
+    #[test]
+    fn edge_whitespace_cr_and_invalid_utf8_use_rclone_substitutes() {
+        assert_eq!(round_trip(b"notes.txt "), "notes.txt\u{2420}");
+        assert_eq!(round_trip(b" alone.txt"), "\u{2420}alone.txt");
+        assert_eq!(round_trip(b"a\rb"), "a\u{240D}b");
+        assert_eq!(round_trip(b"\tx\n"), "\u{2409}x\u{240A}");
+        assert_eq!(round_trip(b"bad\xff\xfe"), "bad\u{201B}FF\u{201B}FE");
+        assert_eq!(round_trip(b" "), "\u{2420}");
+        assert_eq!(round_trip(b"  "), "\u{2420}\u{2420}");
+        assert_eq!(round_trip("x\u{a0}".as_bytes()), "x\u{201B}C2\u{201B}A0");
+        assert_eq!(round_trip(b"\x0cx"), "\u{201B}0Cx");
+    }
+
+    #[test]
+    fn literal_substitutes_are_quoted() {
+        assert_eq!(round_trip("\u{2420}x".as_bytes()), "\u{201B}\u{2420}x");
+        assert_eq!(round_trip("x\u{2420}".as_bytes()), "x\u{201B}\u{2420}");
+        assert_eq!(round_trip("a\u{201B}b".as_bytes()), "a\u{201B}\u{201B}b");
+        assert_eq!(round_trip("a\u{201B}41".as_bytes()), "a\u{201B}\u{201B}41");
+        assert_eq!(round_trip("a\u{240A}b".as_bytes()), "a\u{201B}\u{240A}b");
+        assert_eq!(round_trip("\u{FF0E}".as_bytes()), "\u{201B}\u{FF0E}");
+        round_trip("\u{2400}".as_bytes());
+        round_trip("\u{FF0F}".as_bytes());
+    }
+
+    #[test]
+    fn every_short_byte_string_round_trips_or_is_refused() {
+        let alphabet: Vec<&[u8]> = vec![
+            b" ", b"\r", b"\n", b"\t", b"a", b"\xff", b".", "\u{201B}".as_bytes(),
+            "\u{2420}".as_bytes(), "\u{240D}".as_bytes(), "\u{a0}".as_bytes(), b"4",
+        ];
+        let mut names: Vec<Vec<u8>> = vec![vec![]];
+        let mut refused = Vec::new();
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for n in &names {
+                for a in &alphabet {
+                    let mut m = n.clone();
+                    m.extend_from_slice(a);
+                    next.push(m);
+                }
+            }
+            for n in &next {
+                match encode_name(n) {
+                    Ok(enc) => {
+                        assert_eq!(decode_component(&enc).unwrap(), *n, "{enc:?}");
+                        assert_eq!(enc.trim(), enc);
+                    }
+                    Err(_) => refused.push(String::from_utf8_lossy(n).into_owned()),
+                }
+            }
+            names = next;
+        }
+        // Every name of up to four of these pieces has an encoding except
+        // the two Linux forbids anyway.
+        assert_eq!(refused, [".", ".."]);
+    }
+
+    #[test]
+    fn non_canonical_keys_are_refused() {
+        for k in ["notes.txt ", " x", "a\rb", "a\u{201B}b", "a\u{201B}41", "a\u{201B}2F", "x\u{201B}00", "\u{FF0E}", "\u{2400}"] {
+            assert!(decode_component(k).is_err(), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn paths_map_to_local_paths() {
+        let root = Path::new("/r");
+        let rel = rel_of(Path::new("d /f ")).unwrap();
+        assert_eq!(rel, "d\u{2420}/f\u{2420}");
+        assert_eq!(local_path(root, &rel), Path::new("/r/d /f "));
+        assert!(is_canonical(&rel));
+        assert!(!is_canonical("f "));
+    }
+}
