@@ -86,7 +86,9 @@ pub use engine::{Engine, EngineOptions};
 pub use error::SyncError;
 pub use localfs::conflict_name;
 pub use pass::{PassRequest, PassScope};
-pub use report::{ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary};
+pub use report::{
+    ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary, SkippedFile,
+};
 
 #[cfg(test)]
 mod tests {

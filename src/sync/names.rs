@@ -81,7 +81,11 @@ fn sym(b: u8) -> char {
 
 fn first_char(b: &[u8]) -> Option<char> {
     let n = b.len().min(4);
-    (1..=n).find_map(|l| std::str::from_utf8(&b[..l]).ok().and_then(|s| s.chars().next()))
+    (1..=n).find_map(|l| {
+        std::str::from_utf8(&b[..l])
+            .ok()
+            .and_then(|s| s.chars().next())
+    })
 }
 
 fn last_char(b: &[u8]) -> Option<char> {
@@ -244,7 +248,9 @@ fn rclone_decode(s: &str) -> Vec<u8> {
             continue;
         }
         let unquote = std::mem::take(&mut unquote_next);
-        let plain = |out: &mut Vec<u8>, c: char| out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        let plain = |out: &mut Vec<u8>, c: char| {
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes())
+        };
         match r {
             SYM_NUL if !unquote => out.push(0),
             QUOTE if !unquote => unquote_next = true,
@@ -322,7 +328,24 @@ pub fn decode_component(comp: &str) -> Result<Vec<u8>, BadName> {
 
 /// Whether `rel` (a `/`-separated relative path) is in canonical form.
 pub fn is_canonical(rel: &str) -> bool {
-    rel.split('/').all(|c| decode_component(c).is_ok())
+    rel.split('/')
+        .all(|c| is_plain(c) || decode_component(c).is_ok())
+}
+
+/// A component with nothing to encode (the common case, checked without
+/// decoding): no substitute or quote characters, no `\r`, no edge
+/// whitespace, not a dot name.
+fn is_plain(c: &str) -> bool {
+    !c.is_empty()
+        && c != "."
+        && c != ".."
+        && c.trim() == c
+        && !c.chars().any(|ch| {
+            matches!(
+                ch,
+                '\0' | '\r' | QUOTE | FULL_SLASH | '\u{FF0E}' | '\u{2400}'..='\u{2421}'
+            )
+        })
 }
 
 /// The relative path of `parent`'s child `raw` (`parent` empty: the root).
@@ -385,7 +408,15 @@ mod tests {
 
     #[test]
     fn ordinary_names_are_their_own_encoding() {
-        for n in ["notes.txt", "a b", "tab\tin", "line\nbreak", "ümlaut", ".bashrc", "x\u{FFFD}"] {
+        for n in [
+            "notes.txt",
+            "a b",
+            "tab\tin",
+            "line\nbreak",
+            "ümlaut",
+            ".bashrc",
+            "x\u{FFFD}",
+        ] {
             assert_eq!(round_trip(n.as_bytes()), n);
         }
     }
@@ -418,8 +449,18 @@ mod tests {
     #[test]
     fn every_short_byte_string_round_trips_or_is_refused() {
         let alphabet: Vec<&[u8]> = vec![
-            b" ", b"\r", b"\n", b"\t", b"a", b"\xff", b".", "\u{201B}".as_bytes(),
-            "\u{2420}".as_bytes(), "\u{240D}".as_bytes(), "\u{a0}".as_bytes(), b"4",
+            b" ",
+            b"\r",
+            b"\n",
+            b"\t",
+            b"a",
+            b"\xff",
+            b".",
+            "\u{201B}".as_bytes(),
+            "\u{2420}".as_bytes(),
+            "\u{240D}".as_bytes(),
+            "\u{a0}".as_bytes(),
+            b"4",
         ];
         let mut names: Vec<Vec<u8>> = vec![vec![]];
         let mut refused = Vec::new();
@@ -450,7 +491,17 @@ mod tests {
 
     #[test]
     fn non_canonical_keys_are_refused() {
-        for k in ["notes.txt ", " x", "a\rb", "a\u{201B}b", "a\u{201B}41", "a\u{201B}2F", "x\u{201B}00", "\u{FF0E}", "\u{2400}"] {
+        for k in [
+            "notes.txt ",
+            " x",
+            "a\rb",
+            "a\u{201B}b",
+            "a\u{201B}41",
+            "a\u{201B}2F",
+            "x\u{201B}00",
+            "\u{FF0E}",
+            "\u{2400}",
+        ] {
             assert!(decode_component(k).is_err(), "{k:?}");
         }
     }
@@ -462,6 +513,9 @@ mod tests {
         assert_eq!(rel, "d\u{2420}/f\u{2420}");
         assert_eq!(local_path(root, &rel), Path::new("/r/d /f "));
         assert!(is_canonical(&rel));
-        assert!(!is_canonical("f "));
+        assert!(is_canonical("a/b c/.d"));
+        for bad in ["f ", "a//b", "a/./b", "a\rb", "x\u{2420}y/\u{201B}z"] {
+            assert!(!is_canonical(bad), "{bad:?}");
+        }
     }
 }

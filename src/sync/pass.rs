@@ -18,6 +18,7 @@ use super::exec::Exec;
 use super::guard::{self, SideTotals};
 use super::layout::RemoteEntry;
 use super::local::{LocalSide, create_root, gather_local, remove_stale_temps, root_is_dir};
+use super::names;
 use super::plan::{self, Action};
 use super::report::NoObserver;
 use super::scan;
@@ -193,6 +194,7 @@ impl<'a> Pass<'a> {
         } else {
             self.req.scope.clone()
         };
+        let whole_root = matches!(scope, PassScope::Full { .. });
         let base = self.engine.pass_base(&t.name, &self.root, &scope).await?;
         let mut local = if self.root_missing {
             LocalSide::default()
@@ -209,6 +211,9 @@ impl<'a> Pass<'a> {
             remove_stale_temps(&t.name, std::mem::take(&mut local.stale_temps)).await;
         }
         self.report.failed.extend(local.problems.iter().cloned());
+        let skipped = std::mem::take(&mut local.skipped);
+        self.memory.skips.note(&t.name, skipped, whole_root, false);
+        self.report.skipped = self.memory.skips.all();
         Ok((base, local))
     }
 
@@ -232,6 +237,10 @@ impl<'a> Pass<'a> {
         }
         let rv = self.exec.reconcile(&base.map).await?;
         self.report.failed.extend(rv.problems);
+        let t = &self.st.target;
+        self.memory.skips.note(&t.name, rv.skipped, true, true);
+        self.report.skipped = self.memory.skips.all();
+        self.memory.remote_conflicts = rv.conflicted;
         self.manifest_rid = rv.manifest_rid;
         self.memory.marker = if rv.dirty_marker {
             Marker::Present
@@ -260,7 +269,13 @@ impl<'a> Pass<'a> {
         } else {
             &*base.map
         };
-        let actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, remote);
+        let mut actions = plan::plan(t.direction, &candidates, &local.entries, plan_base, remote);
+        actions.extend(
+            base.map
+                .keys()
+                .filter(|rel| !names::is_canonical(rel))
+                .map(|rel| Action::Forget { rel: rel.clone() }),
+        );
         let actions = self.exec.settle_equal(actions).await;
         self.report.plan = plan::summarize(&actions);
         if !self.req.allow_mass_delete {
@@ -294,6 +309,11 @@ impl<'a> Pass<'a> {
         candidates.retain(|rel| !scan::excluded_with_parents(excludes, rel, false));
         // Paths under a directory we could not read are not "deleted".
         candidates.retain(|rel| local.entries.contains_key(rel) || !local.under_unreadable(rel));
+        // Held by both a file and a symlink object on the remote: untouched.
+        // Base rows of an earlier version under a name that has another form
+        // now are never acted on (they are forgotten in `plan_and_guard`).
+        candidates
+            .retain(|rel| !self.memory.remote_conflicts.contains(rel) && names::is_canonical(rel));
         candidates
     }
 

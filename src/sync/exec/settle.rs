@@ -9,6 +9,7 @@ use futures::{StreamExt, stream};
 use super::{Exec, blocking};
 use crate::sync::kind::Kind;
 use crate::sync::layout::{RemoteEntry, key_for};
+use crate::sync::names;
 use crate::sync::plan::Action;
 use crate::sync::scan::LocalEntry;
 
@@ -51,7 +52,7 @@ impl Exec<'_> {
     }
 
     async fn same_content(&self, rel: &str, l: &LocalEntry, r: &RemoteEntry) -> bool {
-        let path = self.root.join(rel);
+        let path = names::local_path(&self.root, rel);
         let expect = l.clone();
         if let Some(dir) = &self.ctx.local_dir {
             let other = dir.join(key_for(rel, Kind::File));

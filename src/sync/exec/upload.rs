@@ -17,6 +17,7 @@ use crate::sync::kind::Kind;
 use crate::sync::layout::{self, RemoteEntry, key_for};
 use crate::sync::limits::Dir;
 use crate::sync::localfs;
+use crate::sync::names;
 use crate::sync::scan::LocalEntry;
 use crate::sync::state::BaseEntry;
 
@@ -137,7 +138,7 @@ impl Exec<'_> {
         l: &LocalEntry,
         d: &mut Done,
     ) -> Result<opendal::Metadata, FileErr> {
-        let path = self.root.join(rel);
+        let path = names::local_path(&self.root, rel);
         let mut file = open_unchanged(&path, l).await?;
         let mut opts = self
             .op
