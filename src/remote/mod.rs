@@ -12,6 +12,7 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{Operator, services};
 
 mod gate;
+pub mod local_guard;
 pub use gate::{Fenced, GateController, WriteGate, gate};
 
 use crate::error::{ExitStatus, HasExitStatus};
@@ -58,15 +59,9 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
         (RemoteKind::S3(s3), Location::S3 { key_prefix, .. }) => {
             Operator::new(s3_builder(&remote.name, s3, key_prefix)?).map_err(build_err)?
         }
+        // Never follows a symlink below the root (see `local_guard`).
         (RemoteKind::Local(_), Location::Local { dir }) => {
-            let root = dir.to_string_lossy();
-            let tmp = dir.join(".coltec/tmp");
-            Operator::new(
-                services::Fs::default()
-                    .root(&root)
-                    .atomic_write_dir(&tmp.to_string_lossy()),
-            )
-            .map_err(build_err)?
+            Operator::new(local_guard::GuardedFs::new(dir.clone())).map_err(build_err)?
         }
         _ => {
             return Err(RemoteError::CryptUnsupported {

@@ -1,0 +1,480 @@
+//! The blocking half of the guarded local remote: every path below the
+//! root is reached one component at a time, each component opened from
+//! its parent's descriptor with `O_NOFOLLOW | O_DIRECTORY` (directories)
+//! or looked at with `AT_SYMLINK_NOFOLLOW` / opened with `O_NOFOLLOW`
+//! (the last component). No path string below the root is ever resolved
+//! by the kernel in one piece, so a symlink swapped in at any moment is
+//! met as a symlink and refused, never followed (see the module doc of
+//! [`super`] for the guarantee and its limits).
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
+
+/// Where temp files of writes live (below the root, so a rename commits
+/// them): short random names, so any object name up to NAME_MAX fits.
+const TMP_DIR: [&str; 2] = [".coltec", "tmp"];
+
+pub(super) fn refused(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, msg)
+}
+
+/// What an entry below the root is, seen without following it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+    /// A name that is not UTF-8: no object key can name it.
+    BadName,
+}
+
+impl EntryKind {
+    fn of(st: &FileStat) -> EntryKind {
+        let fmt = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        if fmt == SFlag::S_IFREG {
+            EntryKind::File
+        } else if fmt == SFlag::S_IFDIR {
+            EntryKind::Dir
+        } else if fmt == SFlag::S_IFLNK {
+            EntryKind::Symlink
+        } else if fmt == SFlag::S_IFIFO {
+            EntryKind::Fifo
+        } else if fmt == SFlag::S_IFSOCK {
+            EntryKind::Socket
+        } else {
+            EntryKind::Device
+        }
+    }
+
+    /// The content type a listing carries for an entry that is not an
+    /// object (its mode is `Unknown`), so callers can say what it is.
+    pub(super) fn content_type(self) -> &'static str {
+        match self {
+            EntryKind::File => "application/octet-stream",
+            EntryKind::Dir => "inode/directory",
+            EntryKind::Symlink => "inode/symlink",
+            EntryKind::Fifo => "inode/fifo",
+            EntryKind::Socket => "inode/socket",
+            EntryKind::Device => "inode/chardevice",
+            EntryKind::BadName => "inode/x-non-utf8-name",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            EntryKind::File => "a file",
+            EntryKind::Dir => "a directory",
+            EntryKind::Symlink => "a symlink",
+            EntryKind::Fifo => "a FIFO",
+            EntryKind::Socket => "a socket",
+            EntryKind::Device => "a device",
+            EntryKind::BadName => "a name that is not UTF-8",
+        }
+    }
+}
+
+/// One entry, as stat or a listing sees it.
+#[derive(Debug, Clone)]
+pub(super) struct Stat {
+    pub(super) kind: EntryKind,
+    pub(super) size: u64,
+    pub(super) mtime: SystemTime,
+}
+
+impl Stat {
+    fn of(st: &FileStat) -> Stat {
+        let secs = u64::try_from(st.st_mtime).unwrap_or(0);
+        let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);
+        Stat {
+            kind: EntryKind::of(st),
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: UNIX_EPOCH + Duration::new(secs, nanos.min(999_999_999)),
+        }
+    }
+}
+
+/// A listed entry: its path relative to the root (directories end in `/`).
+pub(super) struct Listed {
+    pub(super) path: String,
+    pub(super) stat: Stat,
+}
+
+/// The components of an object path; `.`, `..` and empty components are
+/// refused (opendal normalises them away; this is the second fence).
+fn components(path: &str) -> io::Result<Vec<&str>> {
+    let p = path.trim_matches('/');
+    if p.is_empty() {
+        return Ok(Vec::new());
+    }
+    p.split('/')
+        .map(|c| match c {
+            "" | "." | ".." => Err(refused(format!("refusing path {path:?}"))),
+            c => Ok(c),
+        })
+        .collect()
+}
+
+fn open_dir_at(parent: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+    openat(
+        parent,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn lstat_at(parent: &OwnedFd, name: &OsStr) -> Result<FileStat, Errno> {
+    fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+}
+
+/// A write in progress: a temp file in [`TMP_DIR`].
+pub(super) struct Temp {
+    dir: OwnedFd,
+    name: String,
+    pub(super) file: File,
+}
+
+impl Temp {
+    pub(super) fn discard(self) {
+        let _ = unlinkat(&self.dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+}
+
+/// The guarded view of one local directory.
+#[derive(Debug)]
+pub(super) struct Beneath {
+    root: PathBuf,
+}
+
+impl Beneath {
+    pub(super) fn new(root: PathBuf) -> Beneath {
+        Beneath { root }
+    }
+
+    /// The root itself: the configured path, resolved as the user wrote
+    /// it (it is theirs to point anywhere); created for writes.
+    fn root_fd(&self, create: bool) -> io::Result<OwnedFd> {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
+                .open(&self.root)
+        };
+        match open() {
+            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.root)?;
+                Ok(open()?.into())
+            }
+            r => Ok(r?.into()),
+        }
+    }
+
+    /// The directory at `comps` below the root; a symlink or anything but
+    /// a directory on the way is refused; `create` makes missing ones.
+    fn dir(&self, comps: &[&str], create: bool) -> io::Result<OwnedFd> {
+        let mut fd = self.root_fd(create)?;
+        for (i, c) in comps.iter().enumerate() {
+            let name = OsStr::new(c);
+            fd = match open_dir_at(&fd, name) {
+                Ok(d) => d,
+                Err(Errno::ENOENT) if create => {
+                    match mkdirat(&fd, name, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    open_dir_at(&fd, name).map_err(|e| explain(&fd, &comps[..=i], e))?
+                }
+                Err(e) => return Err(explain(&fd, &comps[..=i], e)),
+            };
+        }
+        Ok(fd)
+    }
+
+    /// The directory holding `path`, and its last component.
+    fn parent<'p>(&self, path: &'p str, create: bool) -> io::Result<(OwnedFd, &'p str)> {
+        let comps = components(path)?;
+        let Some((last, dirs)) = comps.split_last() else {
+            return Err(refused("the root itself is not an object".into()));
+        };
+        Ok((self.dir(dirs, create)?, last))
+    }
+
+    /// What is at `path`, not following it.
+    pub(super) fn lstat(&self, path: &str) -> io::Result<Stat> {
+        let comps = components(path)?;
+        let Some((last, dirs)) = comps.split_last() else {
+            return Ok(Stat::of(&fstat(self.root_fd(false)?)?));
+        };
+        let d = self.dir(dirs, false)?;
+        Ok(Stat::of(&lstat_at(&d, OsStr::new(last))?))
+    }
+
+    /// Open a regular file for reading. Anything else (a symlink, FIFO,
+    /// socket or device) is refused without being opened for I/O.
+    pub(super) fn open_file(&self, path: &str) -> io::Result<File> {
+        let (d, name) = self.parent(path, false)?;
+        let name = OsStr::new(name);
+        let seen = lstat_at(&d, name)?;
+        let kind = EntryKind::of(&seen);
+        if kind != EntryKind::File {
+            return Err(refused(format!(
+                "{path} is {}; the local remote reads regular files only",
+                kind.describe()
+            )));
+        }
+        // O_NONBLOCK: should a FIFO be swapped in since the check, opening
+        // it does not wait for a writer; fstat then refuses it.
+        let fd = openat(
+            &d,
+            name,
+            OFlag::O_RDONLY
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_NOCTTY
+                | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let now = fstat(&fd)?;
+        if EntryKind::of(&now) != EntryKind::File
+            || now.st_ino != seen.st_ino
+            || now.st_dev != seen.st_dev
+        {
+            return Err(refused(format!("{path} changed while being opened")));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// A new, empty temp file (owner-only).
+    pub(super) fn temp(&self) -> io::Result<Temp> {
+        let dir = self.dir(&TMP_DIR, true)?;
+        loop {
+            let name = format!("w-{:016x}", rand::random::<u64>());
+            match openat(
+                &dir,
+                name.as_str(),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => {
+                    return Ok(Temp {
+                        dir,
+                        name,
+                        file: File::from(fd),
+                    });
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Make a finished temp file the object at `path`: fsync, rename over
+    /// the last component (replacing a symlink there, never writing
+    /// through it), fsync the directory. Parents are created as needed.
+    pub(super) fn commit(&self, t: Temp, path: &str) -> io::Result<File> {
+        let placed = t.file.sync_all().and_then(|()| {
+            let (d, name) = self.parent(path, true)?;
+            renameat(&t.dir, t.name.as_str(), &d, name)?;
+            let _ = fsync(&d);
+            Ok(())
+        });
+        match placed {
+            Ok(()) => Ok(t.file),
+            Err(e) => {
+                t.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Remove the object (or, for a path ending in `/`, the empty
+    /// directory) at `path`; a symlink there is removed itself. Missing is
+    /// fine.
+    pub(super) fn remove(&self, path: &str) -> io::Result<()> {
+        let flag = if path.ends_with('/') {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        let (d, name) = match self.parent(path, false) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match unlinkat(&d, name, flag) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Remove the directory `path` and its contents, descending only
+    /// through real directories (by descriptor). Missing is fine.
+    pub(super) fn remove_tree(&self, path: &str) -> io::Result<()> {
+        let comps = components(path)?;
+        let Some((last, dirs)) = comps.split_last() else {
+            return Err(refused("refusing to remove the root".into()));
+        };
+        let parent = match self.dir(dirs, false) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        remove_below(&parent, OsStr::new(last))
+    }
+
+    pub(super) fn create_dir(&self, path: &str) -> io::Result<()> {
+        self.dir(&components(path)?, true).map(drop)
+    }
+
+    /// Copy the regular file `from` to `to` (keeping its permission bits).
+    pub(super) fn copy(&self, from: &str, to: &str) -> io::Result<u64> {
+        let mut src = self.open_file(from)?;
+        let mode = src.metadata()?.permissions().mode() & 0o777;
+        let mut t = self.temp()?;
+        let copied = io::copy(&mut src, &mut t.file)
+            .and_then(|n| t.file.flush().map(|()| n))
+            .and_then(|n| {
+                fchmod(t.file.as_fd(), Mode::from_bits_truncate(mode))?;
+                Ok(n)
+            });
+        match copied {
+            Ok(n) => self.commit(t, to).map(|_| n),
+            Err(e) => {
+                t.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// The directory `path` and what is in it (everything below it with
+    /// `recursive`), never following a symlink: symlinks and special files
+    /// are listed as what they are, not descended into or opened. A
+    /// missing directory lists as empty; an unreadable one is an error
+    /// (never a silently shorter listing).
+    pub(super) fn list(&self, path: &str, recursive: bool) -> io::Result<Vec<Listed>> {
+        let comps = components(path)?;
+        let top = match self.dir(&comps, false) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let prefix = if comps.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", comps.join("/"))
+        };
+        let mut out = vec![Listed {
+            path: if prefix.is_empty() {
+                "/".into()
+            } else {
+                prefix.clone()
+            },
+            stat: Stat::of(&fstat(&top)?),
+        }];
+        let mut stack = vec![(top, prefix)];
+        while let Some((fd, prefix)) = stack.pop() {
+            let mut dir = nix::dir::Dir::from_fd(fd.try_clone()?)?;
+            for ent in dir.iter() {
+                let ent = ent?;
+                let name = ent.file_name().to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let os = OsStr::from_bytes(name);
+                let st = match lstat_at(&fd, os) {
+                    Ok(st) => st,
+                    Err(Errno::ENOENT) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let mut stat = Stat::of(&st);
+                let Ok(name) = std::str::from_utf8(name) else {
+                    stat.kind = EntryKind::BadName;
+                    out.push(Listed {
+                        path: format!("{prefix}{}", String::from_utf8_lossy(name)),
+                        stat,
+                    });
+                    continue;
+                };
+                if stat.kind != EntryKind::Dir {
+                    out.push(Listed {
+                        path: format!("{prefix}{name}"),
+                        stat,
+                    });
+                    continue;
+                }
+                let p = format!("{prefix}{name}/");
+                if recursive {
+                    let child = open_dir_at(&fd, os).map_err(|e| {
+                        refused(format!("cannot list {p} (changed while listed?): {e}"))
+                    })?;
+                    stack.push((child, p.clone()));
+                }
+                out.push(Listed { path: p, stat });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Remove `name` in `parent`: a directory with its contents (entered by
+/// descriptor, `O_NOFOLLOW`), anything else as itself.
+fn remove_below(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
+    match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::EISDIR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = match open_dir_at(parent, name) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    for ent in nix::dir::Dir::from_fd(fd.try_clone()?)?.iter() {
+        let n = ent?.file_name().to_bytes().to_vec();
+        if n != b"." && n != b".." {
+            names.push(n);
+        }
+    }
+    for n in names {
+        remove_below(&fd, OsStr::from_bytes(&n))?;
+    }
+    match unlinkat(parent, name, UnlinkatFlags::RemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why opening directory `comps` (its last component) failed, in words.
+fn explain(parent: &OwnedFd, comps: &[&str], e: Errno) -> io::Error {
+    if !matches!(e, Errno::ELOOP | Errno::ENOTDIR) {
+        return e.into();
+    }
+    let last = comps.last().copied().unwrap_or_default();
+    let what = match lstat_at(parent, OsStr::new(last)) {
+        Ok(st) => EntryKind::of(&st).describe(),
+        Err(_) => "not a directory",
+    };
+    refused(format!(
+        "{} is {what}; the local remote never goes through it",
+        comps.join("/")
+    ))
+}
