@@ -368,7 +368,7 @@ impl Beneath {
     /// `recursive`), never following a symlink: symlinks and special files
     /// are listed as what they are, not descended into or opened. A
     /// missing directory lists as empty; an unreadable one is an error
-    /// (never a silently shorter listing).
+    /// (never a silently shorter listing). Order: descending by path.
     pub(super) fn list(&self, path: &str, recursive: bool) -> io::Result<Vec<Listed>> {
         let comps = components(path)?;
         let top = match self.dir(&comps, false) {
@@ -430,6 +430,10 @@ impl Beneath {
                 out.push(Listed { path: p, stat });
             }
         }
+        // Every directory after everything in it (descending order), so
+        // deleting what a listing returned, in order, empties a directory
+        // before removing it.
+        out.sort_unstable_by(|a, b| b.path.cmp(&a.path));
         Ok(out)
     }
 }
