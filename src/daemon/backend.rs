@@ -35,6 +35,8 @@ pub(crate) struct PassOutcome {
     pub conflicts: Vec<String>,
     /// (path, reason) of files that failed.
     pub failed: Vec<(String, String)>,
+    /// (path, reason) of paths deliberately not synced (special files).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// A pass, lease renewal or release that failed as a whole.

@@ -121,6 +121,7 @@ fn outcome(r: PassReport) -> PassOutcome {
         },
         conflicts: r.conflicts,
         failed: r.failed.into_iter().map(|f| (f.path, f.reason)).collect(),
+        skipped: r.skipped.into_iter().map(|s| (s.path, s.reason)).collect(),
     }
 }
 

@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::backend::{PassOutcome, SeamError};
-use super::super::status::{PassCounts, unix_now};
+use super::super::status::{PassCounts, SkippedPath, unix_now};
 use super::TargetSynced;
 use super::event_loop::{SETTLE_TRIM_AFTER, Scheduler};
 
@@ -46,6 +46,8 @@ struct PassSummary {
     error: Option<String>,
     counts: Option<PassCounts>,
     conflicts: Vec<String>,
+    /// What the pass skipped on purpose (`None`: the pass did not run).
+    skipped: Option<Vec<(String, String)>>,
     /// Why the target switches to polling, when the pass showed it.
     missed_events: Option<String>,
     for_waiters: TargetSynced,
@@ -95,6 +97,7 @@ impl Scheduler {
             error,
             counts: Some(out.counts.clone()),
             conflicts: out.conflicts.clone(),
+            skipped: Some(out.skipped.clone()),
             missed_events,
         }
     }
@@ -116,6 +119,7 @@ impl Scheduler {
             error: Some(e.message.clone()),
             counts: None,
             conflicts: Vec::new(),
+            skipped: None,
             missed_events: None,
         }
     }
@@ -178,6 +182,12 @@ impl Scheduler {
             ts.last_error = summary.error;
             if let Some(c) = summary.counts {
                 ts.last_pass = Some(c);
+            }
+            if let Some(skipped) = summary.skipped {
+                ts.skipped = skipped
+                    .into_iter()
+                    .map(|(path, reason)| SkippedPath { path, reason })
+                    .collect();
             }
             ts.conflicts_total += summary.conflicts.len() as u64;
             ts.conflicts.extend(summary.conflicts);
