@@ -58,7 +58,7 @@ impl Engine {
         self.save_meta(
             &t.name,
             TargetMeta {
-                manifest_rid: Some(rid),
+                manifest_rid: (!memory.remote_unsettled).then_some(rid),
             },
         )
         .await?;

@@ -13,25 +13,25 @@
 //! # The encoding (rclone's, per path component)
 //!
 //! It is exactly what rclone's encoder writes with
-//! `--s3-encoding Slash,InvalidUtf8,Dot,LeftSpace,RightSpace,LeftCrLfHtVt,RightCrLfHtVt`
-//! (rclone's S3 default plus the edge flags), plus two narrow additions:
+//! `--s3-encoding Slash,InvalidUtf8,Dot,LeftSpace,RightSpace,LeftCrLfHtVt,RightCrLfHtVt,CrLf`
+//! (rclone's S3 default plus the flags for what S3 servers and opendal
+//! mangle), plus one narrow addition:
 //!
 //! - a leading/trailing space becomes `␠` (U+2420), a leading/trailing
-//!   `\t \n \v \r` becomes `␉ ␊ ␋ ␍`;
-//! - a `\r` anywhere becomes `␍`, and literal `␍`/`␊` are quoted, as
-//!   rclone's `CrLf` does (a `\n` inside a name stays as it is, which keeps
-//!   keys written by earlier versions and by rclone's defaults valid);
+//!   `\t \v` becomes `␉ ␋`;
+//! - `\r` and `\n` anywhere become `␍ ␊` (XML listings turn `\r` into
+//!   `\n`; some servers refuse a `\n` in a URL path);
 //! - a byte that is not UTF-8 becomes `‛XX` (U+201B and two hex digits);
-//! - any other whitespace at either end of a name (U+00A0, `\f`, …) is
-//!   written as the `‛XX` bytes of its UTF-8 form;
-//! - the quote `‛`, `␀` and `／`, and the substitutes themselves where they
-//!   would be read back as a substitute, are quoted with `‛`.
+//! - the quote `‛`, `␀`, `／`, and the substitutes themselves where they
+//!   would be read back as a substitute, are quoted with `‛`;
+//! - the addition: any other whitespace at either end of a name (U+00A0,
+//!   `\f`, …), which opendal would trim and no rclone flag covers, is
+//!   written as the `‛XX` bytes of its UTF-8 form (rclone decodes those).
 //!
-//! Ordinary names (no edge whitespace, no `\r`, valid UTF-8, none of the
-//! six symbols above) are their own encoding, so existing remotes keep
-//! their keys. rclone reads the keys back with
-//! `--s3-encoding Slash,InvalidUtf8,Dot,LeftSpace,RightSpace,LeftCrLfHtVt,RightCrLfHtVt,CrLf`
-//! (and `--local-encoding` with the same value for a local remote).
+//! Ordinary names (none of the above) are their own encoding, so existing
+//! remotes keep their keys. rclone reads and writes the same keys with the
+//! `--s3-encoding` above (`--local-encoding` with the same value for a
+//! local remote).
 //!
 //! # Guarantees
 //!
@@ -150,7 +150,7 @@ fn rclone_encode(raw: &[u8]) -> String {
                 '\0' => out.push(SYM_NUL),
                 SYM_NUL | QUOTE | FULL_SLASH | SYM_CR | SYM_LF => out.extend([QUOTE, c]),
                 '/' => out.push(FULL_SLASH),
-                '\r' => out.push(SYM_CR),
+                '\r' | '\n' => out.push(sym(c as u8)),
                 _ => out.push(c),
             }
         }
@@ -343,7 +343,7 @@ fn is_plain(c: &str) -> bool {
         && !c.chars().any(|ch| {
             matches!(
                 ch,
-                '\0' | '\r' | QUOTE | FULL_SLASH | '\u{FF0E}' | '\u{2400}'..='\u{2421}'
+                '\0' | '\r' | '\n' | QUOTE | FULL_SLASH | '\u{FF0E}' | '\u{2400}'..='\u{2421}'
             )
         })
 }
@@ -412,7 +412,6 @@ mod tests {
             "notes.txt",
             "a b",
             "tab\tin",
-            "line\nbreak",
             "ümlaut",
             ".bashrc",
             "x\u{FFFD}",
@@ -426,6 +425,7 @@ mod tests {
         assert_eq!(round_trip(b"notes.txt "), "notes.txt\u{2420}");
         assert_eq!(round_trip(b" alone.txt"), "\u{2420}alone.txt");
         assert_eq!(round_trip(b"a\rb"), "a\u{240D}b");
+        assert_eq!(round_trip(b"a\nb"), "a\u{240A}b");
         assert_eq!(round_trip(b"\tx\n"), "\u{2409}x\u{240A}");
         assert_eq!(round_trip(b"bad\xff\xfe"), "bad\u{201B}FF\u{201B}FE");
         assert_eq!(round_trip(b" "), "\u{2420}");
@@ -493,6 +493,7 @@ mod tests {
     fn non_canonical_keys_are_refused() {
         for k in [
             "notes.txt ",
+            "a\nb",
             " x",
             "a\rb",
             "a\u{201B}b",

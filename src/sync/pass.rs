@@ -236,6 +236,8 @@ impl<'a> Pass<'a> {
                 .collect());
         }
         let rv = self.exec.reconcile(&base.map).await?;
+        self.memory.remote_unsettled =
+            !(rv.problems.is_empty() && rv.conflicted.is_empty() && rv.skipped.is_empty());
         self.report.failed.extend(rv.problems);
         let t = &self.st.target;
         self.memory.skips.note(&t.name, rv.skipped, true, true);
@@ -384,9 +386,15 @@ impl<'a> Pass<'a> {
                 self.exec.clear_marker(&mut self.memory).await?;
             }
         }
-        if self.manifest_rid != self.meta.manifest_rid {
+        // Unsettled remote entries must be seen (listed) again next time.
+        let trusted_rid = if self.memory.remote_unsettled {
+            None
+        } else {
+            self.manifest_rid.clone()
+        };
+        if trusted_rid != self.meta.manifest_rid {
             let meta = TargetMeta {
-                manifest_rid: self.manifest_rid.clone(),
+                manifest_rid: trusted_rid,
             };
             self.engine.save_meta(&t.name, meta).await?;
         }

@@ -85,4 +85,8 @@ pub(super) struct TargetMemory {
     /// Paths the remote holds as both a file and a symlink object, as of
     /// the last full reconcile: not synced until one is removed.
     pub(super) remote_conflicts: BTreeSet<String>,
+    /// The last full reconcile found entries it could not sync (refused
+    /// keys, conflicts, foreign entries): the manifest is not recorded as
+    /// trusted, so the next process lists again and they stay visible.
+    pub(super) remote_unsettled: bool,
 }
