@@ -20,6 +20,8 @@
 //! - [`state`]: per-file base state in redb (`<state_dir>/sync.redb`).
 //! - [`layout`]: how a target is laid out on its remote: key/metadata
 //!   mapping (rclone-compatible), the manifest format, hostile-key refusal.
+//! - [`names`]: the one mapping between local file names (any bytes) and
+//!   their encoded form in keys and relative paths (rclone's encoding).
 //! - [`plan`]: the pure 3-way planner.
 //! - `exec/`: the remote operations of a pass and executing its plan
 //!   (reconcile, settle, apply, upload, download, control objects).

@@ -43,9 +43,11 @@
 //! # Layout
 //!
 //! - `mod.rs`: the opendal builder and service, readers, writers, listers.
-//! - `beneath`: the blocking descriptor walk and every file operation.
+//! - `beneath`: the blocking descriptor walk and single-path operations.
+//! - `walk`: the recursive ones (listing, removing a tree).
 
 mod beneath;
+mod walk;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
