@@ -159,7 +159,8 @@ pub fn rel_of(path: &Path) -> Result<String, BadName> {
 }
 
 /// The local path of `rel` under `root`. A component that is not in
-/// canonical form (only legacy base rows can hold one) is used as is.
+/// canonical form (only legacy base rows can hold one) is used as is,
+/// except `""`, `.` and `..`, which never leave their directory.
 pub fn local_path(root: &Path, rel: &str) -> PathBuf {
     let mut p = root.to_path_buf();
     if rel.is_empty() {
@@ -168,6 +169,8 @@ pub fn local_path(root: &Path, rel: &str) -> PathBuf {
     for c in rel.split('/') {
         match decode_component(c) {
             Ok(raw) => p.push(OsStr::from_bytes(&raw)),
+            // Never a way up or out, whatever a legacy row holds.
+            Err(_) if matches!(c, "" | "." | "..") => p.push("_"),
             Err(_) => p.push(c),
         }
     }
@@ -300,6 +303,7 @@ mod tests {
         let rel = rel_of(Path::new("d /f ")).unwrap();
         assert_eq!(rel, "d\u{2420}/f\u{2420}");
         assert_eq!(local_path(root, &rel), Path::new("/r/d /f "));
+        assert_eq!(local_path(root, "../x"), Path::new("/r/_/x"));
         assert!(is_canonical(&rel));
         assert!(is_canonical("a/b c/.d"));
         for bad in ["f ", "a//b", "a/./b", "a\rb", "x\u{2420}y/\u{201B}z"] {
