@@ -3,15 +3,21 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Where the spec lives when neither `--config` nor `COLTEC_CONFIG` says.
-pub const DEFAULT_SPEC_PATH: &str = "/workspace/.devcontainer/workspace-spec.yaml";
+pub use crate::spec::defaults::DEFAULT_SPEC_PATH;
 
 /// coltecd keeps devcontainer state safe: it syncs a workspace's state
 /// directories to S3/R2 (or a local directory) under a leased prefix.
 #[derive(Debug, Parser)]
-#[command(name = "coltecd", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "coltecd",
+    version = crate::version::LONG,
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -33,10 +39,15 @@ pub struct GlobalArgs {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+pub use crate::logging::LogFormat;
+
+impl From<&GlobalArgs> for crate::logging::LogOptions {
+    fn from(g: &GlobalArgs) -> Self {
+        crate::logging::LogOptions {
+            level: g.log_level.clone(),
+            format: g.log_format,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +77,26 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show or break the leases on this spec's remote prefixes.
     Lease(LeaseArgs),
+    /// Print a shell completion script for SHELL to stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout, or write one page per
+    /// subcommand into --dir.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write coltecd.1 and coltecd-SUBCOMMAND.1 pages into DIR instead of
+    /// printing coltecd.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,23 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::cli::{GlobalArgs, LogFormat};
+/// How to log: what `--log-level`/`--log-format` ask for (the command
+/// line converts into this; logging knows nothing of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// A level or filter (`info`, `coltecd=debug`); `None`: `RUST_LOG`, else
+    /// the caller's default.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
 
 /// Name of the daemon's log file inside the log dir.
 pub const DAEMON_LOG_FILE: &str = "coltecd.log";
@@ -29,19 +45,20 @@ pub const DEFAULT_KEEP: usize = 3;
 pub const MAX_BYTES_ENV: &str = "COLTEC_LOG_MAX_BYTES";
 
 /// The filter from `--log-level` / `RUST_LOG`, defaulting to `default`.
-pub fn filter(global: &GlobalArgs, default: &str) -> EnvFilter {
-    match &global.log_level {
+pub fn filter(opts: &LogOptions, default: &str) -> EnvFilter {
+    match &opts.level {
         Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new(default)),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     }
 }
 
 /// Log to stderr, for interactive commands. Safe to call more than once.
-pub fn init_stderr(global: &GlobalArgs) {
+pub fn init_stderr(opts: impl Into<LogOptions>) {
+    let opts = opts.into();
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(global, "warn"))
+        .with_env_filter(filter(&opts, "warn"))
         .with_writer(std::io::stderr);
-    let _ = match global.log_format {
+    let _ = match opts.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
@@ -50,7 +67,12 @@ pub fn init_stderr(global: &GlobalArgs) {
 /// Log for the daemon: to `<log_dir>/coltecd.log` (rotated by size), and
 /// also to stderr when `also_stderr` (foreground `run`). Default level `info`.
 /// Returns the log file path.
-pub fn init_daemon(global: &GlobalArgs, log_dir: &Path, also_stderr: bool) -> io::Result<PathBuf> {
+pub fn init_daemon(
+    opts: impl Into<LogOptions>,
+    log_dir: &Path,
+    also_stderr: bool,
+) -> io::Result<PathBuf> {
+    let opts = opts.into();
     let max_bytes = std::env::var(MAX_BYTES_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -62,13 +84,13 @@ pub fn init_daemon(global: &GlobalArgs, log_dir: &Path, also_stderr: bool) -> io
         file.follow_with_stderr();
     }
     let path = file.path();
-    let mut layers = vec![fmt_layer(global.log_format, file, false)];
+    let mut layers = vec![fmt_layer(opts.format, file, false)];
     if also_stderr {
-        layers.push(fmt_layer(global.log_format, io::stderr, true));
+        layers.push(fmt_layer(opts.format, io::stderr, true));
     }
     let _ = tracing_subscriber::registry()
         .with(layers)
-        .with(filter(global, "info"))
+        .with(filter(&opts, "info"))
         .try_init();
     Ok(path)
 }

@@ -4,5 +4,5 @@ use crate::cli::{GlobalArgs, InitArgs};
 use crate::error::CmdResult;
 
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> CmdResult {
-    crate::daemon::init::run(global, &args.command)
+    crate::daemon::init::run(&global.config, &global.into(), &args.command)
 }

@@ -7,7 +7,7 @@ use crate::cli::{
     GlobalArgs, LeaseArgs, LeaseBreakArgs, LeaseCommand, LeaseHoldArgs, LeaseShowArgs,
 };
 use crate::error::{CmdResult, ExitStatus, Fail};
-use crate::lease::{self, Broken, LeaseView};
+use crate::lease::{self, Broken, LeaseView, LeaseViewState};
 use crate::state_dir::StateDir;
 
 pub fn run(global: &GlobalArgs, args: &LeaseArgs) -> CmdResult {
@@ -58,11 +58,14 @@ fn render_view(v: &LeaseView) -> String {
         _ => String::new(),
     };
     match (v.state, &v.holder) {
-        ("off", _) => s.push_str("  leasing is OFF in the spec: nothing prevents two writers\n"),
-        ("free", _) => s.push_str("  free\n"),
-        ("released", _) => s.push_str("  free (released)\n"),
+        (LeaseViewState::Off, _) => {
+            s.push_str("  leasing is OFF in the spec: nothing prevents two writers\n")
+        }
+        (LeaseViewState::Free, _) => s.push_str("  free\n"),
+        (LeaseViewState::Released, _) => s.push_str("  free (released)\n"),
         (state, Some(h)) => {
-            let who = if state == "mine" {
+            let mine = state == LeaseViewState::Mine;
+            let who = if mine {
                 "this container".to_string()
             } else {
                 h.describe_holder()
@@ -75,7 +78,7 @@ fn render_view(v: &LeaseView) -> String {
                 h.ttl().as_secs_f64(),
                 h.lease_id
             ));
-            if state != "mine" && !stale.is_empty() {
+            if !mine && !stale.is_empty() {
                 s.push_str(&format!("  {stale}\n"));
             }
         }

@@ -1,10 +1,17 @@
 //! One module per subcommand; [`dispatch`] is the only entry point.
+//! Helpers shared by several subcommands live in `common` (spec, targets,
+//! state dir lock, Ctrl-C) and `pass_output` (per-target reports, exit
+//! status, progress bar), never in one subcommand's module.
 
 use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
+mod common;
+mod completions;
 mod init;
 mod lease;
+mod man;
+mod pass_output;
 mod restore;
 mod run;
 mod schema;
@@ -27,13 +34,10 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Sync(args) => sync::run(&cli.global, &args),
         Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }
 
 /// A multi-threaded tokio runtime for commands that talk to remotes.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, crate::error::Fail> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| crate::error::Fail::new(crate::error::ExitStatus::Failure, e))
-}
+pub(crate) use crate::runtime::multi_thread as runtime;

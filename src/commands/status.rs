@@ -4,7 +4,7 @@
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::daemon::control::{self, ControlError, Request, Response};
-use crate::daemon::status::{self, DaemonStatus, RunState, unix_now};
+use crate::daemon::status::{self, DaemonState, DaemonStatus, unix_now};
 use crate::daemon::{self, pidfile};
 use crate::error::{CmdResult, ExitStatus, Fail};
 
@@ -12,7 +12,7 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
     let now = unix_now();
     let (spec, dir) = daemon::locate(&global.config)?;
     let from_file = || -> Option<DaemonStatus> { status::read_file(dir.path()) };
-    let fallback = |spec_state: RunState| -> DaemonStatus {
+    let fallback = |spec_state: DaemonState| -> DaemonStatus {
         match (&spec, from_file()) {
             (_, Some(f)) => f.as_stopped(now),
             (Some(spec), None) => daemon::status_for_spec(spec, spec_state),
@@ -21,10 +21,10 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
     };
     let mut st = if daemon::disabled() {
         let mut s = match &spec {
-            Some(spec) => daemon::status_for_spec(spec, RunState::Disabled),
+            Some(spec) => daemon::status_for_spec(spec, DaemonState::Disabled),
             None => from_file().unwrap_or_else(|| unreachable_without_spec(dir.path())),
         };
-        s.state = RunState::Disabled;
+        s.state = DaemonState::Disabled;
         s.pid = None;
         s
     } else {
@@ -36,28 +36,31 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
                     anyhow::anyhow!("unexpected answer from the daemon: {other:?}"),
                 ));
             }
-            Err(ControlError::NotRunning { .. }) => fallback(RunState::Stopped),
+            Err(ControlError::NotRunning { .. }) => fallback(DaemonState::Stopped),
             Err(e) => match pidfile::live(dir.path()) {
                 // Alive but not answering: show the last status as degraded.
                 Some(pid) => {
-                    let mut s = fallback(RunState::Stopped);
-                    s.state = RunState::Running;
+                    let mut s = fallback(DaemonState::Stopped);
+                    s.state = DaemonState::Running;
                     s.pid = Some(pid);
                     s.evaluate(now);
                     s.problems.push(format!("the daemon does not answer: {e}"));
                     s.health = status::Health::Degraded;
                     s
                 }
-                None => fallback(RunState::Stopped),
+                None => fallback(DaemonState::Stopped),
             },
         }
     };
-    if st.state != RunState::Running || st.health != status::Health::Degraded {
+    if st.state != DaemonState::Running || st.health != status::Health::Degraded {
         st.evaluate(now);
     }
     if args.json {
-        let body =
-            serde_json::to_string_pretty(&st).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let body = serde_json::to_string_pretty(&WithBuild {
+            status: &st,
+            build: crate::version::build_info(),
+        })
+        .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         println!("{body}");
     } else {
         print!("{}", st.render_text(now));
@@ -65,12 +68,21 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
     Ok(st.health.exit_status())
 }
 
+/// `status --json`: the status plus `"build"` (version, commit, target) of
+/// the coltecd binary that prints it, so a bug report names the build.
+#[derive(serde::Serialize)]
+struct WithBuild<'a> {
+    #[serde(flatten)]
+    status: &'a DaemonStatus,
+    build: crate::version::BuildInfo,
+}
+
 /// Without a spec and without any status file there is nothing to show
 /// but "not running".
 fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
     DaemonStatus {
         schema: status::STATUS_SCHEMA,
-        state: RunState::Stopped,
+        state: DaemonState::Stopped,
         source: status::Source::File,
         health: status::Health::NotRunning,
         problems: Vec::new(),
@@ -80,11 +92,13 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         started_at: None,
         uptime_secs: None,
         updated_at: unix_now(),
-        leases: status::LeaseState {
+        leases: status::StatusLeases {
             writes_allowed: false,
             fenced_reason: None,
-            detail: serde_json::Value::Null,
+            renew_every_secs: None,
+            detail: Vec::new(),
         },
         targets: Vec::new(),
+        stop: None,
     }
 }

@@ -13,6 +13,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::supervisor::{self, Options};
-use crate::cli::GlobalArgs;
 use crate::error::{CmdResult, ExitStatus, Fail};
+use crate::logging::LogOptions;
 
 /// Signals passed on to the command's process group.
 const FORWARDED: [Signal; 6] = [
@@ -41,45 +42,123 @@ const FORWARDED: [Signal; 6] = [
 /// Exit code when the command cannot be started (like a shell's).
 const CANNOT_RUN: u8 = 127;
 
-pub fn run(global: &GlobalArgs, command: &[OsString]) -> CmdResult {
+/// Run `command` as init, with the daemon for the spec at `config`
+/// alongside, logging as `log` says.
+pub fn run(config: &Path, log: &LogOptions, command: &[OsString]) -> CmdResult {
     let Some((program, args)) = command.split_first() else {
         return Err(Fail::new(
             ExitStatus::Usage,
             anyhow::anyhow!("init needs a command: coltecd init -- <cmd> [args…]"),
         ));
     };
-    let rt = crate::commands::runtime()?;
-    rt.block_on(supervise(global, program, args))
+    let rt = crate::runtime::multi_thread()?;
+    let result = rt.block_on(supervise(config, log, program, args));
+    // The daemon's stop already fit its budget: do not wait on blocking
+    // work an abandoned pass may have left (dropping the runtime would).
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
-async fn supervise(global: &GlobalArgs, program: &OsString, args: &[OsString]) -> CmdResult {
+async fn supervise(
+    config: &Path,
+    log: &LogOptions,
+    program: &OsString,
+    args: &[OsString],
+) -> CmdResult {
     // Signal handlers first, so nothing the child does is missed.
-    let (sig_tx, mut sig_rx) = mpsc::channel::<Signal>(64);
-    let listeners_cancel = CancellationToken::new();
-    let mut listeners = tokio::task::JoinSet::new();
-    for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
-        let mut stream = signal(SignalKind::from_raw(sig as i32)).map_err(|e| {
-            Fail::new(
-                ExitStatus::Failure,
-                anyhow::anyhow!("cannot install a handler for {sig}: {e}"),
-            )
-        })?;
-        let tx = sig_tx.clone();
-        let cancel = listeners_cancel.clone();
-        listeners.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    got = stream.recv() => match got {
-                        Some(()) => { let _ = tx.send(sig).await; }
-                        None => break,
-                    },
+    let mut signals = Listeners::install()?;
+    let child_pid = match spawn_command(program, args) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("coltecd: cannot run {}: {e}", program.to_string_lossy());
+            signals.stop().await;
+            return Ok(ExitStatus::Child(CANNOT_RUN));
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let mut daemon = start_daemon(config, log, shutdown.clone());
+
+    let mut child_code: Option<u8> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while child_code.is_none() || daemon.is_some() {
+        tokio::select! {
+            Some(sig) = signals.rx.recv() => {
+                if sig == Signal::SIGCHLD {
+                    reap(child_pid, &mut child_code);
+                } else if child_code.is_none() {
+                    if let Err(e) = killpg(child_pid, sig) {
+                        tracing::debug!(%sig, error = %e, "forwarding a signal failed");
+                    }
+                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
+                        // Flush while the command shuts down: both must fit
+                        // in the container's stop grace period.
+                        shutdown.cancel();
+                    }
                 }
             }
-        });
+            r = async { match daemon.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
+                daemon = None;
+                let r = r.unwrap_or_else(|e| Err(Fail::new(ExitStatus::Failure, anyhow::anyhow!("sync daemon crashed: {e}"))));
+                if let Err(f) = &r {
+                    eprintln!("coltecd: sync stopped: {:#}", f.report);
+                }
+            }
+            _ = tick.tick() => reap(child_pid, &mut child_code),
+        }
+        if child_code.is_some() && !shutdown.is_cancelled() {
+            shutdown.cancel();
+        }
     }
-    drop(sig_tx);
+    reap(child_pid, &mut child_code);
+    signals.stop().await;
+    Ok(ExitStatus::Child(child_code.unwrap_or(0)))
+}
 
+/// The signals init forwards (and SIGCHLD), delivered on `rx`.
+struct Listeners {
+    rx: mpsc::Receiver<Signal>,
+    cancel: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Listeners {
+    fn install() -> Result<Listeners, Fail> {
+        let (tx, rx) = mpsc::channel::<Signal>(64);
+        let cancel = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+            let mut stream = signal(SignalKind::from_raw(sig as i32)).map_err(|e| {
+                Fail::new(
+                    ExitStatus::Failure,
+                    anyhow::anyhow!("cannot install a handler for {sig}: {e}"),
+                )
+            })?;
+            let tx = tx.clone();
+            let cancel = cancel.clone();
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        got = stream.recv() => match got {
+                            Some(()) => { let _ = tx.send(sig).await; }
+                            None => break,
+                        },
+                    }
+                }
+            });
+        }
+        Ok(Listeners { rx, cancel, tasks })
+    }
+
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Start the command in its own process group (with the terminal, if
+/// any). It is reaped by `waitpid(-1)`; the std handle is never waited on.
+fn spawn_command(program: &OsString, args: &[OsString]) -> std::io::Result<Pid> {
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).process_group(0);
     // SAFETY: only async-signal-safe calls (signal, isatty, tcsetpgrp,
@@ -100,88 +179,35 @@ async fn supervise(global: &GlobalArgs, program: &OsString, args: &[OsString]) -
             Ok(())
         });
     }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("coltecd: cannot run {}: {e}", program.to_string_lossy());
-            listeners_cancel.cancel();
-            while listeners.join_next().await.is_some() {}
-            return Ok(ExitStatus::Child(CANNOT_RUN));
-        }
-    };
-    // Reaped by waitpid(-1) below; the std handle is never waited on.
-    let child_pid = Pid::from_raw(child.id() as i32);
-    drop(child);
-
-    let shutdown = CancellationToken::new();
-    let mut daemon = start_daemon(global, shutdown.clone());
-
-    let mut child_code: Option<u8> = None;
-    let mut daemon_result: Option<CmdResult> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        if child_code.is_some() && daemon.is_none() {
-            break;
-        }
-        tokio::select! {
-            Some(sig) = sig_rx.recv() => {
-                if sig == Signal::SIGCHLD {
-                    reap(child_pid, &mut child_code);
-                } else if child_code.is_none() {
-                    if let Err(e) = killpg(child_pid, sig) {
-                        tracing::debug!(%sig, error = %e, "forwarding a signal failed");
-                    }
-                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
-                        // Flush while the command shuts down: both must fit
-                        // in the container's stop grace period.
-                        shutdown.cancel();
-                    }
-                }
-            }
-            r = async { match daemon.as_mut() { Some(h) => h.await, None => std::future::pending().await } } => {
-                daemon = None;
-                let r = r.unwrap_or_else(|e| Err(Fail::new(ExitStatus::Failure, anyhow::anyhow!("sync daemon crashed: {e}"))));
-                if let Err(f) = &r {
-                    eprintln!("coltecd: sync stopped: {:#}", f.report);
-                }
-                daemon_result = Some(r);
-            }
-            _ = tick.tick() => reap(child_pid, &mut child_code),
-        }
-        if child_code.is_some() && !shutdown.is_cancelled() {
-            shutdown.cancel();
-        }
-    }
-    reap(child_pid, &mut child_code);
-    listeners_cancel.cancel();
-    while listeners.join_next().await.is_some() {}
-    let _ = daemon_result;
-    Ok(ExitStatus::Child(child_code.unwrap_or(0)))
+    let child = cmd.spawn()?;
+    let pid = i32::try_from(child.id()).map_err(std::io::Error::other)?;
+    Ok(Pid::from_raw(pid))
 }
 
 /// Start the daemon task, unless paused or its spec does not load (then say
 /// why on stderr; the command runs regardless).
 fn start_daemon(
-    global: &GlobalArgs,
+    config: &Path,
+    log: &LogOptions,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<CmdResult>> {
     if super::disabled() {
         eprintln!("{}", super::DISABLED_MESSAGE);
         return None;
     }
-    let spec = match crate::spec::load(&global.config) {
+    let spec = match crate::spec::load(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("coltecd: sync NOT running: {:#}", anyhow::Error::new(e));
             return None;
         }
     };
-    if let Err(e) = crate::logging::init_daemon(global, &spec.daemon.log_dir, true) {
+    if let Err(e) = crate::logging::init_daemon(log.clone(), &spec.daemon.log_dir, true) {
         eprintln!(
             "coltecd: cannot write logs to {}: {e}; logging to stderr only",
             spec.daemon.log_dir.display()
         );
-        crate::logging::init_stderr(global);
+        crate::logging::init_stderr(log.clone());
     }
     Some(tokio::spawn(supervisor::run(
         Arc::new(spec),

@@ -4,7 +4,11 @@
 //! # Layout
 //!
 //! - [`supervisor`]: one daemon's life: lock, pidfile, leases, workers,
-//!   readiness, graceful stop.
+//!   readiness; its `stop` part: manifests, workers, what was not flushed,
+//!   lease release, each inside the stop budget.
+//! - `workers`: the supervisor's named workers (control socket, lease
+//!   keeper, watcher, status file, watchdog, signals) and how they end.
+//! - `reload`: what a SIGHUP may change ([`reload_verdict`]).
 //! - [`scheduler`]: debounce, interval safety net, priority, flush, the
 //!   status board.
 //! - `watcher`: notify (inotify) per directory, fallback to polling.
@@ -12,23 +16,34 @@
 //! - [`status`]: the status model, its JSON shape and text rendering.
 //! - [`pidfile`], [`ready`] (the `start` ↔ daemon readiness pipe),
 //!   [`sdnotify`] (systemd), [`init`] (PID-1 mode).
-//! - `backend`/`wiring`: the seam to the sync engine and the lease.
+//! - `seam`/`wiring`: the typed seam to the sync engine and the lease (and
+//!   what to do after a failed pass), and its production wiring.
 //! - `memory`: malloc arenas and trimming (idle RSS).
+//! - `stop_budget`: `flush_deadline` as the budget of the whole stop,
+//!   sliced by phase.
+//! - `unpushed`: changes a daemon that lost its lease could not push, kept
+//!   as conflict copies at the next start.
 
-pub(crate) mod backend;
 pub mod control;
 pub mod init;
 pub(crate) mod memory;
 pub mod pidfile;
 pub mod ready;
+mod reload;
 pub(crate) mod scheduler;
 pub mod sdnotify;
+pub(crate) mod seam;
 pub mod status;
+pub(crate) mod stop_budget;
 pub mod supervisor;
+pub(crate) mod unpushed;
 pub(crate) mod watcher;
 mod wiring;
+mod workers;
 
 use std::path::Path;
+
+pub use reload::reload_verdict;
 
 use crate::error::Fail;
 use crate::spec::Spec;
@@ -69,7 +84,7 @@ fn is_truthy(v: &str) -> bool {
 
 /// The status of `spec` before (or without) a daemon: every target known,
 /// nothing synced yet.
-pub fn status_for_spec(spec: &Spec, state: status::RunState) -> status::DaemonStatus {
+pub fn status_for_spec(spec: &Spec, state: status::DaemonState) -> status::DaemonStatus {
     use status::{WatchModeState, WatchState};
     let now = status::unix_now();
     let targets = spec
@@ -107,54 +122,34 @@ pub fn status_for_spec(spec: &Spec, state: status::RunState) -> status::DaemonSt
         started_at: None,
         uptime_secs: None,
         updated_at: now,
-        leases: status::LeaseState {
-            writes_allowed: state == status::RunState::Running,
+        leases: status::StatusLeases {
+            writes_allowed: state == status::DaemonState::Running,
             fenced_reason: None,
-            detail: serde_json::Value::Array(Vec::new()),
+            renew_every_secs: renew_every_secs(spec),
+            detail: Vec::new(),
         },
         targets,
+        stop: None,
     };
-    if state == status::RunState::Running {
+    if state == status::DaemonState::Running {
         s.source = status::Source::Live;
     }
     s.evaluate(now);
     s
 }
 
-/// Whether a SIGHUP may swap `old` for `new` in a running daemon: only when
-/// what is synced where (targets, their directions and remote locations) is
-/// unchanged; anything else needs a restart (a new lease, a new reconcile).
-pub fn reload_verdict(old: &Spec, new: &Spec) -> Result<(), String> {
-    if old.workspace != new.workspace {
-        return Err(format!(
-            "the workspace changed ({} -> {})",
-            old.workspace.slug(),
-            new.workspace.slug()
-        ));
+/// How often the lease keeper renews (as it clamps the spec's value), in
+/// whole seconds (at least 1); `None` when leasing is off.
+fn renew_every_secs(spec: &Spec) -> Option<u64> {
+    if !spec.lease.enabled {
+        return None;
     }
-    let key = |s: &Spec| {
-        s.targets
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    t.local_path.clone(),
-                    t.direction,
-                    t.location().to_string(),
-                    format!("{:?}", t.remote),
-                    t.excludes.patterns().to_vec(),
-                    t.priority,
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    if key(old) != key(new) {
-        return Err("targets, their paths, remotes, excludes or priorities changed".to_string());
-    }
-    if old.lease != new.lease {
-        return Err("lease settings changed".to_string());
-    }
-    Ok(())
+    let ttl = spec.lease.ttl.max(std::time::Duration::from_millis(100));
+    let every = spec
+        .lease
+        .renew_every
+        .clamp(std::time::Duration::from_millis(10), ttl / 3);
+    Some(every.as_secs().max(1))
 }
 
 #[cfg(test)]

@@ -44,17 +44,72 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixDatagram;
+    use std::process::Command;
+
+    use super::*;
+
+    /// Where the child test finds the state to send.
+    const CHILD_STATE: &str = "COLTEC_TEST_SDNOTIFY_STATE";
+
+    /// Run [`notify_child`] in a child process of this test binary with
+    /// `NOTIFY_SOCKET=socket`. The variable is never set in this process:
+    /// tests run in parallel threads, and changing the environment under
+    /// them is unsound.
+    fn notify_in_child(socket: &str, state: &str) {
+        let module = module_path!()
+            .split_once("::")
+            .map_or(module_path!(), |(_, m)| m);
+        let name = format!("{module}::notify_child");
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([name.as_str(), "--exact", "--include-ignored"])
+            .args(["--test-threads=1", "--quiet"])
+            .env("NOTIFY_SOCKET", socket)
+            .env(CHILD_STATE, state)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains("1 passed"),
+            "the child test did not run: {text}"
+        );
+    }
+
     #[test]
-    fn sends_datagram_to_notify_socket() {
-        // Exercise the socket path without touching process env: talk to
-        // a bound datagram socket through the same send path.
+    #[ignore = "run in a child process by the notify_sends_* tests"]
+    fn notify_child() {
+        let state = std::env::var(CHILD_STATE).expect("run by the notify_sends_* tests");
+        notify(&state);
+    }
+
+    fn receive(server: &UnixDatagram) -> String {
+        // Only a guard against hanging; the datagram is queued before the
+        // child exits.
+        server
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = server.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn notify_sends_the_state_to_the_socket_path_in_notify_socket() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("notify");
-        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        client.send_to(b"READY=1", &path).unwrap();
-        let mut buf = [0u8; 16];
-        let n = server.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
+        let server = UnixDatagram::bind(&path).unwrap();
+        notify_in_child(path.to_str().unwrap(), "READY=1\nSTATUS=syncing");
+        assert_eq!(receive(&server), "READY=1\nSTATUS=syncing");
+    }
+
+    #[test]
+    fn notify_sends_the_state_to_an_abstract_notify_socket() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("coltecd-test-sdnotify-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let server = UnixDatagram::bind_addr(&addr).unwrap();
+        notify_in_child(&format!("@{name}"), "STOPPING=1");
+        assert_eq!(receive(&server), "STOPPING=1");
     }
 }

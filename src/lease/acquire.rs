@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::error::{HeldBy, LeaseError};
-use super::observe::{Staleness, boottime};
+use super::observe::{Clock, Staleness};
 use super::record::{LeaseRecord, now_rfc3339};
 use super::set::{LeaseSet, lock, op_timeout};
 use super::store::CondError;
@@ -26,6 +26,18 @@ pub async fn acquire(
     state_dir: &StateDir,
     opts: AcquireOptions,
 ) -> Result<LeaseSet, LeaseError> {
+    acquire_with_clock(spec, state_dir, opts, Clock::boot()).await
+}
+
+/// [`acquire`] with every reading of time (staleness of others' leases,
+/// renewal instants, fencing) taken from `clock`: tests pass
+/// [`Clock::tokio`] and run on paused time.
+pub async fn acquire_with_clock(
+    spec: &Spec,
+    state_dir: &StateDir,
+    opts: AcquireOptions,
+    clock: Clock,
+) -> Result<LeaseSet, LeaseError> {
     let targets = select_targets(spec, opts.only.as_deref())?;
     if !spec.lease.enabled {
         tracing::warn!(
@@ -33,7 +45,7 @@ pub async fn acquire(
         );
         return Ok(LeaseSet::off(spec, &targets));
     }
-    let set = LeaseSet::prepare(spec, state_dir, &targets)?;
+    let set = LeaseSet::prepare(spec, state_dir, &targets, clock)?;
     set.probe_backends().await?;
     let mut taken = Vec::new();
     let t = op_timeout(set.inner.ttl);
@@ -101,9 +113,9 @@ impl LeaseSet {
         let leased = &self.inner.prefixes[i];
         let t = op_timeout(self.inner.ttl);
         // Any write of ours found later landed after this instant.
-        let first_sent = boottime();
+        let first_sent = self.now();
         for _ in 0..8 {
-            let sent = boottime();
+            let sent = self.now();
             let acquired_at = now_rfc3339();
             let current = leased.store.read(&leased.key, t).await?;
             let (result, previous) = match current {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::error::LeaseError;
-use super::observe::boottime;
 use super::record::LeaseRecord;
 use super::set::{HoldState, LeaseSet, lock, op_timeout};
 use super::store::CondError;
@@ -91,7 +90,7 @@ impl LeaseSet {
         let tick = (renew_every / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_renew = boottime() + renew_every;
+        let mut next_renew = self.now() + renew_every;
         let mut rounds: tokio::task::JoinSet<Round> = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
@@ -99,9 +98,9 @@ impl LeaseSet {
                 _ = cancel.cancelled() => return Ok(()),
                 Some(done) = rounds.join_next(), if !rounds.is_empty() => {
                     match done {
-                        Ok(Round::Renewed) => next_renew = boottime() + renew_every,
+                        Ok(Round::Renewed) => next_renew = self.now() + renew_every,
                         Ok(Round::Retry) => {
-                            next_renew = boottime() + (renew_every / 2).max(Duration::from_millis(50));
+                            next_renew = self.now() + (renew_every / 2).max(Duration::from_millis(50));
                         }
                         Ok(Round::Lost(e)) => {
                             self.inner.gate.close(format!("lease lost: {e}"));
@@ -109,7 +108,7 @@ impl LeaseSet {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "lease renewal task failed");
-                            next_renew = boottime();
+                            next_renew = self.now();
                         }
                     }
                 }
@@ -123,7 +122,7 @@ impl LeaseSet {
                 // `release` ran: nothing left to renew.
                 return Ok(());
             }
-            if rounds.is_empty() && boottime() >= next_renew {
+            if rounds.is_empty() && self.now() >= next_renew {
                 let this = self.clone();
                 rounds.spawn(async move { this.renew_round().await });
             }
@@ -133,7 +132,7 @@ impl LeaseSet {
     /// Close the gate once any held prefix went unrenewed for TTL - margin.
     fn enforce_fence(&self) {
         let deadline_after = self.inner.ttl.saturating_sub(fence_margin(self.inner.ttl));
-        let now = boottime();
+        let now = self.now();
         let mut fenced = None;
         {
             let mut holds = lock(&self.inner.holds);
@@ -235,7 +234,7 @@ impl LeaseSet {
             .renew_every
             .max(self.inner.ttl / 4)
             .max(Duration::from_millis(200));
-        let sent = boottime();
+        let sent = self.now();
         let rec = self.new_record(i, seq.saturating_add(1), &acquired_at);
         match leased
             .store

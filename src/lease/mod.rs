@@ -45,7 +45,7 @@
 //!
 //! The holder renews every `renew_every` through its own operator (never the
 //! sync engine's limiters or queues). If renewals keep failing, it closes
-//! the write gate ([`WriteGate`]) at `last successful renewal (send time) +
+//! the write gate ([`WriteGate`](crate::remote::WriteGate)) at `last successful renewal (send time) +
 //! TTL - TTL/4` on `CLOCK_BOOTTIME`, i.e. before any contender (whose clock
 //! started no earlier than that write) can consider the lease stale. It
 //! keeps retrying; a renewal that still matches the last etag proves nobody
@@ -53,7 +53,7 @@
 //! generation so the engine reconciles before pushing. If the object changed
 //! under us, the lease was taken over: the gate stays closed for good.
 //! Limits: the margin (TTL/4) must cover the engine's in-flight writes
-//! (it aborts them on [`WriteGate::closed`]) and the renewal loop's tick;
+//! (it aborts them on [`WriteGate::closed`](crate::remote::WriteGate::closed)) and the renewal loop's tick;
 //! a process frozen for longer than that (SIGSTOP, a paused VM) may still
 //! have a request in flight when it wakes. S3 offers no fencing token that
 //! could close that window completely.
@@ -90,10 +90,12 @@
 //! - `takeover`: [`break_leases`] for `lease break --force`.
 //! - `identity`: who we are (lease id, container id, session).
 //! - [`record`]: the lease JSON.
-//! - [`observe`]: boot-time sightings and the staleness rule.
+//! - [`observe`]: boot-time sightings, the staleness rule, and the
+//!   [`Clock`] every reading of time goes through (tests pass a paused one).
 //! - [`store`]: conditional create/replace over S3 and local directories.
 //! - [`error`]: [`LeaseError`] and the refusal message.
 //! - `private_file`: owner-only atomic writes of the local state files.
+//! - `timing_tests`: the expiry and fencing rules on controlled time.
 
 mod acquire;
 pub mod error;
@@ -108,11 +110,14 @@ mod release;
 mod set;
 pub mod store;
 mod takeover;
+#[cfg(test)]
+mod timing_tests;
 
-pub use acquire::acquire;
+pub use acquire::{acquire, acquire_with_clock};
 pub use error::{HeldBy, LeaseError};
-pub use inspect::{LeaseView, inspect};
+pub use inspect::{LeaseView, LeaseViewState, inspect};
 pub use keeper::while_held;
+pub use observe::Clock;
 pub use record::LeaseRecord;
 pub use set::{HoldState, LeaseSet, LeaseStatus};
 pub use takeover::{Broken, break_leases};

@@ -9,6 +9,10 @@
 //! Readings are only comparable within one boot, so the file also records
 //! the boot id and is discarded after a reboot (which only ever delays a
 //! takeover: losing observations is always the safe direction).
+//!
+//! Every lease reading of time goes through a [`Clock`]: boot time in
+//! production, tokio's (pausable) clock in tests, so expiry and fencing are
+//! tested on controlled time instead of wall-clock sleeps.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -36,6 +40,49 @@ pub fn boottime() -> Duration {
             static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
             START.get_or_init(std::time::Instant::now).elapsed()
         }
+    }
+}
+
+/// The lease's source of time: a monotonic reading that only the lease
+/// compares with itself (never with another machine's).
+#[derive(Debug, Clone)]
+pub struct Clock(Source);
+
+#[derive(Debug, Clone)]
+enum Source {
+    Boot,
+    Tokio {
+        origin: tokio::time::Instant,
+        base: Duration,
+    },
+}
+
+impl Clock {
+    /// `CLOCK_BOOTTIME` ([`boottime`]): what every command and the daemon use.
+    pub fn boot() -> Clock {
+        Clock(Source::Boot)
+    }
+
+    /// tokio's clock (paused and advanced by `tokio::time::pause` /
+    /// `advance` in tests), reading like boot time from the moment it is made.
+    pub fn tokio() -> Clock {
+        Clock(Source::Tokio {
+            origin: tokio::time::Instant::now(),
+            base: boottime(),
+        })
+    }
+
+    pub fn now(&self) -> Duration {
+        match &self.0 {
+            Source::Boot => boottime(),
+            Source::Tokio { origin, base } => *base + origin.elapsed(),
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::boot()
     }
 }
 
@@ -75,11 +122,13 @@ pub enum Staleness {
 pub struct Observations {
     path: Option<PathBuf>,
     data: FileData,
+    clock: Clock,
 }
 
 impl Observations {
-    /// Load from `state_dir` (an unreadable or foreign-boot file starts empty).
-    pub fn load(state_dir: &Path) -> Observations {
+    /// Load from `state_dir` (an unreadable or foreign-boot file starts
+    /// empty); sightings are timed by `clock`.
+    pub fn load(state_dir: &Path, clock: Clock) -> Observations {
         let path = state_dir.join(FILE);
         let current = boot_id();
         let data = std::fs::read(&path)
@@ -93,6 +142,7 @@ impl Observations {
         Observations {
             path: Some(path),
             data,
+            clock,
         }
     }
 
@@ -101,13 +151,14 @@ impl Observations {
         Observations {
             path: None,
             data: FileData::default(),
+            clock: Clock::boot(),
         }
     }
 
     /// Record seeing `version` of the lease at `location` now, and judge it
     /// against `ttl`.
     pub fn observe(&mut self, location: &str, version: &str, ttl: Duration) -> Staleness {
-        let now = boottime();
+        let now = self.clock.now();
         let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
         let first = match self.data.seen.iter().position(|s| s.location == location) {
             Some(i) if self.data.seen[i].version == version => self.data.seen[i].first_seen_ms,
@@ -160,15 +211,26 @@ impl Observations {
 mod tests {
     use super::*;
 
-    #[test]
-    fn same_version_ages_and_a_new_version_resets() {
+    #[tokio::test(start_paused = true)]
+    async fn same_version_ages_and_a_new_version_resets() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut o = Observations::load(tmp.path());
+        let clock = Clock::tokio();
+        let mut o = Observations::load(tmp.path(), clock.clone());
         let ttl = Duration::from_millis(100);
         assert!(matches!(o.observe("l", "e1", ttl), Staleness::Live { .. }));
-        std::thread::sleep(Duration::from_millis(150));
+        tokio::time::advance(ttl).await;
+        // Exactly one TTL unchanged is not yet stale: only longer is.
+        assert_eq!(
+            o.observe("l", "e1", ttl),
+            Staleness::Live {
+                unchanged_for: ttl,
+                stale_in: Duration::ZERO
+            }
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
         o.save();
-        let mut o = Observations::load(tmp.path());
+        // The sighting survives a restart (same boot, same clock).
+        let mut o = Observations::load(tmp.path(), clock);
         assert!(matches!(o.observe("l", "e1", ttl), Staleness::Stale { .. }));
         assert!(matches!(o.observe("l", "e2", ttl), Staleness::Live { .. }));
         assert!(matches!(

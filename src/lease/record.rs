@@ -2,7 +2,7 @@
 //!
 //! The timestamps in a record are for humans only: no expiry decision reads
 //! them (see the module doc of [`crate::lease`]). Who wrote a record is
-//! judged by [`super::identity::Identity`].
+//! judged by the holder identity (`lease::identity`).
 
 use std::time::{Duration, SystemTime};
 

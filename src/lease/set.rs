@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::error::LeaseError;
 use super::identity::Identity;
-use super::observe::{Observations, Staleness, boottime};
+use super::observe::{Clock, Observations, Staleness};
 use super::record::LeaseRecord;
 use super::store::{Prefix, Store};
 use crate::remote::{GateController, WriteGate, gate};
@@ -81,9 +81,9 @@ impl LeasedPrefix {
 }
 
 /// (hard, soft) floors of a target's ancestors, see [`LeasedPrefix`].
-fn floors(t: &Target, prefix: &Prefix) -> (usize, usize) {
+fn floors(remote: &crate::spec::RemoteSpec, prefix: &Prefix) -> (usize, usize) {
     use crate::spec::RemoteKind;
-    match &t.remote.kind {
+    match &remote.kind {
         RemoteKind::Local(l) => {
             let root = Store::prefix_of(&crate::spec::Location::Local {
                 dir: l.root.clone(),
@@ -131,6 +131,8 @@ pub(super) struct Inner {
     pub(super) holds: Mutex<Vec<PrefixHold>>,
     pub(super) observations: Mutex<Observations>,
     pub(super) gate: GateController,
+    /// Every reading of time (renewal instants, fencing, sightings).
+    pub(super) clock: Clock,
     /// Set when `release` starts: renewals stop and a vanished object is
     /// our own doing, not a takeover.
     pub(super) releasing: std::sync::atomic::AtomicBool,
@@ -166,7 +168,7 @@ impl LeaseSet {
             .map(|(location, targets)| LeasedPrefix {
                 targets,
                 remote: String::new(),
-                store: Store::Local,
+                store: Store::local(),
                 prefix: Prefix(Vec::new()),
                 location,
                 key: Prefix(Vec::new()),
@@ -198,6 +200,7 @@ impl LeaseSet {
                 holds: Mutex::new(holds),
                 observations: Mutex::new(Observations::none()),
                 gate: gate().0,
+                clock: Clock::boot(),
                 releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -207,6 +210,7 @@ impl LeaseSet {
         spec: &Spec,
         state_dir: &StateDir,
         targets: &[&Target],
+        clock: Clock,
     ) -> Result<LeaseSet, LeaseError> {
         state_dir.ensure().map_err(|e| LeaseError::StateDir {
             path: state_dir.path().to_path_buf(),
@@ -215,15 +219,16 @@ impl LeaseSet {
         let identity = Identity::load_or_create(state_dir.path())?;
         let mut prefixes: Vec<LeasedPrefix> = Vec::new();
         for t in targets {
-            let location = t.location();
-            let store = Store::for_location(&t.remote, &location)?;
+            // A crypt target leases where its ciphertext lives.
+            let (remote, location) = crate::remote::crypt::physical(&t.remote, &t.location())?;
+            let store = Store::for_location(&remote, &location)?;
             let prefix = Store::prefix_of(&location);
             let display = store.display(&prefix);
             if let Some(s) = prefixes.iter_mut().find(|s| s.location == display) {
                 s.targets.push(t.name.clone());
                 continue;
             }
-            let (hard_floor, soft_floor) = floors(t, &prefix);
+            let (hard_floor, soft_floor) = floors(&remote, &prefix);
             prefixes.push(LeasedPrefix {
                 targets: vec![t.name.clone()],
                 remote: t.remote_name.clone(),
@@ -262,8 +267,9 @@ impl LeaseSet {
                 renew_every,
                 prefixes,
                 holds: Mutex::new(holds),
-                observations: Mutex::new(Observations::load(state_dir.path())),
+                observations: Mutex::new(Observations::load(state_dir.path(), clock.clone())),
                 gate: gate().0,
+                clock,
                 releasing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -276,6 +282,11 @@ impl LeaseSet {
             .identity
             .as_ref()
             .unwrap_or_else(|| NOBODY.get_or_init(Identity::nobody))
+    }
+
+    /// Now, on the set's clock.
+    pub(super) fn now(&self) -> Duration {
+        self.inner.clock.now()
     }
 
     pub(super) fn releasing(&self) -> bool {
@@ -300,7 +311,7 @@ impl LeaseSet {
 
     /// Per-prefix state, for `status`.
     pub fn snapshot(&self) -> Vec<LeaseStatus> {
-        let now = boottime();
+        let now = self.now();
         let holds = lock(&self.inner.holds);
         self.inner
             .prefixes

@@ -20,6 +20,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opendal::{ErrorKind, Operator};
@@ -31,8 +33,15 @@ use crate::spec::{Location, RemoteSpec};
 /// Where lease objects of one remote live.
 #[derive(Clone)]
 pub enum Store {
-    S3 { op: Operator, bucket: String },
-    Local,
+    S3 {
+        op: Operator,
+        bucket: String,
+    },
+    /// A local directory tree. `cut`, set only by tests, makes every call
+    /// fail like a network outage (a holder that cannot renew).
+    Local {
+        cut: Arc<AtomicBool>,
+    },
 }
 
 /// A prefix inside a store, as path segments (empty = the store root).
@@ -87,7 +96,7 @@ impl Store {
                     bucket: bucket.clone(),
                 })
             }
-            Location::Local { .. } => Ok(Store::Local),
+            Location::Local { .. } => Ok(Store::local()),
             Location::Crypt { .. } => Err(crate::remote::RemoteError::CryptUnsupported {
                 remote: remote.name.clone(),
             }
@@ -130,12 +139,44 @@ impl Store {
     pub fn display(&self, p: &Prefix) -> String {
         match self {
             Store::S3 { bucket, .. } => format!("s3://{bucket}/{}", p.0.join("/")),
-            Store::Local => format!("local:/{}", p.0.join("/")),
+            Store::Local { .. } => format!("local:/{}", p.0.join("/")),
         }
     }
 
+    /// A local directory store.
+    pub fn local() -> Store {
+        Store::Local {
+            cut: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Tests: cut this store off (every call fails) or reconnect it.
+    #[cfg(test)]
+    pub fn set_cut(&self, cut: bool) {
+        if let Store::Local { cut: c } = self {
+            c.store(cut, Ordering::SeqCst);
+        }
+    }
+
+    /// `Err` while a local store is cut off.
+    fn reachable(
+        cut: &AtomicBool,
+        store: &Store,
+        op: &'static str,
+        key: &Prefix,
+    ) -> Result<(), LeaseError> {
+        if cut.load(Ordering::SeqCst) {
+            return Err(store.io_err(
+                op,
+                key,
+                std::io::Error::new(std::io::ErrorKind::NotConnected, "cut off (test)"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn is_local(&self) -> bool {
-        matches!(self, Store::Local)
+        matches!(self, Store::Local { .. })
     }
 
     fn s3_key(p: &Prefix) -> String {
@@ -208,7 +249,8 @@ impl Store {
                         location: self.display(key),
                     })
                 }
-                Store::Local => {
+                Store::Local { cut } => {
+                    Self::reachable(cut, self, "read", key)?;
                     let path = Self::path(key);
                     let res = blocking(move || match fs::read(&path) {
                         Ok(b) => Ok(Some((local_version(&b), b))),
@@ -293,7 +335,8 @@ impl Store {
                         Err(e) => Err(self.remote_err(opname, key, e).into()),
                     }
                 }
-                Store::Local => {
+                Store::Local { cut } => {
+                    Self::reachable(cut, self, opname, key)?;
                     let path = Self::path(key);
                     let res =
                         blocking(move || local_conditional(&path, &body, expected.as_deref()))
@@ -330,7 +373,8 @@ impl Store {
                     .await
                     .map(|_| ())
                     .map_err(|e| self.remote_err("write", key, e)),
-                Store::Local => {
+                Store::Local { cut } => {
+                    Self::reachable(cut, self, "write", key)?;
                     let path = Self::path(key);
                     blocking(move || {
                         ensure_parent(&path)?;
@@ -368,7 +412,8 @@ impl Store {
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(self.remote_err("delete", key, e)),
                 },
-                Store::Local => {
+                Store::Local { cut } => {
+                    Self::reachable(cut, self, "delete", key)?;
                     let path = Self::path(key);
                     blocking(move || {
                         let _lock = if locked {
@@ -405,7 +450,8 @@ impl Store {
                         Err(e) => Err(self.remote_err("list", dir, e)),
                     }
                 }
-                Store::Local => {
+                Store::Local { cut } => {
+                    Self::reachable(cut, self, "list", dir)?;
                     let path = Self::path(dir);
                     blocking(move || {
                         let rd = match fs::read_dir(&path) {
@@ -704,7 +750,7 @@ mod tests {
             dir: tmp.path().to_path_buf(),
         });
         let key = base.child(&[".coltec", "lease.json"]);
-        let s = Store::Local;
+        let s = Store::local();
         let t = Duration::from_secs(5);
         let v1 = s.create(&key, b"one".to_vec(), t).await.unwrap();
         assert!(matches!(

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::error::LeaseError;
+use super::observe::Clock;
 use super::record::LeaseRecord;
 use super::select_targets;
 use super::set::LeaseSet;
@@ -28,7 +29,7 @@ pub async fn break_leases(
     only: Option<&[String]>,
 ) -> Result<Vec<Broken>, LeaseError> {
     let targets = select_targets(spec, only)?;
-    let set = LeaseSet::prepare(spec, state_dir, &targets)?;
+    let set = LeaseSet::prepare(spec, state_dir, &targets, Clock::boot())?;
     let mut out = Vec::new();
     for i in 0..set.inner.prefixes.len() {
         let previous = set.acquire_prefix(i, true).await?;

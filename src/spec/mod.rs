@@ -22,6 +22,9 @@
 //! - `defaults`: every default and limit, in one place.
 //! - `error`: [`SpecError`] and [`Diagnostic`].
 //! - `select`: [`Spec::select`] for `--only NAME`.
+//! - `type_errors`: every type error of the document, part by part.
+//! - `yaml_error`: serde_yaml errors taken apart (path, kind, position) and
+//!   turned into diagnostics with a hint.
 //!
 //! # Defaults worth knowing
 //! - `metadata.environment` missing -> `dev` (the incumbent's default, so its
@@ -47,8 +50,13 @@ mod filter;
 mod keys;
 mod model;
 mod raw;
+mod read;
+mod redact;
 mod resolve;
 mod select;
+mod type_errors;
+mod yaml_error;
+mod yaml_shape;
 
 pub use defaults::{
     DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_MAX_REQUESTS_PER_SECOND,
@@ -58,10 +66,14 @@ pub use error::{Diagnostic, SpecError};
 pub use expand::EnvLookup;
 pub use filter::{BadPattern, Excludes, RESERVED_DIR};
 pub use model::*;
+pub use redact::mask_userinfo;
 pub use select::UnknownTarget;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use type_errors::type_errors;
+use yaml_error::yaml_diagnostic;
 
 /// Load and validate a spec file, reading `${VAR}`s from the process environment.
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
@@ -71,13 +83,13 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
 /// Like [`load`], with variables (including `HOME`) read through `env`.
 pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Spec, SpecError> {
     let abs = absolute(path);
-    let text = std::fs::read_to_string(&abs).map_err(|e| {
+    let text = read::spec_text(&abs).map_err(|e| {
         let (message, hint) = if e.kind() == std::io::ErrorKind::NotFound {
             (
                 format!("no spec file at {}", abs.display()),
                 format!(
                     "point coltecd at your spec with `--config PATH` or `COLTEC_CONFIG=PATH` (default {})",
-                    crate::cli::DEFAULT_SPEC_PATH
+                    defaults::DEFAULT_SPEC_PATH
                 ),
             )
         } else {
@@ -106,6 +118,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         unreadable: false,
     };
 
+    yaml_shape::check(text).map_err(|d| SpecError::single(path.clone(), d))?;
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text)
         .map_err(|e| SpecError::single(path.clone(), yaml_diagnostic(&e)))?;
     match &doc {
@@ -125,7 +138,11 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
     // `<<: *anchor` merges are legal YAML; resolve them before checking keys.
     let unmerged = doc.clone();
     if let Err(e) = doc.apply_merge() {
-        return Err(fail(vec![yaml_diagnostic(&e)]));
+        let mut d = yaml_shape::bad_merge(&unmerged).unwrap_or_else(|| yaml_diagnostic(&e));
+        if let Some((line, col)) = keys::locate(text, &d.field) {
+            (d.line, d.column) = (Some(line), Some(col));
+        }
+        return Err(fail(vec![d]));
     }
     // serde_yaml applies `<<` merges only to `Value`s, not when deserializing
     // structs from text, where merged keys would silently vanish. With merges
@@ -173,12 +190,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
             }
         };
     let Some(raw) = raw else {
-        for d in errors.iter_mut().filter(|d| d.line.is_none()) {
-            if let Some((line, col)) = keys::locate(text, &d.field) {
-                d.line = Some(line);
-                d.column = Some(col);
-            }
-        }
+        place(&mut errors, text);
         errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
         return Err(fail(errors));
     };
@@ -195,14 +207,24 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
             Ok(spec)
         }
         _ => {
-            for d in errors.iter_mut().filter(|d| d.line.is_none()) {
-                if let Some((line, col)) = keys::locate(text, &d.field) {
-                    d.line = Some(line);
-                    d.column = Some(col);
-                }
-            }
+            place(&mut errors, text);
             errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
             Err(fail(errors))
+        }
+    }
+}
+
+/// Give every diagnostic without a position the line of its field (one
+/// pass over the text for all of them).
+fn place(errors: &mut [Diagnostic], text: &str) {
+    if errors.iter().all(|d| d.line.is_some()) {
+        return;
+    }
+    let locator = keys::Locator::new(text);
+    for d in errors.iter_mut().filter(|d| d.line.is_none()) {
+        if let Some((line, col)) = locator.locate(&d.field) {
+            d.line = Some(line);
+            d.column = Some(col);
         }
     }
 }
@@ -219,6 +241,27 @@ const CREDENTIAL_VARS: &[&str] = &[
     "RCLONE_CRYPT_SALT",
 ];
 
+/// Variables that may hold an endpoint, whose `user:password@` is secret.
+const ENDPOINT_VARS: &[&str] = &[
+    "RCLONE_S3_ENDPOINT",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+];
+
+/// The password (and whole userinfo) of an endpoint URL, if it has one.
+fn endpoint_passwords(url: &str) -> Vec<String> {
+    let (_, userinfo) = redact::split_userinfo(url);
+    userinfo
+        .map(|u| {
+            let mut v = vec![u.clone()];
+            if let Some((_, pw)) = u.split_once(':') {
+                v.push(pw.to_string());
+            }
+            v
+        })
+        .unwrap_or_default()
+}
+
 /// Remote options that hold credentials.
 const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
 
@@ -229,12 +272,20 @@ const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "ses
 /// prefixes, which a careless `${VAR}` could fill with a secret.
 fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
     let mut out: Vec<String> = CREDENTIAL_VARS.iter().filter_map(|v| env(v)).collect();
+    for var in ENDPOINT_VARS {
+        out.extend(env(var).iter().flat_map(|e| endpoint_passwords(e)));
+    }
     let remotes = doc
         .get("persistence")
         .and_then(|p| p.get("remotes"))
         .and_then(serde_yaml::Value::as_mapping);
     for remote in remotes.into_iter().flat_map(|m| m.values()) {
         if let Some(opts) = remote.get("options") {
+            if let Some(raw) = opts.get("endpoint").and_then(serde_yaml::Value::as_str) {
+                let expanded = expand::expand_vars(raw, env).unwrap_or_default();
+                out.extend(endpoint_passwords(raw));
+                out.extend(endpoint_passwords(&expanded));
+            }
             for key in CREDENTIAL_OPTIONS {
                 if let Some(raw) = opts.get(*key).and_then(serde_yaml::Value::as_str) {
                     out.push(raw.to_string());
@@ -262,7 +313,7 @@ fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
 }
 
 fn redact(text: &str, secrets: &[String]) -> String {
-    let mut t = text.to_string();
+    let mut t = mask_userinfo(text);
     for s in secrets {
         if t.contains(s.as_str()) {
             t = t.replace(s.as_str(), "***");
@@ -288,162 +339,6 @@ fn absolute(path: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|d| expand::normalize(&d.join(path)))
             .unwrap_or_else(|_| path.to_path_buf())
-    }
-}
-
-/// Type errors of every independently deserializable part of the document
-/// (each sync entry, volume and remote, each `persistence` setting, the
-/// metadata), with field paths relative to the document root. Positions are
-/// filled in later from the field path.
-fn type_errors(doc: &serde_yaml::Value) -> Vec<Diagnostic> {
-    use serde::de::DeserializeOwned;
-    use serde_yaml::Value;
-
-    fn check<T: DeserializeOwned>(v: &Value, prefix: &str, out: &mut Vec<Diagnostic>) {
-        // Round-tripping through text keeps serde_yaml's path tracking.
-        let Ok(text) = serde_yaml::to_string(v) else {
-            return;
-        };
-        if let Err(e) = serde_yaml::from_str::<T>(&text) {
-            let mut d = yaml_diagnostic(&e);
-            d.field = match (prefix, d.field.as_str()) {
-                (p, "") => p.to_string(),
-                (p, f) if f.starts_with('[') => format!("{p}{f}"),
-                (p, f) => format!("{p}.{f}"),
-            };
-            d.line = None;
-            d.column = None;
-            out.push(d);
-        }
-    }
-    fn each<T: DeserializeOwned>(v: &Value, prefix: &str, out: &mut Vec<Diagnostic>) {
-        match v {
-            Value::Sequence(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    check::<T>(item, &format!("{prefix}[{i}]"), out);
-                }
-            }
-            other => check::<Vec<T>>(other, prefix, out),
-        }
-    }
-
-    let mut out = Vec::new();
-    if let Some(name) = doc.get("name") {
-        check::<Option<String>>(name, "name", &mut out);
-    }
-    if let Some(m) = doc.get("metadata") {
-        check::<raw::RawMetadata>(m, "metadata", &mut out);
-    }
-    let Some(Value::Mapping(p)) = doc.get("persistence") else {
-        if let Some(p) = doc.get("persistence") {
-            check::<Option<raw::RawPersistence>>(p, "persistence", &mut out);
-        }
-        return out;
-    };
-    for (k, v) in p {
-        let Some(key) = k.as_str() else { continue };
-        let f = format!("persistence.{key}");
-        match key {
-            "enabled" => check::<Option<bool>>(v, &f, &mut out),
-            "mode" => check::<Option<raw::RawMode>>(v, &f, &mut out),
-            "scope" => check::<Option<raw::RawScope>>(v, &f, &mut out),
-            "mounts" => each::<raw::RawPersistenceMount>(v, &f, &mut out),
-            "default_remote" => check::<Option<String>>(v, &f, &mut out),
-            "defaults" => check::<Option<raw::RawDefaults>>(v, &f, &mut out),
-            "sync" => each::<raw::RawSync>(v, &f, &mut out),
-            "lease" => check::<Option<raw::RawLease>>(v, &f, &mut out),
-            "safety" => check::<Option<raw::RawSafety>>(v, &f, &mut out),
-            "daemon" => check::<Option<raw::RawDaemon>>(v, &f, &mut out),
-            "remotes" => match v {
-                Value::Mapping(m) => {
-                    for (name, r) in m {
-                        if let Some(name) = name.as_str() {
-                            check::<raw::RawRemote>(r, &format!("{f}.{name}"), &mut out);
-                        }
-                    }
-                }
-                other => {
-                    check::<std::collections::BTreeMap<String, raw::RawRemote>>(other, &f, &mut out)
-                }
-            },
-            "multi_scope_volumes" => match v {
-                Value::Mapping(m) => {
-                    for (k2, v2) in m {
-                        let Some(k2) = k2.as_str() else { continue };
-                        let f2 = format!("{f}.{k2}");
-                        match k2 {
-                            "environment" => each::<raw::RawVolume>(v2, &f2, &mut out),
-                            "global_refs" | "project_refs" => each::<String>(v2, &f2, &mut out),
-                            _ => {}
-                        }
-                    }
-                }
-                other => check::<Option<raw::RawVolumes>>(other, &f, &mut out),
-            },
-            _ => {}
-        }
-    }
-    out
-}
-
-/// A serde_yaml error as a diagnostic: its path (`persistence.sync[0].interval`),
-/// its position, and a hint derived from the kind of mistake.
-fn yaml_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
-    let mut text = e.to_string();
-    let loc = e.location();
-    if let Some(l) = &loc {
-        let suffix = format!(" at line {} column {}", l.line(), l.column());
-        if let Some(i) = text.find(&suffix) {
-            text.replace_range(i..i + suffix.len(), "");
-        }
-    }
-    // serde_yaml prefixes the field path: "persistence.sync[0].interval: invalid type ..."
-    let (field, message) = match text.split_once(": ") {
-        Some((p, m))
-            if !p.is_empty()
-                && !p.contains(' ')
-                && p.chars().next().is_some_and(|c| c.is_alphabetic()) =>
-        {
-            (p.to_string(), m.to_string())
-        }
-        _ => (String::new(), text.clone()),
-    };
-    let hint = if let Some(rest) = message.strip_prefix("missing field `") {
-        let f = rest.split('`').next().unwrap_or_default();
-        format!("add `{f}:` here")
-    } else if message.starts_with("unknown variant") {
-        match message.split_once("expected ") {
-            Some((_, exp)) => format!("use {exp}"),
-            None => "use one of the documented values".to_string(),
-        }
-    } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
-        match message.split_once("expected ") {
-            Some((_, "a boolean")) => "write `true` or `false` (without quotes)".to_string(),
-            Some((_, "a sequence")) => {
-                "write a list: one `- item` per line, or `[a, b]`".to_string()
-            }
-            Some((_, exp)) if exp.starts_with("struct") || exp == "a map" => {
-                "write a mapping of `key: value` lines here".to_string()
-            }
-            Some((_, "u64" | "u32" | "u16" | "u8" | "usize")) => {
-                "write a whole number here, without quotes".to_string()
-            }
-            Some((_, "i64" | "i32")) => "write a whole number here, without quotes".to_string(),
-            Some((_, "f64" | "f32")) => "write a number here, without quotes".to_string(),
-            Some((_, exp)) => format!("write {exp} here"),
-            None => "check the value's type against `coltecd schema`".to_string(),
-        }
-    } else if message.contains("duplicate entry") {
-        "remove one of the duplicated keys".to_string()
-    } else {
-        "fix the YAML syntax: check indentation, `key: value` pairs and quoting (quote values containing `: ` or starting with `*`, `&`, `{`, `[`)".to_string()
-    };
-    Diagnostic {
-        field,
-        message,
-        hint: Some(hint),
-        line: loc.as_ref().map(|l| l.line()),
-        column: loc.as_ref().map(|l| l.column()),
     }
 }
 

@@ -1,8 +1,9 @@
 //! Writing into the local sync root safely.
 //!
-//! Every write lands in a temp file in the destination directory, is
-//! fsynced, gets its mode and mtime, and is renamed into place (then the
-//! directory is fsynced), so a crash leaves either the old or the new file.
+//! Every write lands in a temp file in the destination directory, gets its
+//! mode and mtime, is fsynced, and is renamed into place (then the
+//! directory is fsynced: [`fsutil::rename_into_place`]), so a crash leaves
+//! either the old or the new file.
 //! Parent directories are checked component by component with
 //! `symlink_metadata`: a symlink anywhere above the destination (for
 //! example one planted by a hostile remote, `a -> /etc`, followed by
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::names;
+use crate::fsutil;
 
 fn refuse(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, msg)
@@ -127,14 +129,15 @@ pub fn finish_file(
         file.set_modified(system_time(mtime_ns))?;
         file.sync_all()?;
         drop(file);
-        fs::rename(tmp, dest)?;
-        sync_dir(dest);
         Ok(())
     })();
-    if r.is_err() {
-        let _ = fs::remove_file(tmp);
+    match r {
+        Ok(()) => fsutil::rename_into_place(tmp, dest),
+        Err(e) => {
+            let _ = fs::remove_file(tmp);
+            Err(e)
+        }
     }
-    r
 }
 
 /// Create a symlink `dest -> target` atomically (temp link + rename).
@@ -144,21 +147,7 @@ pub fn place_symlink(dest: &Path, target: &str) -> io::Result<()> {
     }
     let tmp = temp_path(dest);
     std::os::unix::fs::symlink(target, &tmp)?;
-    if let Err(e) = fs::rename(&tmp, dest) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dest);
-    Ok(())
-}
-
-fn sync_dir(path: &Path) {
-    if let Some(parent) = path.parent()
-        && let Ok(d) = File::open(parent)
-    {
-        // Best effort: the rename is already visible; this makes it durable.
-        let _ = d.sync_all();
-    }
+    fsutil::rename_into_place(&tmp, dest)
 }
 
 /// The conflict-copy name of `rel` ([`names`] form, as is the result):

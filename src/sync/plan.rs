@@ -105,135 +105,189 @@ pub fn plan(
     base: &BTreeMap<String, BaseEntry>,
     remote: &BTreeMap<String, RemoteEntry>,
 ) -> Vec<Action> {
-    let push = direction.writes_remote();
-    let pull = direction.writes_local();
-    let bidi = push && pull;
-    let mut out = Vec::new();
-    for rel in paths {
-        let l = local.get(rel);
-        let b = base.get(rel);
-        let r = remote.get(rel);
-        let rel = rel.clone();
-        let upload = |l: &LocalEntry, r: Option<&RemoteEntry>| Action::Upload {
-            rel: rel.clone(),
-            local: l.clone(),
-            replaces: r.cloned(),
-        };
-        let download =
-            |r: &RemoteEntry, l: Option<&LocalEntry>, keep_local: bool| Action::Download {
-                rel: rel.clone(),
-                remote: r.clone(),
-                local: l.cloned(),
-                keep_local,
-            };
-        let action = match b {
-            None => match (l, r) {
-                (None, None) => None,
-                (Some(l), None) => push.then(|| upload(l, None)),
-                (None, Some(r)) => pull.then(|| download(r, None, false)),
-                (Some(l), Some(r)) if same(l, r) => Some(Action::Adopt {
-                    rel: rel.clone(),
-                    local: l.clone(),
-                    remote: r.clone(),
-                }),
-                (Some(l), Some(r)) => {
-                    if bidi {
-                        if r.mtime_ns.is_some_and(|m| m > l.mtime_ns) {
-                            Some(download(r, Some(l), true))
-                        } else {
-                            Some(Action::Conflict {
-                                rel: rel.clone(),
-                                local: l.clone(),
-                                remote: r.clone(),
-                            })
-                        }
-                    } else if push {
-                        Some(upload(l, Some(r)))
-                    } else {
-                        Some(download(r, Some(l), false))
-                    }
-                }
-            },
-            Some(b) => {
-                let lc = !l.is_some_and(|l| b.matches_local(l));
-                let rc = !r.is_some_and(|r| remote_unchanged(r, b));
-                match (lc, rc) {
-                    (false, false) => None,
-                    (true, false) => match (l, r) {
-                        (None, Some(r)) => Some(if push {
-                            Action::DeleteRemote {
-                                rel: rel.clone(),
-                                remote: r.clone(),
-                            }
-                        } else {
-                            download(r, None, false)
-                        }),
-                        (Some(l), Some(r)) => Some(if push {
-                            upload(l, Some(r))
-                        } else {
-                            download(r, Some(l), false)
-                        }),
-                        // rc == false implies r is Some.
-                        _ => None,
-                    },
-                    (false, true) => match (l, r) {
-                        (Some(l), None) => Some(if pull {
-                            Action::DeleteLocal {
-                                rel: rel.clone(),
-                                local: l.clone(),
-                            }
-                        } else {
-                            upload(l, None)
-                        }),
-                        (Some(l), Some(r)) => Some(if pull {
-                            download(r, Some(l), false)
-                        } else {
-                            upload(l, Some(r))
-                        }),
-                        // lc == false implies l is Some.
-                        _ => None,
-                    },
-                    (true, true) => match (l, r) {
-                        (None, None) => Some(Action::Forget { rel: rel.clone() }),
-                        (None, Some(r)) => Some(if pull {
-                            download(r, None, false)
-                        } else {
-                            Action::DeleteRemote {
-                                rel: rel.clone(),
-                                remote: r.clone(),
-                            }
-                        }),
-                        (Some(l), None) => Some(if push {
-                            upload(l, None)
-                        } else {
-                            Action::DeleteLocal {
-                                rel: rel.clone(),
-                                local: l.clone(),
-                            }
-                        }),
-                        (Some(l), Some(r)) if same(l, r) => Some(Action::Adopt {
-                            rel: rel.clone(),
-                            local: l.clone(),
-                            remote: r.clone(),
-                        }),
-                        (Some(l), Some(r)) => Some(if bidi {
-                            Action::Conflict {
-                                rel: rel.clone(),
-                                local: l.clone(),
-                                remote: r.clone(),
-                            }
-                        } else if push {
-                            upload(l, Some(r))
-                        } else {
-                            download(r, Some(l), false)
-                        }),
-                    },
-                }
+    let m = Mode {
+        push: direction.writes_remote(),
+        pull: direction.writes_local(),
+    };
+    paths
+        .iter()
+        .filter_map(|rel| {
+            let (l, r) = (local.get(rel), remote.get(rel));
+            match base.get(rel) {
+                None => first_sync(m, rel, l, r),
+                Some(b) => with_base(m, rel, l, b, r),
             }
-        };
-        out.extend(action);
+        })
+        .collect()
+}
+
+/// Which sides a direction writes.
+#[derive(Clone, Copy)]
+struct Mode {
+    push: bool,
+    pull: bool,
+}
+
+impl Mode {
+    fn bidi(self) -> bool {
+        self.push && self.pull
     }
-    out
+}
+
+/// No base: never deletes.
+fn first_sync(
+    m: Mode,
+    rel: &str,
+    l: Option<&LocalEntry>,
+    r: Option<&RemoteEntry>,
+) -> Option<Action> {
+    match (l, r) {
+        (None, None) => None,
+        (Some(l), None) => m.push.then(|| upload(rel, l, None)),
+        (None, Some(r)) => m.pull.then(|| download(rel, r, None, false)),
+        (Some(l), Some(r)) if same(l, r) => Some(adopt(rel, l, r)),
+        (Some(l), Some(r)) => Some(if m.bidi() {
+            if r.mtime_ns.is_some_and(|t| t > l.mtime_ns) {
+                download(rel, r, Some(l), true)
+            } else {
+                conflict(rel, l, r)
+            }
+        } else if m.push {
+            upload(rel, l, Some(r))
+        } else {
+            download(rel, r, Some(l), false)
+        }),
+    }
+}
+
+/// With a base: a side that did not change follows the side that did.
+fn with_base(
+    m: Mode,
+    rel: &str,
+    l: Option<&LocalEntry>,
+    b: &BaseEntry,
+    r: Option<&RemoteEntry>,
+) -> Option<Action> {
+    let local_changed = !l.is_some_and(|l| b.matches_local(l));
+    let remote_changed = !r.is_some_and(|r| remote_unchanged(r, b));
+    match (local_changed, remote_changed) {
+        (false, false) => None,
+        (true, false) => local_changed_only(m, rel, l, r),
+        (false, true) => remote_changed_only(m, rel, l, r),
+        (true, true) => both_changed(m, rel, l, r),
+    }
+}
+
+fn local_changed_only(
+    m: Mode,
+    rel: &str,
+    l: Option<&LocalEntry>,
+    r: Option<&RemoteEntry>,
+) -> Option<Action> {
+    match (l, r) {
+        (None, Some(r)) => Some(if m.push {
+            delete_remote(rel, r)
+        } else {
+            download(rel, r, None, false)
+        }),
+        (Some(l), Some(r)) => Some(if m.push {
+            upload(rel, l, Some(r))
+        } else {
+            download(rel, r, Some(l), false)
+        }),
+        // An unchanged remote implies r is Some.
+        _ => None,
+    }
+}
+
+fn remote_changed_only(
+    m: Mode,
+    rel: &str,
+    l: Option<&LocalEntry>,
+    r: Option<&RemoteEntry>,
+) -> Option<Action> {
+    match (l, r) {
+        (Some(l), None) => Some(if m.pull {
+            delete_local(rel, l)
+        } else {
+            upload(rel, l, None)
+        }),
+        (Some(l), Some(r)) => Some(if m.pull {
+            download(rel, r, Some(l), false)
+        } else {
+            upload(rel, l, Some(r))
+        }),
+        // An unchanged local side implies l is Some.
+        _ => None,
+    }
+}
+
+fn both_changed(
+    m: Mode,
+    rel: &str,
+    l: Option<&LocalEntry>,
+    r: Option<&RemoteEntry>,
+) -> Option<Action> {
+    Some(match (l, r) {
+        (None, None) => Action::Forget {
+            rel: rel.to_string(),
+        },
+        (None, Some(r)) if m.pull => download(rel, r, None, false),
+        (None, Some(r)) => delete_remote(rel, r),
+        (Some(l), None) if m.push => upload(rel, l, None),
+        (Some(l), None) => delete_local(rel, l),
+        (Some(l), Some(r)) if same(l, r) => adopt(rel, l, r),
+        (Some(l), Some(r)) if m.bidi() => conflict(rel, l, r),
+        (Some(l), Some(r)) if m.push => upload(rel, l, Some(r)),
+        (Some(l), Some(r)) => download(rel, r, Some(l), false),
+    })
+}
+
+fn upload(rel: &str, l: &LocalEntry, r: Option<&RemoteEntry>) -> Action {
+    Action::Upload {
+        rel: rel.to_string(),
+        local: l.clone(),
+        replaces: r.cloned(),
+    }
+}
+
+fn download(rel: &str, r: &RemoteEntry, l: Option<&LocalEntry>, keep_local: bool) -> Action {
+    Action::Download {
+        rel: rel.to_string(),
+        remote: r.clone(),
+        local: l.cloned(),
+        keep_local,
+    }
+}
+
+fn adopt(rel: &str, l: &LocalEntry, r: &RemoteEntry) -> Action {
+    Action::Adopt {
+        rel: rel.to_string(),
+        local: l.clone(),
+        remote: r.clone(),
+    }
+}
+
+fn conflict(rel: &str, l: &LocalEntry, r: &RemoteEntry) -> Action {
+    Action::Conflict {
+        rel: rel.to_string(),
+        local: l.clone(),
+        remote: r.clone(),
+    }
+}
+
+fn delete_remote(rel: &str, r: &RemoteEntry) -> Action {
+    Action::DeleteRemote {
+        rel: rel.to_string(),
+        remote: r.clone(),
+    }
+}
+
+fn delete_local(rel: &str, l: &LocalEntry) -> Action {
+    Action::DeleteLocal {
+        rel: rel.to_string(),
+        local: l.clone(),
+    }
 }
 
 /// Counts, bytes and first paths of each kind of action in `actions`.

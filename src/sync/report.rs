@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::pending::PendingSummary;
+use super::root::RootGuard;
+
 /// How many paths per action a [`PlanSummary`] lists.
 pub const PLAN_FIRST_N: usize = 10;
 
@@ -28,6 +31,17 @@ pub struct PassReport {
     /// Whether this pass listed the remote (a full reconcile).
     pub remote_listed: bool,
     pub plan: PlanSummary,
+    /// Set when the local root was missing, empty or not the directory
+    /// last synced while the base had files: the pass restored instead of
+    /// deleting. `status` should show [`RootGuard::describe`] (a warning
+    /// that stays until a pass runs without it).
+    pub root_guard: Option<RootGuard>,
+    /// The target's transfers still pending after this pass (failed, or
+    /// interrupted), retried by every later pass until they succeed.
+    /// `status` should show the count, the oldest's age and the first
+    /// paths with their error, and not call the target "up to date"
+    /// while `files > 0`.
+    pub pending: PendingSummary,
 }
 
 impl PassReport {
@@ -150,13 +164,31 @@ pub struct PlanSummary {
 impl PlanSummary {
     /// Whether the plan moves or deletes anything.
     pub fn is_empty(&self) -> bool {
-        self.upload.files
-            + self.download.files
-            + self.delete_remote.files
-            + self.delete_local.files
-            + self.conflict.files
-            == 0
+        self.totals().files == 0
     }
+
+    /// What a pass's progress counts toward: every action that moves or
+    /// deletes something, and the bytes it moves. The one definition
+    /// front ends use (`coltecd sync`'s bar, the daemon's `status`).
+    /// Conflicts count both versions (each is transferred at least once);
+    /// adoptions move nothing.
+    pub fn totals(&self) -> PlanTotals {
+        PlanTotals {
+            files: self.upload.files
+                + self.download.files
+                + self.delete_remote.files
+                + self.delete_local.files
+                + self.conflict.files,
+            bytes: self.upload.bytes + self.download.bytes + self.conflict.bytes,
+        }
+    }
+}
+
+/// See [`PlanSummary::totals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanTotals {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// Progress callbacks for interactive front ends (all optional).
@@ -172,3 +204,41 @@ pub trait PassObserver: Send + Sync {
 /// The observer of passes nobody watches.
 pub(super) struct NoObserver;
 impl PassObserver for NoObserver {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(files: u64, bytes: u64) -> ActionCount {
+        ActionCount {
+            files,
+            bytes,
+            first: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn totals_count_conflict_bytes_and_deletes_but_not_adoptions() {
+        let plan = PlanSummary {
+            upload: count(1, 10),
+            download: count(2, 200),
+            delete_remote: count(3, 3000),
+            delete_local: count(4, 40000),
+            conflict: count(5, 500000),
+            adopt: count(6, 6000000),
+        };
+        assert_eq!(
+            plan.totals(),
+            PlanTotals {
+                files: 1 + 2 + 3 + 4 + 5,
+                bytes: 10 + 200 + 500000
+            }
+        );
+        assert!(!plan.is_empty());
+        let adopt_only = PlanSummary {
+            adopt: count(6, 60),
+            ..PlanSummary::default()
+        };
+        assert!(adopt_only.is_empty());
+    }
+}

@@ -110,95 +110,105 @@ pub fn walk(root: &Path, start: &str, excludes: &Excludes) -> Scan {
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
-                scan.problems.push(FailedFile {
-                    path: rel_dir.clone(),
-                    reason: format!("cannot read directory: {e}"),
-                });
-                scan.unreadable_dirs.push(rel_dir);
+                scan.unreadable(rel_dir, format!("cannot read directory: {e}"));
                 continue;
             }
         };
         for de in rd {
-            let de = match de {
-                Ok(de) => de,
+            match de {
+                Ok(de) => stack.extend(scan.visit(&de, &rel_dir, excludes)),
                 Err(e) => {
-                    scan.problems.push(FailedFile {
-                        path: rel_dir.clone(),
-                        reason: format!("cannot read directory entry: {e}"),
-                    });
-                    scan.unreadable_dirs.push(rel_dir.clone());
-                    continue;
+                    scan.unreadable(rel_dir.clone(), format!("cannot read directory entry: {e}"))
                 }
-            };
-            let name = de.file_name();
-            if rel_dir.is_empty() && name == RESERVED {
-                continue;
-            }
-            // A download's temp file (in flight, or left by a crash): never
-            // user data.
-            if name.to_str().is_some_and(is_temp_name) {
-                let path = de.path();
-                if is_stale_temp(&path) {
-                    scan.stale_temps.push(path);
-                }
-                continue;
-            }
-            let rel = match names::child_rel(&rel_dir, &name) {
-                Ok(rel) => rel,
-                Err(why) => {
-                    scan.problems.push(FailedFile {
-                        path: format!("{rel_dir}/{}", name.to_string_lossy()),
-                        reason: format!("{}; rename it to sync it", why.0),
-                    });
-                    continue;
-                }
-            };
-            let path = de.path();
-            let md = match fs::symlink_metadata(&path) {
-                Ok(md) => md,
-                // Vanished between readdir and stat: simply not there.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    scan.problems.push(FailedFile {
-                        path: rel,
-                        reason: format!("cannot stat: {e}"),
-                    });
-                    continue;
-                }
-            };
-            if md.is_dir() {
-                if !excludes.is_excluded(&rel, true) {
-                    stack.push((path, rel));
-                }
-                continue;
-            }
-            if excludes.is_excluded(&rel, false) {
-                continue;
-            }
-            match LocalEntry::from_metadata(&path, &md) {
-                Ok(Some(e)) => {
-                    if e.kind == Kind::File && rel.ends_with(LINK_SUFFIX) {
-                        scan.problems.push(FailedFile {
-                            path: rel,
-                            reason: format!(
-                                "regular files named *{} clash with how symlinks are stored; rename it",
-                                LINK_SUFFIX
-                            ),
-                        });
-                        continue;
-                    }
-                    scan.entries.insert(rel, e);
-                }
-                Ok(None) => scan.skipped.push(SkippedFile::special(rel, &md)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => scan.problems.push(FailedFile {
-                    path: rel,
-                    reason: format!("cannot read: {e}"),
-                }),
             }
         }
     }
     scan
+}
+
+impl Scan {
+    /// A directory whose content is unknown: nothing under it is deleted.
+    fn unreadable(&mut self, rel_dir: String, reason: String) {
+        self.problems.push(FailedFile {
+            path: rel_dir.clone(),
+            reason,
+        });
+        self.unreadable_dirs.push(rel_dir);
+    }
+
+    /// Take one directory entry; returns it when it is a directory to walk.
+    fn visit(
+        &mut self,
+        de: &fs::DirEntry,
+        rel_dir: &str,
+        excludes: &Excludes,
+    ) -> Option<(PathBuf, String)> {
+        let name = de.file_name();
+        if rel_dir.is_empty() && name == RESERVED {
+            return None;
+        }
+        let path = de.path();
+        // A download's temp file (in flight, or left by a crash): never
+        // user data.
+        if name.to_str().is_some_and(is_temp_name) {
+            if is_stale_temp(&path) {
+                self.stale_temps.push(path);
+            }
+            return None;
+        }
+        let rel = match names::child_rel(rel_dir, &name) {
+            Ok(rel) => rel,
+            Err(why) => {
+                self.problems.push(FailedFile {
+                    path: format!("{rel_dir}/{}", name.to_string_lossy()),
+                    reason: format!("{}; rename it to sync it", why.0),
+                });
+                return None;
+            }
+        };
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            // Vanished between readdir and stat: simply not there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                self.problems.push(FailedFile {
+                    path: rel,
+                    reason: format!("cannot stat: {e}"),
+                });
+                return None;
+            }
+        };
+        if md.is_dir() {
+            return (!excludes.is_excluded(&rel, true)).then_some((path, rel));
+        }
+        if !excludes.is_excluded(&rel, false) {
+            self.add(rel, &path, &md);
+        }
+        None
+    }
+
+    /// Record a file or symlink (other kinds are skipped).
+    fn add(&mut self, rel: String, path: &Path, md: &fs::Metadata) {
+        match LocalEntry::from_metadata(path, md) {
+            Ok(Some(e)) if e.kind == Kind::File && rel.ends_with(LINK_SUFFIX) => {
+                self.problems.push(FailedFile {
+                    path: rel,
+                    reason: format!(
+                        "regular files named *{LINK_SUFFIX} clash with how symlinks are stored; rename it"
+                    ),
+                });
+            }
+            Ok(Some(e)) => {
+                self.entries.insert(rel, e);
+            }
+            Ok(None) => self.skipped.push(SkippedFile::special(rel, md)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => self.problems.push(FailedFile {
+                path: rel,
+                reason: format!("cannot read: {e}"),
+            }),
+        }
+    }
 }
 
 /// Temp files of in-flight downloads: `.<name>.coltec-tmp-<16 hex>`.

@@ -11,7 +11,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::daemon::{Daemon, World, eventually, status_json};
-use crate::support::{coltecd_bin, s3};
+use crate::support::s3::{self, S3Server};
+use crate::support::{coltecd_bin, s3_test};
 
 /// Any run that takes longer is hanging (e.g. blocked on a FIFO).
 const HANG: Duration = Duration::from_secs(120);
@@ -20,7 +21,7 @@ const HANG: Duration = Duration::from_secs(120);
 /// directory or an S3 bucket.
 struct Ws {
     tmp: tempfile::TempDir,
-    bucket: Option<String>,
+    bucket: Option<(S3Server, String)>,
 }
 
 impl Ws {
@@ -28,21 +29,18 @@ impl Ws {
         Ws::new(None)
     }
 
-    fn s3() -> Ws {
-        Ws::new(Some(s3::bucket("hardening")))
+    fn s3(server: S3Server) -> Ws {
+        Ws::new(Some((server, server.bucket("hardening"))))
     }
 
-    fn new(bucket: Option<String>) -> Ws {
+    fn new(bucket: Option<(S3Server, String)>) -> Ws {
         let tmp = tempfile::tempdir().unwrap();
         let remote = match &bucket {
             None => format!(
                 "    disk:\n      type: local\n      path_prefix: {}\n",
                 tmp.path().join("remote").display()
             ),
-            Some(b) => format!(
-                "    disk:\n      type: s3\n      bucket: {b}\n      options:\n        endpoint: {}\n        region: us-east-1\n",
-                s3::endpoint()
-            ),
+            Some((server, b)) => server.yaml_remote("disk", b, server.endpoint()),
         };
         let yaml = format!(
             "name: hardening\nmetadata:\n  org: o\n  project: p\n  environment: e\npersistence:\n  enabled: true\n  default_remote: disk\n  remotes:\n{remote}  sync:\n    - name: notes\n      path: {}\n      remote_path: \"{{org}}/{{project}}/{{env}}/notes\"\n      direction: bidirectional\n      interval: 60\n  daemon:\n    state_dir: {}\n    log_dir: {}\n",
@@ -102,7 +100,8 @@ impl Ws {
     fn keys(&self) -> Vec<String> {
         let prefix = "o/p/e/notes/";
         match &self.bucket {
-            Some(b) => s3::list_keys(b, prefix)
+            Some((server, b)) => server
+                .list_keys(b, prefix)
                 .into_iter()
                 .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
                 .filter(|k| !k.starts_with(".coltec/"))
@@ -207,19 +206,21 @@ fn round_trip_every_name(ws: &Ws) {
     }
 }
 
-#[test]
-fn every_linux_name_round_trips_through_s3_and_verify_deletes_nothing() {
-    let ws = Ws::s3();
-    round_trip_every_name(&ws);
-    // Stored as rclone encodes them: distinct, nothing trimmed.
-    let keys = ws.keys();
-    for k in [
-        "notes.txt\u{2420}",
-        "notes.txt",
-        "\u{2420}alone.txt",
-        "a\u{240D}b",
-    ] {
-        assert!(keys.contains(&k.to_string()), "{k:?} not in {keys:?}");
+s3_test! {
+    #[test]
+    fn every_linux_name_round_trips_through_s3_and_verify_deletes_nothing(server) {
+        let ws = Ws::s3(server);
+        round_trip_every_name(&ws);
+        // Stored as rclone encodes them: distinct, nothing trimmed.
+        let keys = ws.keys();
+        for k in [
+            "notes.txt\u{2420}",
+            "notes.txt",
+            "\u{2420}alone.txt",
+            "a\u{240D}b",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k:?} not in {keys:?}");
+        }
     }
 }
 

@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::super::backend::{LeaseSeam, Progress};
-use super::super::status::{DaemonStatus, LeaseState, TargetStatus, WatchState, unix_now};
+use super::super::seam::{LeaseSeam, PassProgress};
+use super::super::status::{DaemonStatus, StatusLeases, TargetStatus, WatchState, unix_now};
 
 /// The live status, shared by the scheduler (writer) and the control socket
 /// and status-file writer (readers).
@@ -16,7 +16,7 @@ pub(crate) struct Board {
     inner: Mutex<DaemonStatus>,
     lease: OnceLock<Arc<dyn LeaseSeam>>,
     /// Per target, in board order.
-    progress: Vec<Arc<Progress>>,
+    progress: Vec<Arc<PassProgress>>,
 }
 
 impl Board {
@@ -24,7 +24,7 @@ impl Board {
         let progress = initial
             .targets
             .iter()
-            .map(|_| Arc::new(Progress::default()))
+            .map(|_| Arc::new(PassProgress::default()))
             .collect();
         Board {
             inner: Mutex::new(initial),
@@ -33,7 +33,7 @@ impl Board {
         }
     }
 
-    pub fn progress(&self, i: usize) -> Arc<Progress> {
+    pub fn progress(&self, i: usize) -> Arc<PassProgress> {
         self.progress.get(i).cloned().unwrap_or_default()
     }
 
@@ -56,9 +56,10 @@ impl Board {
         };
         if let Some(lease) = self.lease.get() {
             let gate = lease.gate();
-            s.leases = LeaseState {
+            s.leases = StatusLeases {
                 writes_allowed: gate.is_open(),
                 fenced_reason: gate.check().err().map(|f| f.reason),
+                renew_every_secs: s.leases.renew_every_secs,
                 detail: lease.snapshot(),
             };
         }
@@ -85,6 +86,7 @@ pub(crate) fn initial_target_status(t: &crate::spec::Target, watch: WatchState) 
         last_success_at: None,
         last_attempt_at: None,
         last_error: None,
+        failing_since: None,
         pending_files: 0,
         pending_bytes: 0,
         oldest_pending_at: None,

@@ -1,14 +1,19 @@
 //! What a finished pass changes, one concern per function: the target's
-//! runtime (due times, backoff), the log, readiness (every target's first
-//! full pass), the `sync --now` callers waiting for it, and the board.
+//! runtime (due times, backoff, waiting for a human), the log, readiness
+//! (every target's first full pass), the `sync --now` callers waiting for
+//! it, and the board. What to do after a failed pass comes from the error's
+//! type ([`disposition`]), never from its text.
+
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::super::backend::{PassOutcome, SeamError};
+use super::super::seam::{Disposition, PassResult, advice, disposition, error_chain};
 use super::super::status::{PassCounts, SkippedPath, unix_now};
-use super::TargetSynced;
 use super::event_loop::{SETTLE_TRIM_AFTER, Scheduler};
+use super::{TargetFailure, TargetSynced};
+use crate::sync::{PassReport, SyncError};
 
 /// Conflict names kept per target for `status`.
 const MAX_CONFLICTS_SHOWN: usize = 20;
@@ -19,7 +24,7 @@ pub(super) struct PassDone {
     pub full: bool,
     /// The target's full-pass sequence number when it started.
     pub seq: u64,
-    pub result: Result<PassOutcome, SeamError>,
+    pub result: PassResult,
 }
 
 /// A `sync --now` caller, waiting for a fresh full pass of every target.
@@ -47,7 +52,7 @@ struct PassSummary {
     counts: Option<PassCounts>,
     conflicts: Vec<String>,
     /// What the pass skipped on purpose (`None`: the pass did not run).
-    skipped: Option<Vec<(String, String)>>,
+    skipped: Option<Vec<SkippedPath>>,
     /// Why the target switches to polling, when the pass showed it.
     missed_events: Option<String>,
     for_waiters: TargetSynced,
@@ -60,7 +65,11 @@ impl Scheduler {
         self.settle_trim_at = Some(now + SETTLE_TRIM_AFTER);
         let summary = match &done.result {
             Ok(out) => self.pass_ran(&done, out, now),
-            Err(e) => self.pass_failed(&done, e, now),
+            Err(e) => match self.pass_failed(&done, e, now) {
+                Some(summary) => summary,
+                // Requeued: not an attempt anyone waits on or sees.
+                None => return self.publish(),
+            },
         };
         if done.full {
             self.settle_readiness(&done);
@@ -75,7 +84,7 @@ impl Scheduler {
     }
 
     /// The pass ran (some files may have failed).
-    fn pass_ran(&mut self, done: &PassDone, out: &PassOutcome, now: Instant) -> PassSummary {
+    fn pass_ran(&mut self, done: &PassDone, out: &PassReport, now: Instant) -> PassSummary {
         let t = &mut self.targets[done.target];
         let name = t.info.name.clone();
         t.pass_ran(done.full, out.failed.is_empty(), now);
@@ -90,38 +99,78 @@ impl Scheduler {
             for_waiters: TargetSynced {
                 target: name,
                 error: error.clone(),
-                uploaded: out.counts.uploaded,
-                downloaded: out.counts.downloaded,
+                uploaded: out.uploaded,
+                downloaded: out.downloaded,
                 failed: out.failed.len() as u64,
             },
             error,
-            counts: Some(out.counts.clone()),
+            counts: Some(counts(out)),
             conflicts: out.conflicts.clone(),
-            skipped: Some(out.skipped.clone()),
+            skipped: Some(
+                out.skipped
+                    .iter()
+                    .map(|s| SkippedPath {
+                        path: s.path.clone(),
+                        reason: s.reason.clone(),
+                    })
+                    .collect(),
+            ),
             missed_events,
         }
     }
 
-    /// The pass failed as a whole: back off, keep its paths pending.
-    fn pass_failed(&mut self, done: &PassDone, e: &SeamError, now: Instant) -> PassSummary {
+    /// The pass failed as a whole: its paths stay pending; retry after a
+    /// backoff, wait for a human, requeue, or stop the daemon, by the
+    /// error's type. `None` when requeued (nothing to report).
+    fn pass_failed(
+        &mut self,
+        done: &PassDone,
+        e: &Arc<SyncError>,
+        now: Instant,
+    ) -> Option<PassSummary> {
+        let how = disposition(e);
         let t = &mut self.targets[done.target];
-        let retry_in = t.pass_failed(now);
+        let retry_in = t.pass_failed(how, now);
         let name = t.info.name.clone();
-        tracing::warn!(target_name = %name, full = done.full, error = %e, ?retry_in, "pass failed");
-        PassSummary {
+        let message = error_chain(&**e);
+        let full = done.full;
+        let shown = match how {
+            Disposition::Retry => {
+                tracing::warn!(target_name = %name, full, error = %message, ?retry_in, "pass failed");
+                message
+            }
+            Disposition::Requeue => {
+                tracing::debug!(target_name = %name, full, "pass cancelled; requeued");
+                return None;
+            }
+            Disposition::NeedsHuman => {
+                let advice = advice(e, &name);
+                tracing::warn!(target_name = %name, full, error = %message, %advice, "pass refused; not retried until something changes");
+                format!("{message} — {advice}")
+            }
+            Disposition::Stop => {
+                tracing::error!(target_name = %name, full, error = %message, "pass failed in a way the daemon cannot go on from; stopping");
+                self.fatal.get_or_insert(TargetFailure {
+                    target: name.clone(),
+                    error: e.clone(),
+                });
+                message
+            }
+        };
+        Some(PassSummary {
             for_waiters: TargetSynced {
                 target: name,
-                error: Some(e.message.clone()),
+                error: Some(shown.clone()),
                 uploaded: 0,
                 downloaded: 0,
                 failed: 0,
             },
-            error: Some(e.message.clone()),
+            error: Some(shown),
             counts: None,
             conflicts: Vec::new(),
             skipped: None,
             missed_events: None,
-        }
+        })
     }
 
     /// Readiness: every target's first full pass must succeed; the first
@@ -132,13 +181,12 @@ impl Scheduler {
         }
         match &done.result {
             Err(e) => {
-                let name = &self.targets[done.target].info.name;
-                let err = SeamError {
-                    status: e.status,
-                    message: format!("first sync of target {name} failed: {}", e.message),
+                let failure = TargetFailure {
+                    target: self.targets[done.target].info.name.clone(),
+                    error: e.clone(),
                 };
                 if let Some(tx) = self.ready.take() {
-                    let _ = tx.send(Err(err));
+                    let _ = tx.send(Err(failure));
                 }
             }
             Ok(_) if self.targets.iter().all(|t| t.first_done) => {
@@ -178,16 +226,16 @@ impl Scheduler {
             ts.last_attempt_at = Some(now_unix);
             if summary.error.is_none() {
                 ts.last_success_at = Some(now_unix);
+                ts.failing_since = None;
+            } else {
+                ts.failing_since.get_or_insert(now_unix);
             }
             ts.last_error = summary.error;
             if let Some(c) = summary.counts {
                 ts.last_pass = Some(c);
             }
             if let Some(skipped) = summary.skipped {
-                ts.skipped = skipped
-                    .into_iter()
-                    .map(|(path, reason)| SkippedPath { path, reason })
-                    .collect();
+                ts.skipped = skipped;
             }
             ts.conflicts_total += summary.conflicts.len() as u64;
             ts.conflicts.extend(summary.conflicts);
@@ -197,13 +245,26 @@ impl Scheduler {
     }
 }
 
+/// The counters `status` shows for a pass.
+fn counts(r: &PassReport) -> PassCounts {
+    PassCounts {
+        uploaded: r.uploaded,
+        downloaded: r.downloaded,
+        deleted_remote: r.deleted_remote,
+        deleted_local: r.deleted_local,
+        bytes_up: r.bytes_up,
+        bytes_down: r.bytes_down,
+        failed: r.failed.len() as u64,
+    }
+}
+
 /// Idle interval passes are routine: keep them out of the info log so it
 /// shows what actually moved.
-fn log_pass_done(name: &str, full: bool, out: &PassOutcome) {
-    let moved = out.counts.uploaded
-        + out.counts.downloaded
-        + out.counts.deleted_remote
-        + out.counts.deleted_local
+fn log_pass_done(name: &str, full: bool, out: &PassReport) {
+    let moved = out.uploaded
+        + out.downloaded
+        + out.deleted_remote
+        + out.deleted_local
         + out.conflicts.len() as u64;
     if moved == 0 {
         tracing::debug!(target_name = %name, full, "pass done, nothing to do");
@@ -211,10 +272,10 @@ fn log_pass_done(name: &str, full: bool, out: &PassOutcome) {
         tracing::info!(
             target_name = %name,
             full,
-            uploaded = out.counts.uploaded,
-            downloaded = out.counts.downloaded,
-            deleted_remote = out.counts.deleted_remote,
-            deleted_local = out.counts.deleted_local,
+            uploaded = out.uploaded,
+            downloaded = out.downloaded,
+            deleted_remote = out.deleted_remote,
+            deleted_local = out.deleted_local,
             conflicts = out.conflicts.len(),
             "pass done"
         );
@@ -222,15 +283,15 @@ fn log_pass_done(name: &str, full: bool, out: &PassOutcome) {
 }
 
 /// Log each failed file; the error `status` shows (the first three).
-fn failed_files(name: &str, out: &PassOutcome) -> String {
-    for (p, r) in &out.failed {
-        tracing::warn!(target_name = %name, path = %p, reason = %r, "file failed to sync");
+fn failed_files(name: &str, out: &PassReport) -> String {
+    for f in &out.failed {
+        tracing::warn!(target_name = %name, path = %f.path, reason = %f.reason, "file failed to sync");
     }
     let first = out
         .failed
         .iter()
         .take(3)
-        .map(|(p, r)| format!("{p}: {r}"))
+        .map(|f| format!("{}: {}", f.path, f.reason))
         .collect::<Vec<_>>()
         .join("; ");
     format!("{} file(s) failed ({first})", out.failed.len())

@@ -1,5 +1,6 @@
 //! Per-target runtime: what one target has pending and in flight, when its
-//! next pass is due, its retry backoff and its missed-event strikes.
+//! next pass is due, its retry backoff (with jitter), whether it waits for a
+//! human, and its missed-event strikes.
 //!
 //! Everything here is plain state and arithmetic on instants handed in by
 //! the caller, so the rules are unit-tested without running a scheduler.
@@ -10,8 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::super::backend::{PassOutcome, Scope};
+use super::super::seam::{Disposition, Scope};
 use super::TargetInfo;
+use crate::sync::PassReport;
 
 /// First retry delay after a failed pass; doubles up to the target interval.
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_secs(5);
@@ -41,10 +43,18 @@ pub(super) struct TargetRuntime {
     pub not_before: Instant,
     backoff: Duration,
     pub running: bool,
+    /// The last pass failed in a way retrying cannot fix (the mass-delete
+    /// guard refused): no pass until something changes (a local change, a
+    /// rescan, a reload, `sync --now`).
+    pub waiting_for_human: bool,
     /// The first full pass succeeded.
     pub first_done: bool,
     /// No usable file events: scanned every interval.
     pub polling: bool,
+    /// Something may have changed that no event named (events lost,
+    /// switched to polling, `sync --now`): the next full pass is owed, and
+    /// a stop scans the target whole.
+    pub rescan: bool,
     pub full_seq_started: u64,
     /// The next full pass also lists the remote (`sync --now`).
     verify_next: bool,
@@ -76,8 +86,10 @@ impl TargetRuntime {
             not_before: now,
             backoff: FIRST_BACKOFF,
             running: false,
+            waiting_for_human: false,
             first_done: false,
             polling,
+            rescan: false,
             full_seq_started: 0,
             verify_next: false,
             routine_full: false,
@@ -113,6 +125,7 @@ impl TargetRuntime {
     /// Whether an idle target wants a pass at `now`.
     pub fn is_due(&self, debounce: Duration, now: Instant) -> bool {
         !self.running
+            && !self.waiting_for_human
             && now >= self.not_before
             && (now >= self.full_at
                 || self
@@ -130,12 +143,23 @@ impl TargetRuntime {
         self.last_event = Some(now);
         self.events_received += 1;
         self.missed_strikes = 0;
+        self.waiting_for_human = false;
     }
 
-    /// Scan the whole target now (events lost, or switched to polling).
+    /// Scan the whole target now (events lost, switched to polling, `sync
+    /// --now`): something may have changed, so a target waiting for a
+    /// human gets another pass.
     pub fn full_pass_now(&mut self, now: Instant) {
         self.full_at = now;
+        self.rescan = true;
         self.routine_full = false;
+        self.waiting_for_human = false;
+    }
+
+    /// The spec was reloaded: a target waiting for a human gets another
+    /// pass.
+    pub fn reloaded(&mut self) {
+        self.waiting_for_human = false;
     }
 
     /// `sync --now`: a full pass listing the remote, now, ignoring backoff.
@@ -174,6 +198,7 @@ impl TargetRuntime {
         self.inflight_since = min_time(self.inflight_since, self.pending_since.take());
         self.running = true;
         if full {
+            self.rescan = false;
             self.full_seq_started += 1;
             // Remote changes only come from elsewhere for pull-only targets
             // (the lease keeps everyone else off the others): only those list
@@ -199,36 +224,51 @@ impl TargetRuntime {
             self.backoff = FIRST_BACKOFF;
         } else {
             // Retry soon with a full pass rather than waiting an interval.
-            self.full_at = self.full_at.min(now + self.backoff);
+            self.full_at = self.full_at.min(now + jittered(self.backoff));
             self.routine_full = false;
             self.backoff = self.backoff.saturating_mul(2).min(self.info.interval);
         }
     }
 
-    /// The pass failed as a whole: its paths are pending again, and the
-    /// target waits out the backoff. Returns the wait.
-    pub fn pass_failed(&mut self, now: Instant) -> Duration {
+    /// The pass failed as a whole: its paths are pending again, and what
+    /// happens next depends on `how`. Returns the backoff wait, if any.
+    pub fn pass_failed(&mut self, how: Disposition, now: Instant) -> Option<Duration> {
         self.running = false;
         for (p, size) in std::mem::take(&mut self.inflight) {
             self.pending.entry(p).or_insert(size);
         }
         self.pending_since = min_time(self.pending_since, self.inflight_since.take());
         self.first_event = self.first_event.or(Some(now));
-        let wait = self.backoff;
-        self.not_before = now + wait;
-        self.backoff = self
-            .backoff
-            .saturating_mul(2)
-            .min(self.info.interval.max(FIRST_BACKOFF));
-        wait
+        match how {
+            Disposition::Retry => {
+                let wait = jittered(self.backoff);
+                self.not_before = now + wait;
+                self.backoff = self
+                    .backoff
+                    .saturating_mul(2)
+                    .min(self.info.interval.max(FIRST_BACKOFF));
+                Some(wait)
+            }
+            // Nothing went wrong with the target: run it again when due,
+            // without waiting or growing the backoff.
+            Disposition::Requeue => {
+                self.not_before = now;
+                None
+            }
+            // No retry loop: the same pass would fail the same way.
+            Disposition::NeedsHuman | Disposition::Stop => {
+                self.waiting_for_human = true;
+                None
+            }
+        }
     }
 
     /// Whether a finished pass shows that file events are not delivered
     /// for this target: the reason to switch to polling, once the strikes
     /// are in.
-    pub fn missed_events(&mut self, full: bool, out: &PassOutcome) -> Option<String> {
+    pub fn missed_events(&mut self, full: bool, out: &PassReport) -> Option<String> {
         let at_start = self.probe.take().filter(|_| full)?;
-        let missed = out.counts.uploaded + out.counts.deleted_remote;
+        let missed = out.uploaded + out.deleted_remote;
         if self.events_received != at_start || missed == 0 || !out.conflicts.is_empty() {
             return None;
         }
@@ -249,6 +289,39 @@ impl TargetRuntime {
         ))
     }
 
+    /// Whether file events report this target's changes (it writes to the
+    /// remote and is not polled).
+    pub fn watched(&self) -> bool {
+        self.info.writes_remote && !self.polling
+    }
+
+    /// Files that failed in a pass that otherwise ran: pending again (the
+    /// stop's flush retries them and reports them if they never make it).
+    pub fn requeue(&mut self, paths: Vec<PathBuf>) {
+        if self.pending.is_empty() {
+            self.pending_since = Some(SystemTime::now());
+        }
+        for p in paths {
+            self.pending.entry(p).or_insert(0);
+        }
+    }
+
+    /// The write gate re-opened: a target held back by failed passes (fenced
+    /// writes) runs again now, with its backoff reset. Returns whether it
+    /// was held back.
+    pub fn unfenced(&mut self, now: Instant) -> bool {
+        let held = self.not_before > now || self.backoff > FIRST_BACKOFF;
+        if held {
+            self.not_before = self.not_before.min(now);
+            if !self.routine_full {
+                // The retry full pass of files that failed.
+                self.full_at = self.full_at.min(now);
+            }
+            self.backoff = FIRST_BACKOFF;
+        }
+        held
+    }
+
     /// Pending plus in-flight paths, sorted, once each.
     pub fn unflushed_paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self
@@ -266,6 +339,12 @@ impl TargetRuntime {
     pub fn oldest_pending(&self) -> Option<SystemTime> {
         min_time(self.pending_since, self.inflight_since)
     }
+}
+
+/// `d` scaled by a random factor in [0.5, 1]: targets that failed together
+/// (a remote outage) do not all retry in the same instant.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.5..=1.0))
 }
 
 fn min_time(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {

@@ -5,7 +5,18 @@
 //! - [`Mode::Down`]: "network down": close every connection without an
 //!   answer (also requests already in flight);
 //! - [`Mode::StripConditional`]: "backend ignores conditional writes": drop
-//!   `If-None-Match` / `If-Match` request headers before forwarding.
+//!   `If-None-Match` / `If-Match` request headers before forwarding (and
+//!   re-sign the request, see `sigv4::resign`);
+//! - [`Mode::Stall`]: "the remote hangs": accept, never answer (also
+//!   requests already in flight), until the mode changes or the proxy stops.
+//!
+//! In every mode but `StripConditional`, conditional writes (`If-None-Match`
+//! / `If-Match`) are forwarded one at a time. moto checks a precondition and
+//! then writes without a lock, in a threaded server: two creates of the same
+//! key can both pass the check and both succeed when the machine is busy
+//! (seen as "two winners" in the race tests). Real S3, R2 and MinIO apply a
+//! conditional write atomically; serializing them here gives moto that
+//! semantics, so the race tests test the lease protocol, not moto's locking.
 //!
 //! One request per client connection (the answer carries `Connection:
 //! close`), so request framing stays trivial. Loopback only; every read,
@@ -31,6 +42,7 @@ pub enum Mode {
     Pass = 0,
     Down = 1,
     StripConditional = 2,
+    Stall = 3,
 }
 
 impl Mode {
@@ -38,6 +50,7 @@ impl Mode {
         match v {
             1 => Mode::Down,
             2 => Mode::StripConditional,
+            3 => Mode::Stall,
             _ => Mode::Pass,
         }
     }
@@ -45,6 +58,8 @@ impl Mode {
 
 struct Shared {
     mode: AtomicU8,
+    /// Held from forwarding a conditional write to reading its answer.
+    conditional: tokio::sync::Mutex<()>,
     forwarded: AtomicU64,
     upstream: SocketAddr,
 }
@@ -69,6 +84,7 @@ impl LeaseProxy {
         );
         let shared = Arc::new(Shared {
             mode: AtomicU8::new(mode as u8),
+            conditional: tokio::sync::Mutex::new(()),
             forwarded: AtomicU64::new(0),
             upstream,
         });
@@ -201,10 +217,18 @@ fn rewrite_head(head: &str, strip_conditions: bool) -> String {
     out
 }
 
+/// While the mode is [`Mode::Stall`], hold on (poll every 50 ms).
+async fn stall_while(sh: &Shared) {
+    while mode(sh) == Mode::Stall {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
     if mode(sh) == Mode::Down {
         return None;
     }
+    stall_while(sh).await;
     let (head, mut body) = read_head(&mut client).await?;
     if header_value(&head, "transfer-encoding").is_some() {
         // Not needed by opendal's S3 requests; refuse rather than mis-frame.
@@ -237,7 +261,21 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
     if m == Mode::Down {
         return None;
     }
-    let req_head = rewrite_head(&head, m == Mode::StripConditional);
+    let mut req_head = rewrite_head(&head, m == Mode::StripConditional);
+    if m == Mode::StripConditional {
+        // The preconditions were signed: a signature-checking server must see
+        // the stripped request as the client's own, as from a server that
+        // simply ignores them.
+        req_head = super::sigv4::resign(&req_head, super::s3::SECRET_KEY, super::s3::REGION);
+    }
+    let conditional = m != Mode::StripConditional
+        && (header_value(&head, "if-none-match").is_some()
+            || header_value(&head, "if-match").is_some())
+        && head.starts_with("PUT ");
+    let _one_at_a_time = match conditional {
+        true => Some(sh.conditional.lock().await),
+        false => None,
+    };
     let mut up = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(sh.upstream))
         .await
         .ok()?
@@ -264,6 +302,7 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
             return None;
         }
     }
+    stall_while(sh).await;
     // Cut off mid-request: the request may have reached the server, the
     // answer never reaches the client (the ambiguous case).
     if mode(sh) == Mode::Down {

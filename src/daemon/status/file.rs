@@ -1,0 +1,44 @@
+//! `status.json` in the state dir: the last status the daemon wrote, for
+//! `coltecd status` when no daemon answers (after a crash, or stopped).
+
+use std::path::Path;
+
+use super::{DaemonStatus, STATUS_FILE};
+
+/// Write `status` to `<state_dir>/status.json` atomically (temp file +
+/// rename), so a reader never sees half a file even after `kill -9`.
+pub fn write_file(state_dir: &Path, status: &DaemonStatus) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join(STATUS_FILE);
+    let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
+    let body = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&body)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// The last status written, if any and readable.
+pub fn read_file(state_dir: &Path) -> Option<DaemonStatus> {
+    let body = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests_support::sample;
+    use super::*;
+    #[test]
+    fn status_file_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = sample(1_000_000);
+        write_file(tmp.path(), &s).unwrap();
+        assert_eq!(read_file(tmp.path()).unwrap(), s);
+    }
+}
