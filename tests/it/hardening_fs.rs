@@ -138,8 +138,9 @@ fn mkfifo(p: &Path) {
     nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
 }
 
-/// Names Linux allows that some layer used to alter or drop.
-fn hostile_names() -> Vec<Vec<u8>> {
+/// Names Linux allows that some layer used to alter or drop; with
+/// `longest`, also a name of NAME_MAX (255) bytes.
+fn hostile_names(longest: bool) -> Vec<Vec<u8>> {
     let mut names: Vec<Vec<u8>> = [
         &b"notes.txt "[..],
         b"notes.txt",
@@ -155,12 +156,14 @@ fn hostile_names() -> Vec<Vec<u8>> {
     .iter()
     .map(|n| n.to_vec())
     .collect();
-    names.push(vec![b'x'; 255]);
+    if longest {
+        names.push(vec![b'x'; 255]);
+    }
     names
 }
 
-fn round_trip_every_name(ws: &Ws) {
-    let names = hostile_names();
+fn round_trip_every_name(ws: &Ws, longest: bool) {
+    let names = hostile_names(longest);
     for (i, n) in names.iter().enumerate() {
         fs::write(ws.root().join(OsStr::from_bytes(n)), format!("content {i}")).unwrap();
     }
@@ -210,7 +213,10 @@ s3_test! {
     #[test]
     fn every_linux_name_round_trips_through_s3_and_verify_deletes_nothing(server) {
         let ws = Ws::s3(server);
-        round_trip_every_name(&ws);
+        // s3s-fs keeps each object in a file with a longer name than the
+        // key's last segment, so it cannot store a 255-byte one (its 500
+        // says "File name too long"); moto and real S3 can.
+        round_trip_every_name(&ws, server != S3Server::S3s);
         // Stored as rclone encodes them: distinct, nothing trimmed.
         let keys = ws.keys();
         for k in [
@@ -226,7 +232,7 @@ s3_test! {
 
 #[test]
 fn every_linux_name_round_trips_through_a_local_remote_and_verify_deletes_nothing() {
-    round_trip_every_name(&Ws::local());
+    round_trip_every_name(&Ws::local(), true);
 }
 
 #[test]

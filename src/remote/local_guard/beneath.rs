@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::fcntl::{AtFlags, OFlag, RenameFlags, openat, renameat, renameat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
-use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
+use nix::unistd::{UnlinkatFlags, fsync, linkat, unlinkat};
 
 /// Where temp files of writes live (below the root, so a rename commits
 /// them): short random names, so any object name up to NAME_MAX fits.
@@ -150,6 +150,27 @@ pub(super) struct Temp {
 impl Temp {
     pub(super) fn discard(self) {
         let _ = unlinkat(&self.dir, self.name.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+}
+
+/// Move `t` to `name` in `dir` only if nothing is there: one
+/// `renameat2(RENAME_NOREPLACE)`, or where the file system lacks it, a
+/// hard link (which fails on an existing name) and removing the temp.
+fn place_new(t: &Temp, dir: &OwnedFd, name: &str) -> io::Result<()> {
+    match renameat2(
+        &t.dir,
+        t.name.as_str(),
+        dir,
+        name,
+        RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            linkat(&t.dir, t.name.as_str(), dir, name, AtFlags::empty())?;
+            let _ = unlinkat(&t.dir, t.name.as_str(), UnlinkatFlags::NoRemoveDir);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -288,10 +309,16 @@ impl Beneath {
     /// Make a finished temp file the object at `path`: fsync, rename over
     /// the last component (replacing a symlink there, never writing
     /// through it), fsync the directory. Parents are created as needed.
-    pub(super) fn commit(&self, t: Temp, path: &str) -> io::Result<File> {
+    /// With `if_absent`, an existing entry at `path` (of any kind) is left
+    /// alone and the write fails with `AlreadyExists`.
+    pub(super) fn commit(&self, t: Temp, path: &str, if_absent: bool) -> io::Result<File> {
         let placed = t.file.sync_all().and_then(|()| {
             let (d, name) = self.parent(path, true)?;
-            renameat(&t.dir, t.name.as_str(), &d, name)?;
+            if if_absent {
+                place_new(&t, &d, name)?;
+            } else {
+                renameat(&t.dir, t.name.as_str(), &d, name)?;
+            }
             let _ = fsync(&d);
             Ok(())
         });
@@ -340,7 +367,7 @@ impl Beneath {
                 Ok(n)
             });
         match copied {
-            Ok(n) => self.commit(t, to).map(|_| n),
+            Ok(n) => self.commit(t, to, false).map(|_| n),
             Err(e) => {
                 t.discard();
                 Err(e)
@@ -363,4 +390,32 @@ fn explain(parent: &OwnedFd, comps: &[&str], e: Errno) -> io::Error {
         "{} is {what}; the local remote never goes through it",
         comps.join("/")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_temp(b: &Beneath, body: &[u8]) -> Temp {
+        let mut t = b.temp().unwrap();
+        t.file.write_all(body).unwrap();
+        t
+    }
+
+    #[test]
+    fn a_create_only_write_never_replaces_an_existing_object_and_leaves_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = Beneath::new(tmp.path().to_path_buf());
+        b.commit(write_temp(&b, b"first"), "d/x", true).unwrap();
+        let e = b
+            .commit(write_temp(&b, b"second"), "d/x", true)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(tmp.path().join("d/x")).unwrap(), b"first");
+        let temps = std::fs::read_dir(tmp.path().join(".coltec/tmp")).unwrap();
+        assert_eq!(temps.count(), 0);
+        // Without the condition, the object is replaced.
+        b.commit(write_temp(&b, b"third"), "d/x", false).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("d/x")).unwrap(), b"third");
+    }
 }

@@ -190,6 +190,7 @@ impl Service for Backend {
             write: true,
             write_can_empty: true,
             write_can_multi: true,
+            write_with_if_not_exists: true,
             create_dir: true,
             delete: true,
             list: true,
@@ -227,10 +228,11 @@ impl Service for Backend {
         }))
     }
 
-    fn write(&self, _: &OperationContext, path: &str, _: OpWrite) -> Result<Self::Writer> {
+    fn write(&self, _: &OperationContext, path: &str, op: OpWrite) -> Result<Self::Writer> {
         Ok(Writer {
             core: self.core.clone(),
             path: path.to_string(),
+            if_absent: op.if_not_exists(),
             temp: None,
         })
     }
@@ -304,6 +306,8 @@ impl oio::PositionRead for Reader {
 pub struct Writer {
     core: Arc<Beneath>,
     path: String,
+    /// `if_not_exists`: an existing object is a failed condition.
+    if_absent: bool,
     temp: Option<Temp>,
 }
 
@@ -340,8 +344,16 @@ impl oio::Write for Writer {
 
     async fn close(&mut self) -> Result<Metadata> {
         let t = self.temp().await?;
-        let (core, path) = (self.core.clone(), self.path.clone());
-        let md = blocking(move || core.commit(t, &path)?.metadata()).await?;
+        let (core, path, if_absent) = (self.core.clone(), self.path.clone(), self.if_absent);
+        let md = blocking(move || core.commit(t, &path, if_absent)?.metadata())
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::AlreadyExists if if_absent => Error::new(
+                    ErrorKind::ConditionNotMatch,
+                    "the object exists, which fails the condition if_not_exists",
+                ),
+                _ => e,
+            })?;
         let mut m = MetadataBuilder::file(md.len());
         if let Ok(t) = md.modified() {
             m.last_modified(Timestamp::try_from(t)?);
