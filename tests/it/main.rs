@@ -11,6 +11,7 @@ mod crypt;
 mod daemon;
 mod daemon_sync;
 mod faults_sync;
+mod formats;
 mod hardening_fs;
 mod hardening_spec;
 mod harness;
