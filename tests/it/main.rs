@@ -20,6 +20,7 @@ mod lease;
 mod lease_cli;
 mod lease_daemon;
 mod outage;
+mod preflight;
 mod spec;
 mod stop_flush;
 mod sync;
