@@ -66,6 +66,15 @@ impl TargetResults {
                         report.failed.len() - SHOW_FAILED
                     );
                 }
+                for s in report.skipped.iter().take(SHOW_FAILED) {
+                    eprintln!("  skipped: {:?}: {}", s.path, s.reason);
+                }
+                if report.skipped.len() > SHOW_FAILED {
+                    eprintln!(
+                        "  ... and {} more skipped",
+                        report.skipped.len() - SHOW_FAILED
+                    );
+                }
                 self.partial |= !report.failed.is_empty();
             }
             Err(e @ SyncError::Unavailable { .. }) => {
@@ -120,6 +129,9 @@ fn summary_line(r: &PassReport) -> String {
     }
     if r.plan.is_empty() && r.failed.is_empty() {
         s = format!("{}: up to date", r.target);
+    }
+    if !r.skipped.is_empty() {
+        s.push_str(&format!(" ({} skipped)", r.skipped.len()));
     }
     s
 }

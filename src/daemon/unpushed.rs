@@ -158,7 +158,8 @@ fn keep_one(root: &Path, abs: &Path, host: &str, stamp: &str) -> std::io::Result
     let Ok(rel) = abs.strip_prefix(root) else {
         return Ok(None);
     };
-    let Some(rel) = rel.to_str().map(|s| s.replace('\\', "/")) else {
+    // Names are in their encoded form (see `sync::names`).
+    let Ok(rel) = crate::sync::names::rel_of(rel) else {
         return Ok(None);
     };
     match std::fs::symlink_metadata(abs) {
@@ -168,7 +169,7 @@ fn keep_one(root: &Path, abs: &Path, host: &str, stamp: &str) -> std::io::Result
         Err(e) => return Err(e),
     }
     let copy = crate::sync::conflict_name(&rel, host, stamp);
-    let dest: PathBuf = root.join(&copy);
+    let dest: PathBuf = crate::sync::names::local_path(root, &copy);
     if dest.exists() {
         return Ok(Some(copy));
     }

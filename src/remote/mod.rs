@@ -14,6 +14,7 @@ use opendal::{Operator, services};
 mod credentials;
 pub mod crypt;
 mod gate;
+pub mod local_guard;
 mod retry_log;
 pub use gate::{Fenced, GateController, WriteGate, gate};
 
@@ -70,15 +71,9 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
         (RemoteKind::Crypt(c), Location::Crypt { .. }) => {
             return crypt::operator(remote, c, location);
         }
+        // Never follows a symlink below the root (see `local_guard`).
         (RemoteKind::Local(_), Location::Local { dir }) => {
-            let root = dir.to_string_lossy();
-            let tmp = dir.join(".coltec/tmp");
-            Operator::new(
-                services::Fs::default()
-                    .root(&root)
-                    .atomic_write_dir(&tmp.to_string_lossy()),
-            )
-            .map_err(build_err)?
+            Operator::new(local_guard::GuardedFs::new(dir.clone())).map_err(build_err)?
         }
         _ => {
             return Err(RemoteError::CryptUnsupported {

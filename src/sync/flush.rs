@@ -56,7 +56,7 @@ impl Engine {
         let rid = exec.rewrite_manifest(&mut memory, &base).await?;
         drop(base);
         let meta = TargetMeta {
-            manifest_rid: Some(rid),
+            manifest_rid: (!memory.remote_unsettled).then_some(rid),
             ..self.load_meta(&t.name).await?
         };
         self.save_meta(&t.name, meta).await?;

@@ -5,7 +5,10 @@
 //!
 //! # Layout on the remote (rclone-compatible)
 //!
-//! - A file `a/b.txt` is the object `a/b.txt`, one object per file.
+//! - A file `a/b.txt` is the object `a/b.txt`, one object per file. Names
+//!   that a storage layer would alter (edge whitespace, `\r`, bytes that
+//!   are not UTF-8) are encoded the way rclone encodes them: see
+//!   [`names`], the one place that maps names to keys.
 //! - A symlink `a/l` is the object `a/l.rclonelink` whose content is the link
 //!   target (what `rclone --links` writes).
 //! - S3 objects carry user metadata `mtime` (float epoch seconds with 9
@@ -30,6 +33,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::kind::{Kind, LINK_SUFFIX, RESERVED};
+use super::names;
 use super::state::BaseEntry;
 
 /// Manifest object key.
@@ -68,48 +72,92 @@ impl RemoteEntry {
     }
 }
 
-/// The object key of a relative path of the given kind.
+/// The object key of a relative path of the given kind. `rel` is in
+/// [`names`] form; a symlink's key is the encoding of its name plus
+/// `.rclonelink` (what rclone writes), so only its last component is
+/// re-encoded.
 pub fn key_for(rel: &str, kind: Kind) -> String {
     match kind {
         Kind::File => rel.to_string(),
-        Kind::Symlink => format!("{rel}{LINK_SUFFIX}"),
+        Kind::Symlink => {
+            let (dir, last) = match rel.rsplit_once('/') {
+                Some((d, l)) => (Some(d), l),
+                None => (None, rel),
+            };
+            let linked = names::decode_component(last).ok().and_then(|mut raw| {
+                raw.extend_from_slice(LINK_SUFFIX.as_bytes());
+                names::encode_name(&raw).ok()
+            });
+            // Legacy (non-canonical) rels keep the plain suffix.
+            let name = linked.unwrap_or_else(|| format!("{last}{LINK_SUFFIX}"));
+            match dir {
+                Some(d) => format!("{d}/{name}"),
+                None => name,
+            }
+        }
     }
 }
 
-/// Why a remote key is refused.
+/// Why a remote key is refused (a sentence naming the reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostileKey(pub &'static str);
 
-/// Map an object key (relative to the target root) to a local relative path
-/// and kind, refusing keys that could escape the sync root. `Ok(None)` for
-/// reserved keys (`.coltec/...`) and directory markers.
+/// Map an object key (relative to the target root) to a relative path
+/// ([`names`] form) and kind, refusing keys that could escape the sync root
+/// or that are not in coltecd's name encoding (one name, one key).
+/// `Ok(None)` for reserved keys (`.coltec/...`) and directory markers.
 pub fn rel_for_key(key: &str) -> Result<Option<(String, Kind)>, HostileKey> {
     if key.is_empty() || key.ends_with('/') {
         return Ok(None);
     }
     if key.starts_with('/') {
-        return Err(HostileKey("absolute key"));
+        return Err(HostileKey(
+            "absolute key; it would land outside the sync root",
+        ));
     }
     if key.contains('\0') {
         return Err(HostileKey("key contains NUL"));
     }
     for comp in key.split('/') {
         match comp {
-            "" => return Err(HostileKey("key contains an empty path component")),
-            "." | ".." => return Err(HostileKey("key contains '.' or '..' components")),
+            "" => {
+                return Err(HostileKey(
+                    "key contains an empty path component; it would land outside the sync root",
+                ));
+            }
+            "." | ".." => {
+                return Err(HostileKey(
+                    "key contains '.' or '..' components; it would land outside the sync root",
+                ));
+            }
             _ => {}
         }
     }
     if key == RESERVED || key.starts_with(".coltec/") {
         return Ok(None);
     }
-    if let Some(rel) = key.strip_suffix(LINK_SUFFIX) {
-        if rel.is_empty() || rel.ends_with('/') {
-            return Err(HostileKey("symlink object without a name"));
+    let (dir, last) = match key.rsplit_once('/') {
+        Some((d, l)) => (Some(d), l),
+        None => (None, key),
+    };
+    if let Some(d) = dir {
+        for comp in d.split('/') {
+            names::decode_component(comp).map_err(|e| HostileKey(e.0))?;
         }
-        return Ok(Some((rel.to_string(), Kind::Symlink)));
     }
-    Ok(Some((key.to_string(), Kind::File)))
+    let raw = names::decode_component(last).map_err(|e| HostileKey(e.0))?;
+    let Some(target) = raw.strip_suffix(LINK_SUFFIX.as_bytes()) else {
+        return Ok(Some((key.to_string(), Kind::File)));
+    };
+    if target.is_empty() {
+        return Err(HostileKey("symlink object without a name"));
+    }
+    let name = names::encode_name(target).map_err(|e| HostileKey(e.0))?;
+    let rel = match dir {
+        Some(d) => format!("{d}/{name}"),
+        None => name,
+    };
+    Ok(Some((rel, Kind::Symlink)))
 }
 
 /// rclone's mtime metadata: float seconds with 9 decimals.
@@ -262,6 +310,25 @@ mod tests {
         assert_eq!(rel_for_key("dir/").unwrap(), None);
         for bad in ["/etc/passwd", "a/../../x", "..", "a//b", "a/./b", "a\0b"] {
             assert!(rel_for_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn encoded_names_map_one_to_one_between_rel_and_key() {
+        // A symlink named 'l ' is stored as rclone stores it: 'l .rclonelink'.
+        let rel = names::rel_of(std::path::Path::new("d /l ")).unwrap();
+        assert_eq!(key_for(&rel, Kind::Symlink), "d\u{2420}/l .rclonelink");
+        assert_eq!(
+            rel_for_key("d\u{2420}/l .rclonelink").unwrap(),
+            Some((rel.clone(), Kind::Symlink))
+        );
+        assert_eq!(
+            rel_for_key(&key_for(&rel, Kind::File)).unwrap(),
+            Some((rel, Kind::File))
+        );
+        // Keys a layer would alter, or in another encoding, are refused.
+        for bad in ["notes.txt ", " a", "a\rb", "d /x\u{201B}zz", "x\u{201B}2Fy"] {
+            assert!(rel_for_key(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::kind::RESERVED;
+use super::names;
 use super::scan::{self, LocalEntry};
 use super::state::BaseMap;
-use super::{FailedFile, PassScope, SyncError};
+use super::{FailedFile, PassScope, SkippedFile, SyncError};
 use crate::spec::Excludes;
 
 /// The local side of a pass.
@@ -20,6 +21,8 @@ pub(super) struct LocalSide {
     /// Paths this pass must plan (for a path-scoped pass: only those).
     pub(super) candidates: BTreeSet<String>,
     pub(super) problems: Vec<FailedFile>,
+    /// Special files (never synced), each path once.
+    pub(super) skipped: Vec<SkippedFile>,
     pub(super) unreadable_dirs: Vec<String>,
     /// Partial downloads left by a killed process (see [`scan::Scan`]).
     pub(super) stale_temps: Vec<PathBuf>,
@@ -31,6 +34,7 @@ impl LocalSide {
         self.candidates.extend(s.entries.keys().cloned());
         self.entries.extend(s.entries);
         self.problems.extend(s.problems);
+        self.skipped.extend(s.skipped);
         self.unreadable_dirs.extend(s.unreadable_dirs);
         self.stale_temps.extend(s.stale_temps);
     }
@@ -49,16 +53,15 @@ impl LocalSide {
 }
 
 /// `p` (absolute, or relative to `root`) as an absolute path and as a
-/// root-relative path without trailing `/` (empty for the root); `None`
-/// outside the root or when not UTF-8.
+/// root-relative path in [`names`] form (empty for the root); `None`
+/// outside the root or for a name without an encoding.
 pub(super) fn root_relative(root: &Path, p: &Path) -> Option<(PathBuf, String)> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {
         root.join(p)
     };
-    let rel = abs.strip_prefix(root).ok()?.to_str()?;
-    let rel = rel.trim_end_matches('/').to_string();
+    let rel = names::rel_of(abs.strip_prefix(root).ok()?).ok()?;
     Some((abs, rel))
 }
 
@@ -147,7 +150,10 @@ fn gather_path(side: &mut LocalSide, root: &Path, excludes: &Excludes, p: &Path,
         return;
     }
     if rel.split('/').next() == Some(RESERVED)
-        || rel.rsplit('/').next().is_some_and(scan::is_temp_name)
+        || abs
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(scan::is_temp_name)
     {
         return;
     }
@@ -169,6 +175,11 @@ fn gather_path(side: &mut LocalSide, root: &Path, excludes: &Excludes, p: &Path,
                 side.absorb(scan::walk(root, &rel, excludes));
             }
         }
+        Ok(md) if !md.is_file() && !md.file_type().is_symlink() => {
+            if !scan::excluded_with_parents(excludes, &rel, false) {
+                side.skipped.push(SkippedFile::special(rel, &md));
+            }
+        }
         Ok(_) => {
             if !scan::excluded_with_parents(excludes, &rel, false) {
                 read_one(side, &abs, rel);
@@ -181,10 +192,12 @@ fn gather_path(side: &mut LocalSide, root: &Path, excludes: &Excludes, p: &Path,
 /// Anything but a real directory above `rel` means the path is not in the
 /// tree (the walker never follows symlinks).
 fn parents_are_dirs(root: &Path, rel: &str) -> bool {
+    let Some((parent, _)) = rel.rsplit_once('/') else {
+        return true;
+    };
     let mut cur = root.to_path_buf();
-    let comps: Vec<&str> = rel.split('/').collect();
-    for c in &comps[..comps.len() - 1] {
-        cur.push(c);
+    for c in parent.split('/') {
+        cur = names::local_path(&cur, c);
         match std::fs::symlink_metadata(&cur) {
             Ok(md) if md.is_dir() => {}
             _ => return false,

@@ -17,17 +17,18 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::names;
 use crate::fsutil;
 
 fn refuse(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, msg)
 }
 
-/// Create the parents of `rel` under `root` (no symlinks allowed on the way)
-/// and return the absolute destination path.
+/// Create the parents of `rel` ([`names`] form) under `root` (no symlinks
+/// allowed on the way) and return the absolute destination path.
 pub fn prepare(root: &Path, rel: &str) -> io::Result<PathBuf> {
     let parts: Vec<&str> = rel.split('/').collect();
-    let Some((_, dirs)) = parts.split_last() else {
+    let Some((last, dirs)) = parts.split_last() else {
         return Err(refuse(format!("empty path {rel:?}")));
     };
     let mut cur = root.to_path_buf();
@@ -35,7 +36,7 @@ pub fn prepare(root: &Path, rel: &str) -> io::Result<PathBuf> {
         if d.is_empty() || *d == "." || *d == ".." {
             return Err(refuse(format!("refusing path {rel:?}")));
         }
-        cur.push(d);
+        cur = names::local_path(&cur, d);
         match fs::symlink_metadata(&cur) {
             Ok(md) if md.file_type().is_symlink() => {
                 return Err(refuse(format!(
@@ -64,7 +65,7 @@ pub fn prepare(root: &Path, rel: &str) -> io::Result<PathBuf> {
             Err(e) => return Err(e),
         }
     }
-    let dest = root.join(rel);
+    let dest = names::local_path(&cur, last);
     if let Ok(md) = fs::symlink_metadata(&dest)
         && md.is_dir()
     {
@@ -76,13 +77,15 @@ pub fn prepare(root: &Path, rel: &str) -> io::Result<PathBuf> {
     Ok(dest)
 }
 
-/// A temp path next to `dest`.
+/// A temp path next to `dest`: `.<name>.coltec-tmp-<16 hex>`, the name
+/// cut to at most 180 bytes (on a character boundary, invalid UTF-8
+/// replaced) so it stays within NAME_MAX (255 bytes) whatever the
+/// original length.
 pub fn temp_path(dest: &Path) -> PathBuf {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    // Keep within NAME_MAX (255 bytes) whatever the original length.
     let mut short: String = String::new();
     for c in name.chars() {
         if short.len() + c.len_utf8() > 180 {
@@ -147,13 +150,13 @@ pub fn place_symlink(dest: &Path, target: &str) -> io::Result<()> {
     fsutil::rename_into_place(&tmp, dest)
 }
 
-/// The conflict-copy name of `rel`: `dir/name.conflict-<host>-<stamp>.ext`
-/// (the extension, if any, is kept last so the file still opens the same).
+/// The conflict-copy name of `rel` ([`names`] form, as is the result):
+/// `dir/name.conflict-<host>-<stamp>.ext` (the extension, if any, is kept
+/// last so the file still opens the same). The marker is inserted into the
+/// decoded name, so encoded edge characters stay where they belong.
 pub fn conflict_name(rel: &str, host: &str, stamp: &str) -> String {
-    let (dir, name) = match rel.rsplit_once('/') {
-        Some((d, n)) => (Some(d), n),
-        None => (None, rel),
-    };
+    let dir = rel.rsplit_once('/').map(|(d, _)| d);
+    let name = names::last_raw(rel);
     let host: String = host
         .chars()
         .map(|c| {
@@ -164,15 +167,23 @@ pub fn conflict_name(rel: &str, host: &str, stamp: &str) -> String {
             }
         })
         .collect();
-    let new = match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => {
-            format!("{stem}.conflict-{host}-{stamp}.{ext}")
+    let marker = format!(".conflict-{host}-{stamp}");
+    let mut new = name.clone();
+    match name.iter().rposition(|&b| b == b'.') {
+        Some(i) if i > 0 && i + 1 < name.len() => {
+            new.splice(i..i, marker.bytes());
         }
-        _ => format!("{name}.conflict-{host}-{stamp}"),
-    };
+        _ => new.extend_from_slice(marker.as_bytes()),
+    }
+    let enc = names::encode_name(&new).unwrap_or_else(|_| {
+        // No reversible encoding with the marker inside: append it.
+        let mut n = name.clone();
+        n.extend_from_slice(marker.as_bytes());
+        names::encode_name(&n).unwrap_or_else(|_| format!("conflict-{host}-{stamp}"))
+    });
     match dir {
-        Some(d) => format!("{d}/{new}"),
-        None => new,
+        Some(d) => format!("{d}/{enc}"),
+        None => enc,
     }
 }
 
@@ -202,5 +213,20 @@ mod tests {
             "d/notes.conflict-host_a-20240101T000000Z.md"
         );
         assert_eq!(conflict_name(".bashrc", "h", "S"), ".bashrc.conflict-h-S");
+        // Encoded names: the marker goes into the real name.
+        assert_eq!(
+            conflict_name("d/notes.txt\u{2420}", "h", "S"),
+            "d/notes.conflict-h-S.txt\u{2420}"
+        );
+        assert_eq!(conflict_name("x\u{2420}", "h", "S"), "x .conflict-h-S");
+    }
+
+    #[test]
+    fn prepare_decodes_encoded_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = prepare(tmp.path(), "d\u{2420}/f\u{201B}FF").unwrap();
+        assert!(tmp.path().join("d ").is_dir());
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(p.file_name().unwrap().as_bytes(), b"f\xff");
     }
 }

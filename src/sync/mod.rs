@@ -24,6 +24,8 @@
 //! - [`state`]: per-file base state in redb (`<state_dir>/sync.redb`).
 //! - [`layout`]: how a target is laid out on its remote: key/metadata
 //!   mapping (rclone-compatible), the manifest format, hostile-key refusal.
+//! - [`names`]: the one mapping between local file names (any bytes) and
+//!   their encoded form in keys and relative paths (rclone's encoding).
 //! - [`plan`]: the pure 3-way planner.
 //! - `exec/`: the remote operations of a pass and executing its plan
 //!   (reconcile, settle, apply, upload, snapshot, guard, download, control
@@ -87,6 +89,7 @@
 
 pub mod kind;
 pub mod layout;
+pub mod names;
 pub mod plan;
 pub mod scan;
 pub mod state;
@@ -114,6 +117,7 @@ pub use pass::{PassRequest, PassScope};
 pub use pending::{PendingFile, PendingSummary, Transfer};
 pub use report::{
     ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary, PlanTotals,
+    SkippedFile,
 };
 pub use root::{RootGuard, RootId, RootSuspect};
 

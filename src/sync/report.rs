@@ -2,6 +2,8 @@
 //! (what was planned, per kind of action) and the [`PassObserver`]
 //! progress callbacks front ends implement.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use super::pending::PendingSummary;
@@ -23,6 +25,9 @@ pub struct PassReport {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub failed: Vec<FailedFile>,
+    /// Paths deliberately not synced (FIFOs, sockets, devices; in a local
+    /// remote also symlinks coltecd did not write): each path once.
+    pub skipped: Vec<SkippedFile>,
     /// Whether this pass listed the remote (a full reconcile).
     pub remote_listed: bool,
     pub plan: PlanSummary,
@@ -54,6 +59,76 @@ impl PassReport {
 pub struct FailedFile {
     pub path: String,
     pub reason: String,
+}
+
+/// A path that is deliberately not synced, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SkippedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+impl SkippedFile {
+    /// A local entry that is neither a file, a symlink nor a directory.
+    pub(super) fn special(path: String, md: &std::fs::Metadata) -> SkippedFile {
+        use std::os::unix::fs::FileTypeExt;
+        let ft = md.file_type();
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else {
+            "not a regular file"
+        };
+        SkippedFile {
+            path,
+            reason: format!("{what}; only regular files and symlinks are synced"),
+        }
+    }
+}
+
+/// The paths a target skips, as last seen on each side, so each is logged
+/// once when it appears rather than at every pass.
+#[derive(Debug, Default)]
+pub(super) struct SkipLog {
+    local: BTreeSet<SkippedFile>,
+    remote: BTreeSet<SkippedFile>,
+}
+
+impl SkipLog {
+    /// Take what a pass found on one side; `complete`: it looked at the
+    /// whole side (otherwise earlier findings are kept). Logs new paths.
+    pub(super) fn note(
+        &mut self,
+        target: &str,
+        found: Vec<SkippedFile>,
+        complete: bool,
+        remote: bool,
+    ) {
+        let set = if remote {
+            &mut self.remote
+        } else {
+            &mut self.local
+        };
+        let found: BTreeSet<SkippedFile> = found.into_iter().collect();
+        for s in found.difference(set) {
+            tracing::warn!(target_name = %target, path = ?s.path, "not synced: {}", s.reason);
+        }
+        if complete {
+            *set = found;
+        } else {
+            set.extend(found);
+        }
+    }
+
+    /// Every path currently skipped, each once.
+    pub(super) fn all(&self) -> Vec<SkippedFile> {
+        self.local.union(&self.remote).cloned().collect()
+    }
 }
 
 /// Counts, bytes and the first few paths of one kind of action.

@@ -68,6 +68,12 @@ impl Engine {
         let mut report = PassReport::new(&t.name, true);
         report.failed.extend(local.problems.iter().cloned());
         report.failed.extend(rv.problems);
+        report.skipped = local.skipped.iter().chain(&rv.skipped).cloned().collect();
+        report.skipped.sort();
+        report.skipped.dedup();
+        for s in &report.skipped {
+            tracing::warn!(target_name = %t.name, path = ?s.path, "not synced: {}", s.reason);
+        }
         let actions = restore_actions(t, &local, &rv.entries);
         report.plan = plan::summarize(&actions);
         if dry_run {

@@ -2,9 +2,12 @@
 //!
 //! Excluded directories are pruned (never read). Symlinks are recorded, never
 //! followed. Only regular files and symlinks are synced; sockets, FIFOs and
-//! devices are skipped. Names must be UTF-8 (object keys are). The reserved
-//! `.coltec` entry at the root is never user data. All functions here block:
-//! call them from `spawn_blocking`.
+//! devices are skipped and listed in [`Scan::skipped`] (never opened, so a
+//! FIFO cannot block a pass). Every name Linux allows is taken, in its
+//! [`names`] form (relative paths are encoded names); a name without a
+//! reversible encoding is reported and skipped. The reserved `.coltec`
+//! entry at the root is never user data. All functions here block: call
+//! them from `spawn_blocking`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,7 +15,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::kind::{Kind, LINK_SUFFIX, RESERVED};
-use super::report::FailedFile;
+use super::names;
+use super::report::{FailedFile, SkippedFile};
 use crate::spec::Excludes;
 
 /// One file or symlink as found on disk.
@@ -82,6 +86,8 @@ impl LocalEntry {
 pub struct Scan {
     pub entries: BTreeMap<String, LocalEntry>,
     pub problems: Vec<FailedFile>,
+    /// Special files (FIFOs, sockets, devices): never synced.
+    pub skipped: Vec<SkippedFile>,
     /// Relative paths of directories that could not be read: files under
     /// them must not be treated as deleted.
     pub unreadable_dirs: Vec<String>,
@@ -98,14 +104,8 @@ pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3
 /// '/'-separated relative dir to start from ("" for the whole root).
 pub fn walk(root: &Path, start: &str, excludes: &Excludes) -> Scan {
     let mut scan = Scan::default();
-    let mut stack: Vec<(PathBuf, String)> = vec![(
-        if start.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(start)
-        },
-        start.to_string(),
-    )];
+    let mut stack: Vec<(PathBuf, String)> =
+        vec![(names::local_path(root, start), start.to_string())];
     while let Some((dir, rel_dir)) = stack.pop() {
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -144,29 +144,27 @@ impl Scan {
         excludes: &Excludes,
     ) -> Option<(PathBuf, String)> {
         let name = de.file_name();
-        let Some(name) = name.to_str() else {
-            self.problems.push(FailedFile {
-                path: format!("{rel_dir}/{}", name.to_string_lossy()),
-                reason: "file name is not valid UTF-8; it cannot be stored as an object key".into(),
-            });
-            return None;
-        };
         if rel_dir.is_empty() && name == RESERVED {
             return None;
         }
         let path = de.path();
         // A download's temp file (in flight, or left by a crash): never
         // user data.
-        if is_temp_name(name) {
+        if name.to_str().is_some_and(is_temp_name) {
             if is_stale_temp(&path) {
                 self.stale_temps.push(path);
             }
             return None;
         }
-        let rel = if rel_dir.is_empty() {
-            name.to_string()
-        } else {
-            format!("{rel_dir}/{name}")
+        let rel = match names::child_rel(rel_dir, &name) {
+            Ok(rel) => rel,
+            Err(why) => {
+                self.problems.push(FailedFile {
+                    path: format!("{rel_dir}/{}", name.to_string_lossy()),
+                    reason: format!("{}; rename it to sync it", why.0),
+                });
+                return None;
+            }
         };
         let md = match fs::symlink_metadata(&path) {
             Ok(md) => md,
@@ -203,7 +201,7 @@ impl Scan {
             Ok(Some(e)) => {
                 self.entries.insert(rel, e);
             }
-            Ok(None) => {}
+            Ok(None) => self.skipped.push(SkippedFile::special(rel, md)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => self.problems.push(FailedFile {
                 path: rel,

@@ -4,6 +4,7 @@
 //! manifest and dirty-marker state), behind a lock that makes passes of
 //! one target run one at a time.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use tokio::sync::MutexGuard;
 use tokio_util::sync::CancellationToken;
 
 use super::SyncError;
+use super::report::SkipLog;
 use crate::error::ExitStatus;
 use crate::spec::Target;
 
@@ -102,4 +104,13 @@ pub(super) struct TargetMemory {
     /// When this process last wrote the manifest.
     pub(super) manifest_written: Option<Instant>,
     pub(super) marker: Marker,
+    /// Special files and foreign remote entries skipped (logged once each).
+    pub(super) skips: SkipLog,
+    /// Paths the remote holds as both a file and a symlink object, as of
+    /// the last full reconcile: not synced until one is removed.
+    pub(super) remote_conflicts: BTreeSet<String>,
+    /// The last full reconcile found entries it could not sync (refused
+    /// keys, conflicts, foreign entries): the manifest is not recorded as
+    /// trusted, so the next process lists again and they stay visible.
+    pub(super) remote_unsettled: bool,
 }

@@ -12,6 +12,7 @@ mod daemon;
 mod daemon_sync;
 mod faults_sync;
 mod formats;
+mod hardening_fs;
 mod hardening_spec;
 mod harness;
 mod install;

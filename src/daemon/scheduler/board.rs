@@ -96,5 +96,6 @@ pub(crate) fn initial_target_status(t: &crate::spec::Target, watch: WatchState) 
         conflicts: Vec::new(),
         conflicts_total: 0,
         last_pass: None,
+        skipped: Vec::new(),
     }
 }

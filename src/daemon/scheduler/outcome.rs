@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::seam::{Disposition, PassResult, advice, disposition, error_chain};
-use super::super::status::{PassCounts, unix_now};
+use super::super::status::{PassCounts, SkippedPath, unix_now};
 use super::event_loop::{SETTLE_TRIM_AFTER, Scheduler};
 use super::{TargetFailure, TargetSynced};
 use crate::sync::{PassReport, SyncError};
@@ -51,6 +51,8 @@ struct PassSummary {
     error: Option<String>,
     counts: Option<PassCounts>,
     conflicts: Vec<String>,
+    /// What the pass skipped on purpose (`None`: the pass did not run).
+    skipped: Option<Vec<SkippedPath>>,
     /// Why the target switches to polling, when the pass showed it.
     missed_events: Option<String>,
     for_waiters: TargetSynced,
@@ -104,6 +106,15 @@ impl Scheduler {
             error,
             counts: Some(counts(out)),
             conflicts: out.conflicts.clone(),
+            skipped: Some(
+                out.skipped
+                    .iter()
+                    .map(|s| SkippedPath {
+                        path: s.path.clone(),
+                        reason: s.reason.clone(),
+                    })
+                    .collect(),
+            ),
             missed_events,
         }
     }
@@ -157,6 +168,7 @@ impl Scheduler {
             error: Some(shown),
             counts: None,
             conflicts: Vec::new(),
+            skipped: None,
             missed_events: None,
         })
     }
@@ -241,6 +253,9 @@ impl Scheduler {
             ts.last_error = summary.error;
             if let Some(c) = summary.counts {
                 ts.last_pass = Some(c);
+            }
+            if let Some(skipped) = summary.skipped {
+                ts.skipped = skipped;
             }
             ts.conflicts_total += summary.conflicts.len() as u64;
             ts.conflicts.extend(summary.conflicts);

@@ -156,7 +156,11 @@ impl Scheduler {
         let failed: Vec<PathBuf> = match &done.result {
             Ok(report) => {
                 let root = &self.targets[i].info.root;
-                report.failed.iter().map(|f| root.join(&f.path)).collect()
+                report
+                    .failed
+                    .iter()
+                    .map(|f| crate::sync::names::local_path(root, &f.path))
+                    .collect()
             }
             Err(_) => Vec::new(),
         };

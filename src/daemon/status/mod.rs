@@ -195,6 +195,17 @@ pub struct TargetStatus {
     pub conflicts: Vec<String>,
     pub conflicts_total: u64,
     pub last_pass: Option<PassCounts>,
+    /// Paths deliberately not synced (FIFOs, sockets, devices; foreign
+    /// entries in a local remote), as of the last pass.
+    #[serde(default)]
+    pub skipped: Vec<SkippedPath>,
+}
+
+/// A path a target does not sync, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPath {
+    pub path: String,
+    pub reason: String,
 }
 
 /// The lease side of the status.
@@ -376,6 +387,7 @@ pub(crate) mod tests_support {
                 conflicts: vec![],
                 conflicts_total: 0,
                 last_pass: Some(PassCounts::default()),
+                skipped: vec![],
             }],
             stop: None,
         }

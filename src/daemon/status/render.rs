@@ -123,6 +123,15 @@ fn render_target(out: &mut String, t: &TargetStatus, now: u64) {
             t.conflicts.last().map(String::as_str).unwrap_or("-")
         );
     }
+    if let Some(s) = t.skipped.first() {
+        let _ = writeln!(
+            out,
+            "  skipped: {} (e.g. {:?}: {})",
+            t.skipped.len(),
+            s.path,
+            s.reason
+        );
+    }
     if let Some(err) = &t.last_error {
         let _ = writeln!(out, "  last error: {err}");
     }

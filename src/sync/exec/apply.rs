@@ -14,6 +14,7 @@ use futures::{StreamExt, stream};
 use super::{Exec, FileErr, blocking, ferr};
 use crate::sync::layout::{RemoteEntry, key_for};
 use crate::sync::localfs;
+use crate::sync::names;
 use crate::sync::pending::{self, PendingChanges, PendingMap};
 use crate::sync::plan::Action;
 use crate::sync::scan::LocalEntry;
@@ -332,7 +333,7 @@ impl Exec<'_> {
 
     /// Read a local entry that must exist.
     pub(super) async fn read_local(&self, rel: &str) -> Result<LocalEntry, FileErr> {
-        let path = self.root.join(rel);
+        let path = names::local_path(&self.root, rel);
         match blocking(move || LocalEntry::read(&path)).await? {
             Ok(Some(e)) => Ok(e),
             Ok(None) => Err(FileErr::File("vanished".into())),

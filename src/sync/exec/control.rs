@@ -181,8 +181,8 @@ impl Exec<'_> {
         };
         // Local remotes keep the emptied directories; drop them too.
         if let Some(root) = &self.ctx.local_dir {
-            let dir = root.join(prefix);
-            let _ = blocking(move || std::fs::remove_dir_all(dir)).await;
+            let (root, prefix) = (root.clone(), prefix.to_string());
+            let _ = blocking(move || crate::remote::local_guard::remove_tree(&root, &prefix)).await;
         }
         Ok(deleted)
     }

@@ -15,6 +15,7 @@ use crate::sync::kind::Kind;
 use crate::sync::layout::{self, RemoteEntry, key_for};
 use crate::sync::limits::Dir;
 use crate::sync::localfs;
+use crate::sync::names;
 use crate::sync::scan::LocalEntry;
 
 /// Fail unless `dest` still holds `expect` (`None`: nothing).
@@ -175,8 +176,8 @@ impl Exec<'_> {
         expect: &LocalEntry,
     ) -> Result<String, FileErr> {
         let copy = localfs::conflict_name(rel, &self.inner.host, &self.stamp);
-        let from = self.root.join(rel);
-        let to = self.root.join(&copy);
+        let from = names::local_path(&self.root, rel);
+        let to = names::local_path(&self.root, &copy);
         let expect = expect.clone();
         blocking(move || -> Result<(), FileErr> {
             match LocalEntry::read(&from) {
@@ -197,7 +198,7 @@ impl Exec<'_> {
 
     /// Delete a local file (when it still is what the plan saw).
     pub(super) async fn delete_local(&self, rel: &str, expect: &LocalEntry) -> Result<(), FileErr> {
-        let path = self.root.join(rel);
+        let path = names::local_path(&self.root, rel);
         let expect = expect.clone();
         blocking(move || -> Result<(), FileErr> {
             match LocalEntry::read(&path) {

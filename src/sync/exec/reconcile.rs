@@ -3,16 +3,16 @@
 //! per-object HEAD, which is sent only for objects neither knows (written
 //! by rclone or another tool). Hostile keys are refused here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, stream};
-use opendal::ErrorKind;
+use opendal::{EntryMode, ErrorKind};
 
 use super::{Exec, object_rid};
-use crate::sync::kind::{Kind, LINK_SUFFIX};
+use crate::sync::kind::Kind;
 use crate::sync::layout::{self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry};
 use crate::sync::state::BaseMap;
-use crate::sync::{FailedFile, SyncError};
+use crate::sync::{FailedFile, SkippedFile, SyncError};
 
 /// Symlink objects larger than this are not link targets.
 const MAX_LINK: u64 = 4096;
@@ -22,6 +22,14 @@ const MAX_LINK: u64 = 4096;
 pub(in crate::sync) struct RemoteView {
     pub(in crate::sync) entries: BTreeMap<String, RemoteEntry>,
     pub(in crate::sync) problems: Vec<FailedFile>,
+    /// Entries that are not objects coltecd syncs (in a local remote:
+    /// special files and symlinks it did not write).
+    pub(in crate::sync) skipped: Vec<SkippedFile>,
+    /// Paths held by both a file and a symlink object (`x`, `x.rclonelink`):
+    /// not synced at all until one is removed.
+    pub(in crate::sync) conflicted: BTreeSet<String>,
+    /// Paths of every listed object, to find the pairs above.
+    listed: BTreeSet<String>,
     /// The manifest does not describe what is there (write a fresh one).
     pub(in crate::sync) manifest_stale: bool,
     /// Identity of the manifest object as listed.
@@ -66,34 +74,43 @@ impl RemoteView {
             self.dirty_marker = true;
             return None;
         }
+        if meta.mode() == EntryMode::Unknown {
+            let what = match meta.content_type() {
+                Some("inode/symlink") => "a symlink coltecd did not write (never followed)",
+                Some("inode/fifo") => "a FIFO",
+                Some("inode/socket") => "a socket",
+                Some("inode/chardevice" | "inode/blockdevice") => "a device",
+                _ => "not a regular file",
+            };
+            if !key.starts_with(".coltec/") {
+                self.skipped.push(SkippedFile {
+                    path: key,
+                    reason: format!("remote entry is {what}; skipped"),
+                });
+            }
+            return None;
+        }
         let (rel, kind) = match layout::rel_for_key(&key) {
             Ok(Some(x)) => x,
             Ok(None) => return None,
             Err(HostileKey(why)) => {
                 self.problems.push(FailedFile {
                     path: key,
-                    reason: format!(
-                        "refused remote key ({why}); it would land outside the sync root"
-                    ),
+                    reason: format!("refused remote key: {why}"),
                 });
                 return None;
             }
         };
+        if !self.listed.insert(rel.clone()) {
+            self.conflicted.insert(rel);
+            return None;
+        }
         let size = meta.content_length();
         let lm = meta.last_modified().and_then(layout::opendal_ns);
         let rid = meta
             .etag()
             .map(str::to_string)
             .unwrap_or_else(|| layout::fallback_rid(size, lm));
-        if self.entries.contains_key(&rel) {
-            self.problems.push(FailedFile {
-                path: key,
-                reason: format!(
-                    "both '{rel}' and '{rel}{LINK_SUFFIX}' exist on the remote; keeping one"
-                ),
-            });
-            return None;
-        }
         let known = manifest
             .files
             .get(&rel)
@@ -162,6 +179,19 @@ impl Exec<'_> {
         }
         if manifest.files.len() != view.entries.len() + unknown.len() {
             view.manifest_stale = true;
+        }
+        // A path with both a file and a symlink object: neither is synced
+        // (keeping one would flip the local path between them every pass).
+        unknown.retain(|u| !view.conflicted.contains(&u.rel));
+        for rel in &view.conflicted {
+            view.entries.remove(rel);
+            view.problems.push(FailedFile {
+                path: rel.clone(),
+                reason: format!(
+                    "conflict: the remote holds both '{rel}' and its symlink object '{}'; remove one of them (this path is not synced until then)",
+                    layout::key_for(rel, Kind::Symlink)
+                ),
+            });
         }
         // The manifest's identity is its ETag (what writing it and checking
         // it with a HEAD see); a listing without ETags (s3s-fs) needs a HEAD.

@@ -9,6 +9,7 @@ use futures::{StreamExt, stream};
 use super::{Exec, blocking};
 use crate::sync::kind::Kind;
 use crate::sync::layout::{RemoteEntry, key_for};
+use crate::sync::names;
 use crate::sync::plan::Action;
 use crate::sync::scan::LocalEntry;
 
@@ -51,12 +52,14 @@ impl Exec<'_> {
     }
 
     async fn same_content(&self, rel: &str, l: &LocalEntry, r: &RemoteEntry) -> bool {
-        let path = self.root.join(rel);
+        let path = names::local_path(&self.root, rel);
         let expect = l.clone();
         if let Some(dir) = &self.ctx.local_dir {
-            let other = dir.join(key_for(rel, Kind::File));
+            let (dir, key) = (dir.clone(), key_for(rel, Kind::File));
             return blocking(move || {
-                let same = files_equal(&path, &other).unwrap_or(false);
+                let same = crate::remote::local_guard::open_file(&dir, &key)
+                    .and_then(|other| files_equal(&path, other))
+                    .unwrap_or(false);
                 same && LocalEntry::read(&path).ok().flatten() == Some(expect)
             })
             .await
@@ -76,9 +79,9 @@ impl Exec<'_> {
     }
 }
 
-fn files_equal(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<bool> {
+fn files_equal(a: &std::path::Path, b: std::fs::File) -> std::io::Result<bool> {
     let mut fa = std::fs::File::open(a)?;
-    let mut fb = std::fs::File::open(b)?;
+    let mut fb = b;
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let na = read_full(&mut fa, &mut ba)?;

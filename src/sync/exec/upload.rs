@@ -24,6 +24,7 @@ use crate::sync::kind::Kind;
 use crate::sync::layout::{self, RemoteEntry, key_for};
 use crate::sync::limits::Dir;
 use crate::sync::localfs;
+use crate::sync::names;
 use crate::sync::scan::LocalEntry;
 use crate::sync::state::BaseEntry;
 
@@ -170,12 +171,13 @@ impl Exec<'_> {
     /// real mtime and mode, which makes the identity `size:mtime`.
     async fn stored_rid(&self, key: &str, l: &LocalEntry, meta: &opendal::Metadata) -> String {
         if let Some(dir) = &self.ctx.local_dir {
-            let path = dir.join(key);
+            let (dir, key) = (dir.clone(), key.to_string());
             let (mtime, mode, kind) = (l.mtime_ns, l.mode, l.kind);
             let set = blocking(move || -> std::io::Result<Option<i64>> {
                 // Read-only is enough: futimens needs ownership, not write access
-                // (a stored 0444 file must still get its times).
-                let f = std::fs::File::open(&path)?;
+                // (a stored 0444 file must still get its times). Never
+                // through a symlink in the remote directory.
+                let f = crate::remote::local_guard::open_file(&dir, &key)?;
                 f.set_modified(localfs::system_time(mtime))?;
                 if kind == Kind::File {
                     use std::os::unix::fs::PermissionsExt;
@@ -202,7 +204,7 @@ impl Exec<'_> {
         put: &Put<'_>,
         d: &mut Done,
     ) -> Result<(opendal::Metadata, LocalEntry), FileErr> {
-        let path = self.root.join(rel);
+        let path = names::local_path(&self.root, rel);
         if let Some((body, now)) = snapshot::take(path.clone()).await? {
             let m = self.put_snapshot(put, body, &now, d).await?;
             return Ok((m, now));

@@ -114,8 +114,14 @@ impl Pass<'_> {
                 self.exec.clear_marker(&mut self.memory).await?;
             }
         }
+        // Unsettled remote entries must be seen (listed) again next time.
+        let trusted_rid = if self.memory.remote_unsettled {
+            None
+        } else {
+            self.manifest_rid.clone()
+        };
         let meta = TargetMeta {
-            manifest_rid: self.manifest_rid.clone(),
+            manifest_rid: trusted_rid,
             root: self.root_now.or(self.meta.root),
         };
         if meta != self.meta {

@@ -46,6 +46,7 @@ impl Pass<'_> {
         scope: PassScope,
     ) -> Result<(PassBase, LocalSide), SyncError> {
         let t = &self.st.target;
+        let whole_root = matches!(scope, PassScope::Full { .. });
         let base = self.engine.pass_base(&t.name, &self.root, &scope).await?;
         let mut local = if self.root_missing {
             LocalSide::default()
@@ -62,6 +63,9 @@ impl Pass<'_> {
             remove_stale_temps(&t.name, std::mem::take(&mut local.stale_temps)).await;
         }
         self.report.failed.extend(local.problems.iter().cloned());
+        let skipped = std::mem::take(&mut local.skipped);
+        self.memory.skips.note(&t.name, skipped, whole_root, false);
+        self.report.skipped = self.memory.skips.all();
         Ok((base, local))
     }
 
@@ -135,7 +139,13 @@ impl Pass<'_> {
                 .collect());
         }
         let rv = self.exec.reconcile(&base.map).await?;
+        self.memory.remote_unsettled =
+            !(rv.problems.is_empty() && rv.conflicted.is_empty() && rv.skipped.is_empty());
         self.report.failed.extend(rv.problems);
+        let t = &self.st.target;
+        self.memory.skips.note(&t.name, rv.skipped, true, true);
+        self.report.skipped = self.memory.skips.all();
+        self.memory.remote_conflicts = rv.conflicted;
         self.manifest_rid = rv.manifest_rid;
         self.memory.marker = if rv.dirty_marker {
             Marker::Present

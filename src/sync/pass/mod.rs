@@ -165,7 +165,7 @@ impl<'a> Pass<'a> {
                 pending
                     .iter()
                     .filter(|(_, p)| p.transfer == Transfer::Up)
-                    .map(|(rel, _)| root.join(rel)),
+                    .map(|(rel, _)| crate::sync::names::local_path(&root, rel)),
             );
         }
         let exec = Exec::new(

@@ -9,6 +9,7 @@ use super::{Pass, RemoteMap};
 use crate::sync::base::PassBase;
 use crate::sync::guard::{self, SideTotals};
 use crate::sync::local::LocalSide;
+use crate::sync::names;
 use crate::sync::pending::{PendingChanges, Transfer};
 use crate::sync::plan::{self, Action};
 use crate::sync::root::{RootGuard, RootSuspect};
@@ -29,6 +30,7 @@ impl Pass<'_> {
         let candidates = self.candidates(base, local, remote);
         let plan_base = self.plan_base(base, local);
         let mut actions = plan::plan(t.direction, &candidates, &local.entries, &plan_base, remote);
+        actions.extend(forget_uncanonical(base));
         if self.suspect == Some(RootSuspect::Empty) {
             // An emptied root that the mass-delete guard refuses is
             // reported as that refusal, as before.
@@ -45,6 +47,7 @@ impl Pass<'_> {
                 &BTreeMap::new(),
                 remote,
             );
+            actions.extend(forget_uncanonical(base));
             self.report.root_guard = Some(RootGuard {
                 reason,
                 base_files: base.total,
@@ -120,6 +123,11 @@ impl Pass<'_> {
         candidates.retain(|rel| !scan::excluded_with_parents(excludes, rel, false));
         // Paths under a directory we could not read are not "deleted".
         candidates.retain(|rel| local.entries.contains_key(rel) || !local.under_unreadable(rel));
+        // Held by both a file and a symlink object on the remote: untouched.
+        // Base rows of an earlier version under a name that has another form
+        // now are never acted on (they are forgotten in `plan_and_guard`).
+        candidates
+            .retain(|rel| !self.memory.remote_conflicts.contains(rel) && names::is_canonical(rel));
         candidates
     }
 
@@ -171,4 +179,13 @@ impl Pass<'_> {
             },
         }
     }
+}
+
+/// Base rows under a name that has another form now: forgotten, never
+/// acted on.
+fn forget_uncanonical(base: &PassBase) -> impl Iterator<Item = Action> + '_ {
+    base.map
+        .keys()
+        .filter(|rel| !names::is_canonical(rel))
+        .map(|rel| Action::Forget { rel: rel.clone() })
 }

@@ -191,6 +191,7 @@ fn board(names: &[&str]) -> Arc<Board> {
                 conflicts: vec![],
                 conflicts_total: 0,
                 last_pass: None,
+                skipped: vec![],
             })
             .collect(),
         stop: None,
