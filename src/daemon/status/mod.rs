@@ -173,6 +173,12 @@ pub struct TargetStatus {
     pub conflicts: Vec<String>,
     pub conflicts_total: u64,
     pub last_pass: Option<PassCounts>,
+    /// Last pass that found local changes and pushed them (unix seconds).
+    #[serde(default)]
+    pub last_local_change_at: Option<u64>,
+    /// Last pass that changed the remote or found it changed (unix seconds).
+    #[serde(default)]
+    pub last_remote_change_at: Option<u64>,
 }
 
 /// The lease side of the status.
@@ -393,6 +399,8 @@ pub(crate) mod tests_support {
                 conflicts: vec![],
                 conflicts_total: 0,
                 last_pass: Some(PassCounts::default()),
+                last_local_change_at: None,
+                last_remote_change_at: None,
             }],
         }
     }

@@ -149,6 +149,8 @@ fn board(names: &[&str]) -> Arc<Board> {
                 conflicts: vec![],
                 conflicts_total: 0,
                 last_pass: None,
+                last_local_change_at: None,
+                last_remote_change_at: None,
             })
             .collect(),
     }))
