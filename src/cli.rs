@@ -71,6 +71,67 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show or break the leases on this spec's remote prefixes.
     Lease(LeaseArgs),
+    /// Every coltecd target under the spec's remotes: who holds it, how
+    /// idle it is, how much it stores. Exit 0 listed, 5 remote unreachable.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    #[command(subcommand)]
+    pub command: Option<FleetCommand>,
+    #[command(flatten)]
+    pub list: FleetListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Remove what nobody owns any more: nested-lease markers and probe
+    /// objects of holders that are gone, trash older than its retention of
+    /// targets whose daemon is gone. Never user data or a live holder's objects.
+    Gc(FleetGcArgs),
+}
+
+/// Which remotes the fleet commands look at.
+#[derive(Debug, Clone, Args)]
+pub struct FleetScope {
+    /// Only this remote of the spec (default: every remote).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub remote: Option<String>,
+    /// Only targets under this key prefix of the remote.
+    #[arg(long, value_name = "KEY", global = true, default_value = "")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetListArgs {
+    #[command(flatten)]
+    pub scope: FleetScope,
+    /// Print the documented JSON shape (`"schema": 1`).
+    #[arg(long)]
+    pub json: bool,
+    /// Only targets idle (no local change) for at least this long, e.g. `30m`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle: Option<std::time::Duration>,
+    /// Order of the rows.
+    #[arg(long, value_enum, default_value_t = crate::fleet::SortKey::Path)]
+    pub sort: crate::fleet::SortKey,
+    /// Read every target's manifest for files and bytes (one GET each).
+    #[arg(long)]
+    pub sizes: bool,
+    /// List every target's trash for objects and bytes (one listing each).
+    #[arg(long)]
+    pub trash: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetGcArgs {
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod commands;
 pub mod daemon;
 pub mod error;
+pub mod fleet;
 pub mod fsutil;
 pub mod lease;
 pub mod logging;

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
 mod common;
+mod fleet;
 mod init;
 mod lease;
 mod pass_output;
@@ -32,6 +33,7 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Sync(args) => sync::run(&cli.global, &args),
         Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),
+        Command::Fleet(args) => fleet::run(&cli.global, &args),
     }
 }
 

@@ -1,0 +1,1 @@
+//! `coltecd fleet gc`: removes what nobody owns any more.
