@@ -154,6 +154,10 @@ pub struct StatusArgs {
     /// Print the status as JSON (documented, stable shape).
     #[arg(long)]
     pub json: bool,
+    /// Exit 0 when the workspace had no local change for at least this long
+    /// (e.g. `30m`), 1 otherwise (for idle hooks and auto-stop scripts).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_for: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]
