@@ -8,6 +8,7 @@ mod support;
 mod crash;
 mod daemon;
 mod daemon_sync;
+mod fleet;
 mod harness;
 mod lease;
 mod lease_cli;
