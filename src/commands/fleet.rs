@@ -47,9 +47,8 @@ fn list(spec: &Spec, args: &FleetListArgs) -> CmdResult {
     };
     let rt = super::runtime()?;
     for remote in remotes(spec, &args.scope)? {
-        let (summary, entries) = rt
-            .block_on(fleet::gather(remote, &args.scope.prefix, opts, now))
-            ?;
+        let (summary, entries) =
+            rt.block_on(fleet::gather(remote, &args.scope.prefix, opts, now))?;
         report.remotes.push(summary);
         report.targets.extend(entries);
     }
@@ -58,8 +57,8 @@ fn list(spec: &Spec, args: &FleetListArgs) -> CmdResult {
     }
     view::sort(&mut report.targets, args.sort);
     if args.json {
-        let body = serde_json::to_string_pretty(&report)
-            .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let body =
+            serde_json::to_string_pretty(&report).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         println!("{body}");
     } else {
         print!("{}", view::render_table(&report.targets));

@@ -250,11 +250,22 @@ fn opt_secs(s: Option<u64>) -> String {
 
 /// The human table.
 pub fn render_table(entries: &[FleetEntry]) -> String {
-    let mut rows = vec![[
-        "WORKSPACE", "TARGET", "LEASE", "HOLDER", "RENEWED", "IDLE", "PENDING", "FILES", "BYTES",
-        "TRASH", "BEHIND",
-    ]
-    .map(String::from)];
+    let mut rows = vec![
+        [
+            "WORKSPACE",
+            "TARGET",
+            "LEASE",
+            "HOLDER",
+            "RENEWED",
+            "IDLE",
+            "PENDING",
+            "FILES",
+            "BYTES",
+            "TRASH",
+            "BEHIND",
+        ]
+        .map(String::from),
+    ];
     for e in entries {
         let holder = e.holder.as_ref().map_or("-".into(), |h| {
             format!(
@@ -270,7 +281,8 @@ pub fn render_table(entries: &[FleetEntry]) -> String {
             e.target.clone(),
             e.lease.as_str().into(),
             holder,
-            e.renewed_secs_ago.map_or("-".into(), |s| format!("{} ago", human_secs(s))),
+            e.renewed_secs_ago
+                .map_or("-".into(), |s| format!("{} ago", human_secs(s))),
             opt_secs(e.idle_secs),
             e.pending_files.map_or("-".into(), |n| n.to_string()),
             e.files.map_or("-".into(), |n| n.to_string()),

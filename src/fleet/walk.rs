@@ -85,7 +85,7 @@ pub async fn find_targets(
                 .collect();
             subdirs.sort();
             let control_dir = format!("{dir}.coltec/");
-            if subdirs.iter().any(|p| *p == control_dir) {
+            if subdirs.contains(&control_dir) {
                 let control = list_control(op, &control_dir, req).await?;
                 let is_target = control.iter().any(|c| {
                     matches!(

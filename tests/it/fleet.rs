@@ -121,7 +121,9 @@ fn fleet_shows_running_stopped_killed_and_never_leased_targets_and_idle_exit_cod
         .iter()
         .map(|t| t["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, ["fleet/killed/data", "fleet/running/data"], "{v}");
+    // The killed daemon died before a renewal carried its activity: its
+    // idleness is unknown, so only the running one passes the filter.
+    assert_eq!(paths, ["fleet/running/data"], "{v}");
 
     // The table names every target.
     let o = running.run(&["fleet"]);
@@ -131,8 +133,14 @@ fn fleet_shows_running_stopped_killed_and_never_leased_targets_and_idle_exit_cod
     }
 
     // status --idle-for: 0 when idle at least that long, 1 otherwise.
-    assert_eq!(running.run(&["status", "--idle-for", "0s"]).status.code(), Some(0));
-    assert_eq!(running.run(&["status", "--idle-for", "1h"]).status.code(), Some(1));
+    assert_eq!(
+        running.run(&["status", "--idle-for", "0s"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        running.run(&["status", "--idle-for", "1h"]).status.code(),
+        Some(1)
+    );
     let o = running.run(&["status", "--json"]);
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(st["idle"]["idle_secs"].is_u64(), "{st}");
@@ -215,16 +223,25 @@ fn the_fleet_listing_costs_one_walk_and_one_lease_read_per_target() {
     assert!(targets.iter().all(|t| t["lease"] == "held"), "{v}");
     let seen = proxy.seen();
     let lists: Vec<_> = seen.iter().filter(|s| s.is_list()).collect();
-    let gets = seen.iter().filter(|s| s.method == "GET" && !s.is_list()).count();
+    let gets = seen
+        .iter()
+        .filter(|s| s.method == "GET" && !s.is_list())
+        .count();
     // Root, .coltec/ of the root, org/, org/proj/, then per workspace its
     // env dir, the target dir and the target's .coltec/.
     assert_eq!(lists.len(), 4 + 3 * n, "{lists:#?}");
     assert_eq!(gets, n, "one lease read per target");
     assert!(
-        lists.iter().all(|s| !s.target.contains("notes") && !s.target.contains("nested")),
+        lists
+            .iter()
+            .all(|s| !s.target.contains("notes") && !s.target.contains("nested")),
         "user data or markers listed: {lists:#?}"
     );
-    assert_eq!(seen.len(), lists.len() + gets, "nothing but lists and reads");
+    assert_eq!(
+        seen.len(),
+        lists.len() + gets,
+        "nothing but lists and reads"
+    );
     assert_eq!(v["remotes"][0]["requests"]["lists"], lists.len() as u64);
     eprintln!(
         "fleet: {n} workspaces listed in {:.2?} with {} listings and {gets} reads",
