@@ -183,12 +183,24 @@ pub async fn gather(
     let found = walk::find_targets(&op, &mut req)
         .await
         .map_err(unreachable)?;
+    use futures::StreamExt;
+    let results: Vec<_> = futures::stream::iter(&found)
+        .map(|t| {
+            let (op, name, root) = (&op, &remote.name, &root);
+            async move {
+                let mut r = Requests::default();
+                let e = view::entry(op, name, root, t, opts, now, &mut r).await;
+                (r, e)
+            }
+        })
+        .buffered(walk::CONCURRENCY)
+        .collect()
+        .await;
     let mut entries = Vec::with_capacity(found.len());
-    for t in &found {
-        let entry = view::entry(&op, &remote.name, &root, t, opts, now, &mut req)
-            .await
-            .map_err(unreachable)?;
-        entries.push(entry);
+    for (r, e) in results {
+        req.lists = req.lists.saturating_add(r.lists);
+        req.gets = req.gets.saturating_add(r.gets);
+        entries.push(e.map_err(unreachable)?);
     }
     Ok((
         RemoteSummary {

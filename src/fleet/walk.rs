@@ -67,38 +67,70 @@ fn name_in<'a>(dir: &str, path: &'a str) -> &'a str {
     path.strip_prefix(dir).unwrap_or(path)
 }
 
-/// Every target under the operator's root, breadth first, in key order.
+/// Requests in flight at once (listings of one level, per-target reads).
+pub const CONCURRENCY: usize = 16;
+
+/// What one directory of the walk turned out to be.
+enum Visited {
+    Target(FoundTarget),
+    Descend(Vec<String>),
+}
+
+/// List `dir`; a target when its `.coltec/` says so, else its subdirectories.
+async fn visit(op: &Operator, dir: String, req: &mut Requests) -> Result<Visited, opendal::Error> {
+    let entries = list_dir(op, &dir, req).await?;
+    let mut subdirs: Vec<String> = entries
+        .iter()
+        .map(|e| e.path().to_string())
+        .filter(|p| p.ends_with('/'))
+        .collect();
+    subdirs.sort();
+    let control_dir = format!("{dir}.coltec/");
+    if subdirs.contains(&control_dir) {
+        let control = list_control(op, &control_dir, req).await?;
+        let is_target = control.iter().any(|c| {
+            matches!(
+                c.name.as_str(),
+                "lease.json" | "manifest.json" | "manifest.dirty" | "trash/"
+            )
+        });
+        if is_target {
+            return Ok(Visited::Target(FoundTarget { path: dir, control }));
+        }
+    }
+    Ok(Visited::Descend(
+        subdirs.into_iter().filter(|p| *p != control_dir).collect(),
+    ))
+}
+
+/// Every target under the operator's root, breadth first (the directories
+/// of one level listed concurrently), in key order.
 pub async fn find_targets(
     op: &Operator,
     req: &mut Requests,
 ) -> Result<Vec<FoundTarget>, opendal::Error> {
+    use futures::StreamExt;
     let mut found = Vec::new();
     let mut level = vec![String::new()];
     for _depth in 0..=MAX_DEPTH {
+        let results: Vec<(Requests, Result<Visited, opendal::Error>)> =
+            futures::stream::iter(level)
+                .map(|dir| async move {
+                    let mut r = Requests::default();
+                    let v = visit(op, dir, &mut r).await;
+                    (r, v)
+                })
+                .buffered(CONCURRENCY)
+                .collect()
+                .await;
         let mut next = Vec::new();
-        for dir in level {
-            let entries = list_dir(op, &dir, req).await?;
-            let mut subdirs: Vec<String> = entries
-                .iter()
-                .map(|e| e.path().to_string())
-                .filter(|p| p.ends_with('/'))
-                .collect();
-            subdirs.sort();
-            let control_dir = format!("{dir}.coltec/");
-            if subdirs.contains(&control_dir) {
-                let control = list_control(op, &control_dir, req).await?;
-                let is_target = control.iter().any(|c| {
-                    matches!(
-                        c.name.as_str(),
-                        "lease.json" | "manifest.json" | "manifest.dirty" | "trash/"
-                    )
-                });
-                if is_target {
-                    found.push(FoundTarget { path: dir, control });
-                    continue;
-                }
+        for (r, v) in results {
+            req.lists = req.lists.saturating_add(r.lists);
+            req.gets = req.gets.saturating_add(r.gets);
+            match v? {
+                Visited::Target(t) => found.push(t),
+                Visited::Descend(d) => next.extend(d),
             }
-            next.extend(subdirs.into_iter().filter(|p| *p != control_dir));
         }
         if next.is_empty() {
             break;
