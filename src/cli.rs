@@ -11,7 +11,13 @@ pub use crate::spec::defaults::DEFAULT_SPEC_PATH;
 /// coltecd keeps devcontainer state safe: it syncs a workspace's state
 /// directories to S3/R2 (or a local directory) under a leased prefix.
 #[derive(Debug, Parser)]
-#[command(name = "coltecd", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "coltecd",
+    version = crate::version::LONG,
+    about,
+    long_about = None,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -74,6 +80,11 @@ pub enum Command {
     /// Every coltecd target under the spec's remotes: who holds it, how
     /// idle it is, how much it stores. Exit 0 listed, 5 remote unreachable.
     Fleet(FleetArgs),
+    /// Print a shell completion script for SHELL to stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout, or write one page per
+    /// subcommand into --dir.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +143,21 @@ pub struct FleetGcArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write coltecd.1 and coltecd-SUBCOMMAND.1 pages into DIR instead of
+    /// printing coltecd.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

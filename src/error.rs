@@ -88,5 +88,55 @@ where
     }
 }
 
+impl Fail {
+    /// The report on one line, as the terminal shows it (see [`render`]).
+    pub fn message(&self) -> String {
+        render(self.report.as_ref())
+    }
+}
+
+/// An error and its causes on one line, `what: why: why`, leaving out a
+/// cause the line already says. Many error types put their source into
+/// their own message (`cannot open {path}: {source}`) *and* return it from
+/// `source()`, so printing the chain as such (`{:#}`) said every cause
+/// twice: "Permission denied (os error 13): Permission denied (os error 13)".
+pub fn render(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
 /// What every subcommand returns.
 pub type CmdResult = Result<ExitStatus, Fail>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open /x/lock: {source}")]
+    struct Repeats {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(13);
+        let e = anyhow::Error::new(Repeats { source: io }).context("cannot start");
+        let line = render(e.as_ref());
+        assert_eq!(
+            line,
+            "cannot start: cannot open /x/lock: Permission denied (os error 13)"
+        );
+        let fail = Fail::new(ExitStatus::Failure, anyhow::anyhow!("plain"));
+        assert_eq!(fail.message(), "plain");
+    }
+}

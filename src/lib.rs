@@ -8,7 +8,8 @@
 //!
 //! - [`spec`]: loading and validating `workspace-spec.yaml` into a [`spec::Spec`].
 //! - [`cli`] / [`commands`]: the command line, one module per subcommand.
-//! - [`remote`]: opendal operators for s3 and local remotes.
+//! - [`remote`]: opendal operators for s3, local and crypt remotes.
+//! - [`crypt`]: rclone's crypt format (keys, names, contents).
 //! - [`error`]: the exit-code table every error maps into.
 //! - [`fsutil`]: durable local file writes (temp file + fsync + rename).
 //! - [`state_dir`]: the per-workspace local state directory and its lock.
@@ -18,9 +19,11 @@
 //! - [`runtime`]: the tokio runtime builder commands and the daemon share.
 //! - [`sync`]: the sync engine (scan, 3-way plan, transfers, manifest, trash).
 //! - [`lease`]: one writer per remote prefix (conditional writes, fencing).
+//! - [`version`]: which build this is, and the rule for versioned formats.
 
 pub mod cli;
 pub mod commands;
+pub mod crypt;
 pub mod daemon;
 pub mod error;
 pub mod fleet;
@@ -32,3 +35,4 @@ pub mod runtime;
 pub mod spec;
 pub mod state_dir;
 pub mod sync;
+pub mod version;

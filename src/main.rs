@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     match coltecd::commands::dispatch(cli) {
         Ok(status) => status.into(),
         Err(fail) => {
-            eprintln!("coltecd: {:#}", fail.report);
+            eprintln!("coltecd: {}", fail.message());
             fail.status.into()
         }
     }

@@ -7,9 +7,11 @@ use crate::cli::{Cli, Command};
 use crate::error::CmdResult;
 
 mod common;
+mod completions;
 mod fleet;
 mod init;
 mod lease;
+mod man;
 mod pass_output;
 mod restore;
 mod run;
@@ -34,6 +36,8 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),
         Command::Fleet(args) => fleet::run(&cli.global, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }
 

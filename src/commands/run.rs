@@ -1,6 +1,7 @@
 //! `coltecd run`: the daemon in the foreground (also what `start` spawns).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -51,15 +52,22 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> CmdResult {
             return Err(f);
         }
     };
-    rt.block_on(supervisor::run(
+    let result = rt.block_on(supervisor::run(
         Arc::new(spec),
         Options {
             ready,
             shutdown: CancellationToken::new(),
             handle_signals: true,
         },
-    ))
+    ));
+    // The stop already fit its budget: do not wait on blocking work an
+    // abandoned pass may have left (dropping the runtime would).
+    rt.shutdown_timeout(EXIT_GRACE);
+    result
 }
+
+/// How long exiting waits for leftover blocking work after the stop.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
 
 /// Leave a "disabled" status for `coltecd status` (best effort: only when
 /// the spec loads).

@@ -57,15 +57,12 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
     }
     let idle = Idle::of(&st, now);
     if args.json {
-        let mut v = serde_json::to_value(&st).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert(
-                "idle".into(),
-                serde_json::to_value(idle).map_err(|e| Fail::new(ExitStatus::Failure, e))?,
-            );
-        }
-        let body =
-            serde_json::to_string_pretty(&v).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let body = serde_json::to_string_pretty(&WithBuild {
+            status: &st,
+            idle,
+            build: crate::version::build_info(),
+        })
+        .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         println!("{body}");
     } else {
         print!("{}", st.render_text(now));
@@ -127,6 +124,17 @@ impl Idle {
     }
 }
 
+/// `status --json`: the status plus `"build"` (version, commit, target) of
+/// the coltecd binary that prints it, so a bug report names the build.
+#[derive(serde::Serialize)]
+struct WithBuild<'a> {
+    #[serde(flatten)]
+    status: &'a DaemonStatus,
+    /// How long the workspace has been idle.
+    idle: Idle,
+    build: crate::version::BuildInfo,
+}
+
 /// Without a spec and without any status file there is nothing to show
 /// but "not running".
 fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
@@ -145,8 +153,10 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         leases: status::StatusLeases {
             writes_allowed: false,
             fenced_reason: None,
+            renew_every_secs: None,
             detail: Vec::new(),
         },
         targets: Vec::new(),
+        stop: None,
     }
 }

@@ -52,7 +52,11 @@ pub fn run(config: &Path, log: &LogOptions, command: &[OsString]) -> CmdResult {
         ));
     };
     let rt = crate::runtime::multi_thread()?;
-    rt.block_on(supervise(config, log, program, args))
+    let result = rt.block_on(supervise(config, log, program, args));
+    // The daemon's stop already fit its budget: do not wait on blocking
+    // work an abandoned pass may have left (dropping the runtime would).
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 async fn supervise(

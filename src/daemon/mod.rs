@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`supervisor`]: one daemon's life: lock, pidfile, leases, workers,
-//!   readiness, graceful stop.
+//!   readiness; its `stop` part: manifests, workers, what was not flushed,
+//!   lease release, each inside the stop budget.
 //! - `workers`: the supervisor's named workers (control socket, lease
 //!   keeper, watcher, status file, watchdog, signals) and how they end.
 //! - `reload`: what a SIGHUP may change ([`reload_verdict`]).
@@ -18,6 +19,10 @@
 //! - `seam`/`wiring`: the typed seam to the sync engine and the lease (and
 //!   what to do after a failed pass), and its production wiring.
 //! - `memory`: malloc arenas and trimming (idle RSS).
+//! - `stop_budget`: `flush_deadline` as the budget of the whole stop,
+//!   sliced by phase.
+//! - `unpushed`: changes a daemon that lost its lease could not push, kept
+//!   as conflict copies at the next start.
 
 pub mod control;
 pub mod init;
@@ -29,7 +34,9 @@ pub(crate) mod scheduler;
 pub mod sdnotify;
 pub(crate) mod seam;
 pub mod status;
+pub(crate) mod stop_budget;
 pub mod supervisor;
+pub(crate) mod unpushed;
 pub(crate) mod watcher;
 mod wiring;
 mod workers;
@@ -118,15 +125,31 @@ pub fn status_for_spec(spec: &Spec, state: status::DaemonState) -> status::Daemo
         leases: status::StatusLeases {
             writes_allowed: state == status::DaemonState::Running,
             fenced_reason: None,
+            renew_every_secs: renew_every_secs(spec),
             detail: Vec::new(),
         },
         targets,
+        stop: None,
     };
     if state == status::DaemonState::Running {
         s.source = status::Source::Live;
     }
     s.evaluate(now);
     s
+}
+
+/// How often the lease keeper renews (as it clamps the spec's value), in
+/// whole seconds (at least 1); `None` when leasing is off.
+fn renew_every_secs(spec: &Spec) -> Option<u64> {
+    if !spec.lease.enabled {
+        return None;
+    }
+    let ttl = spec.lease.ttl.max(std::time::Duration::from_millis(100));
+    let every = spec
+        .lease
+        .renew_every
+        .clamp(std::time::Duration::from_millis(10), ttl / 3);
+    Some(every.as_secs().max(1))
 }
 
 #[cfg(test)]

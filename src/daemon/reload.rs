@@ -112,7 +112,12 @@ impl<'a> RemoteKey<'a> {
             RemoteKind::Local(LocalRemote { root }) => RemoteKey::Local { root },
             RemoteKind::Crypt(CryptRemote {
                 wrap_remote,
+                // A copy of the wrapped remote, which is compared under its own name.
+                wrapped: _,
                 wrap_path,
+                // Only the names of the variables: the values are compared below.
+                password_env: _,
+                password2_env: _,
                 password,
                 salt,
                 filename_encryption,

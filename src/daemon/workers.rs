@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::scheduler::{Board, SchedulerCommand, Tunables};
 use super::seam::LeaseSeam;
 use super::status::{self, DaemonStatus, Source};
-use super::watcher::{self, WatchMsg, WatchTarget};
+use super::watcher::{self, DrainRequest, WatchIo, WatchMsg, WatchTarget};
 use super::{control, sdnotify};
 use crate::error::{ExitStatus, HasExitStatus};
 use crate::lease::LeaseError;
@@ -82,7 +82,9 @@ pub(super) struct WorkerSetup {
     pub state_dir: PathBuf,
     pub listener: UnixListener,
     pub commands: mpsc::Sender<SchedulerCommand>,
-    pub watch: mpsc::Sender<WatchMsg>,
+    /// The watcher's messages to the scheduler, and the scheduler's drain
+    /// requests to it.
+    pub watch: (mpsc::Sender<WatchMsg>, mpsc::Receiver<DrainRequest>),
     /// `Some` when the daemon handles SIGTERM/SIGINT/SIGHUP itself.
     pub signals: Option<(CancellationToken, mpsc::Sender<Tunables>)>,
 }
@@ -113,9 +115,14 @@ pub(super) fn spawn_all(setup: WorkerSetup, cancel: &CancellationToken) -> JoinS
         })
         .map(|(i, t)| WatchTarget::from_target(i, t))
         .collect();
-    let (c, watch) = (cancel.clone(), setup.watch);
+    let (c, (out, drain)) = (cancel.clone(), setup.watch);
+    let io = WatchIo {
+        out,
+        drain,
+        barrier_dir: Some(setup.state_dir.join(watcher::BARRIER_DIR)),
+    };
     workers.spawn(async move {
-        watcher::run(targets, watch, c).await;
+        watcher::run(targets, io, c).await;
         (WorkerKind::Watcher, Ok(()))
     });
     let (c, board, dir) = (cancel.clone(), setup.board, setup.state_dir);

@@ -81,9 +81,9 @@ impl LeasedPrefix {
 }
 
 /// (hard, soft) floors of a target's ancestors, see [`LeasedPrefix`].
-fn floors(t: &Target, prefix: &Prefix) -> (usize, usize) {
+fn floors(remote: &crate::spec::RemoteSpec, prefix: &Prefix) -> (usize, usize) {
     use crate::spec::RemoteKind;
-    match &t.remote.kind {
+    match &remote.kind {
         RemoteKind::Local(l) => {
             let root = Store::prefix_of(&crate::spec::Location::Local {
                 dir: l.root.clone(),
@@ -222,15 +222,16 @@ impl LeaseSet {
         let identity = Identity::load_or_create(state_dir.path())?;
         let mut prefixes: Vec<LeasedPrefix> = Vec::new();
         for t in targets {
-            let location = t.location();
-            let store = Store::for_location(&t.remote, &location)?;
+            // A crypt target leases where its ciphertext lives.
+            let (remote, location) = crate::remote::crypt::physical(&t.remote, &t.location())?;
+            let store = Store::for_location(&remote, &location)?;
             let prefix = Store::prefix_of(&location);
             let display = store.display(&prefix);
             if let Some(s) = prefixes.iter_mut().find(|s| s.location == display) {
                 s.targets.push(t.name.clone());
                 continue;
             }
-            let (hard_floor, soft_floor) = floors(t, &prefix);
+            let (hard_floor, soft_floor) = floors(&remote, &prefix);
             prefixes.push(LeasedPrefix {
                 targets: vec![t.name.clone()],
                 remote: t.remote_name.clone(),

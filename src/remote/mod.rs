@@ -11,7 +11,10 @@ use std::time::Duration;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{Operator, services};
 
+mod credentials;
+pub mod crypt;
 mod gate;
+mod retry_log;
 pub use gate::{Fenced, GateController, WriteGate, gate};
 
 use crate::error::{ExitStatus, HasExitStatus};
@@ -27,6 +30,12 @@ pub enum RemoteError {
         "remote '{remote}' is of type crypt, which this coltecd cannot sync yet; use an s3 or local remote"
     )]
     CryptUnsupported { remote: String },
+    #[error(
+        "crypt remote '{remote}' has no password: set {var} (in rclone's obscured form, see `rclone obscure`)"
+    )]
+    MissingPassword { remote: String, var: String },
+    #[error("crypt remote '{remote}' cannot be used: {why}")]
+    CryptUnusable { remote: String, why: String },
     #[error("cannot configure remote '{remote}': {source}")]
     Build {
         remote: String,
@@ -58,6 +67,9 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
         (RemoteKind::S3(s3), Location::S3 { key_prefix, .. }) => {
             Operator::new(s3_builder(&remote.name, s3, key_prefix)?).map_err(build_err)?
         }
+        (RemoteKind::Crypt(c), Location::Crypt { .. }) => {
+            return crypt::operator(remote, c, location);
+        }
         (RemoteKind::Local(_), Location::Local { dir }) => {
             let root = dir.to_string_lossy();
             let tmp = dir.join(".coltec/tmp");
@@ -85,7 +97,8 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
                 .with_jitter()
                 .with_min_delay(Duration::from_millis(100))
                 .with_max_delay(Duration::from_secs(10))
-                .with_max_times(6),
+                .with_max_times(6)
+                .with_notify(retry_log::log_retry),
         ))
 }
 
@@ -101,13 +114,14 @@ fn s3_builder(name: &str, s3: &S3Remote, key_prefix: &str) -> Result<services::S
         .bucket(&s3.bucket)
         .root(&format!("/{key_prefix}"))
         .region(&s3.region)
-        .access_key_id(key.expose())
-        .secret_access_key(secret.expose())
+        // Not `.access_key_id()`: opendal would log them (see credentials.rs).
+        .credential_provider_chain(credentials::SpecCredentials::chain(
+            key,
+            secret,
+            s3.session_token.as_ref(),
+        ))
         .disable_config_load()
         .disable_ec2_metadata();
-    if let Some(token) = &s3.session_token {
-        b = b.session_token(token.expose());
-    }
     if let Some(endpoint) = &s3.endpoint {
         b = b.endpoint(endpoint);
     }

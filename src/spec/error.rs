@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::defaults::MAX_DIAGNOSTICS;
 use crate::error::{ExitStatus, HasExitStatus};
 
 /// One finding about one field.
@@ -92,7 +93,7 @@ impl fmt::Display for SpecError {
             "{file} is not a valid workspace spec ({n} problem{}):",
             if n == 1 { "" } else { "s" }
         )?;
-        for d in &self.diagnostics {
+        for d in self.diagnostics.iter().take(MAX_DIAGNOSTICS) {
             write!(f, "\n  {file}")?;
             if let Some(line) = d.line {
                 write!(f, ":{line}")?;
@@ -107,6 +108,13 @@ impl fmt::Display for SpecError {
             if let Some(h) = &d.hint {
                 write!(f, "\n    help: {h}")?;
             }
+        }
+        if n > MAX_DIAGNOSTICS {
+            write!(
+                f,
+                "\n  ... and {} more problems (fix these first)",
+                n - MAX_DIAGNOSTICS
+            )?;
         }
         Ok(())
     }

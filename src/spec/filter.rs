@@ -89,20 +89,14 @@ impl Excludes {
         if !bad.is_empty() {
             return Err(bad);
         }
-        let build = |b: GlobSetBuilder| {
-            b.build().map_err(|e| {
-                vec![BadPattern {
-                    index: 0,
-                    pattern: e.glob().unwrap_or_default().to_string(),
-                    reason: e.kind().to_string(),
-                }]
-            })
-        };
-        Ok(Excludes {
-            files: build(files)?,
-            dirs: build(dirs)?,
-            patterns,
-        })
+        match (files.build(), dirs.build()) {
+            (Ok(files), Ok(dirs)) => Ok(Excludes {
+                files,
+                dirs,
+                patterns,
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(blame(&patterns, &e)),
+        }
     }
 
     /// The patterns as written in the spec.
@@ -127,6 +121,50 @@ impl Excludes {
             self.files.is_match(rel)
         }
     }
+}
+
+/// The patterns to blame when the set as a whole does not build (each
+/// compiled alone above, so this is the regex engine's size limit): the
+/// ones that do not build on their own, else all of them, each with its
+/// own index.
+fn blame(patterns: &[String], e: &globset::Error) -> Vec<BadPattern> {
+    let alone = |p: &str| -> bool {
+        let Ok((f, d)) = expand_rule(p) else {
+            return false;
+        };
+        let mut b = GlobSetBuilder::new();
+        for g in f.iter().chain(&d) {
+            match compile(g) {
+                Ok(g) => {
+                    b.add(g);
+                }
+                Err(_) => return false,
+            }
+        }
+        b.build().is_ok()
+    };
+    let bad: Vec<BadPattern> = patterns
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !alone(p))
+        .map(|(index, p)| BadPattern {
+            index,
+            pattern: p.clone(),
+            reason: e.kind().to_string(),
+        })
+        .collect();
+    if !bad.is_empty() {
+        return bad;
+    }
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(index, p)| BadPattern {
+            index,
+            pattern: p.clone(),
+            reason: format!("the patterns together are too complex ({})", e.kind()),
+        })
+        .collect()
 }
 
 /// Turn one rclone pattern into the globs for files and for directories.

@@ -7,6 +7,8 @@
 //! - An unknown top-level key close to a known one (`persistance`) is an
 //!   error; any other unknown top-level key is a warning (it is ignored).
 
+use std::collections::HashMap;
+
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
@@ -197,7 +199,7 @@ pub(crate) fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
         .copied()
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Seg {
     Key(String),
     Index(usize),
@@ -227,75 +229,171 @@ fn parse_field(field: &str) -> Vec<Seg> {
 /// Best-effort 1-based line:column of `field` (`persistence.sync[1].interval`)
 /// in block-style YAML, for diagnostics the parser cannot place (unknown
 /// keys, semantic errors). Falls back to the deepest enclosing key found;
-/// `None` when not even the first segment is found.
+/// `None` when not even the first segment is found. For many fields, build
+/// one [`Locator`] instead: each `locate` reads the whole text.
 pub(crate) fn locate(text: &str, field: &str) -> Option<(usize, usize)> {
-    let want = parse_field(field);
-    if want.is_empty() {
-        return None;
-    }
-    let mut stack: Vec<(usize, Seg)> = Vec::new();
-    let mut best: Option<(usize, (usize, usize))> = None;
-    let mut consider = |stack: &[(usize, Seg)], pos: (usize, usize)| {
-        let n = stack.len();
-        if n <= want.len()
-            && stack.iter().map(|(_, s)| s).eq(want[..n].iter())
-            && best.is_none_or(|(m, _)| n > m)
-        {
-            best = Some((n, pos));
-        }
-    };
-    let mut in_block_scalar: Option<usize> = None;
-    for (lineno, line) in text.lines().enumerate() {
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        let mut rest = &line[indent..];
-        if rest.is_empty() || rest.starts_with('#') || rest.starts_with("---") {
-            continue;
-        }
-        if let Some(bi) = in_block_scalar {
-            if indent > bi {
+    Locator::new(text).locate(field)
+}
+
+/// Every key path of a text and where it first appears, read in one pass
+/// so that placing thousands of diagnostics stays linear in the text.
+/// Paths are interned as a tree (parent node, segment) -> node, so memory
+/// is linear in the number of lines however deep or long the keys are.
+pub(crate) struct Locator {
+    children: HashMap<(usize, Seg), usize>,
+    /// Node -> first (line, column); node 0 is the document root.
+    positions: Vec<Option<(usize, usize)>>,
+}
+
+impl Locator {
+    pub(crate) fn new(text: &str) -> Locator {
+        let mut loc = Locator {
+            children: HashMap::new(),
+            positions: vec![None],
+        };
+        // (indent column, segment, node)
+        let mut stack: Vec<(usize, Seg, usize)> = Vec::new();
+        let mut in_block_scalar: Option<usize> = None;
+        for (lineno, line) in text.lines().enumerate() {
+            let indent = line.len() - line.trim_start_matches(' ').len();
+            let mut rest = &line[indent..];
+            if rest.is_empty() || rest.starts_with('#') || rest.starts_with("---") {
                 continue;
             }
-            in_block_scalar = None;
-        }
-        let mut col = indent;
-        while rest == "-" || rest.starts_with("- ") {
-            let mut next = 0;
-            while let Some((i, seg)) = stack.last() {
-                if *i > col {
-                    stack.pop();
-                } else if *i == col {
-                    if let Seg::Index(n) = seg {
-                        next = n + 1;
+            if let Some(bi) = in_block_scalar {
+                if indent > bi {
+                    continue;
+                }
+                in_block_scalar = None;
+            }
+            let mut col = indent;
+            while rest == "-" || rest.starts_with("- ") {
+                let mut next = 0;
+                while let Some((i, seg, _)) = stack.last() {
+                    if *i > col {
                         stack.pop();
+                    } else if *i == col {
+                        if let Seg::Index(n) = seg {
+                            next = n + 1;
+                            stack.pop();
+                        }
+                        break;
+                    } else {
+                        break;
                     }
-                    break;
-                } else {
-                    break;
+                }
+                loc.enter(&mut stack, col, Seg::Index(next), (lineno + 1, col + 1));
+                let after = rest.get(1..).unwrap_or_default();
+                let trimmed = after.trim_start_matches(' ');
+                col += 1 + (after.len() - trimmed.len());
+                rest = trimmed;
+            }
+            if let Some(key) = line_key(rest) {
+                while stack.last().is_some_and(|(i, _, _)| *i >= col) {
+                    stack.pop();
+                }
+                loc.enter(&mut stack, col, Seg::Key(key), (lineno + 1, col + 1));
+                let value = rest
+                    .split_once(':')
+                    .map(|(_, v)| v.trim())
+                    .unwrap_or_default();
+                if value.starts_with('|') || value.starts_with('>') {
+                    in_block_scalar = Some(col);
+                }
+                if value.starts_with('[') {
+                    // `exclude: [a, b, c]`: each item gets its own column.
+                    let parent = stack.last().map_or(0, |(_, _, node)| *node);
+                    let offset = rest
+                        .split_once(':')
+                        .map_or(0, |(k, v)| k.len() + 1 + v.len() - v.trim_start().len());
+                    loc.flow_items(parent, value, (lineno + 1, col + offset + 1));
                 }
             }
-            stack.push((col, Seg::Index(next)));
-            consider(&stack, (lineno + 1, col + 1));
-            let after = rest.get(1..).unwrap_or_default();
-            let trimmed = after.trim_start_matches(' ');
-            col += 1 + (after.len() - trimmed.len());
-            rest = trimmed;
         }
-        if let Some(key) = line_key(rest) {
-            while stack.last().is_some_and(|(i, _)| *i >= col) {
-                stack.pop();
+        loc
+    }
+
+    fn enter(
+        &mut self,
+        stack: &mut Vec<(usize, Seg, usize)>,
+        col: usize,
+        seg: Seg,
+        pos: (usize, usize),
+    ) {
+        let parent = stack.last().map_or(0, |(_, _, node)| *node);
+        let next_id = self.positions.len();
+        let node = *self
+            .children
+            .entry((parent, seg.clone()))
+            .or_insert(next_id);
+        if node == next_id {
+            self.positions.push(Some(pos));
+        }
+        stack.push((col, seg, node));
+    }
+
+    /// The items of a one-line flow sequence `[a, "b", c]` starting at
+    /// `at` (1-based line, column of the `[`), as children of `parent`.
+    fn flow_items(&mut self, parent: usize, value: &str, at: (usize, usize)) {
+        let mut index = 0;
+        let mut depth = 0usize;
+        let mut quote: Option<char> = None;
+        let mut expect_item = false;
+        for (i, c) in value.char_indices() {
+            if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                }
+                continue;
             }
-            stack.push((col, Seg::Key(key)));
-            consider(&stack, (lineno + 1, col + 1));
-            let value = rest
-                .split_once(':')
-                .map(|(_, v)| v.trim())
-                .unwrap_or_default();
-            if value.starts_with('|') || value.starts_with('>') {
-                in_block_scalar = Some(col);
+            if expect_item && depth == 1 && !matches!(c, ' ' | ']' | ',') {
+                let node_id = self.positions.len();
+                let node = *self
+                    .children
+                    .entry((parent, Seg::Index(index)))
+                    .or_insert(node_id);
+                if node == node_id {
+                    self.positions
+                        .push(Some((at.0, at.1 + value[..i].chars().count())));
+                }
+                expect_item = false;
+            }
+            match c {
+                '"' | '\'' => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    expect_item = depth == 1;
+                }
+                ']' | '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return;
+                    }
+                }
+                ',' if depth == 1 => {
+                    index += 1;
+                    expect_item = true;
+                }
+                _ => {}
             }
         }
     }
-    best.map(|(_, pos)| pos)
+
+    /// Where `field` (or, failing that, its deepest enclosing key) first appears.
+    pub(crate) fn locate(&self, field: &str) -> Option<(usize, usize)> {
+        let mut node = 0;
+        let mut best = None;
+        for seg in parse_field(field) {
+            match self.children.get(&(node, seg)) {
+                Some(&n) => {
+                    node = n;
+                    best = self.positions[n].or(best);
+                }
+                None => break,
+            }
+        }
+        best
+    }
 }
 
 /// The key of a `key: value` / `key:` line (plain or quoted).
@@ -349,7 +447,7 @@ persistence:
   sync:
     - name: a
       interval: 5
-      exclude: [a, b]
+      exclude: [a, b]   # two
     - name: b
       interval: 6
       note: |
@@ -366,8 +464,16 @@ list:
         assert_eq!(locate(text, "persistence.sync[0].interval"), Some((6, 7)));
         assert_eq!(locate(text, "persistence.sync[1].interval"), Some((9, 7)));
         assert_eq!(locate(text, "persistence.sync[1]"), Some((8, 5)));
-        // Flow sequence: falls back to the enclosing key.
-        assert_eq!(locate(text, "persistence.sync[0].exclude[1]"), Some((7, 7)));
+        // One-line flow sequence: each item; past its end, the enclosing key.
+        assert_eq!(
+            locate(text, "persistence.sync[0].exclude[1]"),
+            Some((7, 20))
+        );
+        assert_eq!(
+            locate(text, "persistence.sync[0].exclude[0]"),
+            Some((7, 17))
+        );
+        assert_eq!(locate(text, "persistence.sync[0].exclude[2]"), Some((7, 7)));
         assert_eq!(
             locate(text, "persistence.remotes.r2.options.endpoint"),
             Some((15, 9))

@@ -50,10 +50,13 @@ mod filter;
 mod keys;
 mod model;
 mod raw;
+mod read;
+mod redact;
 mod resolve;
 mod select;
 mod type_errors;
 mod yaml_error;
+mod yaml_shape;
 
 pub use defaults::{
     DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_INTERVAL, DEFAULT_MAX_REQUESTS_PER_SECOND,
@@ -63,6 +66,7 @@ pub use error::{Diagnostic, SpecError};
 pub use expand::EnvLookup;
 pub use filter::{BadPattern, Excludes, RESERVED_DIR};
 pub use model::*;
+pub use redact::mask_userinfo;
 pub use select::UnknownTarget;
 
 use std::path::{Path, PathBuf};
@@ -79,7 +83,7 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
 /// Like [`load`], with variables (including `HOME`) read through `env`.
 pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Spec, SpecError> {
     let abs = absolute(path);
-    let text = std::fs::read_to_string(&abs).map_err(|e| {
+    let text = read::spec_text(&abs).map_err(|e| {
         let (message, hint) = if e.kind() == std::io::ErrorKind::NotFound {
             (
                 format!("no spec file at {}", abs.display()),
@@ -114,6 +118,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
         unreadable: false,
     };
 
+    yaml_shape::check(text).map_err(|d| SpecError::single(path.clone(), d))?;
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text)
         .map_err(|e| SpecError::single(path.clone(), yaml_diagnostic(&e)))?;
     match &doc {
@@ -133,7 +138,11 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
     // `<<: *anchor` merges are legal YAML; resolve them before checking keys.
     let unmerged = doc.clone();
     if let Err(e) = doc.apply_merge() {
-        return Err(fail(vec![yaml_diagnostic(&e)]));
+        let mut d = yaml_shape::bad_merge(&unmerged).unwrap_or_else(|| yaml_diagnostic(&e));
+        if let Some((line, col)) = keys::locate(text, &d.field) {
+            (d.line, d.column) = (Some(line), Some(col));
+        }
+        return Err(fail(vec![d]));
     }
     // serde_yaml applies `<<` merges only to `Value`s, not when deserializing
     // structs from text, where merged keys would silently vanish. With merges
@@ -181,12 +190,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
             }
         };
     let Some(raw) = raw else {
-        for d in errors.iter_mut().filter(|d| d.line.is_none()) {
-            if let Some((line, col)) = keys::locate(text, &d.field) {
-                d.line = Some(line);
-                d.column = Some(col);
-            }
-        }
+        place(&mut errors, text);
         errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
         return Err(fail(errors));
     };
@@ -203,14 +207,24 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Spec, Spe
             Ok(spec)
         }
         _ => {
-            for d in errors.iter_mut().filter(|d| d.line.is_none()) {
-                if let Some((line, col)) = keys::locate(text, &d.field) {
-                    d.line = Some(line);
-                    d.column = Some(col);
-                }
-            }
+            place(&mut errors, text);
             errors.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
             Err(fail(errors))
+        }
+    }
+}
+
+/// Give every diagnostic without a position the line of its field (one
+/// pass over the text for all of them).
+fn place(errors: &mut [Diagnostic], text: &str) {
+    if errors.iter().all(|d| d.line.is_some()) {
+        return;
+    }
+    let locator = keys::Locator::new(text);
+    for d in errors.iter_mut().filter(|d| d.line.is_none()) {
+        if let Some((line, col)) = locator.locate(&d.field) {
+            d.line = Some(line);
+            d.column = Some(col);
         }
     }
 }
@@ -227,6 +241,27 @@ const CREDENTIAL_VARS: &[&str] = &[
     "RCLONE_CRYPT_SALT",
 ];
 
+/// Variables that may hold an endpoint, whose `user:password@` is secret.
+const ENDPOINT_VARS: &[&str] = &[
+    "RCLONE_S3_ENDPOINT",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+];
+
+/// The password (and whole userinfo) of an endpoint URL, if it has one.
+fn endpoint_passwords(url: &str) -> Vec<String> {
+    let (_, userinfo) = redact::split_userinfo(url);
+    userinfo
+        .map(|u| {
+            let mut v = vec![u.clone()];
+            if let Some((_, pw)) = u.split_once(':') {
+                v.push(pw.to_string());
+            }
+            v
+        })
+        .unwrap_or_default()
+}
+
 /// Remote options that hold credentials.
 const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "session_token"];
 
@@ -237,12 +272,20 @@ const CREDENTIAL_OPTIONS: &[&str] = &["access_key_id", "secret_access_key", "ses
 /// prefixes, which a careless `${VAR}` could fill with a secret.
 fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
     let mut out: Vec<String> = CREDENTIAL_VARS.iter().filter_map(|v| env(v)).collect();
+    for var in ENDPOINT_VARS {
+        out.extend(env(var).iter().flat_map(|e| endpoint_passwords(e)));
+    }
     let remotes = doc
         .get("persistence")
         .and_then(|p| p.get("remotes"))
         .and_then(serde_yaml::Value::as_mapping);
     for remote in remotes.into_iter().flat_map(|m| m.values()) {
         if let Some(opts) = remote.get("options") {
+            if let Some(raw) = opts.get("endpoint").and_then(serde_yaml::Value::as_str) {
+                let expanded = expand::expand_vars(raw, env).unwrap_or_default();
+                out.extend(endpoint_passwords(raw));
+                out.extend(endpoint_passwords(&expanded));
+            }
             for key in CREDENTIAL_OPTIONS {
                 if let Some(raw) = opts.get(*key).and_then(serde_yaml::Value::as_str) {
                     out.push(raw.to_string());
@@ -270,7 +313,7 @@ fn secret_values(doc: &serde_yaml::Value, env: EnvLookup<'_>) -> Vec<String> {
 }
 
 fn redact(text: &str, secrets: &[String]) -> String {
-    let mut t = text.to_string();
+    let mut t = mask_userinfo(text);
     for s in secrets {
         if t.contains(s.as_str()) {
             t = t.replace(s.as_str(), "***");

@@ -235,7 +235,12 @@ pub struct LocalRemote {
 #[derive(Debug, Clone)]
 pub struct CryptRemote {
     pub wrap_remote: String,
+    /// The remote `wrap_remote` names, once resolved (`None` if it has errors).
+    pub wrapped: Option<Box<RemoteSpec>>,
     pub wrap_path: String,
+    /// The variables holding the password and salt (named in messages).
+    pub password_env: String,
+    pub password2_env: Option<String>,
     pub password: Option<Secret>,
     pub salt: Option<Secret>,
     pub filename_encryption: String,

@@ -68,13 +68,13 @@ pub(crate) const IGNORED_SECTIONS: &[&str] = &[
 #[schemars(rename = "Metadata")]
 pub(crate) struct RawMetadata {
     /// Organisation slug: `{org}` in `remote_path`.
-    pub org: String,
+    pub org: Text,
     /// Project slug: `{project}` in `remote_path`.
-    pub project: String,
+    pub project: Text,
     /// Environment slug: `{env}` in `remote_path`. Default `dev`, as the
     /// incumbent did; set it explicitly so two workspaces never share a prefix.
     #[serde(default)]
-    pub environment: Option<String>,
+    pub environment: Option<Text>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
@@ -97,7 +97,7 @@ pub(crate) struct RawPersistence {
     /// Named remotes, referenced by `default_remote` and `sync[].remote`.
     pub remotes: BTreeMap<String, RawRemote>,
     /// Remote used by targets that do not name one.
-    pub default_remote: Option<String>,
+    pub default_remote: Option<Text>,
     /// Defaults for `transfers`, `checkers`, `bwlimit`.
     pub defaults: Option<RawDefaults>,
     /// Sync targets.
@@ -159,9 +159,9 @@ pub(crate) struct RawRemote {
     #[serde(rename = "type")]
     pub kind: Option<RawRemoteType>,
     /// S3 bucket (else `RCLONE_BUCKET`).
-    pub bucket: Option<String>,
+    pub bucket: Option<Text>,
     /// Key prefix (s3) or root directory (local) for every target on this remote.
-    pub path_prefix: Option<String>,
+    pub path_prefix: Option<Text>,
     /// rclone-style backend options: provider, endpoint, region,
     /// access_key_id, secret_access_key, session_token, force_path_style.
     pub options: RawOptions,
@@ -266,16 +266,16 @@ pub(crate) enum RawDirection {
 #[schemars(rename = "Sync")]
 pub(crate) struct RawSync {
     /// Unique target name.
-    pub name: String,
+    pub name: Text,
     /// Local directory (`~` and paths relative to the spec file allowed).
-    pub path: String,
+    pub path: Text,
     /// Remote path; `{org}`, `{project}`, `{env}` are substituted.
     /// Default `{org}/{project}/{env}/<name>`.
     #[serde(default)]
-    pub remote_path: Option<String>,
+    pub remote_path: Option<Text>,
     /// Remote name (default: `persistence.default_remote`).
     #[serde(default)]
-    pub remote: Option<String>,
+    pub remote: Option<Text>,
     /// `bidirectional` (default), `push-only` or `pull-only`.
     #[serde(default)]
     pub direction: Option<RawDirection>,
@@ -313,10 +313,10 @@ pub(crate) struct RawVolumes {
 #[schemars(deny_unknown_fields)]
 #[schemars(rename = "Volume")]
 pub(crate) struct RawVolume {
-    pub name: String,
-    pub remote_path: String,
+    pub name: Text,
+    pub remote_path: Text,
     /// Local directory (the target's `path`).
-    pub mount_path: String,
+    pub mount_path: Text,
     /// Direction (`bidirectional` default).
     #[serde(default)]
     pub sync: Option<RawDirection>,
@@ -422,9 +422,9 @@ pub(crate) enum RawWatch {
 #[schemars(rename = "Daemon")]
 pub(crate) struct RawDaemon {
     /// Local state dir (default `COLTEC_STATE_DIR`, else ~/.local/share/coltecd/<org>-<project>-<env>).
-    pub state_dir: Option<String>,
+    pub state_dir: Option<Text>,
     /// Log dir (default `logs/` next to the spec file).
-    pub log_dir: Option<String>,
+    pub log_dir: Option<Text>,
     /// File-event debounce (default 2s).
     pub debounce: Option<NumOrStr>,
     /// Graceful-stop flush deadline (default 8s).
@@ -433,6 +433,67 @@ pub(crate) struct RawDaemon {
     pub watch: Option<RawWatch>,
     /// Requests per second to the remote, shared by all targets (default 100).
     pub max_requests_per_second: Option<u32>,
+}
+
+/// A string field written as a YAML string. serde_yaml hands a plain
+/// scalar to a `String` as its text, so `org: ~` would become the name `~`
+/// (and then `$HOME` after tilde expansion), `false` the name `false` and
+/// `0x1F` the name `0x1F`. A `Text` refuses null, booleans and numbers, so
+/// the error names the field; quoting (`"0x1F"`) says the text is meant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Text(pub String);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string in quotes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Text, E> {
+                Err(E::invalid_type(
+                    de::Unexpected::Other("null (`~`, `null` or nothing)"),
+                    &self,
+                ))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Text {
+    fn schema_name() -> Cow<'static, str> {
+        "String".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string"})
+    }
 }
 
 /// A scalar that may be written as a number or a string (`interval: 60`,

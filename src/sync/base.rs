@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::local::root_relative;
-use super::state::{BaseChanges, BaseMap, TargetMeta};
+use super::pending::{PendingChanges, PendingMap, PendingSummary};
+use super::state::{BaseChanges, BaseMap, StateDb, StateError, TargetMeta};
 use super::{Engine, PassScope, SyncError};
 
 /// The base entries a pass works with. Nothing of it outlives the pass: an
@@ -99,18 +100,47 @@ impl Engine {
             .map_err(SyncError::from)
     }
 
+    /// Commit base and journal changes in one transaction.
     pub(super) async fn save_base(
         &self,
         target: &str,
         changes: &BaseChanges,
+        pending: &PendingChanges,
     ) -> Result<(), SyncError> {
-        if changes.is_empty() {
+        if changes.is_empty() && pending.is_empty() {
             return Ok(());
         }
+        let (changes, pending) = (changes.clone(), pending.clone());
+        self.db(target, move |db, t| {
+            db.apply_with_pending(t, &changes, &pending)
+        })
+        .await
+    }
+
+    /// The target's pending transfers as of now (for `status` between
+    /// passes; every pass also reports them).
+    pub async fn pending(&self, target: &str) -> Result<PendingSummary, SyncError> {
+        self.served(target)?;
+        Ok(PendingSummary::of(&self.load_pending(target).await?))
+    }
+
+    pub(super) async fn load_pending(&self, target: &str) -> Result<PendingMap, SyncError> {
+        self.db(target, |db, t| db.load_pending(t)).await
+    }
+
+    pub(super) async fn void_base(&self, target: &str, meta: TargetMeta) -> Result<(), SyncError> {
+        self.db(target, move |db, t| db.void_base(t, &meta)).await
+    }
+
+    /// Run `f` on the state database off the async threads.
+    async fn db<T: Send + 'static>(
+        &self,
+        target: &str,
+        f: impl FnOnce(&StateDb, &str) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, SyncError> {
         let inner = self.inner.clone();
         let target = target.to_string();
-        let changes = changes.clone();
-        tokio::task::spawn_blocking(move || inner.db.apply(&target, &changes))
+        tokio::task::spawn_blocking(move || f(&inner.db, &target))
             .await
             .map_err(|e| SyncError::Internal(e.to_string()))?
             .map_err(SyncError::from)

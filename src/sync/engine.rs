@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::SyncError;
 use super::limits::Limits;
 use super::state::StateDb;
-use super::target::{ServedTarget, TargetMemory, Unavailable};
+use super::target::{Guarding, ServedTarget, TargetMemory, Unavailable};
 use crate::error::HasExitStatus;
 use crate::remote::{WriteGate, target_operator};
 use crate::spec::{Location, RemoteKind, Spec};
@@ -76,7 +76,7 @@ impl Engine {
         let targets = spec
             .targets
             .iter()
-            .map(|t| (t.name.clone(), Arc::new(serve(t))))
+            .map(|t| (t.name.clone(), Arc::new(serve(t, spec.lease.enabled))))
             .collect();
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -132,7 +132,7 @@ impl Engine {
 }
 
 /// What the engine holds for `t`.
-fn serve(t: &crate::spec::Target) -> ServedTarget {
+fn serve(t: &crate::spec::Target, lease_on: bool) -> ServedTarget {
     let op = target_operator(t).map_err(|e| Unavailable {
         reason: e.to_string(),
         status: e.exit_status(),
@@ -141,11 +141,36 @@ fn serve(t: &crate::spec::Target) -> ServedTarget {
         Location::Local { dir } => Some(dir),
         _ => None,
     };
+    let guarding = guarding(&t.remote.kind, op.as_ref().ok(), lease_on);
     ServedTarget {
         target: t.clone(),
         op,
         local_dir,
-        user_metadata: matches!(t.remote.kind, RemoteKind::S3(_)),
+        user_metadata: crate::remote::crypt::stores_user_metadata(&t.remote),
+        guarding,
+        guarding_logged: std::sync::Once::new(),
         memory: tokio::sync::Mutex::new(TargetMemory::default()),
+    }
+}
+
+/// How `kind`'s data writes are guarded (see [`Guarding`]). On S3 the
+/// lease's probe is what proves the server enforces the conditions: with
+/// `lease: off` (the spec's way of saying it does not) none is sent, since
+/// such a server may reject the headers outright.
+fn guarding(kind: &RemoteKind, op: Option<&opendal::Operator>, lease_on: bool) -> Guarding {
+    match kind {
+        RemoteKind::Local(_) => Guarding::Checked,
+        RemoteKind::S3(_) if !lease_on => Guarding::Off("the lease is off"),
+        RemoteKind::S3(_) => match op.map(|o| o.info().capability()) {
+            Some(c) if c.write_with_if_match && c.write_with_if_not_exists => Guarding::Enforced,
+            _ => Guarding::Off("the S3 client cannot send If-Match/If-None-Match"),
+        },
+        // The crypt layer passes conditions and ETags through to the
+        // wrapped S3 remote; over a local directory the stat-and-compare
+        // would compare ciphertext identities the base does not hold.
+        RemoteKind::Crypt(c) => match c.wrapped.as_deref().map(|w| &w.kind) {
+            Some(w @ RemoteKind::S3(_)) => guarding(w, op, lease_on),
+            _ => Guarding::Off("a crypt remote over a local directory"),
+        },
     }
 }

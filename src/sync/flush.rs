@@ -55,13 +55,11 @@ impl Engine {
         let base = self.load_base(&t.name).await?;
         let rid = exec.rewrite_manifest(&mut memory, &base).await?;
         drop(base);
-        self.save_meta(
-            &t.name,
-            TargetMeta {
-                manifest_rid: Some(rid),
-            },
-        )
-        .await?;
+        let meta = TargetMeta {
+            manifest_rid: Some(rid),
+            ..self.load_meta(&t.name).await?
+        };
+        self.save_meta(&t.name, meta).await?;
         exec.clear_marker(&mut memory).await
     }
 }

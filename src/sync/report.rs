@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 
+use super::pending::PendingSummary;
+use super::root::RootGuard;
+
 /// How many paths per action a [`PlanSummary`] lists.
 pub const PLAN_FIRST_N: usize = 10;
 
@@ -23,6 +26,17 @@ pub struct PassReport {
     /// Whether this pass listed the remote (a full reconcile).
     pub remote_listed: bool,
     pub plan: PlanSummary,
+    /// Set when the local root was missing, empty or not the directory
+    /// last synced while the base had files: the pass restored instead of
+    /// deleting. `status` should show [`RootGuard::describe`] (a warning
+    /// that stays until a pass runs without it).
+    pub root_guard: Option<RootGuard>,
+    /// The target's transfers still pending after this pass (failed, or
+    /// interrupted), retried by every later pass until they succeed.
+    /// `status` should show the count, the oldest's age and the first
+    /// paths with their error, and not call the target "up to date"
+    /// while `files > 0`.
+    pub pending: PendingSummary,
 }
 
 impl PassReport {

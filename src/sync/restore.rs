@@ -75,9 +75,15 @@ impl Engine {
         }
         observer.planned(&t.name, &report.plan);
         drop((local, base, rv.entries));
-        let executed = exec.run(actions, &mut report).await;
-        if own {
-            self.save_base(&t.name, &executed.changes).await?;
+        let prior = if persist {
+            self.load_pending(&t.name).await?
+        } else {
+            Default::default()
+        };
+        let executed = exec.run(actions, &prior, &mut report).await;
+        if persist {
+            self.save_base(&t.name, &executed.changes, &executed.pending)
+                .await?;
         }
         drop(held);
         executed.fatal.map_or(Ok(()), Err)?;

@@ -69,7 +69,7 @@ pub struct StateError {
 
 /// The opened database.
 pub struct StateDb {
-    db: Database,
+    pub(super) db: Database,
     path: PathBuf,
 }
 
@@ -80,6 +80,11 @@ pub struct TargetMeta {
     /// it: while it is unchanged, no other coltecd changed the remote.
     #[serde(default)]
     pub manifest_rid: Option<String>,
+    /// Device and inode of the local root as of the last pass: a root that
+    /// is not this directory any more (an unmounted volume, a rebuilt
+    /// container) is not trusted to say what was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<super::root::RootId>,
 }
 
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
@@ -90,7 +95,7 @@ const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
 /// daemon's memory at the size of its biggest table.
 const CACHE_BYTES: usize = 256 * 1024;
 
-fn table_name(target: &str) -> String {
+pub(super) fn table_name(target: &str) -> String {
     format!("files/{target}")
 }
 
@@ -117,7 +122,7 @@ impl StateDb {
         })
     }
 
-    fn err(&self, e: impl Into<redb::Error>) -> StateError {
+    pub(super) fn err(&self, e: impl Into<redb::Error>) -> StateError {
         StateError {
             path: self.path.clone(),
             source: e.into(),
@@ -208,24 +213,58 @@ impl StateDb {
         if changes.is_empty() {
             return Ok(());
         }
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.apply_in(&txn, target, changes)?;
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// [`StateDb::apply`] inside an open transaction.
+    pub(super) fn apply_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        target: &str,
+        changes: &BaseChanges,
+    ) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let name = table_name(target);
+        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let mut table = txn.open_table(def).map_err(|e| self.err(e))?;
+        for (k, v) in changes {
+            match v {
+                Some(entry) => {
+                    let bytes = serde_json::to_vec(entry).unwrap_or_default();
+                    table
+                        .insert(k.as_str(), bytes.as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+                None => {
+                    table.remove(k.as_str()).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forget every base row of `target` and store `meta`, in one
+    /// transaction: the local root is not the directory the base
+    /// describes (a missing or replaced root, see `sync::root`).
+    pub fn void_base(&self, target: &str, meta: &TargetMeta) -> Result<(), StateError> {
         let name = table_name(target);
         let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        match txn.delete_table(def) {
+            Ok(_) => {}
+            Err(e) => return Err(self.err(e)),
+        }
         {
-            let mut table = txn.open_table(def).map_err(|e| self.err(e))?;
-            for (k, v) in changes {
-                match v {
-                    Some(entry) => {
-                        let bytes = serde_json::to_vec(entry).unwrap_or_default();
-                        table
-                            .insert(k.as_str(), bytes.as_slice())
-                            .map_err(|e| self.err(e))?;
-                    }
-                    None => {
-                        table.remove(k.as_str()).map_err(|e| self.err(e))?;
-                    }
-                }
-            }
+            let bytes = serde_json::to_vec(meta).unwrap_or_default();
+            let mut table = txn.open_table(TARGETS).map_err(|e| self.err(e))?;
+            table
+                .insert(target, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
         Ok(())
@@ -263,6 +302,7 @@ mod tests {
         assert_eq!(db.load_meta("t").unwrap(), TargetMeta::default());
         let m = TargetMeta {
             manifest_rid: Some("x".into()),
+            root: None,
         };
         db.save_meta("t", &m).unwrap();
         assert_eq!(db.load_meta("t").unwrap(), m);

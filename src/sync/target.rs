@@ -26,7 +26,31 @@ pub(super) struct ServedTarget {
     pub(super) local_dir: Option<PathBuf>,
     /// S3 carries mtime/mode as user metadata.
     pub(super) user_metadata: bool,
+    /// How data writes are made conditional on the version last seen.
+    pub(super) guarding: Guarding,
+    /// What [`Guarding`] does not protect is logged once per process.
+    pub(super) guarding_logged: std::sync::Once,
     pub(super) memory: tokio::sync::Mutex<TargetMemory>,
+}
+
+/// How a target's data writes carry the version the writer last saw
+/// (`If-None-Match: *` for a key it believes new, `If-Match: <etag>` for an
+/// overwrite), so a write based on a stale view fails instead of silently
+/// replacing another writer's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Guarding {
+    /// S3 with the lease on: the lease's acquire probe proved the server
+    /// enforces both conditions (AWS S3, R2, MinIO). Multipart uploads
+    /// carry them on CompleteMultipartUpload (AWS honours both there;
+    /// moto only `If-None-Match`). DELETE carries none (R2 documents no
+    /// conditional DELETE): the object is compared (HEAD) just before.
+    Enforced,
+    /// Local remotes: the object is compared (stat) just before the write,
+    /// and a new key is created only if absent. Not atomic, but the lease
+    /// (flock) serializes coltecd writers on one machine.
+    Checked,
+    /// No condition is sent (why, for the log).
+    Off(&'static str),
 }
 
 /// Why a target has no operator.

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{coltecd_bin, s3};
+use crate::support::coltecd_bin;
+use crate::support::s3::S3Server;
 
 /// Generous deadline for eventual conditions (a loaded CI machine).
 pub(crate) const EVENTUALLY: Duration = Duration::from_secs(60);
@@ -225,7 +226,8 @@ fn missing_credentials_fail_start_with_exit_5_naming_the_variables() {
     w.write_spec(
         &format!(
             "  default_remote: r2\n  remotes:\n    r2:\n      type: s3\n      bucket: some-bucket\n      options:\n        endpoint: {}\n  sync:\n    - name: notes\n      path: {}\n      direction: push-only\n",
-            s3::endpoint(),
+            // Never contacted: start refuses before it reaches the server.
+            S3Server::Moto.endpoint(),
             w.path("notes").display()
         ),
         "",
@@ -383,9 +385,21 @@ fn systemd_units_verify() {
             assert!(body.contains(needle), "{name} lacks {needle}");
         }
     }
-    let Ok(analyze) = which("systemd-analyze") else {
-        println!("skipping systemd-analyze verify: systemd-analyze is not installed");
-        return;
+    // Not a silent skip: tests/run.sh needs systemd-analyze (package
+    // `systemd`); only an explicit COLTEC_TEST_NO_SYSTEMD=1 turns this part
+    // off, and says so on stderr.
+    let analyze = match which("systemd-analyze") {
+        Ok(a) => a,
+        Err(()) if std::env::var_os("COLTEC_TEST_NO_SYSTEMD").is_some_and(|v| v == "1") => {
+            eprintln!(
+                "WARNING systemd_units_verify: systemd-analyze verify NOT run (COLTEC_TEST_NO_SYSTEMD=1)"
+            );
+            return;
+        }
+        Err(()) => panic!(
+            "systemd-analyze is not installed (apt-get install systemd), so the units \
+             cannot be verified; set COLTEC_TEST_NO_SYSTEMD=1 to skip this knowingly"
+        ),
     };
     let tmp = tempfile::tempdir().unwrap();
     // Point ExecStart at the binary under test so verify can check it exists.

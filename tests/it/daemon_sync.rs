@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use crate::daemon::{Daemon, World, eventually, status_json, stdout, text};
-use crate::support::s3;
+use crate::support::{s3, s3_test};
 
 /// Where the `local` remote keeps target `name`'s files.
 fn remote_dir(w: &World, name: &str) -> PathBuf {
@@ -210,7 +210,7 @@ fn sigterm_flushes_pending_changes_and_releases_the_lease() {
     w.write_local_spec(&[("notes", "push-only")], "    flush_deadline: 20s\n");
     let spec = std::fs::read_to_string(w.spec())
         .unwrap()
-        .replace("debounce: 1s", "debounce: 1h");
+        .replace("debounce: 1s", "debounce: 10m");
     std::fs::write(w.spec(), spec).unwrap();
     let _guard = Daemon { world: &w };
     let o = start(&w);
@@ -271,56 +271,56 @@ fn kill_9_then_start_resumes_without_loss() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
-#[test]
-fn logs_rotate_and_never_contain_credentials() {
-    let w = World::new();
-    std::fs::create_dir_all(w.path("notes")).unwrap();
-    let bucket = s3::bucket("daemon-logs");
-    w.write_spec(
-        &format!(
-            "  default_remote: moto\n  remotes:\n    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        endpoint: {}\n        region: us-east-1\n  sync:\n    - name: notes\n      path: {}\n      direction: push-only\n      interval: 10\n",
-            s3::endpoint(),
-            w.path("notes").display()
-        ),
-        "",
-    );
-    let _guard = Daemon { world: &w };
-    let with_creds = |c: &mut Command| {
-        c.env("RCLONE_S3_ACCESS_KEY_ID", s3::ACCESS_KEY)
-            .env("RCLONE_S3_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-            .env("COLTEC_LOG_MAX_BYTES", "4096");
-    };
-    let mut c = w.cmd();
-    with_creds(&mut c);
-    let o = c.args(["--log-level", "trace", "start"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    for i in 0..20 {
-        std::fs::write(w.path(&format!("notes/f{i}.txt")), format!("{i}")).unwrap();
-    }
-    eventually("files reach the bucket", || {
-        s3::list_keys(&bucket, "")
-            .iter()
-            .filter(|k| k.contains("/f"))
-            .count()
-            >= 20
-    });
-    eventually("the log rotated", || {
-        w.logs().join("coltecd.log.1").exists()
-    });
-    let mut c = w.cmd();
-    with_creds(&mut c);
-    let o = c.args(["stop"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let logs = w.log_text();
-    assert!(logs.len() > 4096, "expected several log files' worth");
-    assert!(
-        !w.logs().join("coltecd.log.4").exists(),
-        "more than 3 old logs kept"
-    );
-    for secret in [s3::SECRET_KEY, s3::ACCESS_KEY] {
-        assert!(!logs.contains(secret), "a credential appears in the logs");
-        let status = stdout(&w.run(&["status", "--json"]));
-        assert!(!status.contains(secret), "a credential appears in status");
+s3_test! {
+    #[test]
+    fn logs_rotate_and_never_contain_credentials(server) {
+        let w = World::new();
+        std::fs::create_dir_all(w.path("notes")).unwrap();
+        let bucket = server.bucket("daemon-logs");
+        w.write_spec(
+            &format!(
+                "  default_remote: s3\n  remotes:\n{}  sync:\n    - name: notes\n      path: {}\n      direction: push-only\n      interval: 10\n",
+                server.yaml_remote("s3", &bucket, server.endpoint()),
+                w.path("notes").display()
+            ),
+            "",
+        );
+        let _guard = Daemon { world: &w };
+        let with_creds = |c: &mut Command| {
+            s3::with_credentials(c).env("COLTEC_LOG_MAX_BYTES", "4096");
+        };
+        let mut c = w.cmd();
+        with_creds(&mut c);
+        let o = c.args(["--log-level", "trace", "start"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        for i in 0..20 {
+            std::fs::write(w.path(&format!("notes/f{i}.txt")), format!("{i}")).unwrap();
+        }
+        eventually("files reach the bucket", || {
+            server.list_keys(&bucket, "")
+                .iter()
+                .filter(|k| k.contains("/f"))
+                .count()
+                >= 20
+        });
+        eventually("the log rotated", || {
+            w.logs().join("coltecd.log.1").exists()
+        });
+        let mut c = w.cmd();
+        with_creds(&mut c);
+        let o = c.args(["stop"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let logs = w.log_text();
+        assert!(logs.len() > 4096, "expected several log files' worth");
+        assert!(
+            !w.logs().join("coltecd.log.4").exists(),
+            "more than 3 old logs kept"
+        );
+        for secret in [s3::SECRET_KEY, s3::ACCESS_KEY] {
+            assert!(!logs.contains(secret), "a credential appears in the logs");
+            let status = stdout(&w.run(&["status", "--json"]));
+            assert!(!status.contains(secret), "a credential appears in status");
+        }
     }
 }
 
@@ -379,7 +379,7 @@ fn init_runs_the_daemon_alongside_and_flushes_when_the_command_exits() {
     // Only the final flush can push: the debounce outlives the test.
     let spec = std::fs::read_to_string(w.spec())
         .unwrap()
-        .replace("debounce: 1s", "debounce: 1h");
+        .replace("debounce: 1s", "debounce: 10m");
     std::fs::write(w.spec(), spec).unwrap();
     let notes = w.path("notes");
     let script = format!(
@@ -416,7 +416,7 @@ fn init_runs_the_daemon_alongside_and_flushes_when_the_command_exits() {
     w2.write_local_spec(&[("notes", "push-only")], "");
     let spec = std::fs::read_to_string(w2.spec())
         .unwrap()
-        .replace("debounce: 1s", "debounce: 1h");
+        .replace("debounce: 1s", "debounce: 10m");
     std::fs::write(w2.spec(), spec).unwrap();
     let script2 = script.replace(
         &notes.display().to_string(),

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::daemon::{Daemon, World, eventually, text};
 use crate::support::proxy::Proxy;
-use crate::support::s3;
+use crate::support::s3::{self, S3Server};
+use crate::support::s3_test;
 
 /// A world syncing `data` to `<shared>/fleet/<name>/data` (lease ttl 10s,
 /// the loader's minimum); `extra` goes into `persistence`.
@@ -155,7 +156,7 @@ fn fleet_shows_running_stopped_killed_and_never_leased_targets_and_idle_exit_cod
 
 /// `n` synthetic workspaces `org/proj/env-<i>/data`, each with a user file
 /// and a live lease record, plus nested markers at the root.
-fn synthetic_fleet(bucket: &str, n: usize) {
+fn synthetic_fleet(server: S3Server, bucket: &str, n: usize) {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     for i in 0..n {
         let base = format!("/{bucket}/org/proj/env-{i}/data");
@@ -171,12 +172,12 @@ fn synthetic_fleet(bucket: &str, n: usize) {
             (format!("{base}/.coltec/lease.json"), body.as_slice()),
             (format!("{base}/notes/a.md"), b"user data".as_slice()),
             (
-                format!("/{bucket}/.coltec/nested/org%2Fproj%2Fenv-{i}%2Fdata@{i:032x}.json"),
+                format!("/{bucket}/.coltec/nested/org%252Fproj%252Fenv-{i}%252Fdata@{i:032x}.json"),
                 b"{}".as_slice(),
             ),
         ] {
-            let (status, resp) = s3::http_request("PUT", &key, &[], body);
-            assert_eq!(status, 200, "PUT {key}: {resp}");
+            let r = server.request("PUT", &key, &[], body);
+            assert_eq!(r.status, 200, "PUT {key}: {}", r.text());
         }
     }
 }
@@ -190,12 +191,13 @@ fn bench_n() -> usize {
         .unwrap_or(20)
 }
 
+s3_test! {
 #[test]
-fn the_fleet_listing_costs_one_walk_and_one_lease_read_per_target() {
+fn the_fleet_listing_costs_one_walk_and_one_lease_read_per_target(server) {
     let n = bench_n();
-    let bucket = s3::bucket("fleet-cost");
-    synthetic_fleet(&bucket, n);
-    let proxy = Proxy::start(s3::endpoint());
+    let bucket = server.bucket("fleet-cost");
+    synthetic_fleet(server, &bucket, n);
+    let proxy = Proxy::start(server.endpoint());
     let w = World::new();
     std::fs::create_dir_all(w.path("data")).unwrap();
     w.write_spec(
@@ -248,4 +250,5 @@ fn the_fleet_listing_costs_one_walk_and_one_lease_read_per_target() {
         took,
         lists.len()
     );
+}
 }

@@ -1,5 +1,6 @@
-//! Issue 5, the lease: library-level tests against the real S3 server
-//! (moto, optionally through `support::lease_proxy`) and the local backend.
+//! Issue 5, the lease: library-level tests against both real S3 servers
+//! (`support::s3`, optionally through `support::lease_proxy`) and the local
+//! backend.
 //!
 //! TTLs are short (2 s); "not before the TTL" is always shown by an attempt
 //! that must fail first, never by timing thresholds.
@@ -14,33 +15,17 @@ use coltecd::error::{ExitStatus, HasExitStatus};
 use coltecd::lease::{self, AcquireOptions, HoldState, LeaseError, LeaseSet, LeaseViewState};
 use coltecd::spec::{
     BwLimit, DaemonSettings, Direction, Excludes, LeaseSettings, LocalRemote, RemoteKind,
-    RemoteSpec, S3Remote, SafetySettings, Secret, Spec, Target, WatchMode, Workspace,
+    RemoteSpec, SafetySettings, Spec, Target, WatchMode, Workspace,
 };
 use coltecd::state_dir::StateDir;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::lease_proxy::{LeaseProxy, Mode};
 use crate::support::s3;
+use crate::support::s3_test;
 
 const TTL: Duration = Duration::from_secs(2);
 const RENEW: Duration = Duration::from_millis(400);
-
-fn s3_remote(bucket: &str, endpoint: &str) -> RemoteSpec {
-    RemoteSpec {
-        name: "moto".into(),
-        kind: RemoteKind::S3(S3Remote {
-            bucket: bucket.into(),
-            path_prefix: String::new(),
-            endpoint: Some(endpoint.into()),
-            region: "us-east-1".into(),
-            provider: None,
-            access_key_id: Some(Secret::new(s3::ACCESS_KEY)),
-            secret_access_key: Some(Secret::new(s3::SECRET_KEY)),
-            session_token: None,
-            path_style: true,
-        }),
-    }
-}
 
 fn local_remote(root: &Path) -> RemoteSpec {
     RemoteSpec {
@@ -194,7 +179,7 @@ async fn race(spec: &Spec, n: usize) -> (LeaseSet, Vec<LeaseError>) {
 
 /// The race tests' TTL: far above any scheduling stall of a busy machine,
 /// so no contender could ever legitimately judge the winner's fresh lease
-/// stale (a loser refuses at its first sighting anyway; see below).
+/// stale (a loser refuses at its first sighting anyway).
 const RACE_TTL: Duration = Duration::from_secs(600);
 
 fn race_spec(remote: RemoteSpec, path: &str) -> Spec {
@@ -204,30 +189,29 @@ fn race_spec(remote: RemoteSpec, path: &str) -> Spec {
     spec
 }
 
-/// Eight containers race for each of 20 fresh prefixes: exactly one wins.
-///
-/// Through the proxy, which forwards conditional writes one at a time:
-/// moto applies `If-None-Match` as check-then-write without a lock, so on a
-/// busy machine two creates could both succeed (two "winners") although the
-/// protocol is right; AWS S3, R2 and MinIO apply the condition atomically.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn race_of_eight_has_exactly_one_winner_s3() {
-    let bucket = s3::bucket("lease-race");
-    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
-    let remote = s3_remote(&bucket, &proxy.endpoint());
-    for round in 0..20 {
-        let spec = race_spec(remote.clone(), &format!("acme/widget/race-{round}"));
-        let (winner, losers) = race(&spec, 8).await;
-        assert_eq!(losers.len(), 7);
-        winner.release().await.unwrap();
+s3_test! {
+    /// Eight containers race for each of 20 fresh prefixes: exactly one wins.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn race_of_eight_has_exactly_one_winner_s3(server) {
+        let bucket = server.bucket("lease-race");
+        // Conditional writes one at a time: moto's are not atomic (see
+        // `support::lease_proxy`), real S3's are.
+        let proxy = LeaseProxy::start(server.endpoint(), Mode::Pass);
+        let remote = server.remote_at(&bucket, &proxy.endpoint());
+        for round in 0..20 {
+            let spec = race_spec(remote.clone(), &format!("acme/widget/race-{round}"));
+            let (winner, losers) = race(&spec, 8).await;
+            assert_eq!(losers.len(), 7);
+            winner.release().await.unwrap();
+        }
+        // Nothing is left behind but probe-free control objects of released leases.
+        let keys = server.list_keys(&bucket, "");
+        assert!(
+            keys.iter()
+                .all(|k| !k.ends_with("lease.json") && !k.contains("probe-")),
+            "{keys:?}"
+        );
     }
-    // Nothing is left behind but probe-free control objects of released leases.
-    let keys = s3::list_keys(&bucket, "");
-    assert!(
-        keys.iter()
-            .all(|k| !k.ends_with("lease.json") && !k.contains("probe-")),
-        "{keys:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -236,7 +220,7 @@ async fn race_of_eight_has_exactly_one_winner_local() {
     let root = tmp.path().join("remote");
     let remote = local_remote(&root);
     for round in 0..20 {
-        let spec = race_spec(remote.clone(), &format!("acme/widget/race-{round}"));
+        let spec = one(remote.clone(), &format!("acme/widget/race-{round}"));
         let (winner, _) = race(&spec, 8).await;
         winner.release().await.unwrap();
         assert!(
@@ -293,10 +277,12 @@ async fn dead_holder_is_taken_over_after_ttl(remote: RemoteSpec) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn dead_holder_is_taken_over_after_ttl_s3() {
-    let bucket = s3::bucket("lease-dead");
-    dead_holder_is_taken_over_after_ttl(s3_remote(&bucket, s3::endpoint())).await;
+s3_test! {
+    #[tokio::test]
+    async fn dead_holder_is_taken_over_after_ttl_s3(server) {
+        let bucket = server.bucket("lease-dead");
+        dead_holder_is_taken_over_after_ttl(server.remote(&bucket)).await;
+    }
 }
 
 #[tokio::test]
@@ -372,10 +358,12 @@ async fn nested_prefixes_conflict(remote: RemoteSpec) {
     }
 }
 
-#[tokio::test]
-async fn nested_prefixes_conflict_both_ways_s3() {
-    let bucket = s3::bucket("lease-nested");
-    nested_prefixes_conflict(s3_remote(&bucket, s3::endpoint())).await;
+s3_test! {
+    #[tokio::test]
+    async fn nested_prefixes_conflict_both_ways_s3(server) {
+        let bucket = server.bucket("lease-nested");
+        nested_prefixes_conflict(server.remote(&bucket)).await;
+    }
 }
 
 #[tokio::test]
@@ -384,401 +372,421 @@ async fn nested_prefixes_conflict_both_ways_local() {
     nested_prefixes_conflict(local_remote(root.path())).await;
 }
 
-#[tokio::test]
-async fn acquisition_is_all_or_nothing() {
-    let bucket = s3::bucket("lease-all");
-    let remote = s3_remote(&bucket, s3::endpoint());
-    let other = take(&one(remote.clone(), "acme/widget/b"), &container())
-        .await
-        .unwrap();
-    let both = spec(
-        remote.clone(),
-        &[
-            ("a", "acme/widget/a", Direction::Bidirectional),
-            ("b", "acme/widget/b", Direction::PushOnly),
-            ("c", "acme/widget/c", Direction::PullOnly),
-        ],
-        true,
-    );
-    let e = take(&both, &container()).await.err().expect("refused");
-    assert!(held_by(&e).held.ends_with("acme/widget/b"));
-    // `a` was released again.
-    take(&one(remote.clone(), "acme/widget/a"), &container())
-        .await
-        .unwrap();
-    other.release().await.unwrap();
-    // Pull-only targets take no lease; --only picks targets.
-    let set = lease::acquire(
-        &both,
-        &container().dir,
-        AcquireOptions {
-            only: Some(vec!["c".into()]),
-            force: false,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(set.snapshot().is_empty());
-    let e = lease::acquire(
-        &both,
-        &container().dir,
-        AcquireOptions {
-            only: Some(vec!["nope".into()]),
-            force: false,
-        },
-    )
-    .await
-    .err()
-    .unwrap();
-    assert_eq!(e.exit_status(), ExitStatus::Usage);
-}
-
-#[tokio::test]
-async fn backend_ignoring_conditional_writes_is_refused() {
-    let bucket = s3::bucket("lease-strip");
-    let proxy = LeaseProxy::start(s3::endpoint(), Mode::StripConditional);
-    let spec = one(s3_remote(&bucket, &proxy.endpoint()), "acme/widget/dev-a");
-    let e = take(&spec, &container()).await.err().expect("refused");
-    assert!(matches!(e, LeaseError::NoConditionalWrites { .. }), "{e}");
-    assert_eq!(e.exit_status(), ExitStatus::Remote);
-    let msg = e.to_string();
-    assert!(
-        msg.contains("lease: off") && msg.contains("overwrite"),
-        "{msg}"
-    );
-    assert!(!msg.contains(s3::SECRET_KEY));
-    // No lease object and no probe left behind.
-    assert!(
-        s3::list_keys(&bucket, "").is_empty(),
-        "{:?}",
-        s3::list_keys(&bucket, "")
-    );
-    // The same server through a faithful proxy is fine.
-    proxy.set_mode(Mode::Pass);
-    take(&spec, &container())
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
-}
-
-#[tokio::test]
-async fn lease_off_holds_nothing_and_says_so() {
-    let bucket = s3::bucket("lease-off");
-    let spec = spec(
-        s3_remote(&bucket, s3::endpoint()),
-        &[("state", "acme/widget/dev-a", Direction::Bidirectional)],
-        false,
-    );
-    let set = take(&spec, &container()).await.unwrap();
-    let snap = set.snapshot();
-    assert_eq!(snap.len(), 1);
-    assert_eq!(snap[0].state, HoldState::Off);
-    assert!(set.gate().is_open());
-    assert!(s3::list_keys(&bucket, "").is_empty());
-    // Another container is not stopped either.
-    take(&spec, &container()).await.unwrap();
-}
-
-#[tokio::test]
-async fn break_force_takes_over_and_reports_previous_holder() {
-    let bucket = s3::bucket("lease-break");
-    let spec = one(s3_remote(&bucket, s3::endpoint()), "acme/widget/dev-a");
-    let a = container();
-    let holder = take(&spec, &a).await.unwrap();
-    let gate = holder.gate();
-    let cancel = CancellationToken::new();
-    let h2 = holder.clone();
-    let c2 = cancel.clone();
-    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
-
-    let b = container();
-    let broken = lease::break_leases(&spec, &b.dir, None).await.unwrap();
-    assert_eq!(broken.len(), 1);
-    let prev = broken[0]
-        .previous
-        .as_ref()
-        .expect("previous holder reported");
-    assert_eq!(prev.lease_id, lease_id(&holder));
-
-    // The old holder finds out at its next renewal and stays fenced.
-    let res = tokio::time::timeout(Duration::from_secs(30), maintain)
-        .await
-        .expect("maintain ends")
-        .unwrap();
-    assert!(matches!(res, Err(LeaseError::TakenOver { .. })), "{res:?}");
-    assert!(!gate.is_open());
-    assert_eq!(holder.snapshot()[0].state, HoldState::Lost);
-    // The broken lease is free for the breaker's next start.
-    let mine = take(&spec, &b).await.unwrap();
-    // Releasing the taken-over set must not touch the new holder's lease.
-    holder.release().await.unwrap();
-    let e = take(&spec, &container())
-        .await
-        .err()
-        .expect("still held by b");
-    assert_eq!(
-        held_by(&e).record.as_ref().unwrap().lease_id,
-        lease_id(&mine)
-    );
-    cancel.cancel();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fencing_when_cut_off_and_never_writes_after_takeover() {
-    let bucket = s3::bucket("lease-fence");
-    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
-    let path = "acme/widget/dev-a";
-    // The holder's lease traffic goes through the proxy; its "engine" writes
-    // data directly, so only the lease path is cut.
-    let via_proxy = one(s3_remote(&bucket, &proxy.endpoint()), path);
-    let direct = one(s3_remote(&bucket, s3::endpoint()), path);
-    let data_op = coltecd::remote::target_operator(&direct.targets[0]).unwrap();
-
-    let a = container();
-    let holder = take(&via_proxy, &a).await.unwrap();
-    let gate = holder.gate();
-    let cancel = CancellationToken::new();
-    let (h2, c2) = (holder.clone(), cancel.clone());
-    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
-
-    let writes = Arc::new(AtomicU64::new(0));
-    let engine_stop = CancellationToken::new();
-    let engine = {
-        let (gate, writes, stop, op) = (
-            gate.clone(),
-            writes.clone(),
-            engine_stop.clone(),
-            data_op.clone(),
+s3_test! {
+    #[tokio::test]
+    async fn acquisition_is_all_or_nothing(server) {
+        let bucket = server.bucket("lease-all");
+        let remote = server.remote(&bucket);
+        let other = take(&one(remote.clone(), "acme/widget/b"), &container())
+            .await
+            .unwrap();
+        let both = spec(
+            remote.clone(),
+            &[
+                ("a", "acme/widget/a", Direction::Bidirectional),
+                ("b", "acme/widget/b", Direction::PushOnly),
+                ("c", "acme/widget/c", Direction::PullOnly),
+            ],
+            true,
         );
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                if gate.check().is_ok() {
-                    let n = writes.fetch_add(1, Ordering::SeqCst);
-                    op.write("data.txt", format!("old holder {n}"))
-                        .await
-                        .unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    // Renewals go through while the network is up.
-    for _ in 0..300 {
-        if holder.snapshot()[0].holder.as_ref().unwrap().seq >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(holder.snapshot()[0].holder.as_ref().unwrap().seq >= 2);
-
-    proxy.set_mode(Mode::Down);
-    tokio::time::timeout(Duration::from_secs(30), gate.closed())
+        let e = take(&both, &container()).await.err().expect("refused");
+        assert!(held_by(&e).held.ends_with("acme/widget/b"));
+        // `a` was released again.
+        take(&one(remote.clone(), "acme/widget/a"), &container())
+            .await
+            .unwrap();
+        other.release().await.unwrap();
+        // Pull-only targets take no lease; --only picks targets.
+        let set = lease::acquire(
+            &both,
+            &container().dir,
+            AcquireOptions {
+                only: Some(vec!["c".into()]),
+                force: false,
+            },
+        )
         .await
-        .expect("gate closes when renewals fail");
-    let snap = holder.snapshot();
-    assert_eq!(snap[0].state, HoldState::Lost, "{snap:?}");
-
-    // A competitor waits out the TTL (refused first), then takes over.
-    let b = container();
-    let (_, winner) = take_after_ttl(&direct, &b).await;
-    assert!(
-        !gate.is_open(),
-        "fenced before the competitor could take over"
-    );
-    let writes_at_takeover = writes.load(Ordering::SeqCst);
-    data_op.write("data.txt", "new holder").await.unwrap();
-
-    // Connectivity returns: the old holder learns it was taken over.
-    proxy.set_mode(Mode::Pass);
-    let res = tokio::time::timeout(Duration::from_secs(60), maintain)
-        .await
-        .expect("maintain ends")
         .unwrap();
-    assert!(matches!(res, Err(LeaseError::TakenOver { .. })), "{res:?}");
-    engine_stop.cancel();
-    engine.await.unwrap();
-    assert!(!gate.is_open());
-    assert_eq!(writes.load(Ordering::SeqCst), writes_at_takeover);
-    let data = data_op.read("data.txt").await.unwrap().to_vec();
-    assert_eq!(data, b"new holder");
-    // The competitor's lease is intact.
-    let e = take(&direct, &container())
+        assert!(set.snapshot().is_empty());
+        let e = lease::acquire(
+            &both,
+            &container().dir,
+            AcquireOptions {
+                only: Some(vec!["nope".into()]),
+                force: false,
+            },
+        )
         .await
         .err()
-        .expect("held by winner");
-    assert_eq!(
-        held_by(&e).record.as_ref().unwrap().lease_id,
-        lease_id(&winner)
-    );
-    cancel.cancel();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_outage_fences_then_resumes_with_new_generation() {
-    let bucket = s3::bucket("lease-outage");
-    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
-    let spec = one(s3_remote(&bucket, &proxy.endpoint()), "acme/widget/dev-a");
-    let holder = take(&spec, &container()).await.unwrap();
-    let gate = holder.gate();
-    let cancel = CancellationToken::new();
-    let (h2, c2) = (holder.clone(), cancel.clone());
-    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
-
-    proxy.set_mode(Mode::Down);
-    tokio::time::timeout(Duration::from_secs(30), gate.closed())
-        .await
-        .expect("fenced");
-    let generation = gate.generation();
-    proxy.set_mode(Mode::Pass);
-    // Nobody took over: the lease is re-verified and writes resume.
-    for _ in 0..200 {
-        if gate.is_open() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        .unwrap();
+        assert_eq!(e.exit_status(), ExitStatus::Usage);
     }
-    assert!(gate.is_open(), "{:?}", holder.snapshot());
-    assert!(gate.generation() > generation);
-    assert_eq!(holder.snapshot()[0].state, HoldState::Held);
-    cancel.cancel();
-    maintain.await.unwrap().unwrap();
-    holder.release().await.unwrap();
-    assert!(!gate.is_open());
-    assert_eq!(holder.snapshot()[0].state, HoldState::Released);
 }
 
-#[tokio::test]
-async fn inspect_reports_holder_and_staleness() {
-    let bucket = s3::bucket("lease-show");
-    let spec = one(s3_remote(&bucket, s3::endpoint()), "acme/widget/dev-a");
-    let a = container();
-    let b = container();
-    let views = lease::inspect(&spec, &b.dir, None).await.unwrap();
-    assert_eq!(views[0].state, LeaseViewState::Free);
-    let holder = take(&spec, &a).await.unwrap();
-    let views = lease::inspect(&spec, &b.dir, None).await.unwrap();
-    assert_eq!(views[0].state, LeaseViewState::Held);
-    assert_eq!(
-        views[0].holder.as_ref().unwrap().lease_id,
-        lease_id(&holder)
-    );
-    assert!(views[0].stale_in_secs.is_some());
-    let views = lease::inspect(&spec, &a.dir, None).await.unwrap();
-    assert_eq!(views[0].state, LeaseViewState::Mine);
-    holder.release().await.unwrap();
+s3_test! {
+    #[tokio::test]
+    async fn backend_ignoring_conditional_writes_is_refused(server) {
+        let bucket = server.bucket("lease-strip");
+        let proxy = LeaseProxy::start(server.endpoint(), Mode::StripConditional);
+        let spec = one(server.remote_at(&bucket, &proxy.endpoint()), "acme/widget/dev-a");
+        let e = take(&spec, &container()).await.err().expect("refused");
+        assert!(matches!(e, LeaseError::NoConditionalWrites { .. }), "{e}");
+        assert_eq!(e.exit_status(), ExitStatus::Remote);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("lease: off") && msg.contains("overwrite"),
+            "{msg}"
+        );
+        assert!(!msg.contains(s3::SECRET_KEY));
+        // No lease object and no probe left behind.
+        assert!(
+            server.list_keys(&bucket, "").is_empty(),
+            "{:?}",
+            server.list_keys(&bucket, "")
+        );
+        // The same server through a faithful proxy is fine.
+        proxy.set_mode(Mode::Pass);
+        take(&spec, &container())
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
 }
 
-#[tokio::test]
-async fn release_while_renewing_frees_the_prefix_and_ends_maintain() {
-    let bucket = s3::bucket("lease-release");
-    let spec = one(s3_remote(&bucket, s3::endpoint()), "acme/widget/dev-a");
-    let holder = take(&spec, &container()).await.unwrap();
-    let cancel = CancellationToken::new();
-    let (h2, c2) = (holder.clone(), cancel.clone());
-    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
-    tokio::time::sleep(RENEW * 2).await;
-    holder.release().await.unwrap();
-    let res = tokio::time::timeout(Duration::from_secs(30), maintain)
-        .await
-        .expect("maintain ends after release")
-        .unwrap();
-    assert!(res.is_ok(), "{res:?}");
-    assert!(
-        !s3::list_keys(&bucket, "")
-            .iter()
-            .any(|k| k.ends_with("lease.json") || k.contains("/nested/")),
-        "{:?}",
-        s3::list_keys(&bucket, "")
-    );
-    take(&spec, &container())
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+s3_test! {
+    #[tokio::test]
+    async fn lease_off_holds_nothing_and_says_so(server) {
+        let bucket = server.bucket("lease-off");
+        let spec = spec(
+            server.remote(&bucket),
+            &[("state", "acme/widget/dev-a", Direction::Bidirectional)],
+            false,
+        );
+        let set = take(&spec, &container()).await.unwrap();
+        let snap = set.snapshot();
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap[0].state, HoldState::Off);
+        assert!(set.gate().is_open());
+        assert!(server.list_keys(&bucket, "").is_empty());
+        // Another container is not stopped either.
+        take(&spec, &container()).await.unwrap();
+    }
 }
 
-#[tokio::test]
-async fn while_held_leases_for_the_work_then_releases() {
-    let bucket = s3::bucket("lease-while");
-    let spec = one(s3_remote(&bucket, s3::endpoint()), "acme/widget/dev-a");
-    let c = container();
-    let other = spec.clone();
-    let seen = lease::while_held(
-        &spec,
-        &c.dir,
-        AcquireOptions::default(),
-        |gate| async move {
-            assert!(gate.is_open());
-            // Held while the work runs: another container is refused.
-            let e = take(&other, &container())
-                .await
-                .err()
-                .expect("held during work");
-            held_by(&e);
-            42
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(seen, 42);
-    // Released afterwards.
-    take(&spec, &container())
-        .await
-        .unwrap()
-        .release()
-        .await
-        .unwrap();
+s3_test! {
+    #[tokio::test]
+    async fn break_force_takes_over_and_reports_previous_holder(server) {
+        let bucket = server.bucket("lease-break");
+        let spec = one(server.remote(&bucket), "acme/widget/dev-a");
+        let a = container();
+        let holder = take(&spec, &a).await.unwrap();
+        let gate = holder.gate();
+        let cancel = CancellationToken::new();
+        let h2 = holder.clone();
+        let c2 = cancel.clone();
+        let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+
+        let b = container();
+        let broken = lease::break_leases(&spec, &b.dir, None).await.unwrap();
+        assert_eq!(broken.len(), 1);
+        let prev = broken[0]
+            .previous
+            .as_ref()
+            .expect("previous holder reported");
+        assert_eq!(prev.lease_id, lease_id(&holder));
+
+        // The old holder finds out at its next renewal and stays fenced.
+        let res = tokio::time::timeout(Duration::from_secs(30), maintain)
+            .await
+            .expect("maintain ends")
+            .unwrap();
+        assert!(matches!(res, Err(LeaseError::TakenOver { .. })), "{res:?}");
+        assert!(!gate.is_open());
+        assert_eq!(holder.snapshot()[0].state, HoldState::Lost);
+        // The broken lease is free for the breaker's next start.
+        let mine = take(&spec, &b).await.unwrap();
+        // Releasing the taken-over set must not touch the new holder's lease.
+        holder.release().await.unwrap();
+        let e = take(&spec, &container())
+            .await
+            .err()
+            .expect("still held by b");
+        assert_eq!(
+            held_by(&e).record.as_ref().unwrap().lease_id,
+            lease_id(&mine)
+        );
+        cancel.cancel();
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nested_holder_that_came_in_while_fenced_keeps_the_old_holder_fenced() {
-    let bucket = s3::bucket("lease-fence-nested");
-    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
-    let parent = one(
-        s3_remote(&bucket, &proxy.endpoint()),
-        "ws/acme/widget/dev-a",
-    );
-    let child = one(
-        s3_remote(&bucket, s3::endpoint()),
-        "ws/acme/widget/dev-a/workspace",
-    );
+s3_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn fencing_when_cut_off_and_never_writes_after_takeover(server) {
+        let bucket = server.bucket("lease-fence");
+        let proxy = LeaseProxy::start(server.endpoint(), Mode::Pass);
+        let path = "acme/widget/dev-a";
+        // The holder's lease traffic goes through the proxy; its "engine" writes
+        // data directly, so only the lease path is cut.
+        let via_proxy = one(server.remote_at(&bucket, &proxy.endpoint()), path);
+        let direct = one(server.remote(&bucket), path);
+        let data_op = coltecd::remote::target_operator(&direct.targets[0]).unwrap();
 
-    let holder = take(&parent, &container()).await.unwrap();
-    let gate = holder.gate();
-    let cancel = CancellationToken::new();
-    let (h2, c2) = (holder.clone(), cancel.clone());
-    let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+        let a = container();
+        let holder = take(&via_proxy, &a).await.unwrap();
+        let gate = holder.gate();
+        let cancel = CancellationToken::new();
+        let (h2, c2) = (holder.clone(), cancel.clone());
+        let maintain = tokio::spawn(async move { h2.maintain(c2).await });
 
-    proxy.set_mode(Mode::Down);
-    tokio::time::timeout(Duration::from_secs(30), gate.closed())
+        let writes = Arc::new(AtomicU64::new(0));
+        let engine_stop = CancellationToken::new();
+        let engine = {
+            let (gate, writes, stop, op) = (
+                gate.clone(),
+                writes.clone(),
+                engine_stop.clone(),
+                data_op.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    if gate.check().is_ok() {
+                        let n = writes.fetch_add(1, Ordering::SeqCst);
+                        op.write("data.txt", format!("old holder {n}"))
+                            .await
+                            .unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        // Renewals go through while the network is up.
+        for _ in 0..300 {
+            if holder.snapshot()[0].holder.as_ref().unwrap().seq >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(holder.snapshot()[0].holder.as_ref().unwrap().seq >= 2);
+
+        proxy.set_mode(Mode::Down);
+        tokio::time::timeout(Duration::from_secs(30), gate.closed())
+            .await
+            .expect("gate closes when renewals fail");
+        let snap = holder.snapshot();
+        assert_eq!(snap[0].state, HoldState::Lost, "{snap:?}");
+
+        // A competitor waits out the TTL (refused first), then takes over.
+        let b = container();
+        let (_, winner) = take_after_ttl(&direct, &b).await;
+        assert!(
+            !gate.is_open(),
+            "fenced before the competitor could take over"
+        );
+        let writes_at_takeover = writes.load(Ordering::SeqCst);
+        data_op.write("data.txt", "new holder").await.unwrap();
+
+        // Connectivity returns: the old holder learns it was taken over.
+        proxy.set_mode(Mode::Pass);
+        let res = tokio::time::timeout(Duration::from_secs(60), maintain)
+            .await
+            .expect("maintain ends")
+            .unwrap();
+        assert!(matches!(res, Err(LeaseError::TakenOver { .. })), "{res:?}");
+        engine_stop.cancel();
+        engine.await.unwrap();
+        assert!(!gate.is_open());
+        assert_eq!(writes.load(Ordering::SeqCst), writes_at_takeover);
+        let data = data_op.read("data.txt").await.unwrap().to_vec();
+        assert_eq!(data, b"new holder");
+        // The competitor's lease is intact.
+        let e = take(&direct, &container())
+            .await
+            .err()
+            .expect("held by winner");
+        assert_eq!(
+            held_by(&e).record.as_ref().unwrap().lease_id,
+            lease_id(&winner)
+        );
+        cancel.cancel();
+    }
+}
+
+s3_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_outage_fences_then_resumes_with_new_generation(server) {
+        let bucket = server.bucket("lease-outage");
+        let proxy = LeaseProxy::start(server.endpoint(), Mode::Pass);
+        let spec = one(server.remote_at(&bucket, &proxy.endpoint()), "acme/widget/dev-a");
+        let holder = take(&spec, &container()).await.unwrap();
+        let gate = holder.gate();
+        let cancel = CancellationToken::new();
+        let (h2, c2) = (holder.clone(), cancel.clone());
+        let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+
+        proxy.set_mode(Mode::Down);
+        tokio::time::timeout(Duration::from_secs(30), gate.closed())
+            .await
+            .expect("fenced");
+        let generation = gate.generation();
+        proxy.set_mode(Mode::Pass);
+        // Nobody took over: the lease is re-verified and writes resume.
+        for _ in 0..200 {
+            if gate.is_open() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gate.is_open(), "{:?}", holder.snapshot());
+        assert!(gate.generation() > generation);
+        assert_eq!(holder.snapshot()[0].state, HoldState::Held);
+        cancel.cancel();
+        maintain.await.unwrap().unwrap();
+        holder.release().await.unwrap();
+        assert!(!gate.is_open());
+        assert_eq!(holder.snapshot()[0].state, HoldState::Released);
+    }
+}
+
+s3_test! {
+    #[tokio::test]
+    async fn inspect_reports_holder_and_staleness(server) {
+        let bucket = server.bucket("lease-show");
+        let spec = one(server.remote(&bucket), "acme/widget/dev-a");
+        let a = container();
+        let b = container();
+        let views = lease::inspect(&spec, &b.dir, None).await.unwrap();
+        assert_eq!(views[0].state, LeaseViewState::Free);
+        let holder = take(&spec, &a).await.unwrap();
+        let views = lease::inspect(&spec, &b.dir, None).await.unwrap();
+        assert_eq!(views[0].state, LeaseViewState::Held);
+        assert_eq!(
+            views[0].holder.as_ref().unwrap().lease_id,
+            lease_id(&holder)
+        );
+        assert!(views[0].stale_in_secs.is_some());
+        let views = lease::inspect(&spec, &a.dir, None).await.unwrap();
+        assert_eq!(views[0].state, LeaseViewState::Mine);
+        holder.release().await.unwrap();
+    }
+}
+
+s3_test! {
+    #[tokio::test]
+    async fn release_while_renewing_frees_the_prefix_and_ends_maintain(server) {
+        let bucket = server.bucket("lease-release");
+        let spec = one(server.remote(&bucket), "acme/widget/dev-a");
+        let holder = take(&spec, &container()).await.unwrap();
+        let cancel = CancellationToken::new();
+        let (h2, c2) = (holder.clone(), cancel.clone());
+        let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+        tokio::time::sleep(RENEW * 2).await;
+        holder.release().await.unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(30), maintain)
+            .await
+            .expect("maintain ends after release")
+            .unwrap();
+        assert!(res.is_ok(), "{res:?}");
+        assert!(
+            !server.list_keys(&bucket, "")
+                .iter()
+                .any(|k| k.ends_with("lease.json") || k.contains("/nested/")),
+            "{:?}",
+            server.list_keys(&bucket, "")
+        );
+        take(&spec, &container())
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+}
+
+s3_test! {
+    #[tokio::test]
+    async fn while_held_leases_for_the_work_then_releases(server) {
+        let bucket = server.bucket("lease-while");
+        let spec = one(server.remote(&bucket), "acme/widget/dev-a");
+        let c = container();
+        let other = spec.clone();
+        let seen = lease::while_held(
+            &spec,
+            &c.dir,
+            AcquireOptions::default(),
+            |gate| async move {
+                assert!(gate.is_open());
+                // Held while the work runs: another container is refused.
+                let e = take(&other, &container())
+                    .await
+                    .err()
+                    .expect("held during work");
+                held_by(&e);
+                42
+            },
+        )
         .await
-        .expect("fenced");
-    // The enclosing lease goes unrenewed: a nested acquirer is refused
-    // first, then treats it as stale and proceeds.
-    let (_, nested) = take_after_ttl(&child, &container()).await;
-
-    // The old holder's etag still matches, but re-verification finds the
-    // nested holder: it must not resume.
-    proxy.set_mode(Mode::Pass);
-    let res = tokio::time::timeout(Duration::from_secs(60), maintain)
-        .await
-        .expect("maintain ends")
         .unwrap();
-    let e = res.expect_err("a nested holder appeared while fenced");
-    assert!(
-        held_by(&e).held.ends_with("ws/acme/widget/dev-a/workspace"),
-        "{e}"
-    );
-    assert!(!gate.is_open());
-    holder.release().await.unwrap();
-    // The nested holder keeps its lease.
-    let again = take(&child, &container()).await.err().expect("still held");
-    assert_eq!(
-        held_by(&again).record.as_ref().unwrap().lease_id,
-        lease_id(&nested)
-    );
-    cancel.cancel();
+        assert_eq!(seen, 42);
+        // Released afterwards.
+        take(&spec, &container())
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+}
+
+s3_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nested_holder_that_came_in_while_fenced_keeps_the_old_holder_fenced(server) {
+        let bucket = server.bucket("lease-fence-nested");
+        let proxy = LeaseProxy::start(server.endpoint(), Mode::Pass);
+        let parent = one(
+            server.remote_at(&bucket, &proxy.endpoint()),
+            "ws/acme/widget/dev-a",
+        );
+        let child = one(
+            server.remote(&bucket),
+            "ws/acme/widget/dev-a/workspace",
+        );
+
+        let holder = take(&parent, &container()).await.unwrap();
+        let gate = holder.gate();
+        let cancel = CancellationToken::new();
+        let (h2, c2) = (holder.clone(), cancel.clone());
+        let maintain = tokio::spawn(async move { h2.maintain(c2).await });
+
+        proxy.set_mode(Mode::Down);
+        tokio::time::timeout(Duration::from_secs(30), gate.closed())
+            .await
+            .expect("fenced");
+        // The enclosing lease goes unrenewed: a nested acquirer is refused
+        // first, then treats it as stale and proceeds.
+        let (_, nested) = take_after_ttl(&child, &container()).await;
+
+        // The old holder's etag still matches, but re-verification finds the
+        // nested holder: it must not resume.
+        proxy.set_mode(Mode::Pass);
+        let res = tokio::time::timeout(Duration::from_secs(60), maintain)
+            .await
+            .expect("maintain ends")
+            .unwrap();
+        let e = res.expect_err("a nested holder appeared while fenced");
+        assert!(
+            held_by(&e).held.ends_with("ws/acme/widget/dev-a/workspace"),
+            "{e}"
+        );
+        assert!(!gate.is_open());
+        holder.release().await.unwrap();
+        // The nested holder keeps its lease.
+        let again = take(&child, &container()).await.err().expect("still held");
+        assert_eq!(
+            held_by(&again).record.as_ref().unwrap().lease_id,
+            lease_id(&nested)
+        );
+        cancel.cancel();
+    }
 }

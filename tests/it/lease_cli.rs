@@ -1,5 +1,5 @@
 //! Issue 5 on real `coltecd` processes: YAML specs in tempdirs pointing at
-//! moto, credentials via the environment, one `COLTEC_STATE_DIR` per
+//! each real S3 server (`support::s3`), credentials via the environment, one `COLTEC_STATE_DIR` per
 //! "container". `coltecd lease hold` (hidden) is the lease half of the
 //! daemon: it acquires, prints `held ...`, renews until SIGTERM, releases.
 
@@ -11,32 +11,36 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::lease_proxy::{LeaseProxy, Mode};
-use crate::support::{coltecd_bin, s3};
+use crate::support::s3::{self, S3Server};
+use crate::support::{coltecd_bin, s3_test};
 
-/// A spec file for `remote_path`s under one bucket (lease ttl 10s, the
-/// loader's minimum; renew every 2s).
-fn write_spec(dir: &Path, bucket: &str, remote_paths: &[(&str, &str)]) -> PathBuf {
-    write_spec_via(dir, bucket, s3::endpoint(), remote_paths)
-}
-
-/// The same with the S3 endpoint given (a [`LeaseProxy`] in front of moto).
-fn write_spec_via(
+/// A spec file for `remote_path`s under one bucket of `server` (lease ttl
+/// 10s, the loader's minimum; renew every 2s).
+fn write_spec(
+    server: S3Server,
     dir: &Path,
     bucket: &str,
-    endpoint: &str,
     remote_paths: &[(&str, &str)],
 ) -> PathBuf {
-    let remote = format!(
-        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {endpoint}\n        region: us-east-1\n",
-    );
+    write_spec_via(server, server.endpoint(), dir, bucket, remote_paths)
+}
+
+/// The same with the S3 endpoint given (a `LeaseProxy` in front of the server).
+fn write_spec_via(
+    server: S3Server,
+    endpoint: &str,
+    dir: &Path,
+    bucket: &str,
+    remote_paths: &[(&str, &str)],
+) -> PathBuf {
+    let remote = server.yaml_remote("remote", bucket, endpoint);
     write_spec_with(dir, &remote, remote_paths)
 }
 
 /// The same with a `local` remote rooted at `root`.
 fn write_local_spec(dir: &Path, root: &Path, remote_paths: &[(&str, &str)]) -> PathBuf {
     let remote = format!(
-        "    moto:\n      type: local\n      path_prefix: {}\n",
+        "    remote:\n      type: local\n      path_prefix: {}\n",
         root.display()
     );
     write_spec_with(dir, &remote, remote_paths)
@@ -53,7 +57,7 @@ fn write_spec_with(dir: &Path, remote: &str, remote_paths: &[(&str, &str)]) -> P
     let yaml = format!(
         "name: lease-cli\n\
          metadata:\n  org: acme\n  project: widget\n  environment: dev-a\n\
-         persistence:\n  enabled: true\n  mode: replicated\n  default_remote: moto\n\
+         persistence:\n  enabled: true\n  mode: replicated\n  default_remote: remote\n\
          \x20 remotes:\n{remote}\
          \x20 sync:\n{sync}\
          \x20 lease:\n    ttl: 10s\n    renew_every: 2s\n"
@@ -77,13 +81,12 @@ impl Box_ {
 
     fn cmd(&self, spec: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(coltecd_bin());
-        c.arg("--config")
+        s3::with_credentials(&mut c)
+            .arg("--config")
             .arg(spec)
             .args(args)
             .env("COLTEC_STATE_DIR", self.tmp.path().join("state"))
             .env("HOME", self.tmp.path())
-            .env("RCLONE_S3_ACCESS_KEY_ID", s3::ACCESS_KEY)
-            .env("RCLONE_S3_SECRET_ACCESS_KEY", s3::SECRET_KEY)
             .env_remove("COLTEC_CONFIG")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
@@ -195,27 +198,33 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
-fn race_of_eight_processes_one_holds_seven_exit_4() {
-    let bucket = s3::bucket("lease-cli-race");
-    let dir = tempfile::tempdir().unwrap();
-    // Conditional writes one at a time: moto's are not atomic (see
-    // `support::lease_proxy`), real S3's are.
-    let proxy = LeaseProxy::start(s3::endpoint(), Mode::Pass);
-    race_processes(20, "held s3://", |round| {
-        write_spec_via(
-            dir.path(),
-            &bucket,
-            &proxy.endpoint(),
-            &[("state", &format!("{{org}}/{{project}}/{{env}}/r{round}"))],
-        )
-    });
-    assert!(
-        !s3::list_keys(&bucket, "")
-            .iter()
-            .any(|k| k.ends_with("lease.json")),
-        "every lease released"
-    );
+s3_test! {
+    #[test]
+    fn race_of_eight_processes_one_holds_seven_exit_4(server) {
+        let bucket = server.bucket("lease-cli-race");
+        let dir = tempfile::tempdir().unwrap();
+        // Conditional writes one at a time: moto's are not atomic (see
+        // `support::lease_proxy`), real S3's are.
+        let proxy = crate::support::lease_proxy::LeaseProxy::start(
+            server.endpoint(),
+            crate::support::lease_proxy::Mode::Pass,
+        );
+        race_processes(20, "held s3://", |round| {
+            write_spec_via(
+                server,
+                &proxy.endpoint(),
+                dir.path(),
+                &bucket,
+                &[("state", &format!("{{org}}/{{project}}/{{env}}/r{round}"))],
+            )
+        });
+        assert!(
+            !server.list_keys(&bucket, "")
+                .iter()
+                .any(|k| k.ends_with("lease.json")),
+            "every lease released"
+        );
+    }
 }
 
 #[test]
@@ -301,194 +310,207 @@ fn race_processes(rounds: usize, held_prefix: &str, spec_for: impl Fn(usize) -> 
     }
 }
 
-#[test]
-fn kill_9_holder_reclaims_at_once_others_wait_for_ttl() {
-    let bucket = s3::bucket("lease-cli-kill");
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write_spec(
-        dir.path(),
-        &bucket,
-        &[("state", "{org}/{project}/{env}/state")],
-    );
-    let a = Box_::new();
-    let holder = a.hold(&spec);
-    assert!(holder.holds(), "{}", holder.first_line);
-    holder.kill9();
+s3_test! {
+    #[test]
+    fn kill_9_holder_reclaims_at_once_others_wait_for_ttl(server) {
+        let bucket = server.bucket("lease-cli-kill");
+        let dir = tempfile::tempdir().unwrap();
+        let spec = write_spec(
+            server,
+            dir.path(),
+            &bucket,
+            &[("state", "{org}/{project}/{env}/state")],
+        );
+        let a = Box_::new();
+        let holder = a.hold(&spec);
+        assert!(holder.holds(), "{}", holder.first_line);
+        holder.kill9();
 
-    // The killed container restarting reclaims its lease at once.
-    let again = a.hold(&spec);
-    assert!(
-        again.holds(),
-        "own restart must reclaim at once: {}",
-        again.first_line
-    );
-    again.kill9();
+        // The killed container restarting reclaims its lease at once.
+        let again = a.hold(&spec);
+        assert!(
+            again.holds(),
+            "own restart must reclaim at once: {}",
+            again.first_line
+        );
+        again.kill9();
 
-    // Another container is refused first (not before the TTL) ...
-    let b = Box_::new();
-    let refused = b.run(&spec, &["lease", "hold"]);
-    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("would be considered stale in"),
-        "{}",
-        stderr(&refused)
-    );
-    // ... and takes over once it has seen the lease unrenewed for the TTL.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let winner = loop {
-        let h = b.hold(&spec);
-        if h.holds() {
-            break h;
-        }
-        drop(h);
-        assert!(Instant::now() < deadline, "never took over");
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    // The old container is now the one refused.
-    let old = a.run(&spec, &["lease", "hold"]);
-    assert_eq!(old.status.code(), Some(4), "{}", stderr(&old));
-    assert_eq!(winner.stop(), 0);
+        // Another container is refused first (not before the TTL) ...
+        let b = Box_::new();
+        let refused = b.run(&spec, &["lease", "hold"]);
+        assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("would be considered stale in"),
+            "{}",
+            stderr(&refused)
+        );
+        // ... and takes over once it has seen the lease unrenewed for the TTL.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let winner = loop {
+            let h = b.hold(&spec);
+            if h.holds() {
+                break h;
+            }
+            drop(h);
+            assert!(Instant::now() < deadline, "never took over");
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        // The old container is now the one refused.
+        let old = a.run(&spec, &["lease", "hold"]);
+        assert_eq!(old.status.code(), Some(4), "{}", stderr(&old));
+        assert_eq!(winner.stop(), 0);
+    }
 }
 
-#[test]
-fn show_and_break_force_report_the_holder() {
-    let bucket = s3::bucket("lease-cli-break");
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write_spec(
-        dir.path(),
-        &bucket,
-        &[("state", "{org}/{project}/{env}/state")],
-    );
-    let (a, b) = (Box_::new(), Box_::new());
+s3_test! {
+    #[test]
+    fn show_and_break_force_report_the_holder(server) {
+        let bucket = server.bucket("lease-cli-break");
+        let dir = tempfile::tempdir().unwrap();
+        let spec = write_spec(
+            server,
+            dir.path(),
+            &bucket,
+            &[("state", "{org}/{project}/{env}/state")],
+        );
+        let (a, b) = (Box_::new(), Box_::new());
 
-    let free = b.run(&spec, &["lease", "show"]);
-    assert_eq!(free.status.code(), Some(0), "{}", stderr(&free));
-    assert!(stdout(&free).contains("free"), "{}", stdout(&free));
+        let free = b.run(&spec, &["lease", "show"]);
+        assert_eq!(free.status.code(), Some(0), "{}", stderr(&free));
+        assert!(stdout(&free).contains("free"), "{}", stdout(&free));
 
-    let mut holder = a.hold(&spec);
-    assert!(holder.holds(), "{}", holder.first_line);
+        let mut holder = a.hold(&spec);
+        assert!(holder.holds(), "{}", holder.first_line);
 
-    let show = b.run(&spec, &["lease", "show"]);
-    assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
-    let text = stdout(&show);
-    assert!(
-        text.contains("held by host") && text.contains("stale in"),
-        "{text}"
-    );
-    let json = b.run(&spec, &["lease", "show", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v[0]["state"], "held", "{v}");
-    let holder_id = v[0]["holder"]["lease_id"].as_str().unwrap().to_string();
-    let mine = a.run(&spec, &["lease", "show", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&mine.stdout).unwrap();
-    assert_eq!(v[0]["state"], "mine", "{v}");
+        let show = b.run(&spec, &["lease", "show"]);
+        assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
+        let text = stdout(&show);
+        assert!(
+            text.contains("held by host") && text.contains("stale in"),
+            "{text}"
+        );
+        let json = b.run(&spec, &["lease", "show", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(v[0]["state"], "held", "{v}");
+        let holder_id = v[0]["holder"]["lease_id"].as_str().unwrap().to_string();
+        let mine = a.run(&spec, &["lease", "show", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&mine.stdout).unwrap();
+        assert_eq!(v[0]["state"], "mine", "{v}");
 
-    let no_force = b.run(&spec, &["lease", "break"]);
-    assert_eq!(no_force.status.code(), Some(2), "{}", stderr(&no_force));
-    assert!(stderr(&no_force).contains("--force"));
+        let no_force = b.run(&spec, &["lease", "break"]);
+        assert_eq!(no_force.status.code(), Some(2), "{}", stderr(&no_force));
+        assert!(stderr(&no_force).contains("--force"));
 
-    let broke = b.run(&spec, &["lease", "break", "--force"]);
-    assert_eq!(broke.status.code(), Some(0), "{}", stderr(&broke));
-    let text = stdout(&broke);
-    assert!(
-        text.contains("broke the lease") && text.contains(&holder_id),
-        "{text}"
-    );
+        let broke = b.run(&spec, &["lease", "break", "--force"]);
+        assert_eq!(broke.status.code(), Some(0), "{}", stderr(&broke));
+        let text = stdout(&broke);
+        assert!(
+            text.contains("broke the lease") && text.contains(&holder_id),
+            "{text}"
+        );
 
-    // The old holder finds out at its next renewal, stays fenced and exits 4.
-    let code = wait_bounded(&mut holder.child, Duration::from_secs(60));
-    let mut err = String::new();
-    std::io::Read::read_to_string(holder.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert_eq!(code, 4, "{err}");
-    assert!(err.contains("taken over"), "{err}");
+        // The old holder finds out at its next renewal, stays fenced and exits 4.
+        let code = wait_bounded(&mut holder.child, Duration::from_secs(60));
+        let mut err = String::new();
+        std::io::Read::read_to_string(holder.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(code, 4, "{err}");
+        assert!(err.contains("taken over"), "{err}");
 
-    // The breaker's container can start at once.
-    let next = b.hold(&spec);
-    assert!(next.holds(), "{}", next.first_line);
-    assert_eq!(next.stop(), 0);
+        // The breaker's container can start at once.
+        let next = b.hold(&spec);
+        assert!(next.holds(), "{}", next.first_line);
+        assert_eq!(next.stop(), 0);
+    }
 }
 
-#[test]
-fn nested_prefixes_conflict_between_processes() {
-    let bucket = s3::bucket("lease-cli-nested");
-    let dir_p = tempfile::tempdir().unwrap();
-    let dir_c = tempfile::tempdir().unwrap();
-    let parent = write_spec(
-        dir_p.path(),
-        &bucket,
-        &[("all", "ws/{org}/{project}/{env}")],
-    );
-    let child = write_spec(
-        dir_c.path(),
-        &bucket,
-        &[("ws", "ws/{org}/{project}/{env}/workspace")],
-    );
+s3_test! {
+    #[test]
+    fn nested_prefixes_conflict_between_processes(server) {
+        let bucket = server.bucket("lease-cli-nested");
+        let dir_p = tempfile::tempdir().unwrap();
+        let dir_c = tempfile::tempdir().unwrap();
+        let parent = write_spec(
+            server,
+            dir_p.path(),
+            &bucket,
+            &[("all", "ws/{org}/{project}/{env}")],
+        );
+        let child = write_spec(
+            server,
+            dir_c.path(),
+            &bucket,
+            &[("ws", "ws/{org}/{project}/{env}/workspace")],
+        );
 
-    let p = Box_::new().hold(&parent);
-    assert!(p.holds(), "{}", p.first_line);
-    let refused = Box_::new().run(&child, &["lease", "hold"]);
-    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("encloses"),
-        "{}",
-        stderr(&refused)
-    );
-    assert_eq!(p.stop(), 0);
+        let p = Box_::new().hold(&parent);
+        assert!(p.holds(), "{}", p.first_line);
+        let refused = Box_::new().run(&child, &["lease", "hold"]);
+        assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("encloses"),
+            "{}",
+            stderr(&refused)
+        );
+        assert_eq!(p.stop(), 0);
 
-    let c = Box_::new().hold(&child);
-    assert!(c.holds(), "{}", c.first_line);
-    let refused = Box_::new().run(&parent, &["lease", "hold"]);
-    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("nested inside"),
-        "{}",
-        stderr(&refused)
-    );
-    assert_eq!(c.stop(), 0);
+        let c = Box_::new().hold(&child);
+        assert!(c.holds(), "{}", c.first_line);
+        let refused = Box_::new().run(&parent, &["lease", "hold"]);
+        assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains("nested inside"),
+            "{}",
+            stderr(&refused)
+        );
+        assert_eq!(c.stop(), 0);
+    }
 }
 
-#[test]
-fn state_dir_shared_by_two_containers_is_refused() {
-    let bucket = s3::bucket("lease-cli-shared");
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write_spec(
-        dir.path(),
-        &bucket,
-        &[("state", "{org}/{project}/{env}/state")],
-    );
-    let a = Box_::new();
-    let holder = a.hold(&spec);
-    assert!(holder.holds());
-    // Same state dir (one named volume in two containers): not "the same holder".
-    let second = a.run(&spec, &["lease", "hold"]);
-    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
-    assert!(
-        stderr(&second).contains("shares this directory"),
-        "{}",
-        stderr(&second)
-    );
-    assert_eq!(holder.stop(), 0);
+s3_test! {
+    #[test]
+    fn state_dir_shared_by_two_containers_is_refused(server) {
+        let bucket = server.bucket("lease-cli-shared");
+        let dir = tempfile::tempdir().unwrap();
+        let spec = write_spec(
+            server,
+            dir.path(),
+            &bucket,
+            &[("state", "{org}/{project}/{env}/state")],
+        );
+        let a = Box_::new();
+        let holder = a.hold(&spec);
+        assert!(holder.holds());
+        // Same state dir (one named volume in two containers): not "the same holder".
+        let second = a.run(&spec, &["lease", "hold"]);
+        assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+        assert!(
+            stderr(&second).contains("shares this directory"),
+            "{}",
+            stderr(&second)
+        );
+        assert_eq!(holder.stop(), 0);
+    }
 }
 
-#[test]
-fn server_ignoring_conditional_writes_is_refused_with_exit_5() {
-    let bucket = s3::bucket("lease-cli-strip");
-    let proxy = LeaseProxy::start(s3::endpoint(), Mode::StripConditional);
-    let dir = tempfile::tempdir().unwrap();
-    let remote = format!(
-        "    moto:\n      type: s3\n      bucket: {bucket}\n      options:\n        provider: Other\n        endpoint: {}\n        region: us-east-1\n",
-        proxy.endpoint()
-    );
-    let spec = write_spec_with(
-        dir.path(),
-        &remote,
-        &[("state", "{org}/{project}/{env}/state")],
-    );
-    let out = Box_::new().run(&spec, &["lease", "hold"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(5), "{err}");
-    assert!(err.contains("does not honour conditional writes"), "{err}");
-    assert!(err.contains("lease: off"), "{err}");
-    assert!(!err.contains(s3::SECRET_KEY), "{err}");
-    assert!(stdout(&out).is_empty());
+s3_test! {
+    #[test]
+    fn server_ignoring_conditional_writes_is_refused_with_exit_5(server) {
+        use crate::support::lease_proxy::{LeaseProxy, Mode};
+        let bucket = server.bucket("lease-cli-strip");
+        let proxy = LeaseProxy::start(server.endpoint(), Mode::StripConditional);
+        let dir = tempfile::tempdir().unwrap();
+        let remote = server.yaml_remote("remote", &bucket, &proxy.endpoint());
+        let spec = write_spec_with(
+            dir.path(),
+            &remote,
+            &[("state", "{org}/{project}/{env}/state")],
+        );
+        let out = Box_::new().run(&spec, &["lease", "hold"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(5), "{err}");
+        assert!(err.contains("does not honour conditional writes"), "{err}");
+        assert!(err.contains("lease: off"), "{err}");
+        assert!(!err.contains(s3::SECRET_KEY), "{err}");
+        assert!(stdout(&out).is_empty());
+    }
 }

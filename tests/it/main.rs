@@ -1,19 +1,26 @@
 //! The integration tests: one binary, shared helpers in `support`.
 //!
-//! S3 tests talk over HTTP to a real `moto_server` process (see
-//! `support::s3`); each test gets its own bucket so the suite runs in parallel.
+//! S3 tests talk over HTTP to two real servers, `moto_server` and s3s-fs,
+//! each test once per server (see `support::s3` and `s3_test!`); each test
+//! gets its own bucket so the suite runs in parallel.
 
 mod support;
 
 mod crash;
+mod crypt;
 mod daemon;
 mod daemon_sync;
+mod faults_sync;
 mod fleet;
+mod hardening_spec;
 mod harness;
+mod install;
 mod lease;
 mod lease_cli;
 mod lease_daemon;
+mod outage;
 mod spec;
+mod stop_flush;
 mod sync;
 mod sync_cli;
 mod sync_now;

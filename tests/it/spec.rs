@@ -80,12 +80,9 @@ fn compat_files() -> Vec<(String, PathBuf)> {
 
 #[test]
 fn fixtures_match_the_shared_compat_files() {
-    // The repo carries its own copy; when the shared originals are around,
-    // make sure the copy has not drifted.
-    let shared = Path::new("/work/shared/compat");
-    if !shared.exists() {
-        return;
-    }
+    // The repo carries its own copy of ../shared/compat (beside the
+    // repository; CI provides it): it must not drift from the originals.
+    let shared = crate::support::shared_dir().join("compat");
     for (name, path) in compat_files() {
         let orig = shared.join(&name);
         assert_eq!(

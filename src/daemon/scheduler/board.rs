@@ -85,6 +85,7 @@ impl Board {
             s.leases = StatusLeases {
                 writes_allowed: gate.is_open(),
                 fenced_reason: gate.check().err().map(|f| f.reason),
+                renew_every_secs: s.leases.renew_every_secs,
                 detail: lease.snapshot(),
             };
         }
@@ -111,6 +112,7 @@ pub(crate) fn initial_target_status(t: &crate::spec::Target, watch: WatchState) 
         last_success_at: None,
         last_attempt_at: None,
         last_error: None,
+        failing_since: None,
         pending_files: 0,
         pending_bytes: 0,
         oldest_pending_at: None,

@@ -1,29 +1,34 @@
 //! The scheduler's loop: start the most urgent due pass, take in file
 //! events, commands and reloads, and keep the board's per-target view
-//! current. What a finished pass changes lives in `outcome`, the shutdown
-//! flush in `flush`.
+//! current; resume fenced targets when the write gate re-opens. What a
+//! finished pass changes lives in `outcome`, the stop in `stop`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::seam::SyncSeam;
 use super::super::status::{WatchModeState, WatchState, to_unix};
+use super::super::stop_budget::StopBudget;
 use super::super::watcher::WatchMsg;
 use super::board::Board;
 use super::outcome::{PassDone, SyncNowWaiter};
 use super::target::TargetRuntime;
-use super::{SchedulerCommand, SchedulerExit, TargetFailure, TargetInfo, Tunables};
+use super::{Inputs, SchedulerCommand, SchedulerExit, TargetFailure, TargetInfo, Tunables};
+use crate::remote::WriteGate;
 use crate::sync::SyncError;
 
 /// After a pass some of what it allocated is freed only later (idle
 /// blocking-pool threads exit after 10 s, connections close): trim again
 /// once that happened.
 pub(super) const SETTLE_TRIM_AFTER: Duration = Duration::from_secs(15);
+
+/// While the write gate is closed, how often it is looked at.
+pub(super) const GATE_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Scheduler {
     pub(super) targets: Vec<TargetRuntime>,
@@ -41,6 +46,10 @@ pub(crate) struct Scheduler {
     /// A second memory trim once things settled after a pass (see
     /// [`SETTLE_TRIM_AFTER`]).
     pub(super) settle_trim_at: Option<Instant>,
+    /// The write gate and the generation last seen (it grows on re-open).
+    gate: Option<(WriteGate, u64)>,
+    /// A pass was abandoned at stop (see `SchedulerExit::abandoned_pass`).
+    pub(super) abandoned_pass: bool,
 }
 
 impl Scheduler {
@@ -77,20 +86,32 @@ impl Scheduler {
             fatal: None,
             pid: std::process::id(),
             settle_trim_at: None,
+            gate: None,
+            abandoned_pass: false,
         }
     }
 
     /// Run until `shutdown` (which it fires itself when a pass failed
-    /// fatally), then flush (unless `skip_flush` is cancelled too, e.g. the
-    /// lease is lost) and say what stayed unflushed.
+    /// fatally), then stop within the stop budget: collect the file events
+    /// of before the stop and flush (unless `skip_flush` is cancelled too,
+    /// e.g. the lease is lost), and say what stayed unflushed.
     pub async fn run(
         mut self,
-        mut watch_rx: mpsc::Receiver<WatchMsg>,
-        mut cmd_rx: mpsc::Receiver<SchedulerCommand>,
-        mut reload_rx: mpsc::Receiver<Tunables>,
+        inputs: Inputs,
         shutdown: CancellationToken,
         skip_flush: CancellationToken,
     ) -> SchedulerExit {
+        let Inputs {
+            watch: mut watch_rx,
+            commands: mut cmd_rx,
+            reload: mut reload_rx,
+            drain,
+            gate,
+        } = inputs;
+        self.gate = gate.map(|g| {
+            let generation = g.generation();
+            (g, generation)
+        });
         self.publish();
         let mut watch_open = true;
         loop {
@@ -114,6 +135,7 @@ impl Scheduler {
                 Some(t) = reload_rx.recv() => self.on_reload(t),
                 _ = tokio::time::sleep_until(wake) => {}
             }
+            self.look_at_gate();
             if self.fatal.is_some() {
                 shutdown.cancel();
             }
@@ -123,16 +145,39 @@ impl Scheduler {
                 super::super::memory::release_freed();
             }
         }
-        // Take what the watcher already noticed.
-        while let Ok(m) = watch_rx.try_recv() {
-            self.on_watch(m);
+        let budget = StopBudget::starting_now(self.tunables.flush_deadline);
+        self.stop(&mut watch_rx, &drain, skip_flush.is_cancelled(), budget)
+            .await
+    }
+
+    /// The gate re-opened since last seen (the lease was re-verified after
+    /// a renewal gap): fenced targets retry now, not after their backoff.
+    fn look_at_gate(&mut self) {
+        let Some((gate, seen)) = &mut self.gate else {
+            return;
+        };
+        let generation = gate.generation();
+        if generation == *seen || !gate.is_open() {
+            return;
         }
-        if skip_flush.is_cancelled() {
-            self.pass_cancel.cancel();
-            while self.passes.join_next().await.is_some() {}
-            return self.exit();
+        *seen = generation;
+        let now = Instant::now();
+        let mut resumed = 0;
+        for t in &mut self.targets {
+            if t.unfenced(now) {
+                resumed += 1;
+            }
         }
-        self.flush().await
+        tracing::info!(
+            targets_resumed = resumed,
+            "remote writes allowed again (lease re-verified); pending changes go out now"
+        );
+        self.publish();
+    }
+
+    /// Whether the write gate is known closed.
+    fn fenced(&self) -> bool {
+        self.gate.as_ref().is_some_and(|(g, _)| !g.is_open())
     }
 
     fn next_wake(&self) -> Instant {
@@ -145,6 +190,7 @@ impl Scheduler {
             .min()
             .unwrap_or(far)
             .min(self.settle_trim_at.unwrap_or(far))
+            .min(if self.fenced() { now + GATE_POLL } else { far })
             .min(far)
     }
 
@@ -202,7 +248,7 @@ impl Scheduler {
         self.publish();
     }
 
-    fn on_watch(&mut self, msg: WatchMsg) {
+    pub(super) fn on_watch(&mut self, msg: WatchMsg) {
         let now = Instant::now();
         match msg {
             WatchMsg::Changed { target, paths } => {

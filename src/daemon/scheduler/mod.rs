@@ -16,9 +16,17 @@
 //! changes, with advice in `status`; a cancelled pass is requeued without
 //! backoff; a fatal one stops the daemon.
 //!
-//! On shutdown it stops starting ordinary work and flushes: pending changes
-//! of every target that writes to the remote, by priority, within the flush
-//! deadline; whatever could not be flushed is returned (and logged by path).
+//! On shutdown it stops starting ordinary work and, inside the stop budget
+//! (`flush_deadline` for the whole stop, see `stop_budget`), collects the
+//! file events that happened before the stop (the watcher drains them),
+//! then flushes: pending changes of every target that writes to the remote,
+//! by priority, a full scan where events cannot tell what changed;
+//! whatever could not be flushed is returned (and logged by path).
+//!
+//! While the write gate is closed (the lease is fenced) it looks at the
+//! gate every second; when the gate re-opens (the lease proved still ours)
+//! the targets whose passes were fenced run again at once, without waiting
+//! out their backoff.
 //!
 //! It is driven by its own [`SchedulerCommand`]s, not by the control
 //! socket's wire types: the control socket translates.
@@ -31,30 +39,47 @@
 //!   backoff, missed-event strikes.
 //! - `outcome`: what a finished pass changes (runtime, log, readiness,
 //!   `sync --now` waiters, board), one function per concern.
-//! - `flush`: the shutdown flush and what stayed unflushed.
+//! - `stop`: the stop: event drain, flush, wind-down, and what stayed
+//!   unflushed.
 //! - `board`: the live status [`Board`] shared with the control socket and
 //!   the status-file writer.
 //! - `tests`: the whole scheduler against a recording fake seam.
 
 mod board;
 mod event_loop;
-mod flush;
 mod outcome;
+mod stop;
 mod target;
 #[cfg(test)]
 mod tests;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use board::{Board, initial_target_status};
 pub(crate) use event_loop::Scheduler;
-pub(crate) use flush::Unflushed;
+pub(crate) use stop::Unflushed;
 
+use super::stop_budget::StopBudget;
+use super::watcher::{DrainRequest, WatchMsg};
 use crate::error::{ExitStatus, HasExitStatus};
+use crate::remote::WriteGate;
 use crate::sync::SyncError;
+
+/// What drives a running scheduler besides time.
+pub(crate) struct Inputs {
+    /// File events from the watcher.
+    pub watch: mpsc::Receiver<WatchMsg>,
+    pub commands: mpsc::Receiver<SchedulerCommand>,
+    pub reload: mpsc::Receiver<Tunables>,
+    /// Asks the watcher, at stop, to hand over every event queued before.
+    pub drain: mpsc::Sender<DrainRequest>,
+    /// The write gate (fencing), watched to resume at once when it re-opens.
+    pub gate: Option<WriteGate>,
+}
 
 /// Settings that SIGHUP may change.
 #[derive(Debug, Clone)]
@@ -69,6 +94,8 @@ pub(crate) struct Tunables {
 #[derive(Debug, Clone)]
 pub(crate) struct TargetInfo {
     pub name: String,
+    /// The local directory (failed files are reported relative to it).
+    pub root: PathBuf,
     pub priority: u32,
     pub interval: Duration,
     pub writes_remote: bool,
@@ -123,4 +150,10 @@ pub(crate) struct SchedulerExit {
     pub unflushed: Unflushed,
     /// The failure that stopped the daemon, if one did.
     pub fatal: Option<TargetFailure>,
+    /// The stop's budget, from when the scheduler noticed the stop.
+    pub budget: Option<StopBudget>,
+    /// A pass had to be abandoned (it did not stop within the budget): the
+    /// engine's view of that target may lag the remote, so no manifest is
+    /// written from it.
+    pub abandoned_pass: bool,
 }

@@ -214,6 +214,9 @@ impl Scheduler {
             ts.last_attempt_at = Some(now_unix);
             if summary.error.is_none() {
                 ts.last_success_at = Some(now_unix);
+                ts.failing_since = None;
+            } else {
+                ts.failing_since.get_or_insert(now_unix);
             }
             ts.last_error = summary.error;
             if let Some(c) = summary.counts {

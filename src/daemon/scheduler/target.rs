@@ -51,6 +51,10 @@ pub(super) struct TargetRuntime {
     pub first_done: bool,
     /// No usable file events: scanned every interval.
     pub polling: bool,
+    /// Something may have changed that no event named (events lost,
+    /// switched to polling, `sync --now`): the next full pass is owed, and
+    /// a stop scans the target whole.
+    pub rescan: bool,
     pub full_seq_started: u64,
     /// The next full pass also lists the remote (`sync --now`).
     verify_next: bool,
@@ -85,6 +89,7 @@ impl TargetRuntime {
             waiting_for_human: false,
             first_done: false,
             polling,
+            rescan: false,
             full_seq_started: 0,
             verify_next: false,
             routine_full: false,
@@ -146,6 +151,7 @@ impl TargetRuntime {
     /// human gets another pass.
     pub fn full_pass_now(&mut self, now: Instant) {
         self.full_at = now;
+        self.rescan = true;
         self.routine_full = false;
         self.waiting_for_human = false;
     }
@@ -192,6 +198,7 @@ impl TargetRuntime {
         self.inflight_since = min_time(self.inflight_since, self.pending_since.take());
         self.running = true;
         if full {
+            self.rescan = false;
             self.full_seq_started += 1;
             // Remote changes only come from elsewhere for pull-only targets
             // (the lease keeps everyone else off the others): only those list
@@ -280,6 +287,39 @@ impl TargetRuntime {
              this filesystem does not deliver file events (network, FUSE or VM shared folder?)",
             self.missed_strikes
         ))
+    }
+
+    /// Whether file events report this target's changes (it writes to the
+    /// remote and is not polled).
+    pub fn watched(&self) -> bool {
+        self.info.writes_remote && !self.polling
+    }
+
+    /// Files that failed in a pass that otherwise ran: pending again (the
+    /// stop's flush retries them and reports them if they never make it).
+    pub fn requeue(&mut self, paths: Vec<PathBuf>) {
+        if self.pending.is_empty() {
+            self.pending_since = Some(SystemTime::now());
+        }
+        for p in paths {
+            self.pending.entry(p).or_insert(0);
+        }
+    }
+
+    /// The write gate re-opened: a target held back by failed passes (fenced
+    /// writes) runs again now, with its backoff reset. Returns whether it
+    /// was held back.
+    pub fn unfenced(&mut self, now: Instant) -> bool {
+        let held = self.not_before > now || self.backoff > FIRST_BACKOFF;
+        if held {
+            self.not_before = self.not_before.min(now);
+            if !self.routine_full {
+                // The retry full pass of files that failed.
+                self.full_at = self.full_at.min(now);
+            }
+            self.backoff = FIRST_BACKOFF;
+        }
+        held
     }
 
     /// Pending plus in-flight paths, sorted, once each.

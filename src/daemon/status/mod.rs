@@ -16,7 +16,9 @@
 //!   "started_at": 1763900000,      // unix seconds; null when unknown
 //!   "uptime_secs": 42,             // null when not running
 //!   "updated_at": 1763900042,      // unix seconds when this snapshot was taken
-//!   "leases": { "writes_allowed": true, "fenced_reason": null, "detail": [ ... ] },
+//!   "leases": { "writes_allowed": true, "fenced_reason": null,
+//!               "renew_every_secs": 15,  // null when leasing is off
+//!               "detail": [ ... ] },
 //!   "targets": [{
 //!     "name": "claude", "direction": "bidirectional", "local_path": "/home/u/.claude",
 //!     "remote": "s3://bucket/acme/widget/dev-a/claude",
@@ -25,6 +27,8 @@
 //!                                    //  why polling, or what events miss (e.g. on NFS)
 //!     "last_success_at": 1763900030, "last_attempt_at": 1763900030,
 //!     "last_error": null,
+//!     "failing_since": null,        // unix seconds of the first failed pass since the
+//!                                    //  last success (passes failing: degraded)
 //!     "pending_files": 2, "pending_bytes": 5120, "oldest_pending_at": 1763900040,
 //!     "pass_running": false, "next_check_at": 1763900330,
 //!     "in_flight": null,             // while a pass runs: {"files_planned", "files_done",
@@ -32,9 +36,20 @@
 //!     "conflicts": ["notes.md.conflict-..."], "conflicts_total": 1,
 //!     "last_pass": { "uploaded": 1, "downloaded": 0, "deleted_remote": 0, "deleted_local": 0,
 //!                    "bytes_up": 5120, "bytes_down": 0, "failed": 0 }
-//!   }]
+//!   }],
+//!   "stop": {                        // only in the status file of a daemon that stopped
+//!     "exit_code": 4,                //  on an error: why, and the changes it never pushed
+//!     "reason": "lease on ... taken over by ...",
+//!     "unpushed": [{ "target": "claude", "paths": ["/home/u/.claude/notes.md"] }]
+//!   }
 //! }
 //! ```
+//!
+//! `health` is "degraded" as soon as something fails: a pass (since
+//! `failing_since`), a lease renewal overdue (no renewal for
+//! `renew_every_secs` plus a grace: the remote is unreachable), the write
+//! gate closed, a target stale; each problem says since when and how much
+//! is pending (files, oldest change's age).
 //!
 //! Fields are only ever added, never renamed or removed, within one
 //! `schema` number. `leases.detail` is the lease keeper's own snapshot
@@ -42,7 +57,9 @@
 //!
 //! # Layout
 //!
-//! - `mod.rs`: the model, health evaluation (`evaluate`, `as_stopped`).
+//! - `mod.rs`: the model.
+//! - `health`: health evaluation (`evaluate`, `as_stopped`) and its
+//!   problem sentences.
 //! - `render`: the text of `coltecd status` and its ages and sizes.
 //! - `file`: `status.json` in the state dir (atomic write, read back).
 
@@ -55,6 +72,7 @@ use crate::error::ExitStatus;
 use crate::lease::LeaseRecord;
 
 mod file;
+mod health;
 mod render;
 
 /// Current version of the JSON shape.
@@ -62,10 +80,6 @@ pub const STATUS_SCHEMA: u32 = 1;
 
 /// Name of the last-status file inside the state dir.
 pub const STATUS_FILE: &str = "status.json";
-
-/// A target counts as stale when its last success is older than this many
-/// intervals (plus the debounce): it should have synced several times by then.
-const STALE_INTERVALS: u32 = 3;
 
 /// Whether the daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +173,10 @@ pub struct TargetStatus {
     pub last_success_at: Option<u64>,
     pub last_attempt_at: Option<u64>,
     pub last_error: Option<String>,
+    /// When passes started failing (the first failure since the last
+    /// success; unix seconds).
+    #[serde(default)]
+    pub failing_since: Option<u64>,
     pub pending_files: u64,
     pub pending_bytes: u64,
     /// When the oldest change not yet on the remote was seen (unix seconds).
@@ -188,6 +206,10 @@ pub struct StatusLeases {
     pub writes_allowed: bool,
     /// Why writes are paused, when they are.
     pub fenced_reason: Option<String>,
+    /// How often the lease is renewed (`None`: leasing is off), to tell an
+    /// overdue renewal.
+    #[serde(default)]
+    pub renew_every_secs: Option<u64>,
     /// The lease keeper's snapshot, one entry per leased prefix.
     pub detail: Vec<PrefixLease>,
 }
@@ -253,6 +275,26 @@ pub struct DaemonStatus {
     pub updated_at: u64,
     pub leases: StatusLeases,
     pub targets: Vec<TargetStatus>,
+    /// Why the daemon stopped, when it stopped on an error (status file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopNote>,
+}
+
+/// Why a daemon stopped on an error, and what it could not push.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopNote {
+    pub exit_code: u8,
+    pub reason: String,
+    /// Local changes that never reached the remote (only on this disk).
+    pub unpushed: Vec<UnpushedFiles>,
+}
+
+/// One target's changes that never reached the remote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnpushedFiles {
+    pub target: String,
+    /// Absolute local paths.
+    pub paths: Vec<PathBuf>,
 }
 
 /// Now as unix seconds.
@@ -266,79 +308,8 @@ pub fn to_unix(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-impl DaemonStatus {
-    /// Recompute `health`, `problems` and `uptime_secs` from the rest, as of `now`.
-    pub fn evaluate(&mut self, now: u64) {
-        self.uptime_secs = match (self.state, self.started_at) {
-            (DaemonState::Running, Some(s)) => Some(now.saturating_sub(s)),
-            _ => None,
-        };
-        let mut problems = Vec::new();
-        match self.state {
-            DaemonState::Disabled => {
-                self.health = Health::Disabled;
-                self.problems = problems;
-                return;
-            }
-            DaemonState::Stopped => {
-                problems.push("the daemon is not running".to_string());
-                self.health = Health::NotRunning;
-                self.problems = problems;
-                return;
-            }
-            DaemonState::Running => {}
-        }
-        if !self.leases.writes_allowed {
-            problems.push(format!(
-                "remote writes are paused (lease not held): {}",
-                self.leases
-                    .fenced_reason
-                    .as_deref()
-                    .unwrap_or("unknown reason")
-            ));
-        }
-        for t in &self.targets {
-            if let Some(err) = &t.last_error {
-                problems.push(format!("{}: {err}", t.name));
-            }
-            let stale_after = t.interval_secs.saturating_mul(u64::from(STALE_INTERVALS));
-            let reference = t.last_success_at.or(self.started_at);
-            if let Some(at) = reference
-                && now.saturating_sub(at) > stale_after
-                && !t.pass_running
-            {
-                problems.push(format!(
-                    "{}: no successful sync for {} (interval {})",
-                    t.name,
-                    ago(now, at),
-                    human_secs(t.interval_secs)
-                ));
-            }
-        }
-        self.health = if problems.is_empty() {
-            Health::Healthy
-        } else {
-            Health::Degraded
-        };
-        self.problems = problems;
-    }
-
-    /// The last status a daemon wrote, re-labelled as not running.
-    pub fn as_stopped(mut self, now: u64) -> DaemonStatus {
-        self.state = DaemonState::Stopped;
-        self.source = Source::File;
-        self.pid = None;
-        for t in &mut self.targets {
-            t.pass_running = false;
-            t.in_flight = None;
-            t.next_check_at = None;
-        }
-        self.evaluate(now);
-        self
-    }
-}
-
 pub use file::{read_file, write_file};
+pub(crate) use health::name_paths;
 pub use render::{ago, human_bytes, human_secs};
 
 /// Seconds in a duration, for the JSON (`interval_secs`).
@@ -366,6 +337,7 @@ pub(crate) mod tests_support {
             leases: StatusLeases {
                 writes_allowed: true,
                 fenced_reason: None,
+                renew_every_secs: Some(15),
                 detail: vec![PrefixLease {
                     targets: vec!["claude".into()],
                     location: "s3://b/acme/widget/dev-a".into(),
@@ -390,6 +362,7 @@ pub(crate) mod tests_support {
                 last_success_at: Some(now - 12),
                 last_attempt_at: Some(now - 12),
                 last_error: None,
+                failing_since: None,
                 pending_files: 2,
                 pending_bytes: 5120,
                 oldest_pending_at: Some(now - 1),
@@ -402,33 +375,10 @@ pub(crate) mod tests_support {
                 last_local_change_at: None,
                 last_remote_change_at: None,
             }],
+            stop: None,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::tests_support::sample;
-    use super::*;
-    #[test]
-    fn errors_lost_lease_and_staleness_degrade() {
-        let now = 1_000_000;
-        let mut s = sample(now);
-        s.targets[0].last_success_at = Some(now - 1000);
-        s.evaluate(now);
-        assert_eq!(s.health, Health::Degraded);
-        assert!(
-            s.problems[0].contains("no successful sync for 16 min"),
-            "{:?}",
-            s.problems
-        );
-
-        let mut s = sample(now);
-        s.leases.writes_allowed = false;
-        s.leases.fenced_reason = Some("renewal failed".into());
-        s.targets[0].last_error = Some("boom".into());
-        s.evaluate(now);
-        assert_eq!(s.health.exit_status(), ExitStatus::Failure);
-        assert_eq!(s.problems.len(), 2);
-    }
-}
+mod tests;

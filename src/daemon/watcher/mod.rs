@@ -18,7 +18,10 @@
 //! - `setup`: a target's notify watcher and the walk that places its
 //!   watches; watch-budget errors turned into advice.
 //! - `events`: raw events of a batch turned into scheduler messages.
+//! - `drain`: the stop-time drain: every event queued before the stop
+//!   (in the kernel, in notify's channel) handed over, by a barrier.
 //! - `fs_kind`: filesystems whose events miss remote changes.
+//! - `tests`: the worker against real inotify.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -31,11 +34,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::spec::{Excludes, Target};
 
+mod drain;
 mod events;
 mod fs_kind;
 mod setup;
 
+use drain::Barrier;
+pub(crate) use drain::DrainRequest;
 use setup::{SetupError, WatchedTarget, activate, drop_watcher};
+
+/// The barrier directory's name inside the state dir (see `drain`).
+pub(crate) const BARRIER_DIR: &str = "watch-barrier";
 
 /// Raw events buffered between the notify thread and the watch worker.
 const RAW_CAPACITY: usize = 4096;
@@ -118,16 +127,39 @@ enum Next {
     Gone,
 }
 
+/// The watch worker's inputs besides its targets.
+pub(crate) struct WatchIo {
+    /// Messages for the scheduler.
+    pub out: mpsc::Sender<WatchMsg>,
+    /// Drain requests (at stop) from the scheduler.
+    pub drain: mpsc::Receiver<DrainRequest>,
+    /// Where the drain barrier lives (`<state dir>/watch-barrier`); `None`:
+    /// drains wait for a quiet moment instead.
+    pub barrier_dir: Option<PathBuf>,
+}
+
 /// Start watching `targets`; runs until `cancel`. A target whose directory
 /// does not exist yet (a bidirectional target before its first restore) is
 /// watched once it appears, and again after it is deleted and re-created.
 /// Watchers that cannot be set up report [`WatchMsg::Fallback`] and the rest
-/// keep going.
-pub(crate) async fn run(
-    targets: Vec<WatchTarget>,
-    out: mpsc::Sender<WatchMsg>,
-    cancel: CancellationToken,
-) {
+/// keep going. A drain request is answered once every event queued before
+/// it went out (see `drain`).
+pub(crate) async fn run(targets: Vec<WatchTarget>, io: WatchIo, cancel: CancellationToken) {
+    let WatchIo {
+        out,
+        drain: mut drain_rx,
+        barrier_dir,
+    } = io;
+    let barrier = match barrier_dir {
+        Some(dir) if !targets.is_empty() => {
+            tokio::task::spawn_blocking(move || Barrier::prepare(dir))
+                .await
+                .ok()
+                .flatten()
+        }
+        _ => None,
+    };
+    let barrier_path = barrier.as_ref().map(|b| b.dir().to_path_buf());
     let (raw_tx, mut raw_rx) = mpsc::channel::<RawEvent>(RAW_CAPACITY);
     // (slot, active): inactive slots wait for their root directory.
     let mut slots: Vec<(WatchedTarget, bool)> = targets
@@ -136,24 +168,43 @@ pub(crate) async fn run(
         .collect();
     let mut first_round = true;
     loop {
-        if let Next::Gone = activate_waiting(&mut slots, &raw_tx, &out, &cancel, first_round).await
-        {
+        let activated = activate_waiting(
+            &mut slots,
+            (&raw_tx, barrier_path.as_deref()),
+            &out,
+            &cancel,
+            first_round,
+        )
+        .await;
+        if let Next::Gone = activated {
             return;
         }
         first_round = false;
         if slots.is_empty() {
-            cancel.cancelled().await;
+            drain::idle(&mut drain_rx, &cancel).await;
             return;
         }
         let waiting = slots.iter().any(|(_, active)| !active);
-        let Some(batch) = next_batch(&mut raw_rx, &cancel, waiting).await else {
-            break;
+        let next = match next_input(&mut raw_rx, &mut drain_rx, &cancel, waiting).await {
+            None => break,
+            Some(Input::Batch(mut batch)) => {
+                report_overflows(&slots, &out).await;
+                batch.retain(|(_, ev)| !barrier.as_ref().is_some_and(|b| b.owns(ev)));
+                if batch.is_empty() {
+                    continue;
+                }
+                deliver(&mut slots, batch, &out, &cancel).await
+            }
+            Some(Input::Drain(reply)) => {
+                let next =
+                    drain::drain(&mut slots, &mut raw_rx, &out, &cancel, barrier.as_ref()).await;
+                if let Next::Go = next {
+                    let _ = reply.send(());
+                }
+                next
+            }
         };
-        report_overflows(&slots, &out).await;
-        if batch.is_empty() {
-            continue;
-        }
-        match deliver(&mut slots, batch, &out, &cancel).await {
+        match next {
             Next::Go => {}
             Next::Stop => break,
             Next::Gone => return,
@@ -168,7 +219,7 @@ pub(crate) async fn run(
 /// present); drop those that cannot be watched (they fall back to polling).
 async fn activate_waiting(
     slots: &mut Vec<(WatchedTarget, bool)>,
-    raw_tx: &mpsc::Sender<RawEvent>,
+    (raw_tx, barrier): (&mpsc::Sender<RawEvent>, Option<&Path>),
     out: &mpsc::Sender<WatchMsg>,
     cancel: &CancellationToken,
     first_round: bool,
@@ -188,7 +239,7 @@ async fn activate_waiting(
             }
             continue;
         }
-        match activate(slot, raw_tx, cancel).await {
+        match activate(slot, raw_tx, barrier.map(Path::to_path_buf), cancel).await {
             Ok(true) => {
                 *active = true;
                 announce(slot, out, first_round).await;
@@ -244,16 +295,25 @@ async fn announce(slot: &WatchedTarget, out: &mpsc::Sender<WatchMsg>, first_roun
     }
 }
 
+/// What the worker handles next.
+enum Input {
+    Batch(Vec<RawEvent>),
+    Drain(DrainRequest),
+}
+
 /// The next batch of raw events (up to 1024), or an empty one after a
-/// second when a target waits for its directory; `None` to stop.
-async fn next_batch(
+/// second when a target waits for its directory, or a drain request;
+/// `None` to stop.
+async fn next_input(
     raw_rx: &mut mpsc::Receiver<RawEvent>,
+    drain_rx: &mut mpsc::Receiver<DrainRequest>,
     cancel: &CancellationToken,
     waiting: bool,
-) -> Option<Vec<RawEvent>> {
+) -> Option<Input> {
     let mut batch: Vec<RawEvent> = Vec::new();
     tokio::select! {
         _ = cancel.cancelled() => return None,
+        Some(reply) = drain_rx.recv() => return Some(Input::Drain(reply)),
         _ = tokio::time::sleep(Duration::from_secs(1)), if waiting => {}
         got = raw_rx.recv() => batch.push(got?),
     }
@@ -263,7 +323,7 @@ async fn next_batch(
             Err(_) => break,
         }
     }
-    Some(batch)
+    Some(Input::Batch(batch))
 }
 
 /// Targets whose event channel overflowed get a full rescan.
@@ -327,97 +387,4 @@ async fn deliver(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_root_that_appears_later_or_comes_back_is_watched() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("later");
-        let (tx, mut rx) = mpsc::channel(64);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(
-            vec![WatchTarget {
-                index: 0,
-                name: "t".into(),
-                root: root.clone(),
-                excludes: Excludes::default(),
-            }],
-            tx,
-            cancel.clone(),
-        ));
-        for round in 0..2 {
-            std::fs::create_dir_all(&root).unwrap();
-            // Keep writing new files until one is reported: the watch is
-            // placed asynchronously once the directory exists.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            let mut seen = false;
-            let mut k = 0;
-            while !seen {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "round {round}: never watched"
-                );
-                let file = root.join(format!("f{round}-{k}"));
-                k += 1;
-                std::fs::write(&file, b"x").unwrap();
-                let until = tokio::time::Instant::now() + Duration::from_millis(1500);
-                while let Ok(Some(msg)) = tokio::time::timeout_at(until, rx.recv()).await {
-                    if let WatchMsg::Changed { paths, .. } = msg
-                        && paths.iter().any(|(p, _)| *p == file)
-                    {
-                        seen = true;
-                        break;
-                    }
-                }
-            }
-            std::fs::remove_dir_all(&root).unwrap();
-        }
-        cancel.cancel();
-        task.await.unwrap();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reports_new_files_and_files_in_new_dirs() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        std::fs::create_dir_all(root.join("sub")).unwrap();
-        let (tx, mut rx) = mpsc::channel(64);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(
-            vec![WatchTarget {
-                index: 0,
-                name: "t".into(),
-                root: root.clone(),
-                excludes: Excludes::default(),
-            }],
-            tx,
-            cancel.clone(),
-        ));
-        // Give the initial watches a moment to be placed, then write.
-        let mut seen: BTreeMap<PathBuf, u64> = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let wanted = [root.join("sub/a.txt"), root.join("new/deep/b.txt")];
-        let mut wrote = false;
-        while tokio::time::Instant::now() < deadline && !wanted.iter().all(|w| seen.contains_key(w))
-        {
-            if !wrote {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                std::fs::write(root.join("sub/a.txt"), b"hello").unwrap();
-                std::fs::create_dir_all(root.join("new/deep")).unwrap();
-                std::fs::write(root.join("new/deep/b.txt"), b"hi").unwrap();
-                wrote = true;
-            }
-            if let Ok(Some(WatchMsg::Changed { paths, .. })) =
-                tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
-            {
-                seen.extend(paths);
-            }
-        }
-        assert_eq!(seen.get(&root.join("sub/a.txt")), Some(&5), "{seen:?}");
-        assert!(seen.contains_key(&root.join("new/deep/b.txt")), "{seen:?}");
-        cancel.cancel();
-        task.await.unwrap();
-    }
-}
+mod tests;

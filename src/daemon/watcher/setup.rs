@@ -12,11 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{RawEvent, SharedWatcher, WatchTarget};
 
-/// One watched target: its notify watcher and whether its events overflowed.
+/// One watched target: its notify watcher, whether its events overflowed,
+/// and whether its watcher also watches the drain barrier (see `drain`).
 pub(super) struct WatchedTarget {
     pub target: WatchTarget,
     pub watcher: SharedWatcher,
     pub overflowed: Arc<AtomicBool>,
+    pub barrier_watched: Arc<AtomicBool>,
 }
 
 impl WatchedTarget {
@@ -25,6 +27,7 @@ impl WatchedTarget {
             target,
             watcher: Arc::new(Mutex::new(None)),
             overflowed: Arc::new(AtomicBool::new(false)),
+            barrier_watched: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -116,17 +119,20 @@ fn new_watcher(
     })
 }
 
-/// Create the slot's watcher and watch its whole tree. Blocking work runs
-/// on the blocking pool; `Ok(false)` when cancelled.
+/// Create the slot's watcher and watch its whole tree (and the drain
+/// barrier directory, when there is one). Blocking work runs on the
+/// blocking pool; `Ok(false)` when cancelled.
 pub(super) async fn activate(
     slot: &WatchedTarget,
     tx: &mpsc::Sender<RawEvent>,
+    barrier: Option<PathBuf>,
     cancel: &CancellationToken,
 ) -> Result<bool, SetupError> {
     let watcher =
         new_watcher(slot.target.index, tx.clone(), slot.overflowed.clone()).map_err(classify)?;
     let shared = slot.watcher.clone();
     let t = slot.target.clone();
+    let marked = slot.barrier_watched.clone();
     let setup = tokio::task::spawn_blocking(move || {
         let mut guard = match shared.lock() {
             Ok(g) => g,
@@ -135,6 +141,8 @@ pub(super) async fn activate(
         let mut w = watcher;
         let r = watch_tree(&t, &mut w, &t.root, false);
         if r.is_ok() {
+            let watched = barrier.is_some_and(|b| w.watch(&b, RecursiveMode::NonRecursive).is_ok());
+            marked.store(watched, Ordering::SeqCst);
             *guard = Some(w);
         }
         r.map(|_| ())

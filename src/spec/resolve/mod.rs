@@ -14,23 +14,26 @@
 //! - `remotes`: s3, local and crypt remotes.
 //! - `targets`: `sync[]` / `multi_scope_volumes.environment[]` entries,
 //!   `remote_path`, direction, interval, excludes.
-//! - `overlap`: duplicate names and the physical-location nesting checks.
+//! - `overlap`: duplicate names and the physical-location nesting checks,
+//!   found by `nesting` in `O(n log n)`.
 //! - `settings`: `lease`, `safety`, `daemon`.
 //!
 //! Every default lives in [`crate::spec::defaults`].
 
+mod nesting;
 mod overlap;
 mod remotes;
 mod settings;
 mod targets;
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::defaults::{DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_TRANSFERS};
+use super::defaults::{DEFAULT_CHECKERS, DEFAULT_ENVIRONMENT, DEFAULT_TRANSFERS, MAX_SLUG_CHARS};
 use super::error::Diagnostic;
 use super::expand::EnvLookup;
+use super::filter::Excludes;
 use super::keys::suggest;
 use super::model::*;
 use super::raw::*;
@@ -45,6 +48,8 @@ pub(crate) struct Resolver<'a> {
     /// Every target's local directory, for the nesting check (collected even
     /// for targets whose remote side has errors).
     locals: Vec<LocalEntry>,
+    /// Each distinct `exclude` list, compiled once.
+    compiled_excludes: HashMap<Vec<String>, Excludes>,
 }
 
 /// A target's local directory, recorded for the nesting check.
@@ -68,6 +73,7 @@ impl<'a> Resolver<'a> {
             errors: Vec::new(),
             warnings: Vec::new(),
             locals: Vec::new(),
+            compiled_excludes: HashMap::new(),
         }
     }
 
@@ -161,7 +167,7 @@ impl<'a> Resolver<'a> {
 
     fn default_remote(&mut self, p: &RawPersistence) {
         if let Some(d) = &p.default_remote
-            && !p.remotes.contains_key(d)
+            && !p.remotes.contains_key(d.as_str())
         {
             let names: Vec<&str> = p.remotes.keys().map(String::as_str).collect();
             self.err(
@@ -200,7 +206,7 @@ impl<'a> Resolver<'a> {
             workspace,
             remotes,
             remote_names: p.remotes.keys().cloned().collect(),
-            default_remote: p.default_remote.clone(),
+            default_remote: p.default_remote.as_ref().map(|d| d.to_string()),
             transfers,
             checkers,
             bwlimit,
@@ -217,7 +223,7 @@ impl<'a> Resolver<'a> {
             return None;
         };
         let env = match &m.environment {
-            Some(e) => e.clone(),
+            Some(e) => e.to_string(),
             None => {
                 self.warn(
                     "metadata.environment",
@@ -229,38 +235,56 @@ impl<'a> Resolver<'a> {
         };
         let mut ok = true;
         for (field, v) in [
-            ("org", &m.org),
-            ("project", &m.project),
-            ("environment", &env),
+            ("org", m.org.as_str()),
+            ("project", m.project.as_str()),
+            ("environment", env.as_str()),
         ] {
             if let Some(problem) = slug_problem(v) {
                 self.err(
                     format!("metadata.{field}"),
-                    format!("`{v}` {problem}"),
+                    format!("`{}` {problem}", v.escape_debug()),
                     "use a single path segment such as `acme`, `widget`, `dev-a` (letters, digits, `-`, `_`, `.`)",
                 );
                 ok = false;
             }
         }
         ok.then(|| Workspace {
-            org: m.org.clone(),
-            project: m.project.clone(),
+            org: m.org.to_string(),
+            project: m.project.to_string(),
             env,
         })
     }
 }
 
 fn unknown_remote_hint(name: &str, names: &[&str]) -> String {
-    match (suggest(name, names), names.is_empty()) {
+    // Suggestions compare against every name: skipped for huge lists, so
+    // thousands of targets naming thousands of remotes stay fast.
+    let suggestion = (names.len() <= 200).then(|| suggest(name, names)).flatten();
+    match (suggestion, names.is_empty()) {
         (Some(s), _) => format!("did you mean `{s}`?"),
         (None, true) => "define it under `persistence.remotes`".to_string(),
         (None, false) => format!(
             "use one of the remotes defined under persistence.remotes: {}",
-            names.join(", ")
+            list_names(names)
         ),
     }
 }
 
+/// `a, b, c` for a message: at most 10 names, then how many more.
+pub(super) fn list_names<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 10;
+    let mut out: Vec<&str> = names.iter().take(SHOWN).map(AsRef::as_ref).collect();
+    let more = names.len().saturating_sub(SHOWN);
+    let more = format!("and {more} more");
+    if names.len() > SHOWN {
+        out.push(&more);
+    }
+    out.join(", ")
+}
+
+/// Why `v` cannot be an `{org}`, `{project}` or `{env}`: these become key
+/// segments and directory names, so they are one segment of letters,
+/// digits, `-`, `_` and `.` (not `.` or `..`), at most [`MAX_SLUG_CHARS`].
 fn slug_problem(v: &str) -> Option<&'static str> {
     if v.is_empty() {
         Some("is empty")
@@ -268,11 +292,13 @@ fn slug_problem(v: &str) -> Option<&'static str> {
         Some("contains `/`")
     } else if v == "." || v == ".." {
         Some("is not a usable name")
-    } else if v
+    } else if !v
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '{' || c == '}')
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        Some("contains whitespace or braces")
+        Some("contains characters other than letters, digits, `-`, `_` and `.`")
+    } else if v.chars().count() > MAX_SLUG_CHARS {
+        Some("is too long (at most 128 characters)")
     } else {
         None
     }
@@ -289,5 +315,10 @@ mod tests {
         assert!(slug_problem("a/b").is_some());
         assert!(slug_problem("..").is_some());
         assert!(slug_problem("a b").is_some());
+        assert!(slug_problem("~").is_some());
+        assert!(slug_problem("$HOME").is_some());
+        assert!(slug_problem("a{b}").is_some());
+        assert!(slug_problem(&"a".repeat(129)).is_some());
+        assert_eq!(slug_problem("müller-2"), None);
     }
 }

@@ -5,9 +5,10 @@
 //! local one a directory; nesting is by whole segments.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::Resolver;
+use super::nesting::{Keyed, Pairing, nesting_pairs};
 use super::targets::Draft;
 use crate::spec::expand::normalize;
 use crate::spec::model::*;
@@ -58,86 +59,131 @@ impl Resolver<'_> {
             .map(|d| physical(&d.target, remotes))
             .collect();
         self.local_overlaps();
-        for j in 0..drafts.len() {
-            self.remote_overlaps(drafts, &phys, j, ws);
+        self.remote_overlaps(drafts, &phys);
+        self.remote_dirs_in_synced_dirs(drafts, &phys);
+        for (d, p) in drafts.iter().zip(&phys) {
+            self.outside_workspace(d, p.as_ref(), ws);
         }
     }
 
+    /// Local directories that are equal or nest.
     fn local_overlaps(&mut self) {
         let locals = std::mem::take(&mut self.locals);
-        for (j, b) in locals.iter().enumerate() {
-            for a in locals.iter().take(j) {
-                let (pa, pb) = (&a.path, &b.path);
-                if pa == pb || pa.starts_with(pb) || pb.starts_with(pa) {
-                    let rel = if pa == pb {
-                        "is the same directory as"
-                    } else if pb.starts_with(pa) {
-                        "is inside"
-                    } else {
-                        "contains"
-                    };
-                    self.err(
-                        &b.field,
-                        format!(
-                            "{} {rel} {} of target `{}` ({})",
-                            pb.display(),
-                            pa.display(),
-                            a.name,
-                            a.origin
-                        ),
-                        "give every target its own directory; to leave a subdirectory out of a target, add it to that target's `exclude`",
-                    );
-                }
-            }
+        let items: Vec<Keyed> = locals
+            .iter()
+            .map(|l| Keyed {
+                segs: path_segments(&l.path),
+                kind: 0,
+            })
+            .collect();
+        for (x, y) in nesting_pairs(&items, Pairing::All) {
+            let (a, b) = (&locals[x.min(y)], &locals[x.max(y)]);
+            let (pa, pb) = (&a.path, &b.path);
+            let rel = if pa == pb {
+                "is the same directory as"
+            } else if pb.starts_with(pa) {
+                "is inside"
+            } else {
+                "contains"
+            };
+            self.err(
+                &b.field,
+                format!(
+                    "{} {rel} {} of target `{}` ({})",
+                    pb.display(),
+                    pa.display(),
+                    a.name,
+                    a.origin
+                ),
+                "give every target its own directory; to leave a subdirectory out of a target, add it to that target's `exclude`",
+            );
         }
     }
 
-    /// Checks of target `j` against the targets before it (and, for a local
-    /// remote directory, against every synced directory).
-    fn remote_overlaps(
-        &mut self,
-        drafts: &[Draft],
-        phys: &[Option<Phys>],
-        j: usize,
-        ws: Option<&Workspace>,
-    ) {
-        let b = &drafts[j];
-        for (i, a) in drafts.iter().enumerate().take(j) {
-            if let (Some(x), Some(y)) = (&phys[i], &phys[j])
-                && let Some(rel) = x.overlap(y)
-            {
-                self.err(
-                    format!("{}.remote_path", b.origin),
-                    format!(
-                        "remote location {} {rel} {} of target `{}` ({})",
-                        b.target.location(),
-                        a.target.location(),
-                        a.target.name,
-                        a.origin
-                    ),
-                    "give every target its own remote prefix, e.g. `{org}/{project}/{env}/<name>`",
-                );
+    /// Remote locations that are equal or nest, where the bytes live.
+    fn remote_overlaps(&mut self, drafts: &[Draft], phys: &[Option<Phys>]) {
+        let with_phys: Vec<usize> = (0..drafts.len()).filter(|&i| phys[i].is_some()).collect();
+        let items: Vec<Keyed> = with_phys
+            .iter()
+            .filter_map(|&i| phys[i].as_ref())
+            .map(|p| Keyed {
+                segs: p.key(),
+                kind: 0,
+            })
+            .collect();
+        for (x, y) in nesting_pairs(&items, Pairing::All) {
+            let (i, j) = (with_phys[x.min(y)], with_phys[x.max(y)]);
+            let (a, b) = (&drafts[i], &drafts[j]);
+            let (Some(pa), Some(pb)) = (&phys[i], &phys[j]) else {
+                continue;
+            };
+            let Some(rel) = pa.overlap(pb) else { continue };
+            self.err(
+                format!("{}.remote_path", b.origin),
+                format!(
+                    "remote location {} {rel} {} of target `{}` ({})",
+                    b.target.location(),
+                    a.target.location(),
+                    a.target.name,
+                    a.origin
+                ),
+                "give every target its own remote prefix, e.g. `{org}/{project}/{env}/<name>`",
+            );
+        }
+    }
+
+    /// A local remote directory inside any synced directory (or around it)
+    /// would sync into itself.
+    fn remote_dirs_in_synced_dirs(&mut self, drafts: &[Draft], phys: &[Option<Phys>]) {
+        // Kind 0: synced directories (index i); kind 1: remote directories (index n + i).
+        let n = drafts.len();
+        let mut items: Vec<Keyed> = drafts
+            .iter()
+            .map(|d| Keyed {
+                segs: path_segments(&d.target.local_path),
+                kind: 0,
+            })
+            .collect();
+        let mut dir_of: Vec<usize> = Vec::new();
+        for (i, p) in phys.iter().enumerate() {
+            if let Some(Phys::Dir(dir)) = p {
+                items.push(Keyed {
+                    segs: path_segments(dir),
+                    kind: 1,
+                });
+                dir_of.push(i);
             }
         }
-        // A local remote directory inside any synced directory (or around it) would sync into itself.
-        if let Some(Phys::Dir(dir)) = &phys[j] {
-            for other in drafts {
-                let lp = &other.target.local_path;
-                if dir.starts_with(lp) || lp.starts_with(dir) {
-                    self.err(
-                        format!("{}.remote_path", b.origin),
-                        format!(
-                            "remote directory {} overlaps the synced directory {} of target `{}`",
-                            dir.display(),
-                            lp.display(),
-                            other.target.name
-                        ),
-                        "put the local remote's `path_prefix` outside every synced directory",
-                    );
-                }
-            }
+        let mut found: Vec<(usize, usize)> = nesting_pairs(&items, Pairing::AcrossKinds)
+            .into_iter()
+            .map(|(x, y)| {
+                let (local, remote) = if x < n { (x, y) } else { (y, x) };
+                (dir_of[remote - n], local)
+            })
+            .collect();
+        found.sort_unstable();
+        for (j, local) in found {
+            let (b, other) = (&drafts[j], &drafts[local]);
+            let Some(Phys::Dir(dir)) = &phys[j] else {
+                continue;
+            };
+            self.err(
+                format!("{}.remote_path", b.origin),
+                format!(
+                    "remote directory {} overlaps the synced directory {} of target `{}`",
+                    dir.display(),
+                    other.target.local_path.display(),
+                    other.target.name
+                ),
+                "put the local remote's `path_prefix` outside every synced directory",
+            );
         }
-        if let (Some(ws), Some(p)) = (ws, &phys[j]) {
+    }
+
+    /// A remote location outside the workspace's `{org}/{project}/{env}`
+    /// could be written by another workspace: a warning.
+    fn outside_workspace(&mut self, b: &Draft, p: Option<&Phys>, ws: Option<&Workspace>) {
+        if let (Some(ws), Some(p)) = (ws, p) {
             let segs = p.segments();
             let want = [ws.org.as_str(), ws.project.as_str(), ws.env.as_str()];
             if !segs.windows(3).any(|w| w == want) {
@@ -153,6 +199,12 @@ impl Resolver<'_> {
             }
         }
     }
+}
+
+fn path_segments(p: &Path) -> Vec<String> {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// Where a target's bytes physically live, for the nesting checks: crypt
@@ -195,6 +247,18 @@ impl Phys {
                 }
             }
             _ => None,
+        }
+    }
+
+    /// A sort key in which nesting is a prefix: the store (or `dir`) first.
+    fn key(&self) -> Vec<String> {
+        match self {
+            Phys::Store { store, segs } => std::iter::once(format!("store:{store}"))
+                .chain(segs.iter().cloned())
+                .collect(),
+            Phys::Dir(p) => std::iter::once("dir:".to_string())
+                .chain(path_segments(p))
+                .collect(),
         }
     }
 

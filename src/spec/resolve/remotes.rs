@@ -3,12 +3,13 @@
 //! with the loop check). A remote with errors resolves to `None` so targets
 //! using it do not pile up follow-on errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Resolver, unknown_remote_hint};
-use crate::spec::defaults::{CLOUDFLARE_S3_REGION, DEFAULT_S3_REGION};
+use crate::spec::defaults::{CLOUDFLARE_S3_REGION, DEFAULT_S3_REGION, MAX_CRYPT_NESTING};
 use crate::spec::model::*;
 use crate::spec::raw::*;
+use crate::spec::redact::{mask_userinfo, split_userinfo};
 
 impl Resolver<'_> {
     /// Every remote, `None` where it had errors (so targets using it do not
@@ -18,6 +19,7 @@ impl Resolver<'_> {
         raw: &BTreeMap<String, RawRemote>,
     ) -> BTreeMap<String, Option<RemoteSpec>> {
         let mut out = BTreeMap::new();
+        let loops = CryptLoops::new(raw);
         for (name, r) in raw {
             let before = self.errors.len();
             let field = format!("persistence.remotes.{name}");
@@ -25,7 +27,7 @@ impl Resolver<'_> {
                 RawRemoteType::S3 => self.s3_remote(&field, name, r).map(RemoteKind::S3),
                 RawRemoteType::Local => self.local_remote(&field, r).map(RemoteKind::Local),
                 RawRemoteType::Crypt => self
-                    .crypt_remote(&field, name, r, raw)
+                    .crypt_remote(&field, name, r, raw, &loops)
                     .map(RemoteKind::Crypt),
             };
             let spec = kind
@@ -36,7 +38,71 @@ impl Resolver<'_> {
                 });
             out.insert(name.clone(), spec);
         }
+        self.wire_crypt(&mut out);
         out
+    }
+
+    /// Give each crypt remote a copy of the remote it wraps, innermost
+    /// first: one walk down each chain, each remote filled once (not one
+    /// pass over every remote per remote, which was quadratic). Loops were
+    /// refused above; a chain deeper than [`MAX_CRYPT_NESTING`] is refused
+    /// here, which also bounds the nested copies.
+    fn wire_crypt(&mut self, out: &mut BTreeMap<String, Option<RemoteSpec>>) {
+        fn inner_of(out: &BTreeMap<String, Option<RemoteSpec>>, name: &str) -> Option<String> {
+            match out.get(name) {
+                Some(Some(RemoteSpec {
+                    kind: RemoteKind::Crypt(c),
+                    ..
+                })) => Some(c.wrap_remote.clone()),
+                _ => None,
+            }
+        }
+        let mut depth: HashMap<String, usize> = HashMap::new();
+        let names: Vec<String> = out.keys().cloned().collect();
+        for start in &names {
+            let mut chain: Vec<String> = Vec::new();
+            let mut cur = start.clone();
+            while !depth.contains_key(&cur) && chain.len() <= names.len() {
+                match inner_of(out, &cur) {
+                    Some(inner) => {
+                        chain.push(cur);
+                        cur = inner;
+                    }
+                    None => {
+                        depth.insert(cur, 0);
+                        break;
+                    }
+                }
+            }
+            for name in chain.iter().rev() {
+                let Some(inner) = inner_of(out, name) else {
+                    continue;
+                };
+                let d = depth.get(&inner).copied().unwrap_or(0) + 1;
+                depth.insert(name.clone(), d);
+                if d > MAX_CRYPT_NESTING {
+                    if d == MAX_CRYPT_NESTING + 1 {
+                        self.err(
+                            format!("persistence.remotes.{name}.wrap_remote"),
+                            format!(
+                                "crypt remotes wrap each other more than {MAX_CRYPT_NESTING} deep"
+                            ),
+                            "wrap the s3 or local remote directly; one crypt layer encrypts everything",
+                        );
+                    }
+                    out.insert(name.clone(), None);
+                    continue;
+                }
+                let wrapped = out.get(&inner).cloned().flatten().map(Box::new);
+                if let Some(Some(RemoteSpec {
+                    kind: RemoteKind::Crypt(c),
+                    ..
+                })) = out.get_mut(name)
+                {
+                    c.wrapped = wrapped;
+                }
+            }
+        }
     }
 
     fn option(&mut self, field: &str, r: &RawRemote, key: &str) -> Option<String> {
@@ -143,6 +209,23 @@ impl Resolver<'_> {
                 e.trim_end_matches('/').to_string()
             } else {
                 format!("https://{}", e.trim_end_matches('/'))
+            }
+        });
+        // `http://user:password@host`: S3 signs with the access key and
+        // never uses userinfo, and every message quoting the URL would
+        // print the password. Dropped, with a warning that does not quote it.
+        let endpoint = endpoint.map(|e| match split_userinfo(&e) {
+            (bare, None) => bare,
+            (bare, Some(_)) => {
+                self.warn(
+                    format!("{field}.options.endpoint"),
+                    format!(
+                        "the endpoint carries a user name and password (`{}`), which S3 does not use; they are left out",
+                        mask_userinfo(&e)
+                    ),
+                    "remove `user:password@` from the endpoint; S3 credentials go in access_key_id / secret_access_key (or RCLONE_S3_ACCESS_KEY_ID / RCLONE_S3_SECRET_ACCESS_KEY)",
+                );
+                bare
             }
         });
         if let Some(e) = &endpoint
@@ -266,8 +349,9 @@ impl Resolver<'_> {
         name: &str,
         r: &RawRemote,
         all: &BTreeMap<String, RawRemote>,
+        loops: &CryptLoops<'_>,
     ) -> Option<CryptRemote> {
-        let wrap = self.crypt_wrap(field, name, r, all);
+        let wrap = self.crypt_wrap(field, name, r, all, loops);
         let Some(c) = &r.crypt else {
             self.err(
                 format!("{field}.crypt"),
@@ -301,7 +385,10 @@ impl Resolver<'_> {
             .map(Secret::new);
         Some(CryptRemote {
             wrap_remote: wrap?,
+            wrapped: None,
             wrap_path,
+            password_env: c.password_env.clone(),
+            password2_env: c.password2_env.clone(),
             password,
             salt,
             filename_encryption: match c
@@ -325,6 +412,7 @@ impl Resolver<'_> {
         name: &str,
         r: &RawRemote,
         all: &BTreeMap<String, RawRemote>,
+        loops: &CryptLoops<'_>,
     ) -> Option<String> {
         match &r.wrap_remote {
             None => {
@@ -352,26 +440,15 @@ impl Resolver<'_> {
                 );
                 None
             }
-            Some(w) => {
-                // Follow the chain; report a loop once, at its smallest member.
-                let mut chain = vec![name.to_string()];
-                let mut cur = w.clone();
-                let mut looped = false;
-                while let Some(next) = all.get(&cur) {
-                    if chain.contains(&cur) {
-                        looped = cur == name;
-                        break;
-                    }
-                    chain.push(cur.clone());
-                    match (next.kind, &next.wrap_remote) {
-                        (Some(RawRemoteType::Crypt), Some(n)) => cur = n.clone(),
-                        _ => break,
-                    }
-                }
-                if looped {
-                    let members = &chain;
-                    if members.iter().min().is_some_and(|m| m == name) {
-                        chain.push(name.to_string());
+            Some(w) => match loops.cycle_of(name) {
+                None => Some(w.clone()),
+                Some(cycle) => {
+                    // Reported once, at the loop's smallest member.
+                    if cycle.iter().min().is_some_and(|m| *m == name) {
+                        let at = cycle.iter().position(|m| *m == name).unwrap_or(0);
+                        let mut chain: Vec<&str> =
+                            cycle[at..].iter().chain(&cycle[..at]).copied().collect();
+                        chain.push(name);
                         self.err(
                             format!("{field}.wrap_remote"),
                             format!(
@@ -382,10 +459,65 @@ impl Resolver<'_> {
                         );
                     }
                     None
-                } else {
-                    Some(w.clone())
                 }
-            }
+            },
         }
+    }
+}
+
+/// The loops among crypt remotes (`a` wraps `b` wraps `a`), found in one
+/// pass over the chains (each remote is visited once), so a spec with
+/// thousands of remotes is checked in linear time.
+pub(super) struct CryptLoops<'a> {
+    /// Loop members -> index into `cycles`.
+    member: HashMap<&'a str, usize>,
+    /// Each loop's members in wrapping order.
+    cycles: Vec<Vec<&'a str>>,
+}
+
+impl<'a> CryptLoops<'a> {
+    pub(super) fn new(all: &'a BTreeMap<String, RawRemote>) -> Self {
+        // What a crypt remote wraps (a self-wrap is reported on its own).
+        let next = |name: &str| -> Option<&'a str> {
+            let (key, r) = all.get_key_value(name)?;
+            match (r.kind, r.wrap_remote.as_deref()) {
+                (Some(RawRemoteType::Crypt), Some(w)) if w != key.as_str() => {
+                    all.get_key_value(w).map(|(k, _)| k.as_str())
+                }
+                _ => None,
+            }
+        };
+        let mut done: HashSet<&str> = HashSet::new();
+        let mut out = CryptLoops {
+            member: HashMap::new(),
+            cycles: Vec::new(),
+        };
+        for start in all.keys() {
+            let mut path: Vec<&str> = Vec::new();
+            let mut on_path: HashMap<&str, usize> = HashMap::new();
+            let mut cur = Some(start.as_str());
+            while let Some(c) = cur {
+                if done.contains(c) {
+                    break;
+                }
+                if let Some(&at) = on_path.get(c) {
+                    let cycle = path[at..].to_vec();
+                    for m in &cycle {
+                        out.member.insert(m, out.cycles.len());
+                    }
+                    out.cycles.push(cycle);
+                    break;
+                }
+                on_path.insert(c, path.len());
+                path.push(c);
+                cur = next(c);
+            }
+            done.extend(path);
+        }
+        out
+    }
+
+    fn cycle_of(&self, name: &str) -> Option<&[&'a str]> {
+        self.member.get(name).map(|&i| self.cycles[i].as_slice())
     }
 }

@@ -6,9 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::{LocalEntry, Resolver, unknown_remote_hint};
-use crate::spec::defaults::{DEFAULT_INTERVAL, DEFAULT_PRIORITY, MIN_INTERVAL};
+use super::values::fmt_duration;
+use super::{LocalEntry, Resolver, list_names, unknown_remote_hint};
+use crate::spec::defaults::{
+    DEFAULT_INTERVAL, DEFAULT_PRIORITY, MAX_INTERVAL, MAX_PRIORITY, MIN_INTERVAL,
+};
 use crate::spec::expand::{normalize, resolve_local_path};
 use crate::spec::filter::Excludes;
 use crate::spec::model::*;
@@ -135,18 +139,8 @@ impl Resolver<'_> {
         let remote = self.target_remote(inputs, &e);
         let remote_path = self.remote_path(inputs, &e, remote.flatten());
         let direction = self.direction(&e);
-        let interval = self.duration(&format!("{o}.interval"), e.interval, DEFAULT_INTERVAL);
-        if interval < MIN_INTERVAL {
-            self.err(
-                format!("{o}.interval"),
-                format!(
-                    "{} is below the minimum of {}",
-                    humantime::format_duration(interval),
-                    humantime::format_duration(MIN_INTERVAL)
-                ),
-                "set `interval: 10` or more (whole seconds, or a duration such as `30s`, `5m`); file changes are picked up from events anyway",
-            );
-        }
+        let interval = self.interval(&format!("{o}.interval"), e.interval);
+        let priority = self.priority(&format!("{o}.priority"), e.priority);
         let excludes = self.excludes(&e);
         let transfers = self.count(&format!("{o}.transfers"), e.transfers, inputs.transfers);
         let checkers = self.count(&format!("{o}.checkers"), e.checkers, inputs.checkers);
@@ -169,13 +163,60 @@ impl Resolver<'_> {
                 remote_path,
                 direction,
                 interval,
-                priority: e.priority.unwrap_or(DEFAULT_PRIORITY),
+                priority,
                 excludes,
                 transfers,
                 checkers,
                 bwlimit,
             },
         })
+    }
+
+    /// `interval`: from [`MIN_INTERVAL`] to [`MAX_INTERVAL`] (default
+    /// [`DEFAULT_INTERVAL`]).
+    fn interval(&mut self, field: &str, v: Option<&NumOrStr>) -> Duration {
+        let interval = self.duration(field, v, DEFAULT_INTERVAL);
+        if interval < MIN_INTERVAL {
+            self.err(
+                field,
+                format!(
+                    "{} is below the minimum of {}",
+                    fmt_duration(interval),
+                    fmt_duration(MIN_INTERVAL)
+                ),
+                "set `interval: 10` or more (whole seconds, or a duration such as `30s`, `5m`); file changes are picked up from events anyway",
+            );
+        } else if interval > MAX_INTERVAL {
+            self.err(
+                field,
+                format!(
+                    "{} is above the maximum of {}",
+                    fmt_duration(interval),
+                    fmt_duration(MAX_INTERVAL)
+                ),
+                "use at most `7d`; file changes are picked up from events anyway, the interval is only a safety net",
+            );
+            return DEFAULT_INTERVAL;
+        }
+        interval
+    }
+
+    /// `priority`: 0 ..= [`MAX_PRIORITY`] (default [`DEFAULT_PRIORITY`]).
+    fn priority(&mut self, field: &str, v: Option<u32>) -> u32 {
+        match v {
+            Some(p) if p > MAX_PRIORITY => {
+                self.err(
+                    field,
+                    format!("{p} is above the maximum of {MAX_PRIORITY}"),
+                    format!(
+                        "use 0 to {MAX_PRIORITY}; lower runs first (default {DEFAULT_PRIORITY})"
+                    ),
+                );
+                DEFAULT_PRIORITY
+            }
+            Some(p) => p,
+            None => DEFAULT_PRIORITY,
+        }
     }
 
     /// The local directory, recorded for the nesting check; never `/`.
@@ -224,7 +265,7 @@ impl Resolver<'_> {
                     format!("target `{}` has no remote", e.name),
                     format!(
                         "add `remote: <name>` here or set `persistence.default_remote` (defined remotes: {})",
-                        inputs.remote_names.join(", ")
+                        list_names(&inputs.remote_names)
                     ),
                 );
                 None
@@ -268,9 +309,18 @@ impl Resolver<'_> {
     }
 
     /// `exclude:` compiled; every bad glob is reported.
+    /// Compiling globs is most of the cost of a big spec, and targets
+    /// usually share their `exclude` lists: each distinct list is compiled
+    /// once per load.
     fn excludes(&mut self, e: &Entry<'_>) -> Excludes {
+        if let Some(x) = self.compiled_excludes.get(e.exclude) {
+            return x.clone();
+        }
         match Excludes::new(e.exclude.to_vec()) {
-            Ok(x) => x,
+            Ok(x) => {
+                self.compiled_excludes.insert(e.exclude.to_vec(), x.clone());
+                x
+            }
             Err(bad) => {
                 for b in bad {
                     self.err(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Resolver;
+use crate::spec::defaults::{MAX_BWLIMIT_BYTES_PER_SEC, MAX_PARALLEL};
 use crate::spec::error::Diagnostic;
 use crate::spec::expand::{
     ExpandError, Invalid, expand_vars, parse_bwlimit, parse_duration, resolve_local_path,
@@ -102,6 +103,42 @@ impl Resolver<'_> {
         }
     }
 
+    /// A duration that must lie in `min ..= max`; out of range is reported
+    /// against `field` (with the range) and the default is used instead.
+    pub(super) fn duration_in(
+        &mut self,
+        field: &str,
+        v: Option<&NumOrStr>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Duration {
+        let d = self.duration(field, v, default);
+        if (min..=max).contains(&d) {
+            return d;
+        }
+        let side = if d < min {
+            "below the minimum"
+        } else {
+            "above the maximum"
+        };
+        self.err(
+            field,
+            format!(
+                "{} is {side} of {}",
+                fmt_duration(d),
+                fmt_duration(if d < min { min } else { max })
+            ),
+            format!(
+                "use a duration from {} to {} (default {})",
+                fmt_duration(min),
+                fmt_duration(max),
+                fmt_duration(default)
+            ),
+        );
+        default
+    }
+
+    /// A count (`transfers`, `checkers`) in `1 ..= MAX_PARALLEL`.
     pub(super) fn count(&mut self, field: &str, v: Option<u64>, default: usize) -> usize {
         match v {
             None => default,
@@ -113,7 +150,15 @@ impl Resolver<'_> {
                 );
                 default
             }
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) if n > MAX_PARALLEL as u64 => {
+                self.err(
+                    field,
+                    format!("{n} is above the maximum of {MAX_PARALLEL}"),
+                    format!("set it from 1 to {MAX_PARALLEL} (default {default}) or remove it"),
+                );
+                default
+            }
+            Some(n) => usize::try_from(n).unwrap_or(default),
         }
     }
 
@@ -126,6 +171,19 @@ impl Resolver<'_> {
         match v {
             None => default,
             Some(v) => match parse_bwlimit(v) {
+                Ok(b)
+                    if [b.up, b.down]
+                        .iter()
+                        .flatten()
+                        .any(|r| r.get() > MAX_BWLIMIT_BYTES_PER_SEC) =>
+                {
+                    self.err(
+                        field,
+                        format!("`{v}` is above the maximum of 1T (1 TiB/s)"),
+                        "use a rate such as `10M` (MiB/s), or `off` for no limit",
+                    );
+                    default
+                }
                 Ok(b) => b,
                 Err(inv) => {
                     self.invalid(field, inv);
@@ -134,4 +192,9 @@ impl Resolver<'_> {
             },
         }
     }
+}
+
+/// `90s`, `5m`, `7days`: a duration as users write it.
+pub(super) fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }

@@ -87,22 +87,13 @@ impl Exec<'_> {
         }
     }
 
-    /// Whether the manifest still has identity `rid` (one conditional GET on
-    /// S3, a stat of a local file on local remotes): then no other coltecd
-    /// wrote this target since this host last saw it.
+    /// Whether the manifest still has identity `rid` (one HEAD on S3, a
+    /// stat of a local file on local remotes): then no other coltecd wrote
+    /// this target since this host last saw it. Not a conditional GET: a
+    /// server that ignores `If-None-Match` on GET (s3s-fs) answers 200 to
+    /// an unchanged manifest, and a HEAD's ETag is compared on every server.
     pub(in crate::sync) async fn manifest_unchanged(&self, rid: &str) -> Result<bool, SyncError> {
         let op = &self.op;
-        if op.info().capability().read_with_if_none_match {
-            return match self
-                .net(op.read_with(MANIFEST_KEY).if_none_match(rid))
-                .await?
-            {
-                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(true),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(self.remote_err("checking the manifest", e)),
-                Ok(_) => Ok(false),
-            };
-        }
         match self.net(op.stat(MANIFEST_KEY)).await? {
             Ok(m) => Ok(object_rid(&m) == rid),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -110,18 +101,30 @@ impl Exec<'_> {
         }
     }
 
-    /// Copy `key` into this pass's trash dir (if the trash is enabled).
-    pub(super) async fn trash(&self, key: &str) -> Result<(), FileErr> {
+    /// Copy `key` into this pass's trash dir (if the trash is enabled);
+    /// returns the copy's key.
+    pub(super) async fn trash(&self, key: &str) -> Result<Option<String>, FileErr> {
         if self.inner.spec.safety.trash_retention.is_zero() {
-            return Ok(());
+            return Ok(None);
         }
         self.gate()?;
         let to = format!("{TRASH_PREFIX}{}/{key}", self.stamp);
         match self.net(self.op.copy(key, &to)).await? {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Some(to)),
             // Already gone behind our back: nothing to keep.
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ferr("cannot move the old version to the trash", e)),
+        }
+    }
+
+    /// Drop a trash copy whose original was not replaced after all (its
+    /// write was refused): the trash holds only what was replaced.
+    pub(super) async fn untrash(&self, copy: Option<String>) {
+        let Some(copy) = copy else { return };
+        if let Ok(Err(e)) = self.net(self.op.delete(&copy)).await
+            && e.kind() != ErrorKind::NotFound
+        {
+            tracing::warn!(target_name = self.name(), key = %copy, error = %e, "cannot remove a trash copy of a version that was not replaced");
         }
     }
 

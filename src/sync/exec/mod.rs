@@ -14,6 +14,9 @@
 //! - `settle`: would-be conflicts of equal content become adoptions.
 //! - `apply`: running a plan's actions, checkpointing the base.
 //! - `upload`: storing local files on the remote, deleting remote ones.
+//! - `snapshot`: a consistent in-memory copy of a small local file.
+//! - `guard`: conditional data writes (`If-Match` / `If-None-Match`, or a
+//!   compare just before the write) and what a refused one becomes.
 //! - `download`: fetching remote files into the root, local deletes and
 //!   conflict copies.
 //! - `control`: coltecd's control objects: the manifest, its dirty marker,
@@ -22,8 +25,10 @@
 mod apply;
 mod control;
 mod download;
+mod guard;
 mod reconcile;
 mod settle;
+mod snapshot;
 mod upload;
 
 use std::future::IntoFuture;
@@ -45,6 +50,9 @@ enum FileErr {
     File(String),
     /// Not started because the pass is stopping.
     Skipped,
+    /// The remote object is not the version this pass expected (a
+    /// conditional write was refused): another writer changed it.
+    RemoteChanged,
 }
 
 impl From<SyncError> for FileErr {

@@ -28,6 +28,8 @@ pub(in crate::sync) struct RemoteView {
     pub(in crate::sync) manifest_rid: Option<String>,
     /// `.coltec/manifest.dirty` is present.
     pub(in crate::sync) dirty_marker: bool,
+    /// The listing gave the manifest no ETag (s3s-fs): its identity needs a HEAD.
+    manifest_listed_without_etag: bool,
 }
 
 /// A listed object neither the manifest nor the base knows.
@@ -57,6 +59,7 @@ impl RemoteView {
         }
         if key == MANIFEST_KEY {
             self.manifest_rid = Some(object_rid(&meta));
+            self.manifest_listed_without_etag = meta.etag().is_none();
             return None;
         }
         if key == DIRTY_KEY {
@@ -100,7 +103,8 @@ impl RemoteView {
             self.entries.insert(rel, RemoteEntry::from_base(k));
             return None;
         }
-        self.manifest_stale = true;
+        // Not stale yet: an object the listing could not identify (no ETag)
+        // may still be the one the manifest lists (see `confirm_unknown`).
         Some(Unknown {
             rel,
             key,
@@ -114,6 +118,34 @@ impl RemoteView {
             },
             listed_mtime: lm,
         })
+    }
+}
+
+/// An object the listing could not identify (no ETag in the listing, as on
+/// s3s-fs), checked against the manifest and the base by what the HEAD or
+/// GET told: the same ETag, or the same link target, is the same object.
+/// Returns the entry to use and whether the manifest already lists it; only
+/// what still differs makes the manifest stale.
+fn confirm_unknown(
+    manifest: &Manifest,
+    base: &BaseMap,
+    rel: &str,
+    e: RemoteEntry,
+) -> (RemoteEntry, bool) {
+    let same = |k: &&crate::sync::state::BaseEntry| {
+        k.kind == e.kind
+            && k.size == e.size
+            && match e.kind {
+                Kind::File => k.rid == e.rid,
+                Kind::Symlink => e.link.is_some() && k.link == e.link,
+            }
+    };
+    match manifest.files.get(rel).filter(same) {
+        Some(k) => (RemoteEntry::from_base(k), true),
+        None => match base.get(rel).filter(same) {
+            Some(k) => (RemoteEntry::from_base(k), false),
+            None => (e, false),
+        },
     }
 }
 
@@ -131,12 +163,26 @@ impl Exec<'_> {
         if manifest.files.len() != view.entries.len() + unknown.len() {
             view.manifest_stale = true;
         }
+        // The manifest's identity is its ETag (what writing it and checking
+        // it with a HEAD see); a listing without ETags (s3s-fs) needs a HEAD.
+        if view.manifest_listed_without_etag && self.ctx.local_dir.is_none() {
+            match self.net(self.op.stat(MANIFEST_KEY)).await? {
+                Ok(m) => view.manifest_rid = Some(object_rid(&m)),
+                Err(e) if e.kind() == ErrorKind::NotFound => view.manifest_rid = None,
+                Err(e) => return Err(self.remote_err("reading the manifest's identity", e)),
+            }
+        }
         for c in self.check_unknown(unknown).await? {
             match c {
                 Ok((rel, e)) => {
+                    let (e, in_manifest) = confirm_unknown(&manifest, base, &rel, e);
+                    view.manifest_stale |= !in_manifest;
                     view.entries.insert(rel, e);
                 }
-                Err((path, reason)) => view.problems.push(FailedFile { path, reason }),
+                Err((path, reason)) => {
+                    view.manifest_stale = true;
+                    view.problems.push(FailedFile { path, reason });
+                }
             }
         }
         Ok(view)
@@ -198,6 +244,9 @@ impl Exec<'_> {
         match entry.kind {
             Kind::File if self.ctx.user_metadata => match self.net(self.op.stat(&key)).await {
                 Ok(Ok(m)) => {
+                    if let Some(etag) = m.etag() {
+                        entry.rid = etag.to_string();
+                    }
                     if let Some(um) = m.user_metadata() {
                         if let Some(t) = um.get("mtime").and_then(layout::parse_mtime) {
                             entry.mtime_ns = Some(t);

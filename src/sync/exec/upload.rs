@@ -1,16 +1,23 @@
 //! Writing to the remote: storing a local file or symlink as its object
-//! (multipart for files, aborted when the pass is cancelled or fenced, with
-//! a torn-read check at the end) and deleting remote objects. The old
-//! version of anything overwritten or deleted goes to the trash first.
+//! and deleting remote objects. Files up to [`snapshot::SNAPSHOT_MAX`] are
+//! stored from a consistent in-memory copy (one PUT); larger ones are
+//! streamed (multipart, aborted when the pass is cancelled or fenced, with
+//! a torn-read check at the end). Every write carries the version it
+//! expects (see `guard`). The old version of anything overwritten or
+//! deleted goes to the trash right before the write that replaces it, so
+//! an attempt that fails first (a file changed while being read, a refused
+//! condition) leaves no trash copy.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use opendal::ErrorKind;
 use tokio::io::AsyncReadExt;
 
 use super::apply::Done;
+use super::guard::{Expect, conditioned, refused};
+use super::snapshot::{self, changed_while_read};
 use super::{Exec, FileErr, blocking, ferr, object_rid};
 use crate::sync::SyncError;
 use crate::sync::kind::Kind;
@@ -28,12 +35,8 @@ const READ_BUF: usize = 256 * 1024;
 /// How long aborting an upload may take.
 const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn changed_while_read() -> FileErr {
-    FileErr::File("changed while being read; retried next pass".into())
-}
-
-/// Whether `md` is still the regular file the scan saw as `l`.
-fn same_as_scanned(md: &std::fs::Metadata, l: &LocalEntry) -> bool {
+/// Whether `md` is still the regular file `l` describes.
+fn same_as(md: &std::fs::Metadata, l: &LocalEntry) -> bool {
     md.is_file()
         && md.len() == l.size
         && md
@@ -41,6 +44,29 @@ fn same_as_scanned(md: &std::fs::Metadata, l: &LocalEntry) -> bool {
             .saturating_mul(1_000_000_000)
             .saturating_add(md.mtime_nsec())
             == l.mtime_ns
+}
+
+/// The entry of an opened regular file.
+fn entry_of(md: &std::fs::Metadata) -> LocalEntry {
+    use std::os::unix::fs::PermissionsExt;
+    LocalEntry {
+        kind: Kind::File,
+        size: md.len(),
+        mtime_ns: md
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec()),
+        mode: md.permissions().mode() & 0o7777,
+        link: None,
+    }
+}
+
+/// One write about to be made: its key, what it expects there, and
+/// whether it replaces an object whose old version goes to the trash.
+struct Put<'a> {
+    key: &'a str,
+    expect: Expect,
+    trash: bool,
 }
 
 impl Exec<'_> {
@@ -53,7 +79,9 @@ impl Exec<'_> {
         })
     }
 
-    /// Store one local entry as `rel`'s object; returns the new base.
+    /// Store one local entry as `rel`'s object over `replaces` (what the
+    /// pass believes the remote holds); returns the new base. The entry
+    /// stored is the file as it is when read, which may be newer than `l`.
     pub(super) async fn upload(
         &self,
         rel: &str,
@@ -62,41 +90,77 @@ impl Exec<'_> {
         d: &mut Done,
     ) -> Result<BaseEntry, FileErr> {
         let key = key_for(rel, l.kind);
-        if let Some(r) = replaces
-            && r.kind == l.kind
-        {
-            self.trash(&key).await?;
-        }
+        let put = Put {
+            key: &key,
+            expect: self.expect_for(replaces, l.kind),
+            trash: replaces.is_some_and(|r| r.kind == l.kind),
+        };
         self.gate()?;
-        let meta = match l.kind {
-            Kind::Symlink => self.upload_symlink(&key, l, d).await?,
-            Kind::File => self.upload_file(rel, &key, l, d).await?,
+        let (meta, stored) = match l.kind {
+            Kind::Symlink => (self.upload_symlink(&put, l, d).await?, l.clone()),
+            Kind::File => self.upload_file(rel, &put, d).await?,
         };
         d.uploaded += 1;
         d.remote_changed = true;
-        let rid = self.stored_rid(&key, l, &meta).await;
+        let rid = self.stored_rid(&key, &stored, &meta).await;
         // A kind change (file <-> symlink) leaves the old object behind.
         if let Some(r) = replaces
             && r.kind != l.kind
         {
-            self.delete_remote(&key_for(rel, r.kind)).await?;
+            self.delete_remote(&key_for(rel, r.kind), Some(r)).await?;
         }
-        Ok(BaseEntry::from_local(l, rid))
+        Ok(BaseEntry::from_local(&stored, rid))
+    }
+
+    /// Right before the write that replaces `put.key`: check the version
+    /// (local remotes) and keep the old one in the trash. Returns the trash
+    /// copy made, to be dropped again if the write is refused.
+    async fn before_replace(&self, put: &Put<'_>) -> Result<Option<String>, FileErr> {
+        self.precheck(put.key, &put.expect).await?;
+        let trashed = if put.trash {
+            self.trash(put.key).await?
+        } else {
+            None
+        };
+        self.gate()?;
+        Ok(trashed)
+    }
+
+    /// The outcome of a write: a refused condition drops the trash copy
+    /// taken for it (nothing was replaced) and becomes
+    /// [`FileErr::RemoteChanged`].
+    async fn after_write(
+        &self,
+        put: &Put<'_>,
+        trashed: Option<String>,
+        r: opendal::Result<opendal::Metadata>,
+    ) -> Result<opendal::Metadata, FileErr> {
+        match r {
+            Ok(m) => Ok(m),
+            Err(e) if refused(&e, &put.expect) => {
+                self.untrash(trashed).await;
+                Err(FileErr::RemoteChanged)
+            }
+            Err(e) => Err(ferr("upload failed", e)),
+        }
     }
 
     /// A symlink's object holds its target (what `rclone --links` writes).
     async fn upload_symlink(
         &self,
-        key: &str,
+        put: &Put<'_>,
         l: &LocalEntry,
         d: &mut Done,
     ) -> Result<opendal::Metadata, FileErr> {
         let target = l.link.clone().unwrap_or_default();
-        let mut w = self.op.write_with(key, target.clone().into_bytes());
+        let trashed = self.before_replace(put).await?;
+        let mut w = self.op.write_with(put.key, target.clone().into_bytes());
         if let Some(um) = self.user_metadata(l) {
             w = w.user_metadata(um);
         }
-        let m = self.net(w).await?.map_err(|e| ferr("upload failed", e))?;
+        let w = conditioned!(w, self, &put.expect);
+        let r = self.net(w).await?;
+        let m = self.after_write(put, trashed, r).await?;
         d.bytes_up += target.len() as u64;
         self.observer.bytes(target.len() as u64);
         Ok(m)
@@ -130,32 +194,80 @@ impl Exec<'_> {
         object_rid(meta)
     }
 
+    /// Store the file at `rel`: small files from a consistent snapshot,
+    /// larger ones streamed. Returns what was stored.
     async fn upload_file(
         &self,
         rel: &str,
-        key: &str,
-        l: &LocalEntry,
+        put: &Put<'_>,
+        d: &mut Done,
+    ) -> Result<(opendal::Metadata, LocalEntry), FileErr> {
+        let path = self.root.join(rel);
+        if let Some((body, now)) = snapshot::take(path.clone()).await? {
+            let m = self.put_snapshot(put, body, &now, d).await?;
+            return Ok((m, now));
+        }
+        self.stream_file(&path, put, d).await
+    }
+
+    /// One PUT of a snapshot.
+    async fn put_snapshot(
+        &self,
+        put: &Put<'_>,
+        body: Bytes,
+        now: &LocalEntry,
         d: &mut Done,
     ) -> Result<opendal::Metadata, FileErr> {
-        let path = self.root.join(rel);
-        let mut file = open_unchanged(&path, l).await?;
+        let n = body.len();
+        self.inner.limits.bytes(Dir::Up, n, self.cancel).await?;
+        let trashed = self.before_replace(put).await?;
+        let mut w = self.op.write_with(put.key, body);
+        if let Some(um) = self.user_metadata(now) {
+            w = w.user_metadata(um);
+        }
+        let w = conditioned!(w, self, &put.expect);
+        let r = self.net(w).await?;
+        let m = self.after_write(put, trashed, r).await?;
+        d.bytes_up += n as u64;
+        self.observer.bytes(n as u64);
+        Ok(m)
+    }
+
+    /// Stream a large file (multipart); the condition is checked when the
+    /// upload completes.
+    async fn stream_file(
+        &self,
+        path: &Path,
+        put: &Put<'_>,
+        d: &mut Done,
+    ) -> Result<(opendal::Metadata, LocalEntry), FileErr> {
+        let (mut file, now) = open_file(path).await?;
         let mut opts = self
             .op
-            .writer_with(key)
+            .writer_with(put.key)
             .chunk(CHUNK)
             .concurrent(UPLOAD_CONCURRENCY);
-        if let Some(um) = self.user_metadata(l) {
+        if let Some(um) = self.user_metadata(&now) {
             opts = opts.user_metadata(um);
         }
+        let opts = conditioned!(opts, self, &put.expect);
         let mut w = self
             .net(opts)
             .await?
             .map_err(|e| ferr("upload failed", e))?;
-        if let Err(e) = self.send_file(&mut file, &path, &mut w, l, d).await {
-            // Nothing half-written stays: multipart uploads are aborted.
-            abort_writer(&mut w).await;
-            return Err(e);
-        }
+        let sent = self.send_file(&mut file, path, &mut w, &now, d).await;
+        let trashed = match sent {
+            Ok(()) => self.before_replace(put).await,
+            Err(e) => Err(e),
+        };
+        let trashed = match trashed {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing half-written stays: multipart uploads are aborted.
+                abort_writer(&mut w).await;
+                return Err(e);
+            }
+        };
         let closed = tokio::select! {
             r = w.close() => r,
             _ = self.cancel.cancelled() => {
@@ -167,11 +279,12 @@ impl Exec<'_> {
                 return Err(self.gate_closed().into());
             }
         };
-        closed.map_err(|e| ferr("upload failed", e))
+        let m = self.after_write(put, trashed, closed).await?;
+        Ok((m, now))
     }
 
     /// Stream `file` into `w` within the bandwidth and request budgets,
-    /// then check the file is still exactly what was scanned.
+    /// then check the file is still exactly `l`, what was opened.
     async fn send_file(
         &self,
         file: &mut tokio::fs::File,
@@ -208,20 +321,36 @@ impl Exec<'_> {
             d.bytes_up += n as u64;
             self.observer.bytes(n as u64);
         }
-        // Torn-read check: the file must still be exactly what was scanned.
+        // Torn-read check: the file must still be exactly what was opened.
         let md = file.metadata().await.map_err(|e| ferr("cannot stat", e))?;
         let path_md = tokio::fs::symlink_metadata(path)
             .await
             .map_err(|_| changed_while_read())?;
-        if sent != l.size || !same_as_scanned(&md, l) || !same_as_scanned(&path_md, l) {
+        if sent != l.size || !same_as(&md, l) || !same_as(&path_md, l) {
             return Err(changed_while_read());
         }
-        self.gate()?;
         Ok(())
     }
 
-    /// Delete a remote object (its old version goes to the trash first).
-    pub(super) async fn delete_remote(&self, key: &str) -> Result<(), FileErr> {
+    /// Delete a remote object that should still be `was` (compared just
+    /// before; its old version goes to the trash first).
+    pub(super) async fn delete_remote(
+        &self,
+        key: &str,
+        was: Option<&RemoteEntry>,
+    ) -> Result<(), FileErr> {
+        let expect = match was {
+            Some(r) => self.expect_for(Some(r), r.kind),
+            None => Expect::Anything,
+        };
+        if let Expect::Version(v) = &expect {
+            match self.found_rid(key).await? {
+                // Already gone: nothing to delete.
+                None => return Ok(()),
+                Some(f) if f == *v => {}
+                Some(_) => return Err(FileErr::RemoteChanged),
+            }
+        }
         self.trash(key).await?;
         self.gate()?;
         match self.net(self.op.delete(key)).await? {
@@ -232,9 +361,9 @@ impl Exec<'_> {
     }
 }
 
-/// Open `path` (never through a final symlink) when it still is what the
-/// scan saw as `l`.
-async fn open_unchanged(path: &Path, l: &LocalEntry) -> Result<tokio::fs::File, FileErr> {
+/// Open the regular file at `path` (never through a final symlink) and
+/// take its entry: what a streamed upload stores.
+async fn open_file(path: &Path) -> Result<(tokio::fs::File, LocalEntry), FileErr> {
     let file = tokio::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW)
@@ -248,10 +377,10 @@ async fn open_unchanged(path: &Path, l: &LocalEntry) -> Result<tokio::fs::File, 
             }
         })?;
     let md = file.metadata().await.map_err(|e| ferr("cannot stat", e))?;
-    if !same_as_scanned(&md, l) {
+    if !md.is_file() {
         return Err(changed_while_read());
     }
-    Ok(file)
+    Ok((file, entry_of(&md)))
 }
 
 /// Abort an upload (removes its multipart parts), bounded in time: it runs

@@ -5,7 +5,10 @@
 //! - [`Mode::Down`]: "network down": close every connection without an
 //!   answer (also requests already in flight);
 //! - [`Mode::StripConditional`]: "backend ignores conditional writes": drop
-//!   `If-None-Match` / `If-Match` request headers before forwarding.
+//!   `If-None-Match` / `If-Match` request headers before forwarding (and
+//!   re-sign the request, see `sigv4::resign`);
+//! - [`Mode::Stall`]: "the remote hangs": accept, never answer (also
+//!   requests already in flight), until the mode changes or the proxy stops.
 //!
 //! In every mode but `StripConditional`, conditional writes (`If-None-Match`
 //! / `If-Match`) are forwarded one at a time. moto checks a precondition and
@@ -39,6 +42,7 @@ pub enum Mode {
     Pass = 0,
     Down = 1,
     StripConditional = 2,
+    Stall = 3,
 }
 
 impl Mode {
@@ -46,6 +50,7 @@ impl Mode {
         match v {
             1 => Mode::Down,
             2 => Mode::StripConditional,
+            3 => Mode::Stall,
             _ => Mode::Pass,
         }
     }
@@ -212,10 +217,18 @@ fn rewrite_head(head: &str, strip_conditions: bool) -> String {
     out
 }
 
+/// While the mode is [`Mode::Stall`], hold on (poll every 50 ms).
+async fn stall_while(sh: &Shared) {
+    while mode(sh) == Mode::Stall {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
     if mode(sh) == Mode::Down {
         return None;
     }
+    stall_while(sh).await;
     let (head, mut body) = read_head(&mut client).await?;
     if header_value(&head, "transfer-encoding").is_some() {
         // Not needed by opendal's S3 requests; refuse rather than mis-frame.
@@ -248,7 +261,13 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
     if m == Mode::Down {
         return None;
     }
-    let req_head = rewrite_head(&head, m == Mode::StripConditional);
+    let mut req_head = rewrite_head(&head, m == Mode::StripConditional);
+    if m == Mode::StripConditional {
+        // The preconditions were signed: a signature-checking server must see
+        // the stripped request as the client's own, as from a server that
+        // simply ignores them.
+        req_head = super::sigv4::resign(&req_head, super::s3::SECRET_KEY, super::s3::REGION);
+    }
     let conditional = m != Mode::StripConditional
         && (header_value(&head, "if-none-match").is_some()
             || header_value(&head, "if-match").is_some())
@@ -283,6 +302,7 @@ async fn handle(mut client: TcpStream, sh: &Shared) -> Option<()> {
             return None;
         }
     }
+    stall_while(sh).await;
     // Cut off mid-request: the request may have reached the server, the
     // answer never reaches the client (the ambiguous case).
     if mode(sh) == Mode::Down {

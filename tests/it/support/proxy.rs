@@ -2,7 +2,8 @@
 //!
 //! Sits between opendal and moto: every request is recorded (method + target)
 //! so tests can assert "no LIST / no HEAD / no PUT", and the first N requests
-//! can be answered with `503 SlowDown` to exercise retries. Each connection
+//! can be answered with `503 SlowDown` to exercise retries, or every request
+//! a rule picks with `500 InternalError` ([`Proxy::fail_when`]). Each connection
 //! carries exactly one request (responses say `Connection: close`), which
 //! keeps the framing trivial.
 
@@ -20,6 +21,9 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// Answered with an injected 503.
     pub faulted: bool,
+    /// The server's answer to a POST (e.g. CreateMultipartUpload's
+    /// `<UploadId>`), filled in once it arrived; empty for other methods.
+    pub reply: String,
 }
 
 impl Seen {
@@ -41,10 +45,14 @@ impl Seen {
     }
 }
 
+/// Picks the requests answered with `500 InternalError`.
+type Rule = Arc<Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>>;
+
 pub struct Proxy {
     pub endpoint: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     fail_next: Arc<AtomicU32>,
+    rule: Rule,
 }
 
 impl Proxy {
@@ -55,13 +63,14 @@ impl Proxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let fail_next = Arc::new(AtomicU32::new(0));
-        let (s2, f2) = (seen.clone(), fail_next.clone());
+        let rule: Rule = Arc::new(Mutex::new(None));
+        let (s2, f2, r2) = (seen.clone(), fail_next.clone(), rule.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (up, s3, f3) = (upstream.clone(), s2.clone(), f2.clone());
+                let (up, s3, f3, r3) = (upstream.clone(), s2.clone(), f2.clone(), r2.clone());
                 std::thread::spawn(move || {
-                    let _ = handle(conn, &up, &s3, &f3);
+                    let _ = handle(conn, &up, &s3, &f3, &r3);
                 });
             }
         });
@@ -69,7 +78,18 @@ impl Proxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             seen,
             fail_next,
+            rule,
         }
+    }
+
+    /// Answer every request `rule` picks with `500 InternalError` (until
+    /// [`Proxy::clear_rule`]).
+    pub fn fail_when(&self, rule: impl Fn(&Seen) -> bool + Send + 'static) {
+        *self.rule.lock().unwrap() = Some(Box::new(rule));
+    }
+
+    pub fn clear_rule(&self) {
+        *self.rule.lock().unwrap() = None;
     }
 
     /// Answer the next `n` requests with 503.
@@ -91,6 +111,7 @@ fn handle(
     upstream: &str,
     seen: &Mutex<Vec<Seen>>,
     fail_next: &AtomicU32,
+    rule: &Rule,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
@@ -146,18 +167,33 @@ fn handle(
     let fault = fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    seen.lock().unwrap().push(Seen {
+    let mut this = Seen {
         method: method.clone(),
         target: target.clone(),
         headers: headers.clone(),
         faulted: fault,
-    });
+        reply: String::new(),
+    };
+    let ruled = !fault && rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
+    this.faulted |= ruled;
+    let index = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(this);
+        seen.len() - 1
+    };
     let mut client = conn;
-    if fault {
-        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>";
+    if fault || ruled {
+        let (status, code) = if ruled {
+            ("500 Internal Server Error", "InternalError")
+        } else {
+            ("503 Service Unavailable", "SlowDown")
+        };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected</Message></Error>"
+        );
         write!(
             client,
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )?;
         client.flush()?;
@@ -177,6 +213,11 @@ fn handle(
     up.flush()?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
+    if method == "POST"
+        && let Some(s) = seen.lock().unwrap().get_mut(index)
+    {
+        s.reply = String::from_utf8_lossy(&resp).into_owned();
+    }
     // Make sure the client does not reuse this connection.
     if let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
         let head = String::from_utf8_lossy(&resp[..pos]).to_string();

@@ -6,9 +6,15 @@
 //! - `passes`: what runs when (debounce, interval, priority, flush,
 //!   `sync --now`, file-event fallbacks).
 //! - `failures`: what happens after a failed pass, by its disposition.
+//! - `stopping`: the stop inside its budget: events of before the stop,
+//!   full scans where events were lost, a hanging pass abandoned in time.
+//! - `outage`: what `status` says while passes fail, and the resume when
+//!   the write gate re-opens.
 
 mod failures;
+mod outage;
 mod passes;
+mod stopping;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,8 +31,9 @@ use crate::daemon::status::{
     DaemonState, DaemonStatus, Health, STATUS_SCHEMA, Source, StatusLeases, TargetStatus,
     WatchModeState, WatchState, unix_now,
 };
-use crate::daemon::watcher::WatchMsg;
-use crate::sync::{PassReport, SyncError};
+use crate::daemon::watcher::{DrainRequest, WatchMsg};
+use crate::remote::{GateController, gate};
+use crate::sync::{FailedFile, PassReport, SyncError};
 
 /// Records passes (with the virtual instant each started); the next
 /// passes fail with the scripted errors, the others succeed.
@@ -37,12 +44,26 @@ struct Recorder {
     script: Mutex<VecDeque<SyncError>>,
     /// Files every full pass reports as uploaded.
     full_uploads: Mutex<u64>,
+    /// The next passes report these files (relative) as failed.
+    failed_files: Mutex<VecDeque<Vec<String>>>,
+    /// Passes of these targets never finish unless cancelled...
+    hang: Mutex<Vec<String>>,
+    /// ...and then not even then (a remote that swallows the abort).
+    ignore_cancel: Mutex<bool>,
 }
 
 impl Recorder {
     /// The next pass fails with `e`.
     fn fail_next(&self, e: SyncError) {
         self.script.lock().unwrap().push_back(e);
+    }
+
+    /// The next pass reports `files` as failed.
+    fn fail_files_next(&self, files: &[&str]) {
+        self.failed_files
+            .lock()
+            .unwrap()
+            .push_back(files.iter().map(|f| f.to_string()).collect());
     }
 
     fn calls(&self) -> Vec<(String, Scope)> {
@@ -68,7 +89,7 @@ impl SyncSeam for Recorder {
         &self,
         target: &str,
         scope: Scope,
-        _cancel: CancellationToken,
+        cancel: CancellationToken,
         _progress: Arc<PassProgress>,
     ) -> BoxFuture<'static, PassResult> {
         let uploaded = match scope {
@@ -78,11 +99,29 @@ impl SyncSeam for Recorder {
         self.calls.lock().unwrap().push((target.to_string(), scope));
         self.started_at.lock().unwrap().push(Instant::now());
         let failure = self.script.lock().unwrap().pop_front();
+        let failed = self.failed_files.lock().unwrap().pop_front();
+        let hang = self.hang.lock().unwrap().iter().any(|t| t == target);
+        let deaf = *self.ignore_cancel.lock().unwrap();
         Box::pin(async move {
+            if hang {
+                if deaf {
+                    std::future::pending::<()>().await;
+                }
+                cancel.cancelled().await;
+                return Err(Arc::new(SyncError::Cancelled));
+            }
             match failure {
                 Some(e) => Err(Arc::new(e)),
                 None => Ok(PassReport {
                     uploaded,
+                    failed: failed
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|path| FailedFile {
+                            path,
+                            reason: "changed while being read".into(),
+                        })
+                        .collect(),
                     ..PassReport::default()
                 }),
             }
@@ -122,6 +161,7 @@ fn board(names: &[&str]) -> Arc<Board> {
         leases: StatusLeases {
             writes_allowed: true,
             fenced_reason: None,
+            renew_every_secs: None,
             detail: Vec::new(),
         },
         targets: names
@@ -140,6 +180,7 @@ fn board(names: &[&str]) -> Arc<Board> {
                 last_success_at: None,
                 last_attempt_at: None,
                 last_error: None,
+                failing_since: None,
                 pending_files: 0,
                 pending_bytes: 0,
                 oldest_pending_at: None,
@@ -153,12 +194,14 @@ fn board(names: &[&str]) -> Arc<Board> {
                 last_remote_change_at: None,
             })
             .collect(),
+        stop: None,
     }))
 }
 
 fn info(name: &str, priority: u32) -> TargetInfo {
     TargetInfo {
         name: name.into(),
+        root: "/x".into(),
         priority,
         interval: Duration::from_secs(600),
         writes_remote: true,
@@ -190,11 +233,27 @@ struct Harness {
     reload_tx: mpsc::Sender<Tunables>,
     tunables: Tunables,
     shutdown: CancellationToken,
+    /// Stop without flushing (the lease is lost).
+    skip_flush: CancellationToken,
     ready: oneshot::Receiver<Result<(), TargetFailure>>,
     task: tokio::task::JoinHandle<SchedulerExit>,
+    /// The fake watcher sends these when asked to drain, before it
+    /// answers: events still queued when the stop came.
+    queued_at_stop: Arc<Mutex<Vec<WatchMsg>>>,
+    /// The fake watcher never answers a drain (a stuck watcher).
+    drain_stuck: Arc<Mutex<bool>>,
+    /// Drain requests the fake watcher got.
+    drains: Arc<Mutex<u32>>,
+    /// The write gate the scheduler watches.
+    gate: GateController,
 }
 
 impl Harness {
+    /// Queue `msg` where the stop's drain finds it.
+    fn queue_at_stop(&self, msg: WatchMsg) {
+        self.queued_at_stop.lock().unwrap().push(msg);
+    }
+
     async fn change(&self, path: &str, size: u64) {
         self.watch_tx
             .send(WatchMsg::Changed {
@@ -235,14 +294,26 @@ fn harness(infos: Vec<TargetInfo>, first_failures: Vec<SyncError>) -> Harness {
     let (watch_tx, watch_rx) = mpsc::channel(16);
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (reload_tx, reload_rx) = mpsc::channel(1);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(sched.run(
-        watch_rx,
-        cmd_rx,
-        reload_rx,
-        shutdown.clone(),
-        CancellationToken::new(),
+    let (drain_tx, drain_rx) = mpsc::channel(1);
+    let (gate_ctl, gate_rx) = gate();
+    let queued_at_stop = Arc::new(Mutex::new(Vec::new()));
+    let drain_stuck = Arc::new(Mutex::new(false));
+    let drains = Arc::new(Mutex::new(0));
+    tokio::spawn(fake_watcher(
+        drain_rx,
+        watch_tx.clone(),
+        (queued_at_stop.clone(), drain_stuck.clone(), drains.clone()),
     ));
+    let shutdown = CancellationToken::new();
+    let skip_flush = CancellationToken::new();
+    let inputs = Inputs {
+        watch: watch_rx,
+        commands: cmd_rx,
+        reload: reload_rx,
+        drain: drain_tx,
+        gate: Some(gate_rx),
+    };
+    let task = tokio::spawn(sched.run(inputs, shutdown.clone(), skip_flush.clone()));
     Harness {
         rec,
         board,
@@ -251,7 +322,35 @@ fn harness(infos: Vec<TargetInfo>, first_failures: Vec<SyncError>) -> Harness {
         reload_tx,
         tunables,
         shutdown,
+        skip_flush,
         ready,
         task,
+        queued_at_stop,
+        drain_stuck,
+        drains,
+        gate: gate_ctl,
+    }
+}
+
+type FakeWatcherState = (Arc<Mutex<Vec<WatchMsg>>>, Arc<Mutex<bool>>, Arc<Mutex<u32>>);
+
+/// Answers drain requests the way the watcher does: the events still
+/// queued go out first, then the answer (or never, when stuck).
+async fn fake_watcher(
+    mut drain_rx: mpsc::Receiver<DrainRequest>,
+    watch_tx: mpsc::Sender<WatchMsg>,
+    (queued, stuck, drains): FakeWatcherState,
+) {
+    while let Some(reply) = drain_rx.recv().await {
+        *drains.lock().unwrap() += 1;
+        let msgs = std::mem::take(&mut *queued.lock().unwrap());
+        for m in msgs {
+            let _ = watch_tx.send(m).await;
+        }
+        if *stuck.lock().unwrap() {
+            // Keep the request open, never answer it.
+            std::future::pending::<()>().await;
+        }
+        let _ = reply.send(());
     }
 }

@@ -1,11 +1,20 @@
 //! The supervisor: one daemon's life from lock to exit.
 //!
-//! Order: state-dir lock → pidfile → credentials check → leases + engine →
-//! control socket → watcher + scheduler (first full pass of every target)
-//! → ready. Then named workers run until a stop (signal, control socket,
-//! `init`'s child exiting) or a critical error (lease definitively lost):
-//! the scheduler flushes, the workers are cancelled and joined, the lease is
-//! released, the final status is written. Nothing is detached.
+//! Order: state-dir lock → pidfile → unpushed changes of a previous run
+//! kept as conflict copies → credentials check → leases + engine → control
+//! socket → watcher + scheduler (first full pass of every target) → ready.
+//! Then named workers run until a stop (signal, control socket, `init`'s
+//! child exiting) or a critical error (lease definitively lost). The whole
+//! stop fits one budget, `flush_deadline` ([`StopBudget`]): the scheduler
+//! collects the events of before the stop and flushes, the deferred
+//! manifests are written, the workers are cancelled and joined, the lease
+//! is released, each in its slice; the final status is written. Nothing is
+//! detached.
+//!
+//! A stop because the lease was taken over cannot flush (it would overwrite
+//! the new holder): the changes it leaves unpushed are named in the log,
+//! the exit message and the status file, and recorded so the next start
+//! keeps them as conflict copies (`unpushed`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,23 +24,20 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::ready::{Readiness, ReadyMsg};
-use super::scheduler::{
-    Board, Scheduler, SchedulerCommand, SchedulerExit, TargetFailure, TargetInfo, Tunables,
-    Unflushed,
-};
+use super::scheduler::{Board, Inputs, Scheduler, SchedulerExit, TargetFailure, TargetInfo};
 use super::seam::{Seams, error_chain, fail, fail_from};
 use super::status::{self, DaemonState, DaemonStatus, unix_now};
-use super::watcher::WatchMsg;
+use super::stop_budget::StopBudget;
 use super::workers::{self, WorkerEnd, WorkerKind, WorkerSetup};
-use super::{control, pidfile, sdnotify};
+use super::{control, pidfile, sdnotify, unpushed};
 use crate::error::{ExitStatus, Fail};
 use crate::spec::Spec;
 
 use crate::state_dir::{StateDir, StateDirError, StateLock};
 
-/// How long stopping may spend writing deferred manifests (after the
-/// flush deadline, before the lease release).
-const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
+mod stop;
+
+use stop::{finish_manifests, join_workers, release_and_record, report_unflushed};
 
 /// How to run a daemon.
 pub struct Options {
@@ -80,6 +86,7 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 
     let board = Arc::new(Board::new(initial_status(&spec)));
     let _ = status::write_file(state.path(), &board.snapshot());
+    unpushed::keep_at_start(&spec, &state, &board).await;
 
     // Missing credentials are never silently ignored: fail now, naming
     // the variables (the error does; it never carries a value).
@@ -94,15 +101,15 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
         Arc::new(move || board.activity())
     });
 
-    let result = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
+    let (result, budget) = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
 
-    release_and_record(&seams, &board, &state).await;
+    release_and_record(&seams, &board, &state, budget).await;
     let _ = std::fs::remove_file(control::socket_path(state.path()));
     sdnotify::notify("STOPPING=1");
     drop(pid_guard);
     drop(lock);
     match &result {
-        Ok(_) => tracing::info!("coltecd daemon stopped"),
+        Ok(_) => tracing::info!(stop_took = ?budget.elapsed(), "coltecd daemon stopped"),
         Err(f) => {
             tracing::error!(error = %format!("{:#}", f.report), "coltecd daemon stopped on an error")
         }
@@ -143,24 +150,6 @@ async fn lock_state_dir(state: &StateDir, opts: &mut Options) -> Result<Option<S
     }
 }
 
-/// Release the lease whatever happened (after a flush, after a failed
-/// start, after a lost lease: the keeper frees the prefixes it still
-/// holds), then leave the final status for `coltecd status`.
-async fn release_and_record(seams: &Seams, board: &Board, state: &StateDir) {
-    match tokio::time::timeout(Duration::from_secs(5), seams.lease.release()).await {
-        Ok(Ok(())) => tracing::info!("lease released"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %error_chain(&e), "releasing the lease failed; it will expire after its TTL")
-        }
-        Err(_) => tracing::warn!("releasing the lease timed out; it will expire after its TTL"),
-    }
-    let mut last = board.snapshot().as_stopped(unix_now());
-    last.updated_at = unix_now();
-    if let Err(e) = status::write_file(state.path(), &last) {
-        tracing::warn!(error = %e, "cannot write the final status file");
-    }
-}
-
 fn initial_status(spec: &Spec) -> DaemonStatus {
     let mut s = super::status_for_spec(spec, DaemonState::Running);
     s.pid = Some(std::process::id());
@@ -170,48 +159,57 @@ fn initial_status(spec: &Spec) -> DaemonStatus {
 
 /// The supervisor's view while the daemon serves: the exit it will report,
 /// and whether readiness is still to come.
-struct Watch {
-    outcome: Result<ExitStatus, Fail>,
-    ready_pending: bool,
-    shutdown: CancellationToken,
+pub(super) struct Watch {
+    pub(super) outcome: Result<ExitStatus, Fail>,
+    pub(super) ready_pending: bool,
+    pub(super) shutdown: CancellationToken,
     /// Cancelled when the lease is lost or nothing was synced yet: stop
     /// without flushing.
-    lease_lost: CancellationToken,
+    pub(super) lease_lost: CancellationToken,
+    /// The lease keeper reported the lease definitively lost.
+    pub(super) lost_lease: bool,
 }
 
 impl Watch {
     /// Keep the first failure as the daemon's exit.
-    fn failed(&mut self, f: Fail) {
+    pub(super) fn failed(&mut self, f: Fail) {
         if self.outcome.is_ok() {
             self.outcome = Err(f);
         }
     }
 }
 
+/// Serve until stopped, then stop within the budget (all but the lease
+/// release, which the caller does in what is left of it).
 async fn serve(
     spec: Arc<Spec>,
     state: &StateDir,
     board: Arc<Board>,
     seams: Seams,
     opts: &mut Options,
-) -> Result<ExitStatus, Fail> {
+) -> (Result<ExitStatus, Fail>, StopBudget) {
     let shutdown = opts.shutdown.clone();
     // Workers other than the scheduler stop only after the flush, so the
     // lease keeps being renewed and `status` keeps answering meanwhile.
     let workers_cancel = CancellationToken::new();
     let lease_lost = CancellationToken::new();
-    let listener = control::bind(state.path()).map_err(|e| {
-        fail(
-            ExitStatus::Failure,
-            format!(
-                "cannot create the control socket in {}: {e}",
-                state.path().display()
-            ),
-        )
-    })?;
+    let listener = match control::bind(state.path()) {
+        Ok(l) => l,
+        Err(e) => {
+            let f = fail(
+                ExitStatus::Failure,
+                format!(
+                    "cannot create the control socket in {}: {e}",
+                    state.path().display()
+                ),
+            );
+            return (Err(f), StopBudget::starting_now(spec.daemon.flush_deadline));
+        }
+    };
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (watch_tx, watch_rx) = mpsc::channel(1024);
     let (reload_tx, reload_rx) = mpsc::channel(1);
+    let (drain_tx, drain_rx) = mpsc::channel(1);
     let setup = WorkerSetup {
         spec: spec.clone(),
         board: board.clone(),
@@ -219,26 +217,30 @@ async fn serve(
         state_dir: state.path().to_path_buf(),
         listener,
         commands: cmd_tx,
-        watch: watch_tx,
+        watch: (watch_tx, drain_rx),
         signals: opts.handle_signals.then(|| (shutdown.clone(), reload_tx)),
     };
     let mut workers = workers::spawn_all(setup, &workers_cancel);
-
-    let (ready_rx, sched_task) = spawn_scheduler(
-        &spec,
-        &seams,
-        board,
-        (watch_rx, cmd_rx, reload_rx),
-        &shutdown,
-        &lease_lost,
-    );
+    let inputs = Inputs {
+        watch: watch_rx,
+        commands: cmd_rx,
+        reload: reload_rx,
+        drain: drain_tx,
+        gate: Some(seams.lease.gate()),
+    };
+    let (ready_rx, sched_task) =
+        spawn_scheduler(&spec, &seams, board.clone(), inputs, &shutdown, &lease_lost);
     let mut w = Watch {
         outcome: Ok(ExitStatus::Ok),
         ready_pending: true,
         shutdown,
         lease_lost,
+        lost_lease: false,
     };
     let exit = supervise(&spec, opts, &mut w, &mut workers, ready_rx, sched_task).await;
+    let budget = exit
+        .budget
+        .unwrap_or_else(|| StopBudget::starting_now(spec.daemon.flush_deadline));
     if w.ready_pending {
         w.failed(fail(
             ExitStatus::Failure,
@@ -252,35 +254,19 @@ async fn serve(
         ));
     }
     if !w.ready_pending && !w.lease_lost.is_cancelled() {
-        finish_manifests(&seams).await;
-    }
-    log_unflushed(&exit.unflushed);
-    workers_cancel.cancel();
-    while let Some(end) = workers.join_next().await {
-        if let Ok((kind, Err(e))) = end {
-            tracing::warn!(worker = %kind, error = %error_chain(&e), "worker ended with an error during shutdown");
-            if kind == WorkerKind::Lease {
-                w.failed(fail_from(&e));
-            }
+        if exit.abandoned_pass {
+            tracing::warn!(
+                "deferred manifests not written: a pass was abandoned; the remote keeps its dirty marker"
+            );
+        } else {
+            finish_manifests(&seams, budget).await;
         }
     }
-    if !exit.unflushed.is_empty() {
-        let n: usize = exit.unflushed.iter().map(|(_, p)| p.len()).sum();
-        w.failed(fail(
-            ExitStatus::PartialFailure,
-            format!(
-                "{n} changed file(s) could not be flushed before the deadline (listed in the log)"
-            ),
-        ));
-    }
-    w.outcome
+    workers_cancel.cancel();
+    join_workers(&mut workers, &mut w, budget).await;
+    report_unflushed(&mut w, &exit.unflushed, state, &board);
+    (w.outcome, budget)
 }
-
-type SchedulerInputs = (
-    mpsc::Receiver<WatchMsg>,
-    mpsc::Receiver<SchedulerCommand>,
-    mpsc::Receiver<Tunables>,
-);
 
 /// Start the scheduler (its first full passes begin at once); it answers
 /// readiness on the returned receiver.
@@ -288,7 +274,7 @@ fn spawn_scheduler(
     spec: &Spec,
     seams: &Seams,
     board: Arc<Board>,
-    (watch_rx, cmd_rx, reload_rx): SchedulerInputs,
+    inputs: Inputs,
     shutdown: &CancellationToken,
     lease_lost: &CancellationToken,
 ) -> (
@@ -300,6 +286,7 @@ fn spawn_scheduler(
         .iter()
         .map(|t| TargetInfo {
             name: t.name.clone(),
+            root: t.local_path.clone(),
             priority: t.priority,
             interval: t.interval,
             writes_remote: t.direction.writes_remote(),
@@ -313,13 +300,7 @@ fn spawn_scheduler(
         workers::tunables(spec),
         ready_tx,
     );
-    let task = tokio::spawn(sched.run(
-        watch_rx,
-        cmd_rx,
-        reload_rx,
-        shutdown.clone(),
-        lease_lost.clone(),
-    ));
+    let task = tokio::spawn(sched.run(inputs, shutdown.clone(), lease_lost.clone()));
     (ready_rx, task)
 }
 
@@ -385,6 +366,7 @@ fn on_worker_end(w: &mut Watch, end: Option<Result<WorkerEnd, tokio::task::JoinE
         Some(Ok((kind, Err(e)))) => {
             tracing::error!(worker = %kind, error = %error_chain(&e), "critical failure; stopping");
             if kind == WorkerKind::Lease {
+                w.lost_lease = true;
                 w.lease_lost.cancel();
             }
             w.failed(fail_from(&e));
@@ -399,31 +381,5 @@ fn on_worker_end(w: &mut Watch, end: Option<Result<WorkerEnd, tokio::task::JoinE
             w.shutdown.cancel();
         }
         None => {}
-    }
-}
-
-/// The lease is still renewed here (its worker stops later), so the gate is
-/// open for the deferred manifest writes. Bounded: running out of time here
-/// (the future is dropped) only leaves the dirty marker, never a manifest
-/// that would be trusted while wrong.
-async fn finish_manifests(seams: &Seams) {
-    let finish = seams.sync.finish(CancellationToken::new());
-    match tokio::time::timeout(FINISH_TIMEOUT, finish).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %error_chain(&e), "deferred manifest write failed; the remote keeps its dirty marker")
-        }
-        Err(_) => {
-            tracing::warn!("deferred manifest write timed out; the remote keeps its dirty marker")
-        }
-    }
-}
-
-fn log_unflushed(unflushed: &Unflushed) {
-    for (target, paths) in unflushed {
-        tracing::warn!(target_name = %target, files = paths.len(), "changes NOT flushed before exit");
-        for p in paths {
-            tracing::warn!(target_name = %target, path = %p.display(), "not flushed");
-        }
     }
 }
