@@ -67,9 +67,11 @@
 //! - `walk`: discovering targets with delimiter listings.
 //! - `view`: one target's entry from its lease record and control objects;
 //!   filtering, sorting and the table.
-//! - `gc`: `fleet gc`.
+//! - `gc`: `fleet gc`: the walk, the removals, the report.
+//! - `gc_rules`: what gc may remove, per kind of object (pure, tested).
 
 pub mod gc;
+mod gc_rules;
 pub mod view;
 pub mod walk;
 
@@ -122,6 +124,8 @@ pub enum FleetError {
     },
     #[error("remote '{0}' is of type crypt, which the fleet view cannot read")]
     Crypt(String),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
 }
 
 impl HasExitStatus for FleetError {
@@ -130,6 +134,7 @@ impl HasExitStatus for FleetError {
             FleetError::Remote(e) => e.exit_status(),
             FleetError::Unreachable { .. } => ExitStatus::Remote,
             FleetError::Crypt(_) => ExitStatus::InvalidSpec,
+            FleetError::Lease(e) => e.exit_status(),
         }
     }
 }

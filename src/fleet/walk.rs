@@ -70,10 +70,21 @@ fn name_in<'a>(dir: &str, path: &'a str) -> &'a str {
 /// Requests in flight at once (listings of one level, per-target reads).
 pub const CONCURRENCY: usize = 16;
 
-/// What one directory of the walk turned out to be.
-enum Visited {
-    Target(FoundTarget),
-    Descend(Vec<String>),
+/// What one directory of the walk turned out to be, and whether its
+/// `.coltec/` holds nested-lease markers (`nested/`).
+struct Visited {
+    dir: String,
+    target: Option<FoundTarget>,
+    descend: Vec<String>,
+    nested: bool,
+}
+
+/// Everything the walk found: the targets, and the directories whose
+/// `.coltec/nested/` holds markers (`fleet gc` reads those).
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub targets: Vec<FoundTarget>,
+    pub nested_dirs: Vec<String>,
 }
 
 /// List `dir`; a target when its `.coltec/` says so, else its subdirectories.
@@ -86,8 +97,10 @@ async fn visit(op: &Operator, dir: String, req: &mut Requests) -> Result<Visited
         .collect();
     subdirs.sort();
     let control_dir = format!("{dir}.coltec/");
+    let mut nested = false;
     if subdirs.contains(&control_dir) {
         let control = list_control(op, &control_dir, req).await?;
+        nested = control.iter().any(|c| c.name == "nested/");
         let is_target = control.iter().any(|c| {
             matches!(
                 c.name.as_str(),
@@ -95,12 +108,20 @@ async fn visit(op: &Operator, dir: String, req: &mut Requests) -> Result<Visited
             )
         });
         if is_target {
-            return Ok(Visited::Target(FoundTarget { path: dir, control }));
+            return Ok(Visited {
+                dir: dir.clone(),
+                target: Some(FoundTarget { path: dir, control }),
+                descend: Vec::new(),
+                nested,
+            });
         }
     }
-    Ok(Visited::Descend(
-        subdirs.into_iter().filter(|p| *p != control_dir).collect(),
-    ))
+    Ok(Visited {
+        dir,
+        target: None,
+        descend: subdirs.into_iter().filter(|p| *p != control_dir).collect(),
+        nested,
+    })
 }
 
 /// Every target under the operator's root, breadth first (the directories
@@ -109,8 +130,13 @@ pub async fn find_targets(
     op: &Operator,
     req: &mut Requests,
 ) -> Result<Vec<FoundTarget>, opendal::Error> {
+    Ok(find_all(op, req).await?.targets)
+}
+
+/// [`find_targets`], plus the directories holding nested-lease markers.
+pub async fn find_all(op: &Operator, req: &mut Requests) -> Result<Found, opendal::Error> {
     use futures::StreamExt;
-    let mut found = Vec::new();
+    let mut found = Found::default();
     let mut level = vec![String::new()];
     for _depth in 0..=MAX_DEPTH {
         let results: Vec<(Requests, Result<Visited, opendal::Error>)> =
@@ -127,17 +153,20 @@ pub async fn find_targets(
         for (r, v) in results {
             req.lists = req.lists.saturating_add(r.lists);
             req.gets = req.gets.saturating_add(r.gets);
-            match v? {
-                Visited::Target(t) => found.push(t),
-                Visited::Descend(d) => next.extend(d),
+            let v = v?;
+            if v.nested {
+                found.nested_dirs.push(v.dir);
             }
+            found.targets.extend(v.target);
+            next.extend(v.descend);
         }
         if next.is_empty() {
             break;
         }
         level = next;
     }
-    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found.targets.sort_by(|a, b| a.path.cmp(&b.path));
+    found.nested_dirs.sort();
     Ok(found)
 }
 

@@ -117,6 +117,7 @@ pub use acquire::{acquire, acquire_with_clock};
 pub use error::{HeldBy, LeaseError};
 pub use inspect::{LeaseView, LeaseViewState, inspect};
 pub use keeper::while_held;
+pub(crate) use nested::parse_marker_name;
 pub use observe::Clock;
 pub use record::LeaseRecord;
 pub use set::{HoldState, LeaseSet, LeaseStatus};

@@ -12,6 +12,7 @@ mod daemon;
 mod daemon_sync;
 mod faults_sync;
 mod fleet;
+mod fleet_gc;
 mod hardening_spec;
 mod harness;
 mod install;
