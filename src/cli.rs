@@ -251,6 +251,11 @@ pub enum LeaseCommand {
     /// Take over leases held by another container (that container's writes are then fenced),
     /// print whose they were, and release them so the next `coltecd start` acquires at once.
     Break(LeaseBreakArgs),
+    /// Free this container's leases for the next container: stops a running
+    /// daemon as `stop` does (final flush, then release); without one,
+    /// releases the leases this container holds. Refuses (exit 4) if
+    /// another container holds them: that one frees them, or `lease break --force`.
+    Release(LeaseReleaseArgs),
     /// Acquire this spec's leases and keep renewing them until SIGTERM/SIGINT, then release
     /// (for tests and diagnostics; `coltecd start` does this as part of syncing).
     #[command(hide = true)]
@@ -272,6 +277,17 @@ pub struct LeaseShowArgs {
     /// Only these sync targets (by name; repeat or separate with commas).
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseReleaseArgs {
+    /// How long to wait for a running daemon to flush and exit, in seconds
+    /// (default: as `stop`).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Print the result as JSON (without a running daemon).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

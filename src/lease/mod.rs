@@ -121,6 +121,7 @@ pub(crate) use nested::parse_marker_name;
 pub use observe::Clock;
 pub use record::LeaseRecord;
 pub use set::{HoldState, LeaseSet, LeaseStatus};
+pub use release::{ReleaseOutcome, release_own};
 pub use takeover::{Broken, break_leases};
 
 use crate::spec::{Spec, Target};

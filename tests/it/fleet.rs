@@ -14,7 +14,7 @@ use crate::support::s3_test;
 
 /// A world syncing `data` to `<shared>/fleet/<name>/data` (lease ttl 10s,
 /// the loader's minimum); `extra` goes into `persistence`.
-fn local_world(shared: &std::path::Path, name: &str, extra: &str) -> World {
+pub(crate) fn local_world(shared: &std::path::Path, name: &str, extra: &str) -> World {
     let w = World::new();
     std::fs::create_dir_all(w.path("data")).unwrap();
     w.write_spec(
@@ -28,9 +28,9 @@ fn local_world(shared: &std::path::Path, name: &str, extra: &str) -> World {
     w
 }
 
-const SHORT_LEASE: &str = "  lease:\n    ttl: 10s\n    renew_every: 2s\n";
+pub(crate) const SHORT_LEASE: &str = "  lease:\n    ttl: 10s\n    renew_every: 2s\n";
 
-fn run_as(w: &World, host: &str, args: &[&str]) -> Output {
+pub(crate) fn run_as(w: &World, host: &str, args: &[&str]) -> Output {
     w.cmd().env("HOSTNAME", host).args(args).output().unwrap()
 }
 

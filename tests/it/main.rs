@@ -13,6 +13,7 @@ mod daemon_sync;
 mod faults_sync;
 mod fleet;
 mod fleet_gc;
+mod fleet_release;
 mod hardening_spec;
 mod harness;
 mod install;
