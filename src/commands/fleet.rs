@@ -4,14 +4,14 @@
 //! is unreachable, 3 the spec is invalid.
 
 use crate::cli::{FleetArgs, FleetCommand, FleetGcArgs, FleetListArgs, FleetScope, GlobalArgs};
-use crate::error::{CmdResult, ExitStatus, Fail};
 use crate::daemon::status::human_bytes;
+use crate::error::{CmdResult, ExitStatus, Fail};
 use crate::fleet::gc::{self, GC_SCHEMA, GcItem, GcReport, GcSettings};
 use crate::fleet::{self, FLEET_SCHEMA, FleetReport, GatherOptions, view};
 use crate::lease::Clock;
 use crate::lease::observe::Observations;
-use crate::state_dir::StateDir;
 use crate::spec::{self, RemoteSpec, Spec};
+use crate::state_dir::StateDir;
 
 pub fn run(global: &GlobalArgs, args: &FleetArgs) -> CmdResult {
     crate::logging::init_stderr(global);
@@ -150,7 +150,11 @@ fn render_gc(r: &GcReport) -> String {
     }
     s.push_str(&format!(
         "{}: {} {removed}, {} kept, {} failed\n",
-        if r.dry_run { "fleet gc --dry-run" } else { "fleet gc" },
+        if r.dry_run {
+            "fleet gc --dry-run"
+        } else {
+            "fleet gc"
+        },
         r.removed.len(),
         r.kept.len(),
         r.failed.len()

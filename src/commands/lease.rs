@@ -146,7 +146,9 @@ fn release(global: &GlobalArgs, args: &LeaseReleaseArgs) -> CmdResult {
     if !spec.lease.enabled {
         return Err(Fail::new(
             ExitStatus::Usage,
-            anyhow::anyhow!("leasing is off in this spec (`lease: off`): there is no lease to release"),
+            anyhow::anyhow!(
+                "leasing is off in this spec (`lease: off`): there is no lease to release"
+            ),
         ));
     }
     let state_dir = StateDir::for_spec(&spec);

@@ -98,6 +98,9 @@ pub struct GcReport {
     pub failed: Vec<GcItem>,
 }
 
+/// A lease judged: the verdict, the record, the version read.
+type Judged = (Holder, Option<crate::lease::LeaseRecord>, Option<String>);
+
 /// One remote's collection.
 struct Gc<'a> {
     remote: &'a str,
@@ -184,15 +187,15 @@ impl Gc<'_> {
     }
 
     /// Judge the lease of the target at `path` (below the root).
-    async fn holder(&mut self, path: &str) -> Result<(Holder, Option<crate::lease::LeaseRecord>), FleetError> {
-        let read = self.read(&self.prefix(path, &[".coltec", "lease.json"])).await?;
+    /// Also returns the version judged (`None`: no lease object).
+    async fn holder(&mut self, path: &str) -> Result<Judged, FleetError> {
+        let read = self
+            .read(&self.prefix(path, &[".coltec", "lease.json"]))
+            .await?;
         let location = self.store.display(&self.prefix(path, &[]));
-        Ok(gc_rules::judge_lease(
-            self.obs,
-            &location,
-            read.as_ref(),
-            self.settings.ttl,
-        ))
+        let (holder, rec) =
+            gc_rules::judge_lease(self.obs, &location, read.as_ref(), self.settings.ttl);
+        Ok((holder, rec, read.map(|r| r.0)))
     }
 
     fn push(&mut self, kind: GcKind, path: &str, v: Verdict, objects: u64, bytes: u64) -> bool {
@@ -237,6 +240,14 @@ impl Gc<'_> {
         }
     }
 
+    /// The last removed item turned out to be needed and is back.
+    fn unremove(&mut self, why: String) {
+        if let Some(mut item) = self.report.removed.pop() {
+            item.reason = why;
+            self.report.kept.push(item);
+        }
+    }
+
     /// The markers in `dir/.coltec/nested/`.
     async fn nested_dir(&mut self, dir: &str) -> Result<(), FleetError> {
         let ndir = format!("{dir}.coltec/nested/");
@@ -251,7 +262,7 @@ impl Gc<'_> {
                 continue;
             };
             let target = format!("{dir}{rel}/");
-            let (holder, rec) = self.holder(&target).await?;
+            let (holder, rec, version) = self.holder(&target).await?;
             let verdict = gc_rules::nested_marker(&marker_id, &holder, rec.as_ref());
             let path = format!("{ndir}{name}");
             let size = e.metadata().content_length();
@@ -261,15 +272,19 @@ impl Gc<'_> {
             let body = self.op.read(&path).await.map(|b| b.to_vec());
             self.delete(&path).await;
             // Its writer may have (re)acquired the prefix since we read the
-            // lease: then the marker is needed again.
-            let again = self.read(&self.prefix(&target, &[".coltec", "lease.json"])).await?;
-            let back = again
-                .and_then(|(_, b)| crate::lease::LeaseRecord::parse(&b))
-                .is_some_and(|r| !r.released && r.lease_id == marker_id);
+            // lease (a new version of it): then the marker is needed again.
+            let again = self
+                .read(&self.prefix(&target, &[".coltec", "lease.json"]))
+                .await?;
+            let back = again.is_some_and(|(v, b)| {
+                Some(&v) != version.as_ref()
+                    && crate::lease::LeaseRecord::parse(&b)
+                        .is_some_and(|r| !r.released && r.lease_id == marker_id)
+            });
             if back && let Ok(body) = body {
                 match self.op.write(&path, body).await {
-                    Ok(_) => self.fail(
-                        "kept: its writer acquired the prefix during gc (marker put back)".into(),
+                    Ok(_) => self.unremove(
+                        "its writer acquired the prefix during gc: marker put back".into(),
                     ),
                     Err(e) => self.fail(format!(
                         "its writer acquired the prefix during gc and the marker could not be put back: {e}"
@@ -288,7 +303,7 @@ impl Gc<'_> {
         if !wants {
             return Ok(());
         }
-        let (holder, _) = self.holder(&t.path).await?;
+        let (holder, _, _) = self.holder(&t.path).await?;
         if let Some(c) = t.control.iter().find(|c| c.name == "manifest.dirty") {
             let v = gc_rules::dirty_marker(&holder, t.has("manifest.json"));
             let path = format!("{}{}", t.path, layout::DIRTY_KEY);
@@ -304,7 +319,13 @@ impl Gc<'_> {
             let location = self.store.display(&key);
             let seen = self.obs.observe(&location, &version, self.settings.ttl);
             let path = format!("{}.coltec/{}", t.path, c.name);
-            if self.push(GcKind::Probe, &path, gc_rules::probe(&holder, seen), 1, c.size) {
+            if self.push(
+                GcKind::Probe,
+                &path,
+                gc_rules::probe(&holder, seen),
+                1,
+                c.size,
+            ) {
                 self.delete(&path).await;
             }
         }
@@ -323,7 +344,10 @@ impl Gc<'_> {
         let now = jiff::Timestamp::now();
         for g in gens.iter().filter(|g| g.path().ends_with('/')) {
             let path = g.path().to_string();
-            let name = path.strip_prefix(&tdir).unwrap_or(&path).trim_end_matches('/');
+            let name = path
+                .strip_prefix(&tdir)
+                .unwrap_or(&path)
+                .trim_end_matches('/');
             let age = layout::parse_stamp(name)
                 .and_then(|at| Duration::try_from(now.duration_since(at)).ok());
             let verdict = gc_rules::trash_generation(holder, age, self.settings.trash_retention);

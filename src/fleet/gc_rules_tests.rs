@@ -23,7 +23,10 @@ async fn a_holder_is_gone_only_after_its_lease_is_seen_unchanged_for_a_ttl() {
     let mut obs = Observations::load(tmp.path(), Clock::tokio());
     let r = record("a", false);
     let (h, _) = judge_lease(&mut obs, "loc", Some(&r), TTL);
-    assert!(matches!(h, Holder::Live(_)), "first sighting counts as live");
+    assert!(
+        matches!(h, Holder::Live(_)),
+        "first sighting counts as live"
+    );
     tokio::time::advance(TTL + Duration::from_millis(1)).await;
     let (h, _) = judge_lease(&mut obs, "loc", Some(&r), TTL);
     assert!(matches!(h, Holder::Gone(_)), "{h:?}");
@@ -39,7 +42,10 @@ fn released_absent_and_unreadable_leases() {
     let mut obs = Observations::load(tmp.path(), Clock::boot());
     let (h, _) = judge_lease(&mut obs, "l", Some(&record("a", true)), TTL);
     assert!(matches!(h, Holder::Gone(_)));
-    assert!(matches!(judge_lease(&mut obs, "l", None, TTL).0, Holder::Gone(_)));
+    assert!(matches!(
+        judge_lease(&mut obs, "l", None, TTL).0,
+        Holder::Gone(_)
+    ));
     let junk = ("v".to_string(), b"not json".to_vec());
     assert!(matches!(
         judge_lease(&mut obs, "l", Some(&junk), TTL).0,
@@ -53,14 +59,29 @@ fn a_marker_goes_when_its_writer_no_longer_holds_and_stays_while_it_does() {
     let gone = Holder::Gone("gone".into());
     let parse = |id, rel| crate::lease::LeaseRecord::parse(&record(id, rel).1);
     let mine = parse("a", false);
-    assert!(matches!(nested_marker("a", &live, mine.as_ref()), Verdict::Keep(_)));
-    assert!(matches!(nested_marker("a", &gone, mine.as_ref()), Verdict::Remove(_)));
+    assert!(matches!(
+        nested_marker("a", &live, mine.as_ref()),
+        Verdict::Keep(_)
+    ));
+    assert!(matches!(
+        nested_marker("a", &gone, mine.as_ref()),
+        Verdict::Remove(_)
+    ));
     // Another lease id holds the prefix now (live): the marker is an orphan.
     let other = parse("b", false);
-    assert!(matches!(nested_marker("a", &live, other.as_ref()), Verdict::Remove(_)));
-    assert!(matches!(nested_marker("a", &gone, None), Verdict::Remove(_)));
+    assert!(matches!(
+        nested_marker("a", &live, other.as_ref()),
+        Verdict::Remove(_)
+    ));
+    assert!(matches!(
+        nested_marker("a", &gone, None),
+        Verdict::Remove(_)
+    ));
     let unknown = Holder::Unknown("?".into());
-    assert!(matches!(nested_marker("a", &unknown, None), Verdict::Keep(_)));
+    assert!(matches!(
+        nested_marker("a", &unknown, None),
+        Verdict::Keep(_)
+    ));
 }
 
 #[test]
@@ -79,10 +100,15 @@ fn a_probe_goes_only_once_unchanged_for_a_ttl_under_a_gone_holder() {
         unchanged_for: Duration::ZERO,
         stale_in: TTL,
     };
-    let old = Staleness::Stale { unchanged_for: TTL * 2 };
+    let old = Staleness::Stale {
+        unchanged_for: TTL * 2,
+    };
     assert!(matches!(probe(&gone, fresh), Verdict::Keep(_)));
     assert!(matches!(probe(&gone, old), Verdict::Remove(_)));
-    assert!(matches!(probe(&Holder::Live("l".into()), old), Verdict::Keep(_)));
+    assert!(matches!(
+        probe(&Holder::Live("l".into()), old),
+        Verdict::Keep(_)
+    ));
 }
 
 #[test]
@@ -90,10 +116,25 @@ fn trash_goes_past_its_retention_when_the_daemon_is_gone() {
     let day = Duration::from_secs(86_400);
     let gone = Holder::Gone("gone".into());
     let live = Holder::Live("live".into());
-    assert!(matches!(trash_generation(&gone, Some(8 * day), 7 * day), Verdict::Remove(_)));
-    assert!(matches!(trash_generation(&gone, Some(day), 7 * day), Verdict::Keep(_)));
-    assert!(matches!(trash_generation(&live, Some(8 * day), 7 * day), Verdict::Keep(_)));
-    assert!(matches!(trash_generation(&gone, None, 7 * day), Verdict::Keep(_)));
+    assert!(matches!(
+        trash_generation(&gone, Some(8 * day), 7 * day),
+        Verdict::Remove(_)
+    ));
+    assert!(matches!(
+        trash_generation(&gone, Some(day), 7 * day),
+        Verdict::Keep(_)
+    ));
+    assert!(matches!(
+        trash_generation(&live, Some(8 * day), 7 * day),
+        Verdict::Keep(_)
+    ));
+    assert!(matches!(
+        trash_generation(&gone, None, 7 * day),
+        Verdict::Keep(_)
+    ));
     // Retention 0 (trash off in this spec): nothing is known to be expired.
-    assert!(matches!(trash_generation(&gone, Some(8 * day), Duration::ZERO), Verdict::Keep(_)));
+    assert!(matches!(
+        trash_generation(&gone, Some(8 * day), Duration::ZERO),
+        Verdict::Keep(_)
+    ));
 }

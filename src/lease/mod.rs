@@ -120,8 +120,8 @@ pub use keeper::while_held;
 pub(crate) use nested::parse_marker_name;
 pub use observe::Clock;
 pub use record::LeaseRecord;
-pub use set::{HoldState, LeaseSet, LeaseStatus};
 pub use release::{ReleaseOutcome, release_own};
+pub use set::{HoldState, LeaseSet, LeaseStatus};
 pub use takeover::{Broken, break_leases};
 
 use crate::spec::{Spec, Target};

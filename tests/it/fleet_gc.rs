@@ -168,7 +168,9 @@ fn gc_removes_only_a_crashed_holders_objects(root: Root) {
     // renewing every 2 s, never is.
     eventually("the crashed holder is judged gone", || {
         let v = gc_json(&root, &runner, &["--dry-run"]);
-        locations(&v, "removed").iter().any(|l| l.contains("nested"))
+        locations(&v, "removed")
+            .iter()
+            .any(|l| l.contains("nested"))
     });
     let v = gc_json(&root, &runner, &["--dry-run"]);
     for (key, _) in &objects {
@@ -196,13 +198,17 @@ fn gc_removes_only_a_crashed_holders_objects(root: Root) {
     let kept: Vec<&Value> = v2["kept"].as_array().unwrap().iter().collect();
     let live_markers = kept
         .iter()
-        .filter(|i| i["kind"] == "nested_marker" && i["location"].as_str().unwrap().contains("live"))
+        .filter(|i| {
+            i["kind"] == "nested_marker" && i["location"].as_str().unwrap().contains("live")
+        })
         .count();
     assert!(live_markers >= 2, "live markers not kept: {v2:#}");
     assert!(
-        kept.iter()
-            .any(|i| i["kind"] == "trash_generation"
-                && i["reason"].as_str().unwrap().contains("within the retention")),
+        kept.iter().any(|i| i["kind"] == "trash_generation"
+            && i["reason"]
+                .as_str()
+                .unwrap()
+                .contains("within the retention")),
         "{v2:#}"
     );
     assert!(root.exists("fleet/live/data/notes.md"));

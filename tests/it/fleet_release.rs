@@ -19,7 +19,11 @@ fn lease_release_frees_a_slot_for_the_next_container_and_refuses_anothers() {
     // Nothing held yet: nothing to release.
     let o = run_as(&a, "slot-a", &["lease", "release"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("not held"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not held"),
+        "{}",
+        text(&o)
+    );
 
     // A running daemon: stopped as `stop` does, its last change flushed.
     let o = run_as(&a, "slot-a", &["start"]);
@@ -56,13 +60,22 @@ fn lease_release_frees_a_slot_for_the_next_container_and_refuses_anothers() {
     assert_eq!(v[0]["state"], "released", "{v}");
     assert!(!lease.exists());
     let o = run_as(&b, "slot-b", &["start"]);
-    assert_eq!(o.status.code(), Some(0), "the next container must start at once: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the next container must start at once: {}",
+        text(&o)
+    );
 
     // Now B holds the slot: A cannot release it (exit 4, naming B).
     let o = run_as(&a, "slot-a", &["lease", "release"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("slot-b") && out.contains("lease break --force"), "{}", text(&o));
+    assert!(
+        out.contains("slot-b") && out.contains("lease break --force"),
+        "{}",
+        text(&o)
+    );
     assert!(lease.is_file(), "another container's lease was released");
     let o = b.run(&["stop"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
