@@ -121,10 +121,11 @@ pub async fn release_own(
     let mut out = Vec::new();
     let mut ours = Vec::new();
     for (i, leased) in set.inner.prefixes.iter().enumerate() {
-        let rec = match leased.store.read(&leased.key, t).await? {
-            Some((etag, bytes)) => Some((etag, LeaseRecord::parse(&bytes))),
-            None => None,
-        };
+        let rec = leased
+            .store
+            .read(&leased.key, t)
+            .await?
+            .map(|(etag, bytes)| (etag, LeaseRecord::parse(&bytes)));
         let (state, holder) = match rec {
             None | Some((_, Some(LeaseRecord { released: true, .. }))) => ("free", None),
             Some((etag, Some(r))) if set.identity().owns(&r) => {
