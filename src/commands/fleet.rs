@@ -18,7 +18,7 @@ pub fn run(global: &GlobalArgs, args: &FleetArgs) -> CmdResult {
     let spec = spec::load(&global.config)?;
     match &args.command {
         None => list(&spec, &args.list),
-        Some(FleetCommand::Gc(gc)) => run_gc(global, &spec, &args.list.scope, gc),
+        Some(FleetCommand::Gc(gc)) => run_gc(&spec, &args.list.scope, gc),
     }
 }
 
@@ -78,7 +78,7 @@ fn list(spec: &Spec, args: &FleetListArgs) -> CmdResult {
     Ok(ExitStatus::Ok)
 }
 
-fn run_gc(global: &GlobalArgs, spec: &Spec, scope: &FleetScope, args: &FleetGcArgs) -> CmdResult {
+fn run_gc(spec: &Spec, scope: &FleetScope, args: &FleetGcArgs) -> CmdResult {
     let settings = GcSettings {
         ttl: spec.lease.ttl,
         trash_retention: spec.safety.trash_retention,
@@ -88,7 +88,6 @@ fn run_gc(global: &GlobalArgs, spec: &Spec, scope: &FleetScope, args: &FleetGcAr
     state_dir
         .ensure()
         .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
-    let _ = global;
     let mut obs = Observations::load(state_dir.path(), Clock::boot());
     let mut report = GcReport {
         schema: GC_SCHEMA,
