@@ -77,11 +77,72 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show or break the leases on this spec's remote prefixes.
     Lease(LeaseArgs),
+    /// Every coltecd target under the spec's remotes: who holds it, how
+    /// idle it is, how much it stores. Exit 0 listed, 5 remote unreachable.
+    Fleet(FleetArgs),
     /// Print a shell completion script for SHELL to stdout.
     Completions(CompletionsArgs),
     /// Print the man page (roff) to stdout, or write one page per
     /// subcommand into --dir.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    #[command(subcommand)]
+    pub command: Option<FleetCommand>,
+    #[command(flatten)]
+    pub list: FleetListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Remove what nobody owns any more: nested-lease markers and probe
+    /// objects of holders that are gone, trash older than its retention of
+    /// targets whose daemon is gone. Never user data or a live holder's objects.
+    Gc(FleetGcArgs),
+}
+
+/// Which remotes the fleet commands look at.
+#[derive(Debug, Clone, Args)]
+pub struct FleetScope {
+    /// Only this remote of the spec (default: every remote).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub remote: Option<String>,
+    /// Only targets under this key prefix of the remote.
+    #[arg(long, value_name = "KEY", global = true, default_value = "")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetListArgs {
+    #[command(flatten)]
+    pub scope: FleetScope,
+    /// Print the documented JSON shape (`"schema": 1`).
+    #[arg(long)]
+    pub json: bool,
+    /// Only targets idle (no local change) for at least this long, e.g. `30m`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle: Option<std::time::Duration>,
+    /// Order of the rows.
+    #[arg(long, value_enum, default_value_t = crate::fleet::SortKey::Path)]
+    pub sort: crate::fleet::SortKey,
+    /// Read every target's manifest for files and bytes (one GET each).
+    #[arg(long)]
+    pub sizes: bool,
+    /// List every target's trash for objects and bytes (one listing each).
+    #[arg(long)]
+    pub trash: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetGcArgs {
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +180,10 @@ pub struct StatusArgs {
     /// Print the status as JSON (documented, stable shape).
     #[arg(long)]
     pub json: bool,
+    /// Exit 0 when the workspace had no local change for at least this long
+    /// (e.g. `30m`), 1 otherwise (for idle hooks and auto-stop scripts).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_for: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +251,11 @@ pub enum LeaseCommand {
     /// Take over leases held by another container (that container's writes are then fenced),
     /// print whose they were, and release them so the next `coltecd start` acquires at once.
     Break(LeaseBreakArgs),
+    /// Free this container's leases for the next container: stops a running
+    /// daemon as `stop` does (final flush, then release); without one,
+    /// releases the leases this container holds. Refuses (exit 4) if
+    /// another container holds them: that one frees them, or `lease break --force`.
+    Release(LeaseReleaseArgs),
     /// Acquire this spec's leases and keep renewing them until SIGTERM/SIGINT, then release
     /// (for tests and diagnostics; `coltecd start` does this as part of syncing).
     #[command(hide = true)]
@@ -207,6 +277,17 @@ pub struct LeaseShowArgs {
     /// Only these sync targets (by name; repeat or separate with commas).
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub only: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseReleaseArgs {
+    /// How long to wait for a running daemon to flush and exit, in seconds
+    /// (default: as `stop`).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Print the result as JSON (without a running daemon).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

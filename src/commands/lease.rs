@@ -1,10 +1,11 @@
-//! `coltecd lease show | break`: inspect and take over the leases on the
-//! spec's remote prefixes.
+//! `coltecd lease show | break | release`: inspect, take over and give up
+//! the leases on the spec's remote prefixes.
 
 use std::io::Write;
 
 use crate::cli::{
-    GlobalArgs, LeaseArgs, LeaseBreakArgs, LeaseCommand, LeaseHoldArgs, LeaseShowArgs,
+    GlobalArgs, LeaseArgs, LeaseBreakArgs, LeaseCommand, LeaseHoldArgs, LeaseReleaseArgs,
+    LeaseShowArgs, StopArgs,
 };
 use crate::error::{CmdResult, ExitStatus, Fail};
 use crate::lease::{self, Broken, LeaseView, LeaseViewState};
@@ -15,6 +16,7 @@ pub fn run(global: &GlobalArgs, args: &LeaseArgs) -> CmdResult {
     match &args.command {
         LeaseCommand::Show(a) => show(global, a),
         LeaseCommand::Break(a) => brk(global, a),
+        LeaseCommand::Release(a) => release(global, a),
         LeaseCommand::Hold(a) => hold(global, a),
     }
 }
@@ -125,6 +127,70 @@ fn brk(global: &GlobalArgs, args: &LeaseBreakArgs) -> CmdResult {
         s.push_str(&render_broken(b));
     }
     print(&s)
+}
+
+/// `lease release`: a running daemon is stopped as `stop` does (it flushes,
+/// then releases); otherwise the leases this container holds are released
+/// here, all or nothing (exit 4 naming the holder if another holds one).
+fn release(global: &GlobalArgs, args: &LeaseReleaseArgs) -> CmdResult {
+    let (_, dir) = crate::daemon::locate(&global.config)?;
+    if crate::daemon::pidfile::live(dir.path()).is_some() {
+        return super::stop::run(
+            global,
+            &StopArgs {
+                timeout: args.timeout,
+            },
+        );
+    }
+    let spec = crate::spec::load(&global.config)?;
+    if !spec.lease.enabled {
+        return Err(Fail::new(
+            ExitStatus::Usage,
+            anyhow::anyhow!(
+                "leasing is off in this spec (`lease: off`): there is no lease to release"
+            ),
+        ));
+    }
+    let state_dir = StateDir::for_spec(&spec);
+    // No daemon may start (and acquire) while we release.
+    let _lock = state_dir.lock()?;
+    let outcomes = super::runtime()?.block_on(lease::release_own(&spec, &state_dir, None))?;
+    let held = outcomes.iter().any(|o| o.state == "held");
+    let kept = outcomes.iter().any(|o| o.state == "kept");
+    if args.json {
+        let json = serde_json::to_string_pretty(&outcomes)
+            .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        print(&format!("{json}\n"))?;
+    } else {
+        let mut s = String::new();
+        for o in &outcomes {
+            s.push_str(&match (o.state, &o.holder) {
+                ("released", _) => format!("released {}: the next container acquires it at once\n", o.location),
+                ("free", _) => format!("{}: not held; nothing to release\n", o.location),
+                ("held", Some(h)) => format!(
+                    "{}: held by another container, {} (lease id {}): not released. Run `coltecd lease release` \
+                     in that container, or `coltecd lease break --force` here if it is gone\n",
+                    o.location,
+                    h.describe_holder(),
+                    h.lease_id
+                ),
+                ("held", None) => format!(
+                    "{}: held through an unreadable lease object: not released (see `coltecd lease show`)\n",
+                    o.location
+                ),
+                _ => format!("{}: still held by this container (not released)\n", o.location),
+            });
+        }
+        print(&s)?;
+    }
+    if held {
+        return Ok(ExitStatus::LeaseHeld);
+    }
+    Ok(if kept {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Ok
+    })
 }
 
 fn render_broken(b: &Broken) -> String {

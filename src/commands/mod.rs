@@ -8,6 +8,7 @@ use crate::error::CmdResult;
 
 mod common;
 mod completions;
+mod fleet;
 mod init;
 mod lease;
 mod man;
@@ -34,6 +35,7 @@ pub fn dispatch(cli: Cli) -> CmdResult {
         Command::Sync(args) => sync::run(&cli.global, &args),
         Command::Restore(args) => restore::run(&cli.global, &args),
         Command::Lease(args) => lease::run(&cli.global, &args),
+        Command::Fleet(args) => fleet::run(&cli.global, &args),
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
     }

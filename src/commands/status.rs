@@ -58,14 +58,78 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
     // A status from a daemon (live or its file) names the daemon's build;
     // otherwise the build of this binary.
     st.build.get_or_insert_with(crate::version::build_info);
+    let idle = Idle::of(&st, now);
     if args.json {
-        let body =
-            serde_json::to_string_pretty(&st).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let body = serde_json::to_string_pretty(&WithIdle { status: &st, idle })
+            .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         println!("{body}");
     } else {
         print!("{}", st.render_text(now));
+        println!("{}", idle.render());
+    }
+    if let Some(d) = args.idle_for {
+        let idle_enough = idle.idle_secs.is_some_and(|s| s >= d.as_secs());
+        return Ok(if idle_enough {
+            ExitStatus::Ok
+        } else {
+            ExitStatus::Failure
+        });
     }
     Ok(st.health.exit_status())
+}
+
+/// How long the workspace has been idle: the `idle` object of `status
+/// --json`, what `--idle-for` compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+struct Idle {
+    /// Last local change pushed, or still pending (unix seconds).
+    last_local_change_at: Option<u64>,
+    /// Last pass that changed the remote or found it changed.
+    last_remote_change_at: Option<u64>,
+    /// Since the last local change; since the daemon started when it saw
+    /// none; null when neither is known.
+    idle_secs: Option<u64>,
+    /// Since the last remote change (or the daemon's start).
+    remote_idle_secs: Option<u64>,
+}
+
+impl Idle {
+    fn of(st: &DaemonStatus, now: u64) -> Idle {
+        let ts = &st.targets;
+        let local = ts
+            .iter()
+            .filter_map(|t| t.last_local_change_at.max(t.oldest_pending_at))
+            .max();
+        let remote = ts.iter().filter_map(|t| t.last_remote_change_at).max();
+        let since = |t: Option<u64>| t.or(st.started_at).map(|t| now.saturating_sub(t));
+        Idle {
+            last_local_change_at: local,
+            last_remote_change_at: remote,
+            idle_secs: since(local),
+            remote_idle_secs: since(remote),
+        }
+    }
+
+    fn render(&self) -> String {
+        let part = |secs: Option<u64>, what: &str| match secs {
+            Some(s) => format!("idle for {} since the last {what}", status::human_secs(s)),
+            None => format!("no {what} known"),
+        };
+        format!(
+            "{}; {}",
+            part(self.idle_secs, "local change"),
+            part(self.remote_idle_secs, "remote change")
+        )
+    }
+}
+
+/// `status --json`: the status plus the `idle` object.
+#[derive(serde::Serialize)]
+struct WithIdle<'a> {
+    #[serde(flatten)]
+    status: &'a DaemonStatus,
+    /// How long the workspace has been idle.
+    idle: Idle,
 }
 
 /// Without a spec and without any status file there is nothing to show

@@ -106,6 +106,8 @@ pub(crate) trait LeaseSeam: Send + Sync + 'static {
     /// The keeper's own view, one entry per leased prefix, shown by `status`.
     fn snapshot(&self) -> Vec<PrefixLease>;
     fn release(&self) -> BoxFuture<'static, Result<(), LeaseError>>;
+    /// Where renewals read the daemon's activity from (fleet view).
+    fn set_activity(&self, _source: crate::lease::record::ActivitySource) {}
 }
 
 /// The engine and lease of a running daemon.

@@ -118,6 +118,10 @@ impl LeaseSeam for LeaseKeeper {
         let set = self.0.clone();
         Box::pin(async move { set.release().await })
     }
+
+    fn set_activity(&self, source: crate::lease::record::ActivitySource) {
+        self.0.set_activity_source(source);
+    }
 }
 
 fn prefix_lease(s: LeaseStatus) -> PrefixLease {
@@ -166,6 +170,8 @@ mod tests {
                 session: "x".into(),
                 seq: 3,
                 released: false,
+                targets: Vec::new(),
+                activity: None,
             }),
             detail: detail.map(String::from),
         }

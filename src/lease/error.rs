@@ -204,6 +204,8 @@ mod tests {
             session: "s".into(),
             seq: 7,
             released: false,
+            targets: Vec::new(),
+            activity: None,
         }
     }
 

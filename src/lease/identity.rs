@@ -105,6 +105,8 @@ impl Identity {
             session: self.session.clone(),
             seq,
             released: false,
+            targets: Vec::new(),
+            activity: None,
         }
     }
 }

@@ -115,8 +115,10 @@ pub use acquire::{acquire, acquire_with_clock};
 pub use error::{HeldBy, LeaseError};
 pub use inspect::{LeaseView, LeaseViewState, inspect};
 pub use keeper::while_held;
+pub(crate) use nested::parse_marker_name;
 pub use observe::Clock;
 pub use record::LeaseRecord;
+pub use release::{ReleaseOutcome, release_own};
 pub use set::{HoldState, LeaseSet, LeaseStatus};
 pub use takeover::{Broken, break_leases};
 

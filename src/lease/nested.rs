@@ -186,13 +186,19 @@ fn marker_name(prefix: &Prefix, ancestor: &Prefix, lease_id: &str) -> String {
 /// [`marker_name`] -> `rel`; `None` for anything else (or a `rel` that is
 /// empty or climbs with `..`).
 fn decode_marker_name(name: &str) -> Option<String> {
+    parse_marker_name(name).map(|(rel, _)| rel)
+}
+
+/// [`marker_name`] -> (`rel`, lease id of its writer); `None` for anything
+/// else (or a `rel` that is empty or climbs with `..`). `fleet gc` uses it.
+pub(crate) fn parse_marker_name(name: &str) -> Option<(String, String)> {
     let stem = name.strip_suffix(".json")?;
-    let (enc, _id) = stem.rsplit_once('@')?;
+    let (enc, id) = stem.rsplit_once('@')?;
     let rel = enc.replace("%2F", "/").replace("%25", "%");
-    if rel.is_empty() || rel.split('/').any(|s| s == "..") {
+    if rel.is_empty() || rel.split('/').any(|s| s == "..") || id.is_empty() {
         return None;
     }
-    Some(rel)
+    Some((rel, id.to_string()))
 }
 
 #[cfg(test)]

@@ -44,7 +44,44 @@ pub struct LeaseRecord {
     /// Set by a graceful release just before the object is deleted.
     #[serde(default)]
     pub released: bool,
+    /// Names of the spec's targets that write this prefix (for the fleet
+    /// view). Absent in records written by coltecd before it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// What the holder's daemon was doing at this renewal (for `coltecd
+    /// fleet`); absent from one-shot commands and older coltecd versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<Activity>,
 }
+
+/// The holder's activity, refreshed on every renewal at no extra request:
+/// what `coltecd fleet` shows as "last change" and "idle for". All times
+/// are unix seconds on the holder's clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Last time a pass found and pushed local changes (or the watcher
+    /// reported ones still pending).
+    #[serde(default)]
+    pub last_local_change_at: Option<u64>,
+    /// Last time a pass changed the remote or found it changed.
+    #[serde(default)]
+    pub last_remote_change_at: Option<u64>,
+    /// Local changes not yet on the remote.
+    #[serde(default)]
+    pub pending_files: u64,
+    /// Last pass that succeeded (any target of the prefix).
+    #[serde(default)]
+    pub last_success_at: Option<u64>,
+    /// When the daemon started (unix seconds).
+    #[serde(default)]
+    pub started_at: Option<u64>,
+    /// `running`, `syncing` or `degraded` (a pass failed).
+    #[serde(default)]
+    pub daemon_state: String,
+}
+
+/// Where a lease set reads the daemon's activity from, at each renewal.
+pub type ActivitySource = std::sync::Arc<dyn Fn() -> Activity + Send + Sync>;
 
 impl LeaseRecord {
     pub fn ttl(&self) -> Duration {
@@ -116,6 +153,13 @@ mod tests {
             session: "s".into(),
             seq: 3,
             released: false,
+            targets: vec!["claude".into()],
+            activity: Some(Activity {
+                last_local_change_at: Some(5),
+                pending_files: 2,
+                daemon_state: "running".into(),
+                ..Activity::default()
+            }),
         };
         assert_eq!(LeaseRecord::parse(&rec.to_bytes()), Some(rec.clone()));
         let mut v: serde_json::Value = serde_json::from_slice(&rec.to_bytes()).unwrap();
@@ -124,5 +168,17 @@ mod tests {
             LeaseRecord::parse(&serde_json::to_vec(&v).unwrap()),
             Some(rec)
         );
+    }
+
+    #[test]
+    fn a_record_without_the_fleet_fields_still_parses() {
+        // What coltecd wrote before `targets` and `activity` existed.
+        let old = br#"{"format":1,"lease_id":"l","host":"h","container_id":"c","pid":1,
+            "coltecd_version":"0","workspace":"o/p/e","location":"s3://b/p",
+            "acquired_at":"t","renewed_at":"t","ttl_ms":1000,"session":"s","seq":1}"#;
+        let rec = LeaseRecord::parse(old).expect("old record parses");
+        assert!(rec.targets.is_empty());
+        assert_eq!(rec.activity, None);
+        assert!(!rec.to_bytes().windows(8).any(|w| w == b"activity"));
     }
 }

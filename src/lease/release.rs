@@ -93,3 +93,75 @@ impl LeaseSet {
         Ok(())
     }
 }
+
+/// What `lease release` found on one prefix.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReleaseOutcome {
+    pub location: String,
+    pub targets: Vec<String>,
+    /// `released` (ours, now free), `free` (nothing to release), `held`
+    /// (another holder: nothing was released anywhere).
+    pub state: &'static str,
+    /// The other holder, when `held`.
+    pub holder: Option<LeaseRecord>,
+}
+
+/// `lease release` without a running daemon: release the leases this state
+/// dir holds (a record with our lease id and container id), all or
+/// nothing: if another holder holds any prefix, nothing is released and
+/// the outcomes say who. Never takes a lease over (`lease break --force`).
+pub async fn release_own(
+    spec: &crate::spec::Spec,
+    state_dir: &crate::state_dir::StateDir,
+    only: Option<&[String]>,
+) -> Result<Vec<ReleaseOutcome>, LeaseError> {
+    let targets = super::select_targets(spec, only)?;
+    let set = LeaseSet::prepare(spec, state_dir, &targets, super::Clock::boot())?;
+    let t = op_timeout(set.inner.ttl);
+    let mut out = Vec::new();
+    let mut ours = Vec::new();
+    for (i, leased) in set.inner.prefixes.iter().enumerate() {
+        let rec = leased
+            .store
+            .read(&leased.key, t)
+            .await?
+            .map(|(etag, bytes)| (etag, LeaseRecord::parse(&bytes)));
+        let (state, holder) = match rec {
+            None | Some((_, Some(LeaseRecord { released: true, .. }))) => ("free", None),
+            Some((etag, Some(r))) if set.identity().owns(&r) => {
+                ours.push((i, etag, r));
+                ("released", None)
+            }
+            Some((_, r)) => ("held", r),
+        };
+        out.push(ReleaseOutcome {
+            location: leased.location.clone(),
+            targets: leased.targets.clone(),
+            state,
+            holder,
+        });
+    }
+    if out.iter().any(|o| o.state == "held") {
+        for o in out.iter_mut().filter(|o| o.state == "released") {
+            o.state = "kept";
+        }
+        return Ok(out);
+    }
+    let which: Vec<usize> = ours.iter().map(|(i, _, _)| *i).collect();
+    for (i, etag, r) in ours {
+        set.set_held(i, etag, r, None);
+    }
+    set.release_prefixes(&which).await;
+    // Best effort, like every release: report what the object says now.
+    for (o, leased) in out.iter_mut().zip(set.inner.prefixes.iter()) {
+        if o.state != "released" {
+            continue;
+        }
+        if let Ok(Some((_, b))) = leased.store.read(&leased.key, t).await
+            && LeaseRecord::parse(&b).is_some_and(|r| !r.released)
+        {
+            o.state = "kept";
+        }
+    }
+    Ok(out)
+}

@@ -136,6 +136,8 @@ pub(super) struct Inner {
     /// Set when `release` starts: renewals stop and a vanished object is
     /// our own doing, not a takeover.
     pub(super) releasing: std::sync::atomic::AtomicBool,
+    /// The daemon's activity, copied into every record written (fleet view).
+    pub(super) activity: Mutex<Option<super::record::ActivitySource>>,
 }
 
 /// The leases this process holds; cheap to clone.
@@ -202,6 +204,7 @@ impl LeaseSet {
                 gate: gate().0,
                 clock: Clock::boot(),
                 releasing: std::sync::atomic::AtomicBool::new(false),
+                activity: Mutex::new(None),
             }),
         }
     }
@@ -271,6 +274,7 @@ impl LeaseSet {
                 gate: gate().0,
                 clock,
                 releasing: std::sync::atomic::AtomicBool::new(false),
+                activity: Mutex::new(None),
             }),
         })
     }
@@ -343,13 +347,23 @@ impl LeaseSet {
     }
 
     pub(super) fn new_record(&self, i: usize, seq: u64, acquired_at: &str) -> LeaseRecord {
-        self.identity().record(
+        let mut rec = self.identity().record(
             &self.inner.workspace,
             &self.inner.prefixes[i].location,
             self.inner.ttl,
             acquired_at,
             seq,
-        )
+        );
+        rec.targets = self.inner.prefixes[i].targets.clone();
+        let source = lock(&self.inner.activity).clone();
+        rec.activity = source.map(|f| f());
+        rec
+    }
+
+    /// Where every later renewal reads the daemon's activity from (what
+    /// `coltecd fleet` shows); costs no request of its own.
+    pub fn set_activity_source(&self, source: super::record::ActivitySource) {
+        *lock(&self.inner.activity) = Some(source);
     }
 
     pub(super) fn set_held(

@@ -48,6 +48,32 @@ impl Board {
         }
     }
 
+    /// What the lease record carries for `coltecd fleet` (no lease data, so
+    /// the keeper may call it while renewing).
+    pub fn activity(&self) -> crate::lease::record::Activity {
+        let s = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let ts = &s.targets;
+        let max = |f: fn(&TargetStatus) -> Option<u64>| ts.iter().filter_map(f).max();
+        let state = if ts.iter().any(|t| t.last_error.is_some()) {
+            "degraded"
+        } else if ts.iter().any(|t| t.pass_running) {
+            "syncing"
+        } else {
+            "running"
+        };
+        crate::lease::record::Activity {
+            last_local_change_at: max(|t| t.last_local_change_at.max(t.oldest_pending_at)),
+            last_remote_change_at: max(|t| t.last_remote_change_at),
+            pending_files: ts.iter().map(|t| t.pending_files).sum(),
+            last_success_at: max(|t| t.last_success_at),
+            started_at: s.started_at,
+            daemon_state: state.to_string(),
+        }
+    }
+
     /// A consistent copy with lease data and health filled in as of now.
     pub fn snapshot(&self) -> DaemonStatus {
         let mut s = match self.inner.lock() {
@@ -97,5 +123,7 @@ pub(crate) fn initial_target_status(t: &crate::spec::Target, watch: WatchState) 
         conflicts_total: 0,
         last_pass: None,
         skipped: Vec::new(),
+        last_local_change_at: None,
+        last_remote_change_at: None,
     }
 }

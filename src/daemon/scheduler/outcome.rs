@@ -252,6 +252,12 @@ impl Scheduler {
             }
             ts.last_error = summary.error;
             if let Some(c) = summary.counts {
+                if c.uploaded + c.deleted_remote > 0 {
+                    ts.last_local_change_at = Some(now_unix);
+                }
+                if c.uploaded + c.deleted_remote + c.downloaded + c.deleted_local > 0 {
+                    ts.last_remote_change_at = Some(now_unix);
+                }
                 ts.last_pass = Some(c);
             }
             if let Some(skipped) = summary.skipped {

@@ -199,6 +199,12 @@ pub struct TargetStatus {
     /// entries in a local remote), as of the last pass.
     #[serde(default)]
     pub skipped: Vec<SkippedPath>,
+    /// Last pass that found local changes and pushed them (unix seconds).
+    #[serde(default)]
+    pub last_local_change_at: Option<u64>,
+    /// Last pass that changed the remote or found it changed (unix seconds).
+    #[serde(default)]
+    pub last_remote_change_at: Option<u64>,
 }
 
 /// A path a target does not sync, and why.
@@ -388,6 +394,8 @@ pub(crate) mod tests_support {
                 conflicts_total: 0,
                 last_pass: Some(PassCounts::default()),
                 skipped: vec![],
+                last_local_change_at: None,
+                last_remote_change_at: None,
             }],
             stop: None,
         }

@@ -103,6 +103,10 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
 
     let seams = super::wiring::open(spec.clone(), &state).await?;
     board.set_lease(seams.lease.clone());
+    seams.lease.set_activity({
+        let board = board.clone();
+        Arc::new(move || board.activity())
+    });
 
     let (result, budget) = serve(spec.clone(), &state, board.clone(), seams.clone(), opts).await;
 
