@@ -93,11 +93,13 @@
 //! - [`observe`]: boot-time sightings, the staleness rule, and the
 //!   [`Clock`] every reading of time goes through (tests pass a paused one).
 //! - [`store`]: conditional create/replace over S3 and local directories.
+//! - `probe`: the conditional-write probe, and what its failures prove.
 //! - [`error`]: [`LeaseError`] and the refusal message.
 //! - `private_file`: owner-only atomic writes of the local state files.
 //! - `timing_tests`: the expiry and fencing rules on controlled time.
 
 mod acquire;
+mod probe;
 pub mod error;
 mod identity;
 mod inspect;

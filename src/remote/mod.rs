@@ -3,19 +3,29 @@
 //!
 //! An operator is rooted at a target's location, so the sync engine only
 //! ever sees keys relative to the sync root. Retries (exponential backoff
-//! with jitter) live here, in opendal's `RetryLayer`, and nowhere else:
-//! opendal marks 5xx, 429/SlowDown, resets and timeouts as temporary.
+//! with jitter) of S3 requests live here, in opendal's `RetryLayer`, and
+//! nowhere else: opendal marks 5xx, 429/SlowDown, resets and timeouts as
+//! temporary. S3 requests go through our transport (`transport.rs`), which
+//! keeps connect failures no retry can fix (unknown host, refused after a
+//! quick second try) and answers that are not S3 out of that budget;
+//! `diagnose.rs` turns what is left into a message naming the endpoint and
+//! bucket. A local remote gets no retries: a local file system error
+//! (`ENAMETOOLONG`, `EACCES`, ...) does not go away by asking again.
 
 use std::time::Duration;
 
 use opendal::layers::{RetryLayer, TimeoutLayer};
-use opendal::{Operator, services};
+use opendal::{OperationContext, Operator, services};
 
 mod credentials;
 pub mod crypt;
+mod diagnose;
 mod gate;
 mod retry_log;
+mod transport;
+pub use diagnose::{Problem, ServerError};
 pub use gate::{Fenced, GateController, WriteGate, gate};
+pub use transport::NotS3;
 
 use crate::error::{ExitStatus, HasExitStatus};
 use crate::spec::{Location, RemoteKind, RemoteSpec, S3Remote, Target};
@@ -65,7 +75,11 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
     };
     let op = match (&remote.kind, location) {
         (RemoteKind::S3(s3), Location::S3 { key_prefix, .. }) => {
-            Operator::new(s3_builder(&remote.name, s3, key_prefix)?).map_err(build_err)?
+            Operator::new(s3_builder(&remote.name, s3, key_prefix)?)
+                .map_err(build_err)?
+                .with_context(
+                    OperationContext::new().with_http_transport(transport::s3_transport()),
+                )
         }
         (RemoteKind::Crypt(c), Location::Crypt { .. }) => {
             return crypt::operator(remote, c, location);
@@ -73,12 +87,14 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
         (RemoteKind::Local(_), Location::Local { dir }) => {
             let root = dir.to_string_lossy();
             let tmp = dir.join(".coltec/tmp");
-            Operator::new(
+            // Timeouts, but no retry layer: see the module doc.
+            return Ok(Operator::new(
                 services::Fs::default()
                     .root(&root)
                     .atomic_write_dir(&tmp.to_string_lossy()),
             )
             .map_err(build_err)?
+            .layer(timeouts()));
         }
         _ => {
             return Err(RemoteError::CryptUnsupported {
@@ -87,11 +103,7 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
         }
     };
     Ok(op
-        .layer(
-            TimeoutLayer::new()
-                .with_timeout(Duration::from_secs(60))
-                .with_io_timeout(Duration::from_secs(30)),
-        )
+        .layer(timeouts())
         .layer(
             RetryLayer::new()
                 .with_jitter()
@@ -100,6 +112,12 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
                 .with_max_times(6)
                 .with_notify(retry_log::log_retry),
         ))
+}
+
+fn timeouts() -> TimeoutLayer {
+    TimeoutLayer::new()
+        .with_timeout(Duration::from_secs(60))
+        .with_io_timeout(Duration::from_secs(30))
 }
 
 fn s3_builder(name: &str, s3: &S3Remote, key_prefix: &str) -> Result<services::S3, RemoteError> {
