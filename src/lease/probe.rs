@@ -12,6 +12,9 @@
 //! timeouts, unknown errors) is reported as what it is, never with advice
 //! to turn the lease off.
 //!
+//! Before any write, one LIST of `<prefix>/.coltec/` checks that the
+//! bucket exists and the credentials and endpoint work.
+//!
 //! Each step is idempotent under retry: every body carries this probe's
 //! nonce, so a write that landed but whose answer was lost (the retry then
 //! gets 412) is recognised as our own by reading the object back.
@@ -34,6 +37,16 @@ impl Store {
     ) -> Result<(), LeaseError> {
         if self.is_local() {
             return Ok(());
+        }
+        // First a read-only look (one LIST of `.coltec/`): a missing bucket,
+        // wrong credentials or an endpoint that is not S3 are reported
+        // before anything is written. Some servers create a missing bucket
+        // on the first PUT (s3s-fs does), which would hide the mistake.
+        // A token that may not list is left to the probe's writes to judge.
+        if let Err(e) = self.list(&prefix.child(&[".coltec"]), timeout).await
+            && !e.is_permission_denied()
+        {
+            return Err(e);
         }
         let nonce = random_hex();
         let key = prefix.child(&[".coltec", &format!("probe-{nonce}")]);
