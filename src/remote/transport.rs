@@ -178,47 +178,37 @@ fn not_s3(what: String, temporary: bool, cause: Option<Error>) -> Error {
     }
 }
 
-/// S3 answers errors with an XML `<Error>` body (none for HEAD) and never
-/// answers a write, delete or listing with an HTML page.
+/// S3 answers errors with an XML `<Error>` body, everything but object
+/// data with XML or nothing (HEAD never has a body; an object read may be
+/// anything, HTML included). The body is checked, not the content type:
+/// some servers (moto) label their empty PUT answers `text/html`.
 async fn check_answer(
     resp: Response<HttpBody>,
     method: &Method,
     listing: bool,
 ) -> opendal::Result<Response<HttpBody>> {
     let status = resp.status();
+    let data_read = *method == Method::GET && !listing;
+    if *method == Method::HEAD || (data_read && status.is_success()) {
+        return Ok(resp);
+    }
     let html = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
-    let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-    if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        // An object may be HTML; a GET or HEAD of one is an answer like any.
-        let data_read = (*method == Method::GET && !listing) || *method == Method::HEAD;
-        if html && !data_read {
-            return Err(not_s3(format!("HTTP {status} with an HTML page"), false, None));
-        }
-        return Ok(resp);
-    }
-    if *method == Method::HEAD {
-        if html {
-            return Err(not_s3(
-                format!("HTTP {status} with an HTML page"),
-                transient,
-                None,
-            ));
-        }
-        return Ok(resp);
-    }
     let (parts, mut body) = resp.into_parts();
     let buf = body.to_buffer().await?;
     let bytes = buf.to_bytes();
-    if !(bytes.is_empty() || looks_like_s3_xml(&bytes)) {
-        let what = if html {
+    if !(bytes.is_empty() || looks_like_xml(&bytes)) {
+        let what = if html || looks_like_html(&bytes) {
             format!("HTTP {status} with an HTML page")
+        } else if status.is_success() {
+            format!("HTTP {status} with a body that is not S3's XML")
         } else {
             format!("HTTP {status} with a body that is not S3's XML error")
         };
+        let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
         return Err(not_s3(what, transient, None));
     }
     let len = bytes.len() as u64;
@@ -226,11 +216,23 @@ async fn check_answer(
     Ok(Response::from_parts(parts, body))
 }
 
-fn looks_like_s3_xml(bytes: &[u8]) -> bool {
+fn head_text(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(512)];
-    let text = String::from_utf8_lossy(head);
-    let t = text.trim_start_matches('\u{feff}').trim_start();
-    t.starts_with("<?xml") || t.starts_with("<Error")
+    String::from_utf8_lossy(head)
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .to_ascii_lowercase()
+}
+
+fn looks_like_html(bytes: &[u8]) -> bool {
+    let t = head_text(bytes);
+    t.starts_with("<!doctype") || t.starts_with("<html")
+}
+
+/// An XML document (S3's answers and errors), not an HTML page.
+fn looks_like_xml(bytes: &[u8]) -> bool {
+    let t = head_text(bytes);
+    t.starts_with("<?xml") || (t.starts_with('<') && !looks_like_html(bytes))
 }
 
 #[cfg(test)]
@@ -239,12 +241,14 @@ mod tests {
 
     #[test]
     fn s3_error_bodies_are_recognised_and_pages_are_not() {
-        assert!(looks_like_s3_xml(
+        assert!(looks_like_xml(
             b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code></Error>"
         ));
-        assert!(looks_like_s3_xml(b"  <Error><Code>X</Code></Error>"));
-        assert!(!looks_like_s3_xml(b"<html><body>404</body></html>"));
-        assert!(!looks_like_s3_xml(b"404 page not found"));
+        assert!(looks_like_xml(b"  <Error><Code>X</Code></Error>"));
+        assert!(looks_like_xml(b"<ListBucketResult></ListBucketResult>"));
+        assert!(!looks_like_xml(b"<!DOCTYPE html><html><body>404</body></html>"));
+        assert!(!looks_like_xml(b"<html><body>404</body></html>"));
+        assert!(!looks_like_xml(b"404 page not found"));
     }
 
     #[test]

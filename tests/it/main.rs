@@ -18,6 +18,7 @@ mod lease;
 mod lease_cli;
 mod lease_daemon;
 mod outage;
+mod server_errors;
 mod spec;
 mod stop_flush;
 mod sync;
