@@ -99,7 +99,6 @@
 //! - `timing_tests`: the expiry and fencing rules on controlled time.
 
 mod acquire;
-mod probe;
 pub mod error;
 mod identity;
 mod inspect;
@@ -107,6 +106,7 @@ mod keeper;
 mod nested;
 pub mod observe;
 mod private_file;
+mod probe;
 pub mod record;
 mod release;
 mod set;

@@ -50,7 +50,8 @@ impl Store {
         }
         let nonce = random_hex();
         let key = prefix.child(&[".coltec", &format!("probe-{nonce}")]);
-        let body = |step: u8| format!("coltecd conditional-write probe {step} {nonce}").into_bytes();
+        let body =
+            |step: u8| format!("coltecd conditional-write probe {step} {nonce}").into_bytes();
         let refuse = |detail: &str| LeaseError::NoConditionalWrites {
             remote: remote.to_string(),
             location: self.display(prefix),

@@ -42,9 +42,7 @@ pub enum Store {
     },
     /// A local directory tree. `cut`, set only by tests, makes every call
     /// fail like a network outage (a holder that cannot renew).
-    Local {
-        cut: Arc<AtomicBool>,
-    },
+    Local { cut: Arc<AtomicBool> },
 }
 
 /// A prefix inside a store, as path segments (empty = the store root).

@@ -102,9 +102,10 @@ impl ServerError {
             problem,
             remote: r.name.clone(),
             bucket: s3.bucket.clone(),
-            endpoint: s3.endpoint.clone().unwrap_or_else(|| {
-                format!("AWS S3 (https://s3.{}.amazonaws.com)", s3.region)
-            }),
+            endpoint: s3
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| format!("AWS S3 (https://s3.{}.amazonaws.com)", s3.region)),
             credentials_from: s3.credentials_from.clone(),
         })
     }
@@ -166,7 +167,9 @@ mod tests {
     fn s3_error(code: &str) -> Error {
         Error::new(
             ErrorKind::Unexpected,
-            format!("S3Error {{ code: \"{code}\", message: \"\", resource: \"\", request_id: \"\" }}"),
+            format!(
+                "S3Error {{ code: \"{code}\", message: \"\", resource: \"\", request_id: \"\" }}"
+            ),
         )
     }
 

@@ -102,16 +102,14 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
             });
         }
     };
-    Ok(op
-        .layer(timeouts())
-        .layer(
-            RetryLayer::new()
-                .with_jitter()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(10))
-                .with_max_times(6)
-                .with_notify(retry_log::log_retry),
-        ))
+    Ok(op.layer(timeouts()).layer(
+        RetryLayer::new()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(6)
+            .with_notify(retry_log::log_retry),
+    ))
 }
 
 fn timeouts() -> TimeoutLayer {

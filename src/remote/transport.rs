@@ -150,11 +150,7 @@ impl HttpTransport for S3Transport {
                         tokio::time::sleep(REFUSED_DELAY * refused).await;
                     }
                     Some(ConnectFailure::NotHttp) => {
-                        return Err(not_s3(
-                            "bytes that are not HTTP".into(),
-                            false,
-                            Some(e),
-                        ));
+                        return Err(not_s3("bytes that are not HTTP".into(), false, Some(e)));
                     }
                     Some(f) if f == ConnectFailure::Refused || f.is_permanent() => {
                         return Err(e.set_persistent());
@@ -246,7 +242,9 @@ mod tests {
         ));
         assert!(looks_like_xml(b"  <Error><Code>X</Code></Error>"));
         assert!(looks_like_xml(b"<ListBucketResult></ListBucketResult>"));
-        assert!(!looks_like_xml(b"<!DOCTYPE html><html><body>404</body></html>"));
+        assert!(!looks_like_xml(
+            b"<!DOCTYPE html><html><body>404</body></html>"
+        ));
         assert!(!looks_like_xml(b"<html><body>404</body></html>"));
         assert!(!looks_like_xml(b"404 page not found"));
     }
@@ -261,8 +259,9 @@ mod tests {
         );
         let e = Error::new(ErrorKind::Unexpected, "send").set_source(dns);
         assert_eq!(ConnectFailure::of(&e), Some(ConnectFailure::NoSuchHost));
-        let again =
-            std::io::Error::other("failed to lookup address information: Temporary failure in name resolution");
+        let again = std::io::Error::other(
+            "failed to lookup address information: Temporary failure in name resolution",
+        );
         let e = Error::new(ErrorKind::Unexpected, "send").set_source(again);
         assert_eq!(ConnectFailure::of(&e), Some(ConnectFailure::DnsTemporary));
         assert!(!ConnectFailure::DnsTemporary.is_permanent());

@@ -287,7 +287,10 @@ fn a_wrong_secret_key_is_a_credentials_error_naming_the_variable() {
             &out,
             5,
             &[
-                &format!("{} rejected the credentials of remote 'remote'", server.endpoint()),
+                &format!(
+                    "{} rejected the credentials of remote 'remote'",
+                    server.endpoint()
+                ),
                 &format!("bucket '{bucket}'"),
                 "SignatureDoesNotMatch",
                 "RCLONE_S3_ACCESS_KEY_ID (access key id) and RCLONE_S3_SECRET_ACCESS_KEY (secret access key)",

@@ -179,7 +179,10 @@ impl Resolver<'_> {
         };
         format!(
             "{} (access key id) and {} (secret access key)",
-            one("access_key_id", &["RCLONE_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"]),
+            one(
+                "access_key_id",
+                &["RCLONE_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"]
+            ),
             one(
                 "secret_access_key",
                 &["RCLONE_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"]
