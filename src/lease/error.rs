@@ -141,6 +141,11 @@ pub enum LeaseError {
 
     #[error(transparent)]
     UnknownTarget(#[from] crate::spec::UnknownTarget),
+
+    /// The lease record was written by a newer coltecd: this one neither
+    /// takes it over nor breaks it (it might drop fields that matter).
+    #[error(transparent)]
+    FormatTooNew(#[from] crate::version::FormatTooNew),
 }
 
 impl HasExitStatus for LeaseError {
@@ -154,7 +159,7 @@ impl HasExitStatus for LeaseError {
             | LeaseError::Contended { .. } => ExitStatus::Remote,
             LeaseError::Server(e) => e.exit_status(),
             LeaseError::Setup(e) => e.exit_status(),
-            LeaseError::StateDir { .. } => ExitStatus::Failure,
+            LeaseError::StateDir { .. } | LeaseError::FormatTooNew(_) => ExitStatus::Failure,
             LeaseError::UnknownTarget(e) => e.exit_status(),
         }
     }
