@@ -98,6 +98,8 @@ impl<'a> RemoteKey<'a> {
                 secret_access_key,
                 session_token,
                 path_style,
+                // Derived from the fields above and the spec text.
+                credentials_from: _,
             }) => RemoteKey::S3 {
                 bucket,
                 path_prefix,
@@ -171,7 +173,7 @@ persistence:
   remotes:
     primary:
       type: s3
-      bucket: b
+      bucket: bkt
       options: { endpoint: "http://127.0.0.1:9", region: auto }
   sync:
     - name: state

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{ExitStatus, HasExitStatus};
-use crate::remote::RemoteError;
+use crate::remote::{RemoteError, ServerError};
 
 use super::record::LeaseRecord;
 
@@ -124,6 +124,11 @@ pub enum LeaseError {
     )]
     Contended { location: String },
 
+    /// A request failed in a way the user can act on (cannot reach the
+    /// endpoint, not an S3 server, credentials, bucket).
+    #[error(transparent)]
+    Server(Box<ServerError>),
+
     #[error(transparent)]
     Setup(#[from] RemoteError),
 
@@ -152,6 +157,7 @@ impl HasExitStatus for LeaseError {
             | LeaseError::LocalIo { .. }
             | LeaseError::Timeout { .. }
             | LeaseError::Contended { .. } => ExitStatus::Remote,
+            LeaseError::Server(e) => e.exit_status(),
             LeaseError::Setup(e) => e.exit_status(),
             LeaseError::StateDir { .. } | LeaseError::FormatTooNew(_) => ExitStatus::Failure,
             LeaseError::UnknownTarget(e) => e.exit_status(),

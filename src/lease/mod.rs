@@ -93,6 +93,7 @@
 //! - [`observe`]: boot-time sightings, the staleness rule, and the
 //!   [`Clock`] every reading of time goes through (tests pass a paused one).
 //! - [`store`]: conditional create/replace over S3 and local directories.
+//! - `probe`: the conditional-write probe, and what its failures prove.
 //! - [`error`]: [`LeaseError`] and the refusal message.
 //! - `timing_tests`: the expiry and fencing rules on controlled time.
 
@@ -103,6 +104,7 @@ mod inspect;
 mod keeper;
 mod nested;
 pub mod observe;
+mod probe;
 pub mod record;
 mod release;
 mod set;

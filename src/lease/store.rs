@@ -27,7 +27,7 @@ use std::time::Duration;
 use opendal::{ErrorKind, Operator};
 
 use super::error::LeaseError;
-use super::identity::random_hex;
+use crate::remote::ServerError;
 use crate::spec::{Location, RemoteSpec};
 
 /// Where lease objects of one remote live.
@@ -36,12 +36,12 @@ pub enum Store {
     S3 {
         op: Operator,
         bucket: String,
+        /// The remote, to diagnose failures against (endpoint, credentials).
+        remote: Arc<RemoteSpec>,
     },
     /// A local directory tree. `cut`, set only by tests, makes every call
     /// fail like a network outage (a holder that cannot renew).
-    Local {
-        cut: Arc<AtomicBool>,
-    },
+    Local { cut: Arc<AtomicBool> },
 }
 
 /// A prefix inside a store, as path segments (empty = the store root).
@@ -94,6 +94,7 @@ impl Store {
                 Ok(Store::S3 {
                     op: crate::remote::operator_at(remote, &root)?,
                     bucket: bucket.clone(),
+                    remote: Arc::new(remote.clone()),
                 })
             }
             Location::Local { .. } => Ok(Store::local()),
@@ -175,6 +176,14 @@ impl Store {
         Ok(())
     }
 
+    /// The remote's name as the spec spells it (`local` for a local store).
+    pub fn remote_name(&self) -> String {
+        match self {
+            Store::S3 { remote, .. } => remote.name.clone(),
+            Store::Local { .. } => "local".into(),
+        }
+    }
+
     pub fn is_local(&self) -> bool {
         matches!(self, Store::Local { .. })
     }
@@ -191,7 +200,14 @@ impl Store {
         b
     }
 
+    /// A failed request: diagnosed ("cannot reach", "not an S3 server",
+    /// credentials, bucket) when it is one of those, else as it came.
     fn remote_err(&self, op: &'static str, key: &Prefix, source: opendal::Error) -> LeaseError {
+        if let Store::S3 { remote, .. } = self
+            && let Some(d) = ServerError::diagnose(remote, &source)
+        {
+            return LeaseError::Server(Box::new(d));
+        }
         LeaseError::Remote {
             op,
             location: self.display(key),
@@ -227,7 +243,7 @@ impl Store {
                         };
                         let Some(etag) = meta.etag().map(str::to_string) else {
                             return Err(LeaseError::NoConditionalWrites {
-                                remote: "s3".into(),
+                                remote: self.remote_name(),
                                 location: self.display(key),
                                 detail: "the server returns no ETag".into(),
                             });
@@ -311,7 +327,7 @@ impl Store {
                             None => match op.stat(&k).await {
                                 Ok(m) => m.etag().map(str::to_string).ok_or_else(|| {
                                     CondError::Failed(LeaseError::NoConditionalWrites {
-                                        remote: "s3".into(),
+                                        remote: self.remote_name(),
                                         location: self.display(key),
                                         detail: "the server returns no ETag".into(),
                                     })
@@ -479,86 +495,6 @@ impl Store {
             }
         })
         .await
-    }
-
-    /// Check that the server enforces conditional writes, with a probe object
-    /// under `<prefix>/.coltec/`. Some S3-compatible servers silently accept
-    /// `If-None-Match: *` on an existing key or ignore `If-Match`.
-    pub async fn probe(
-        &self,
-        remote: &str,
-        prefix: &Prefix,
-        timeout: Duration,
-    ) -> Result<(), LeaseError> {
-        if self.is_local() {
-            return Ok(());
-        }
-        let key = prefix.child(&[".coltec", &format!("probe-{}", random_hex())]);
-        let refuse = |detail: String| LeaseError::NoConditionalWrites {
-            remote: remote.to_string(),
-            location: self.display(prefix),
-            detail,
-        };
-        let result = async {
-            let etag = match self.create(&key, b"probe 1".to_vec(), timeout).await {
-                Ok(e) => e,
-                Err(CondError::Lost) => {
-                    return Err(refuse(
-                        "a create-if-absent of a new key was refused".into(),
-                    ));
-                }
-                Err(CondError::Failed(e)) => return Err(classify_probe_failure(e, &refuse)),
-            };
-            match self.create(&key, b"probe 2".to_vec(), timeout).await {
-                Ok(_) => {
-                    return Err(refuse(
-                        "a write with `If-None-Match: *` replaced an existing object".into(),
-                    ));
-                }
-                Err(CondError::Lost) => {}
-                Err(CondError::Failed(e)) => return Err(classify_probe_failure(e, &refuse)),
-            }
-            let wrong = format!("\"{}\"", random_hex());
-            match self.replace(&key, &wrong, b"probe 3".to_vec(), timeout).await {
-                Ok(_) => {
-                    return Err(refuse(
-                        "a write with `If-Match` of a wrong ETag succeeded".into(),
-                    ));
-                }
-                Err(CondError::Lost) => {}
-                Err(CondError::Failed(e)) => return Err(classify_probe_failure(e, &refuse)),
-            }
-            match self.replace(&key, &etag, b"probe 4".to_vec(), timeout).await {
-                Ok(_) => Ok(()),
-                Err(CondError::Lost) => Err(refuse(
-                    "a write with `If-Match` of the current ETag was refused (quoted ETags mishandled?)"
-                        .into(),
-                )),
-                Err(CondError::Failed(e)) => Err(classify_probe_failure(e, &refuse)),
-            }
-        }
-        .await;
-        if let Err(e) = self.delete(&key, timeout).await {
-            tracing::warn!(error = %e, "cannot delete the conditional-write probe object");
-        }
-        result
-    }
-}
-
-/// A probe failure that is not a network problem means the server does not
-/// implement the condition (e.g. 501 NotImplemented, 400 on the header).
-fn classify_probe_failure(e: LeaseError, refuse: &dyn Fn(String) -> LeaseError) -> LeaseError {
-    match &e {
-        LeaseError::Remote { source, .. }
-            if !source.is_temporary()
-                && matches!(
-                    source.kind(),
-                    ErrorKind::Unsupported | ErrorKind::Unexpected
-                ) =>
-        {
-            refuse(format!("the server rejected a conditional write: {source}"))
-        }
-        _ => e,
     }
 }
 

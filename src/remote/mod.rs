@@ -3,20 +3,30 @@
 //!
 //! An operator is rooted at a target's location, so the sync engine only
 //! ever sees keys relative to the sync root. Retries (exponential backoff
-//! with jitter) live here, in opendal's `RetryLayer`, and nowhere else:
-//! opendal marks 5xx, 429/SlowDown, resets and timeouts as temporary.
+//! with jitter) of S3 requests live here, in opendal's `RetryLayer`, and
+//! nowhere else: opendal marks 5xx, 429/SlowDown, resets and timeouts as
+//! temporary. S3 requests go through our transport (`transport.rs`), which
+//! keeps connect failures no retry can fix (unknown host, refused after a
+//! quick second try) and answers that are not S3 out of that budget;
+//! `diagnose.rs` turns what is left into a message naming the endpoint and
+//! bucket. A local remote gets no retries: a local file system error
+//! (`ENAMETOOLONG`, `EACCES`, ...) does not go away by asking again.
 
 use std::time::Duration;
 
 use opendal::layers::{RetryLayer, TimeoutLayer};
-use opendal::{Operator, services};
+use opendal::{OperationContext, Operator, services};
 
 mod credentials;
 pub mod crypt;
+mod diagnose;
 mod gate;
 pub mod local_guard;
 mod retry_log;
+mod transport;
+pub use diagnose::{Problem, ServerError};
 pub use gate::{Fenced, GateController, WriteGate, gate};
+pub use transport::NotS3;
 
 use crate::error::{ExitStatus, HasExitStatus};
 use crate::spec::{Location, RemoteKind, RemoteSpec, S3Remote, Target};
@@ -66,14 +76,21 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
     };
     let op = match (&remote.kind, location) {
         (RemoteKind::S3(s3), Location::S3 { key_prefix, .. }) => {
-            Operator::new(s3_builder(&remote.name, s3, key_prefix)?).map_err(build_err)?
+            Operator::new(s3_builder(&remote.name, s3, key_prefix)?)
+                .map_err(build_err)?
+                .with_context(
+                    OperationContext::new().with_http_transport(transport::s3_transport()),
+                )
         }
         (RemoteKind::Crypt(c), Location::Crypt { .. }) => {
             return crypt::operator(remote, c, location);
         }
         // Never follows a symlink below the root (see `local_guard`).
         (RemoteKind::Local(_), Location::Local { dir }) => {
-            Operator::new(local_guard::GuardedFs::new(dir.clone())).map_err(build_err)?
+            // Timeouts, but no retry layer: see the module doc.
+            return Ok(Operator::new(local_guard::GuardedFs::new(dir.clone()))
+                .map_err(build_err)?
+                .layer(timeouts()));
         }
         _ => {
             return Err(RemoteError::CryptUnsupported {
@@ -81,20 +98,20 @@ pub fn operator_at(remote: &RemoteSpec, location: &Location) -> Result<Operator,
             });
         }
     };
-    Ok(op
-        .layer(
-            TimeoutLayer::new()
-                .with_timeout(Duration::from_secs(60))
-                .with_io_timeout(Duration::from_secs(30)),
-        )
-        .layer(
-            RetryLayer::new()
-                .with_jitter()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(10))
-                .with_max_times(6)
-                .with_notify(retry_log::log_retry),
-        ))
+    Ok(op.layer(timeouts()).layer(
+        RetryLayer::new()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(6)
+            .with_notify(retry_log::log_retry),
+    ))
+}
+
+fn timeouts() -> TimeoutLayer {
+    TimeoutLayer::new()
+        .with_timeout(Duration::from_secs(60))
+        .with_io_timeout(Duration::from_secs(30))
 }
 
 fn s3_builder(name: &str, s3: &S3Remote, key_prefix: &str) -> Result<services::S3, RemoteError> {

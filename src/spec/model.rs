@@ -221,6 +221,10 @@ pub struct S3Remote {
     pub access_key_id: Option<Secret>,
     pub secret_access_key: Option<Secret>,
     pub session_token: Option<Secret>,
+    /// Where the credentials come from, for messages: spec fields and
+    /// variable names only, never a value (e.g. `RCLONE_S3_ACCESS_KEY_ID
+    /// and RCLONE_S3_SECRET_ACCESS_KEY`).
+    pub credentials_from: String,
     /// Path-style addressing (`options.force_path_style`; default true for
     /// any custom endpoint, false for AWS).
     pub path_style: bool,

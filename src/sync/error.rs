@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use crate::error::{ExitStatus, HasExitStatus};
-use crate::remote::RemoteError;
+use crate::remote::{Problem, RemoteError, ServerError};
+use crate::spec::RemoteSpec;
 use crate::state_dir::StateDirError;
 
 use super::state::StateError;
@@ -31,6 +32,14 @@ pub enum SyncError {
         op: String,
         #[source]
         source: Box<opendal::Error>,
+    },
+    /// A remote failure diagnosed as one a user can act on (cannot reach
+    /// the endpoint, not an S3 server, credentials, bucket).
+    #[error("target '{target}': {op} failed: {error}")]
+    Server {
+        target: String,
+        op: String,
+        error: Box<ServerError>,
     },
     #[error("target '{target}': local directory {}: {source}", path.display())]
     Local {
@@ -73,6 +82,25 @@ impl From<RemoteError> for SyncError {
     }
 }
 
+impl SyncError {
+    /// `source`, a failed `op` on `remote` for `target`: diagnosed when it
+    /// is one of [`Problem`]'s cases, else as it came.
+    pub fn remote(target: &str, remote: &RemoteSpec, op: &str, source: opendal::Error) -> Self {
+        match ServerError::diagnose(remote, &source) {
+            Some(error) => SyncError::Server {
+                target: target.to_string(),
+                op: op.to_string(),
+                error: Box::new(error),
+            },
+            None => SyncError::Remote {
+                target: target.to_string(),
+                op: op.to_string(),
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
 impl HasExitStatus for SyncError {
     fn exit_status(&self) -> ExitStatus {
         match self {
@@ -80,6 +108,7 @@ impl HasExitStatus for SyncError {
             SyncError::Setup(e) => e.exit_status(),
             SyncError::StateDir(e) => e.exit_status(),
             SyncError::Remote { .. } => ExitStatus::Remote,
+            SyncError::Server { error, .. } => error.exit_status(),
             SyncError::Unavailable { status, .. } => *status,
             // The target's pass refused to run at all: a failure, not a
             // partial one (no file of that target was transferred).
@@ -119,6 +148,14 @@ impl SyncError {
     pub fn disposition(&self) -> Disposition {
         match self {
             SyncError::Remote { source, .. } => remote_disposition(source),
+            // An outage, a busy proxy's error page or credentials fixed on
+            // the remote side go away without us; a bucket does not.
+            SyncError::Server { error, .. } => match error.problem {
+                Problem::NoSuchBucket | Problem::InvalidBucketName => Disposition::NeedsHuman,
+                Problem::Unreachable(_) | Problem::NotS3(_) | Problem::Credentials(_) => {
+                    Disposition::Retry
+                }
+            },
             SyncError::Fenced { .. } => Disposition::Retry,
             SyncError::Cancelled => Disposition::Requeue,
             SyncError::UnknownTarget { .. }

@@ -168,13 +168,12 @@ fn no_secret_at_trace_in_validate_sync_or_s3_errors() {
 
 #[test]
 fn retry_warnings_are_one_line_without_backtraces_or_secrets() {
-    // Nothing listens on this port: every request is retried.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Every request is answered `503 SlowDown`, so every one is retried (a
+    // closed port no longer is: a refused connection is reported at once).
+    let proxy = crate::support::proxy::Proxy::start("http://127.0.0.1:1");
+    proxy.fail_next(u32::MAX);
     let dir = tempfile::tempdir().unwrap();
-    let spec = s3_spec(dir.path(), &format!("http://127.0.0.1:{port}"), "bkt");
+    let spec = s3_spec(dir.path(), &proxy.endpoint, "bkt");
     let env = secret_env(dir.path());
     let out = coltecd(
         dir.path(),

@@ -24,6 +24,7 @@ mod lease_cli;
 mod lease_daemon;
 mod outage;
 mod preflight;
+mod server_errors;
 mod spec;
 mod stop_flush;
 mod sync;

@@ -477,7 +477,7 @@ persistence:
       path: ${DATA_DIR}/a
       remote_path: \"{org}/{project}/{env}/$$literal\"
 ";
-    let env: HashMap<String, String> = [("BUCKET_NAME", "bk"), ("DATA_DIR", "/data")]
+    let env: HashMap<String, String> = [("BUCKET_NAME", "bkt"), ("DATA_DIR", "/data")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
@@ -487,7 +487,7 @@ persistence:
     assert_eq!(t.remote_path, "acme/widget/dev-a/$literal");
     assert_eq!(
         t.location().to_string(),
-        "s3://bk/teams/x/acme/widget/dev-a/$literal"
+        "s3://bkt/teams/x/acme/widget/dev-a/$literal"
     );
 }
 

@@ -137,6 +137,7 @@ impl Resolver<'_> {
             .to_string()
         });
         let (access_key_id, secret_access_key, session_token) = self.s3_credentials(field, name, r);
+        let credentials_from = self.credentials_from(field, r);
         let path_style = self.s3_path_style(field, r, endpoint.is_some());
         Some(S3Remote {
             bucket,
@@ -147,8 +148,46 @@ impl Resolver<'_> {
             access_key_id,
             secret_access_key,
             session_token,
+            credentials_from,
             path_style,
         })
+    }
+
+    /// Where the access key id and secret come from, for messages about
+    /// rejected credentials: the spec field (and the variables it names) or
+    /// the environment variable that was used. Never a value.
+    fn credentials_from(&self, field: &str, r: &RawRemote) -> String {
+        let one = |key: &str, vars: &[&str]| -> String {
+            match r.options.0.get(key) {
+                Some(v) => {
+                    let text = match v {
+                        NumOrStr::Str(s) => s.clone(),
+                        _ => String::new(),
+                    };
+                    let named = var_names(&text);
+                    if named.is_empty() {
+                        format!("{field}.options.{key}")
+                    } else {
+                        format!("{field}.options.{key} (${{{}}})", named.join("}, ${"))
+                    }
+                }
+                None => vars
+                    .iter()
+                    .find(|n| (self.env)(n).is_some_and(|v| !v.is_empty()))
+                    .map_or_else(|| vars.join(" / "), |n| n.to_string()),
+            }
+        };
+        format!(
+            "{} (access key id) and {} (secret access key)",
+            one(
+                "access_key_id",
+                &["RCLONE_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"]
+            ),
+            one(
+                "secret_access_key",
+                &["RCLONE_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"]
+            ),
+        )
     }
 
     /// `bucket`, else `RCLONE_BUCKET`; `None` (reported) when there is none.
@@ -188,6 +227,18 @@ impl Resolver<'_> {
                     r.bucket.as_deref().unwrap_or("$RCLONE_BUCKET")
                 ),
                 "put the bucket name in `bucket` and any key prefix in `path_prefix`",
+            );
+        } else if let Err(why) = check_bucket_name(&bucket) {
+            let from = match r.bucket.as_deref() {
+                Some(raw) if raw != bucket => format!(" (from `{raw}`)"),
+                Some(_) => String::new(),
+                None => " (from $RCLONE_BUCKET)".into(),
+            };
+            self.err(
+                format!("{field}.bucket"),
+                format!("`{bucket}`{from} is not a valid S3 bucket name: {why}"),
+                "S3 bucket names are 3-63 characters of lowercase letters, digits, `.` and `-`, \
+                 start and end with a letter or digit and are not an IP address (e.g. `acme-devcontainer-state`)",
             );
         }
         Some(bucket)
@@ -519,5 +570,80 @@ impl<'a> CryptLoops<'a> {
 
     fn cycle_of(&self, name: &str) -> Option<&[&'a str]> {
         self.member.get(name).map(|&i| self.cycles[i].as_slice())
+    }
+}
+
+/// The names of the `${NAME}` / `${NAME:-default}` variables in `text`.
+fn var_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        rest = &rest[i + 2..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The S3 bucket naming rules (AWS's, which R2 and MinIO follow): 3 to 63
+/// characters, lowercase letters, digits, `.` and `-`, starting and ending
+/// with a letter or digit, no `..`, not shaped like an IPv4 address.
+pub(crate) fn check_bucket_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if !(3..=63).contains(&n) {
+        return Err(format!("it is {n} characters long (3 to 63 allowed)"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-'))
+    {
+        let what = if c.is_ascii_uppercase() {
+            "uppercase letters are not allowed".to_string()
+        } else {
+            format!("`{}` is not allowed", c.escape_debug())
+        };
+        return Err(what);
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        return Err("it must start and end with a letter or digit".into());
+    }
+    if name.contains("..") {
+        return Err("it contains `..`".into());
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("it is shaped like an IP address".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod bucket_name_tests {
+    use super::check_bucket_name;
+
+    #[test]
+    fn s3_bucket_naming_rules() {
+        for ok in ["abc", "acme-devcontainer-state", "a.b-c.1", &"a".repeat(63)] {
+            assert_eq!(check_bucket_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ab",
+            &"a".repeat(64),
+            "Bad_Bucket",
+            "bad_bucket",
+            "-abc",
+            "abc.",
+            "a..b",
+            "192.168.1.1",
+            "caf\u{e9}",
+            "a b c",
+        ] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
     }
 }

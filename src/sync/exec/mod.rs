@@ -153,11 +153,7 @@ impl<'a> Exec<'a> {
     }
 
     fn remote_err(&self, op: &str, source: opendal::Error) -> SyncError {
-        SyncError::Remote {
-            target: self.name().to_string(),
-            op: op.to_string(),
-            source: Box::new(source),
-        }
+        SyncError::remote(self.name(), &self.ctx.target.remote, op, source)
     }
 }
 

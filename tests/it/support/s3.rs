@@ -175,6 +175,7 @@ impl S3Server {
                 access_key_id: Some(Secret::new(ACCESS_KEY)),
                 secret_access_key: Some(Secret::new(SECRET_KEY)),
                 session_token: None,
+                credentials_from: "the test's constants".into(),
                 path_style: true,
             }),
         }
