@@ -4,6 +4,12 @@
 //! control socket and last status. One process at a time may use it: the
 //! lock is an `flock` on `lock`, which also works between containers that
 //! (wrongly) share the directory through a named volume on one host.
+//!
+//! Only its owner may change it: a state dir (or a parent coltecd created
+//! for it, or the default `…/coltecd` base) owned by another user, or
+//! writable by group or others, is refused, since that user could remove
+//! the lock, control socket and pidfile under a running daemon and make
+//! `status`/`stop` lie.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -35,6 +41,16 @@ pub enum StateDirError {
          container its own state dir (persistence.daemon.state_dir or {STATE_DIR_ENV})."
     )]
     Locked { path: PathBuf, holder: String },
+    #[error(
+        "refusing state directory {path}: {problem}, so another local user could remove \
+         its lock, control socket and pidfile. Fix: {fix}, or use another state dir \
+         (persistence.daemon.state_dir or {STATE_DIR_ENV})"
+    )]
+    Unsafe {
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
 }
 
 impl HasExitStatus for StateDirError {
@@ -72,8 +88,19 @@ impl StateDir {
         &self.path
     }
 
-    /// Create the directory (owner-only) if needed.
+    /// Create the directory (owner-only) if needed, then check that it, the
+    /// parents created here and the default base are private to this user
+    /// (see the module doc).
     pub fn ensure(&self) -> Result<(), StateDirError> {
+        let missing: Vec<PathBuf> = self
+            .path
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .take_while(|a| {
+                fs::symlink_metadata(a).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            })
+            .map(Path::to_path_buf)
+            .collect();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -81,7 +108,14 @@ impl StateDir {
             .map_err(|source| StateDirError::Create {
                 path: self.path.clone(),
                 source,
-            })
+            })?;
+        let base = default_base();
+        let mut check = vec![self.path.clone()];
+        check.extend(missing.into_iter().filter(|p| *p != self.path));
+        if self.path.starts_with(&base) && self.path != base {
+            check.push(base);
+        }
+        check.iter().try_for_each(|p| check_private(p))
     }
 
     /// Take the exclusive lock, or explain who holds it.
@@ -104,13 +138,13 @@ impl StateDir {
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
+                let holder = crate::escape::name(holder.trim());
                 return Err(StateDirError::Locked {
                     path: self.path.clone(),
                     holder: if holder.is_empty() {
                         "unknown process".into()
                     } else {
-                        holder.to_string()
+                        holder.into_owned()
                     },
                 });
             }
@@ -122,7 +156,12 @@ impl StateDir {
             }
         }
         // Record who holds it, for the message another process prints.
-        let me = format!("pid {} on host {}", std::process::id(), hostname());
+        let container: String = crate::lease::container_id().chars().take(12).collect();
+        let me = format!(
+            "pid {} on host {}, container {container}",
+            std::process::id(),
+            hostname()
+        );
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = file.write_all(me.as_bytes());
@@ -145,6 +184,42 @@ impl StateLock {
     pub fn dir(&self) -> &StateDir {
         &self.dir
     }
+}
+
+/// `path` is a directory owned by the effective user and not writable by
+/// group or others.
+fn check_private(path: &Path) -> Result<(), StateDirError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|source| StateDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let me = nix::unistd::geteuid().as_raw();
+    let unsafe_dir = |problem: String, fix: String| StateDirError::Unsafe {
+        path: path.to_path_buf(),
+        problem,
+        fix,
+    };
+    if meta.uid() != me {
+        return Err(unsafe_dir(
+            format!("it is owned by uid {}, not by you (uid {me})", meta.uid()),
+            format!(
+                "remove it and let coltecd create it, or `chown {me} '{}'`",
+                path.display()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(unsafe_dir(
+            format!("it is writable by group or others (mode {mode:04o})"),
+            format!(
+                "`chmod go-w '{}'` (coltecd creates it 0700)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn default_base() -> PathBuf {
@@ -181,6 +256,30 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("shares this directory"), "{msg}");
+    }
+
+    #[test]
+    fn a_state_dir_writable_by_others_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s");
+        fs::create_dir(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).unwrap();
+        let msg = StateDir::at(&path).lock().unwrap_err().to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(
+            msg.contains("mode 0777") && msg.contains("chmod go-w"),
+            "{msg}"
+        );
+        assert!(!path.join("lock").exists());
+        // Parents created here are checked too (and are private).
+        let deep = StateDir::at(tmp.path().join("a/b/c"));
+        deep.ensure().unwrap();
+        let mode = fs::metadata(tmp.path().join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn sync_now(state: &StateDir) -> CmdResult {
                 status = status.max(ExitStatus::PartialFailure);
             }
             Some(e) => {
-                println!("{}: failed: {e}", o.target);
+                println!("{}: failed: {}", o.target, crate::escape::name(&e));
                 status = status.max(ExitStatus::PartialFailure);
             }
         }

@@ -4,10 +4,14 @@
 //! by a `kill -9`ed daemon names a dead (or reused) pid, so readers check the
 //! process is alive *and* is a coltecd before believing it.
 //!
-//! Format: the pid on the first line; a second line `init` when the daemon
-//! runs inside `coltecd init` (then the pid is the init process, which must
-//! not be signalled to stop the daemon: that would stop the container's
-//! command too).
+//! Format: the pid on the first line, then tagged lines: `init` when the
+//! daemon runs inside `coltecd init` (then the pid is the init process,
+//! which must not be signalled to stop the daemon: that would stop the
+//! container's command too), `container <id>` and `host <name>`: which
+//! container wrote it. Two containers sharing one state volume see each
+//! other's pidfile and control socket; `status` and `stop` act only on a
+//! daemon of their own container ([`foreign`]), and a pid from another
+//! container's pid namespace is never signalled.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -41,6 +45,9 @@ pub fn write(state_dir: &Path, under_init: bool) -> std::io::Result<PidFile> {
     if under_init {
         writeln!(f, "init")?;
     }
+    let me = Owner::current();
+    writeln!(f, "container {}", me.container)?;
+    writeln!(f, "host {}", me.host)?;
     f.sync_data()?;
     std::fs::rename(&tmp, &path)?;
     Ok(PidFile { path, pid })
@@ -67,7 +74,64 @@ fn read_at(path: &Path) -> Option<u32> {
 /// Whether the pidfile says the daemon runs inside `coltecd init`.
 pub fn under_init(state_dir: &Path) -> bool {
     std::fs::read_to_string(state_dir.join(PID_FILE))
-        .is_ok_and(|s| s.lines().nth(1).is_some_and(|l| l.trim() == "init"))
+        .is_ok_and(|s| s.lines().skip(1).any(|l| l.trim() == "init"))
+}
+
+/// The container a pidfile was written in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub container: String,
+    pub host: String,
+}
+
+impl Owner {
+    /// This process, in this container.
+    pub fn current() -> Owner {
+        Owner {
+            pid: std::process::id(),
+            container: crate::lease::container_id(),
+            host: crate::state_dir::hostname(),
+        }
+    }
+
+    /// "pid 12, container 0123456789ab, host dev-a" (names escaped).
+    pub fn describe(&self) -> String {
+        let short: String = self.container.chars().take(12).collect();
+        format!(
+            "pid {}, container {}, host {}",
+            self.pid,
+            crate::escape::name(&short),
+            crate::escape::name(&self.host)
+        )
+    }
+}
+
+/// Who wrote the pidfile; `None` without one, or for a pidfile that names
+/// no container (written by an older coltecd).
+pub fn owner(state_dir: &Path) -> Option<Owner> {
+    let text = std::fs::read_to_string(state_dir.join(PID_FILE)).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let (mut container, mut host) = (None, String::new());
+    for l in lines {
+        if let Some(c) = l.strip_prefix("container ") {
+            container = Some(c.trim().to_string());
+        } else if let Some(h) = l.strip_prefix("host ") {
+            host = h.trim().to_string();
+        }
+    }
+    Some(Owner {
+        pid,
+        container: container.filter(|c| !c.is_empty())?,
+        host,
+    })
+}
+
+/// The pidfile's writer when it is another container: its pid means
+/// nothing here, and its control socket reaches that container's daemon.
+pub fn foreign(state_dir: &Path) -> Option<Owner> {
+    owner(state_dir).filter(|o| o.container != crate::lease::container_id())
 }
 
 /// The pid recorded in the pidfile, unchecked.
@@ -79,6 +143,9 @@ pub fn recorded(state_dir: &Path) -> Option<u32> {
 /// no pidfile or it is stale (dead process, or the pid now belongs to
 /// something that is not coltecd).
 pub fn live(state_dir: &Path) -> Option<u32> {
+    if foreign(state_dir).is_some() {
+        return None;
+    }
     let pid = recorded(state_dir)?;
     is_coltecd(pid).then_some(pid)
 }
@@ -130,7 +197,30 @@ mod tests {
         let guard = write(tmp.path(), true).unwrap();
         assert_eq!(recorded(tmp.path()), Some(std::process::id()));
         assert!(under_init(tmp.path()));
+        assert_eq!(
+            owner(tmp.path()).map(|o| o.container),
+            Some(Owner::current().container)
+        );
+        assert_eq!(foreign(tmp.path()), None);
         drop(guard);
+    }
+
+    #[test]
+    fn another_containers_pidfile_is_foreign_and_never_live() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pid = std::process::id();
+        std::fs::write(
+            tmp.path().join(PID_FILE),
+            format!("{pid}\ncontainer some-other-container\nhost other\n"),
+        )
+        .unwrap();
+        let other = foreign(tmp.path()).unwrap();
+        assert_eq!((other.pid, other.host.as_str()), (pid, "other"));
+        assert_eq!(live(tmp.path()), None);
+        // An older pidfile names no container: not known to be foreign.
+        std::fs::write(tmp.path().join(PID_FILE), format!("{pid}\n")).unwrap();
+        assert_eq!(foreign(tmp.path()), None);
+        assert_eq!(live(tmp.path()), Some(pid));
     }
 
     #[test]
