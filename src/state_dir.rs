@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{ExitStatus, HasExitStatus};
 use crate::spec::Spec;
 
+/// The lock file in the state dir (its content names the holder).
+pub const LOCK_FILE: &str = "lock";
+
 /// Environment variable that overrides the state dir location.
 pub const STATE_DIR_ENV: &str = "COLTEC_STATE_DIR";
 
@@ -121,7 +124,7 @@ impl StateDir {
     /// Take the exclusive lock, or explain who holds it.
     pub fn lock(&self) -> Result<StateLock, StateDirError> {
         self.ensure()?;
-        let lock_path = self.path.join("lock");
+        let lock_path = self.path.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -156,12 +159,7 @@ impl StateDir {
             }
         }
         // Record who holds it, for the message another process prints.
-        let container: String = crate::lease::container_id().chars().take(12).collect();
-        let me = format!(
-            "pid {} on host {}, container {container}",
-            std::process::id(),
-            hostname()
-        );
+        let me = crate::daemon::pidfile::Owner::current().to_line();
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = file.write_all(me.as_bytes());
@@ -170,6 +168,45 @@ impl StateDir {
             _file: file,
             dir: self.clone(),
         })
+    }
+}
+
+/// A private throw-away state dir (under the temp dir, removed on drop):
+/// what `sync --dry-run` plans against when the workspace has no state dir
+/// yet, so a dry run creates none.
+#[derive(Debug)]
+pub struct ScratchStateDir {
+    dir: StateDir,
+}
+
+impl ScratchStateDir {
+    pub fn new() -> Result<ScratchStateDir, StateDirError> {
+        let path = std::env::temp_dir().join(format!(
+            "coltecd-dry-run-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        // Not recursive: an existing path (someone else's) is an error.
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|source| StateDirError::Create {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(ScratchStateDir {
+            dir: StateDir::at(path),
+        })
+    }
+
+    pub fn dir(&self) -> &StateDir {
+        &self.dir
+    }
+}
+
+impl Drop for ScratchStateDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.dir.path());
     }
 }
 

@@ -4,14 +4,17 @@
 //! by a `kill -9`ed daemon names a dead (or reused) pid, so readers check the
 //! process is alive *and* is a coltecd before believing it.
 //!
-//! Format: the pid on the first line, then tagged lines: `init` when the
-//! daemon runs inside `coltecd init` (then the pid is the init process,
-//! which must not be signalled to stop the daemon: that would stop the
-//! container's command too), `container <id>` and `host <name>`: which
-//! container wrote it. Two containers sharing one state volume see each
-//! other's pidfile and control socket; `status` and `stop` act only on a
-//! daemon of their own container ([`foreign`]), and a pid from another
-//! container's pid namespace is never signalled.
+//! Format: the pid on the first line; a second line `init` when the daemon
+//! runs inside `coltecd init` (then the pid is the init process, which must
+//! not be signalled to stop the daemon: that would stop the container's
+//! command too).
+//!
+//! Which container the daemon runs in is what the state-dir lock file
+//! records (`pid N on host H, container C`, written by the lock holder).
+//! Two containers sharing one state volume see each other's pidfile and
+//! control socket; `status` and `stop` act only on a daemon of their own
+//! container ([`foreign`]), and a pid from another container's pid
+//! namespace is never signalled.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -45,9 +48,6 @@ pub fn write(state_dir: &Path, under_init: bool) -> std::io::Result<PidFile> {
     if under_init {
         writeln!(f, "init")?;
     }
-    let me = Owner::current();
-    writeln!(f, "container {}", me.container)?;
-    writeln!(f, "host {}", me.host)?;
     f.sync_data()?;
     std::fs::rename(&tmp, &path)?;
     Ok(PidFile { path, pid })
@@ -74,10 +74,10 @@ fn read_at(path: &Path) -> Option<u32> {
 /// Whether the pidfile says the daemon runs inside `coltecd init`.
 pub fn under_init(state_dir: &Path) -> bool {
     std::fs::read_to_string(state_dir.join(PID_FILE))
-        .is_ok_and(|s| s.lines().skip(1).any(|l| l.trim() == "init"))
+        .is_ok_and(|s| s.lines().nth(1).is_some_and(|l| l.trim() == "init"))
 }
 
-/// The container a pidfile was written in.
+/// The process holding (or last holding) a state dir, and its container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub pid: u32,
@@ -95,6 +95,31 @@ impl Owner {
         }
     }
 
+    /// The lock file's line: `pid N on host H, container C`.
+    pub fn to_line(&self) -> String {
+        format!(
+            "pid {} on host {}, container {}",
+            self.pid, self.host, self.container
+        )
+    }
+
+    /// Read back [`Owner::to_line`]; `None` for anything else (a lock file
+    /// written by an older coltecd names no container).
+    pub fn parse(line: &str) -> Option<Owner> {
+        let rest = line.trim().strip_prefix("pid ")?;
+        let (pid, rest) = rest.split_once(" on host ")?;
+        let (host, container) = rest.rsplit_once(", container ")?;
+        let container = container.trim();
+        if container.is_empty() {
+            return None;
+        }
+        Some(Owner {
+            pid: pid.parse().ok()?,
+            container: container.to_string(),
+            host: host.to_string(),
+        })
+    }
+
     /// "pid 12, container 0123456789ab, host dev-a" (names escaped).
     pub fn describe(&self) -> String {
         let short: String = self.container.chars().take(12).collect();
@@ -107,29 +132,15 @@ impl Owner {
     }
 }
 
-/// Who wrote the pidfile; `None` without one, or for a pidfile that names
-/// no container (written by an older coltecd).
+/// Who holds, or last held, the state dir (its lock file's record).
 pub fn owner(state_dir: &Path) -> Option<Owner> {
-    let text = std::fs::read_to_string(state_dir.join(PID_FILE)).ok()?;
-    let mut lines = text.lines();
-    let pid = lines.next()?.trim().parse().ok()?;
-    let (mut container, mut host) = (None, String::new());
-    for l in lines {
-        if let Some(c) = l.strip_prefix("container ") {
-            container = Some(c.trim().to_string());
-        } else if let Some(h) = l.strip_prefix("host ") {
-            host = h.trim().to_string();
-        }
-    }
-    Some(Owner {
-        pid,
-        container: container.filter(|c| !c.is_empty())?,
-        host,
-    })
+    let text = std::fs::read_to_string(state_dir.join(crate::state_dir::LOCK_FILE)).ok()?;
+    Owner::parse(text.lines().next()?)
 }
 
-/// The pidfile's writer when it is another container: its pid means
-/// nothing here, and its control socket reaches that container's daemon.
+/// The state dir's holder (or last holder) when it is another container:
+/// its pid means nothing here, and the control socket reaches that
+/// container's daemon, not ours.
 pub fn foreign(state_dir: &Path) -> Option<Owner> {
     owner(state_dir).filter(|o| o.container != crate::lease::container_id())
 }
@@ -197,42 +208,27 @@ mod tests {
         let guard = write(tmp.path(), true).unwrap();
         assert_eq!(recorded(tmp.path()), Some(std::process::id()));
         assert!(under_init(tmp.path()));
-        assert_eq!(
-            owner(tmp.path()).map(|o| o.container),
-            Some(Owner::current().container)
-        );
-        assert_eq!(foreign(tmp.path()), None);
         drop(guard);
     }
 
     #[test]
-    fn another_containers_pidfile_is_foreign_and_never_live() {
+    fn another_containers_lock_record_is_foreign_and_its_pid_never_live() {
         let tmp = tempfile::tempdir().unwrap();
         let pid = std::process::id();
-        std::fs::write(
-            tmp.path().join(PID_FILE),
-            format!("{pid}\ncontainer some-other-container\nhost other\n"),
-        )
-        .unwrap();
-        let other = foreign(tmp.path()).unwrap();
-        assert_eq!((other.pid, other.host.as_str()), (pid, "other"));
-        assert_eq!(live(tmp.path()), None);
-        // An older pidfile names no container: not known to be foreign.
         std::fs::write(tmp.path().join(PID_FILE), format!("{pid}\n")).unwrap();
+        let lock = tmp.path().join(crate::state_dir::LOCK_FILE);
+        let mut me = Owner::current();
+        std::fs::write(&lock, me.to_line()).unwrap();
+        assert_eq!(owner(tmp.path()), Some(me.clone()));
         assert_eq!(foreign(tmp.path()), None);
         assert_eq!(live(tmp.path()), Some(pid));
-    }
-
-    #[test]
-    fn stale_pid_is_not_trusted() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        std::fs::write(tmp.path().join(PID_FILE), format!("{dead}\n")).unwrap();
+        me.container = "some-other-container".into();
+        std::fs::write(&lock, me.to_line()).unwrap();
+        assert_eq!(foreign(tmp.path()), Some(me));
         assert_eq!(live(tmp.path()), None);
-        // pid 1 exists but is not coltecd.
-        std::fs::write(tmp.path().join(PID_FILE), "1\n").unwrap();
-        assert_eq!(live(tmp.path()), None);
+        // An older lock record names no container: not known to be foreign.
+        std::fs::write(&lock, format!("pid {pid} on host h")).unwrap();
+        assert_eq!(foreign(tmp.path()), None);
+        assert_eq!(live(tmp.path()), Some(pid));
     }
 }

@@ -11,6 +11,7 @@ mod crypt;
 mod daemon;
 mod daemon_sync;
 mod faults_sync;
+mod hardening_local;
 mod hardening_spec;
 mod harness;
 mod install;
