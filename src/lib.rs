@@ -30,6 +30,7 @@ pub mod escape;
 pub mod fsutil;
 pub mod lease;
 pub mod logging;
+pub mod preflight;
 pub mod remote;
 pub mod runtime;
 pub mod spec;

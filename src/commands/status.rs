@@ -73,26 +73,17 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
     {
         st.evaluate(now);
     }
+    // A status from a daemon (live or its file) names the daemon's build;
+    // otherwise the build of this binary.
+    st.build.get_or_insert_with(crate::version::build_info);
     if args.json {
-        let body = serde_json::to_string_pretty(&WithBuild {
-            status: &st,
-            build: crate::version::build_info(),
-        })
-        .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let body =
+            serde_json::to_string_pretty(&st).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         println!("{body}");
     } else {
         print!("{}", st.render_text(now));
     }
     Ok(st.health.exit_status())
-}
-
-/// `status --json`: the status plus `"build"` (version, commit, target) of
-/// the coltecd binary that prints it, so a bug report names the build.
-#[derive(serde::Serialize)]
-struct WithBuild<'a> {
-    #[serde(flatten)]
-    status: &'a DaemonStatus,
-    build: crate::version::BuildInfo,
 }
 
 /// What `status` and `stop` say when the state dir's daemon (live: its
@@ -139,5 +130,6 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         },
         targets: Vec::new(),
         stop: None,
+        build: None,
     }
 }

@@ -135,7 +135,9 @@ pub struct AcquireOptions {
     pub force: bool,
 }
 
-/// The targets that need a lease, after `--only`.
+/// The targets that need a lease, after `--only`. A target the preflight
+/// finds unusable is not served, so it is not leased either (for a crypt
+/// target without its password, where its lease lives is not even known).
 fn select_targets<'a>(
     spec: &'a Spec,
     only: Option<&[String]>,
@@ -145,5 +147,6 @@ fn select_targets<'a>(
         .select(only.unwrap_or_default())?
         .into_iter()
         .filter(|t| t.direction.writes_remote())
+        .filter(|t| crate::preflight::check_target(t).is_ok())
         .collect())
 }

@@ -20,6 +20,9 @@ pub enum SyncError {
     StateDir(#[from] StateDirError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// A remote object (the manifest) written by a newer coltecd.
+    #[error(transparent)]
+    FormatTooNew(#[from] crate::version::FormatTooNew),
     #[error(
         "target '{target}': {op} failed on the remote: {source}. Check the endpoint, bucket and credentials, then retry"
     )]
@@ -80,7 +83,7 @@ impl HasExitStatus for SyncError {
             SyncError::Unavailable { status, .. } => *status,
             // The target's pass refused to run at all: a failure, not a
             // partial one (no file of that target was transferred).
-            SyncError::MassDelete { .. } => ExitStatus::Failure,
+            SyncError::MassDelete { .. } | SyncError::FormatTooNew(_) => ExitStatus::Failure,
             SyncError::State(_)
             | SyncError::Local { .. }
             | SyncError::Fenced { .. }
@@ -122,6 +125,7 @@ impl SyncError {
             | SyncError::Setup(_)
             | SyncError::Local { .. }
             | SyncError::MassDelete { .. }
+            | SyncError::FormatTooNew(_)
             | SyncError::Unavailable { .. } => Disposition::NeedsHuman,
             SyncError::StateDir(StateDirError::Locked { .. }) => Disposition::NeedsHuman,
             SyncError::StateDir(_) | SyncError::State(_) | SyncError::Internal(_) => {
@@ -225,7 +229,7 @@ mod tests {
 
     #[test]
     fn broken_local_state_stops() {
-        let state = SyncError::State(StateError {
+        let state = SyncError::State(StateError::Db {
             path: "/s/sync.redb".into(),
             source: redb::Error::DatabaseAlreadyOpen,
         });

@@ -191,15 +191,24 @@ impl Exec<'_> {
     /// The manifest, or an empty one when it is missing or unreadable.
     async fn read_manifest(&self) -> Result<Manifest, SyncError> {
         match self.net(self.op.read(MANIFEST_KEY)).await? {
-            Ok(buf) => Ok(
-                serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
-                    tracing::warn!(
-                        target_name = self.name(),
-                        "ignoring unreadable manifest: {e}"
-                    );
-                    Manifest::default()
-                }),
-            ),
+            Ok(buf) => {
+                let manifest =
+                    serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
+                        tracing::warn!(
+                            target_name = self.name(),
+                            "ignoring unreadable manifest: {e}"
+                        );
+                        Manifest::default()
+                    });
+                // A newer coltecd's manifest may mean something this one
+                // cannot tell; never trust it, never overwrite it with ours.
+                crate::version::check_format(
+                    format!("the manifest of target '{}'", self.name()),
+                    manifest.version,
+                    Manifest::VERSION,
+                )?;
+                Ok(manifest)
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Manifest::default()),
             Err(e) => Err(self.remote_err("reading the manifest", e)),
         }
