@@ -94,7 +94,6 @@
 //!   [`Clock`] every reading of time goes through (tests pass a paused one).
 //! - [`store`]: conditional create/replace over S3 and local directories.
 //! - [`error`]: [`LeaseError`] and the refusal message.
-//! - `private_file`: owner-only atomic writes of the local state files.
 //! - `timing_tests`: the expiry and fencing rules on controlled time.
 
 mod acquire;
@@ -104,7 +103,6 @@ mod inspect;
 mod keeper;
 mod nested;
 pub mod observe;
-mod private_file;
 pub mod record;
 mod release;
 mod set;
