@@ -26,6 +26,7 @@ pub mod commands;
 pub mod crypt;
 pub mod daemon;
 pub mod error;
+pub mod escape;
 pub mod fleet;
 pub mod fsutil;
 pub mod lease;

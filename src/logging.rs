@@ -4,12 +4,20 @@
 //!
 //! Secrets never reach a log: spec credentials are [`crate::spec::Secret`]s
 //! whose `Debug`/`Display` print `***`, and nothing here formats raw env.
+//!
+//! Hostile names never forge a log line: text output goes through
+//! [`crate::escape::LineSafe`] (one event, one line). The log file is
+//! opened without following a symlink and must be a regular file, so a
+//! committed `logs/coltecd.log -> victim` cannot make the daemon append to
+//! `victim` ([`open_log_file`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use crate::escape::LineSafe;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
@@ -55,12 +63,13 @@ pub fn filter(opts: &LogOptions, default: &str) -> EnvFilter {
 /// Log to stderr, for interactive commands. Safe to call more than once.
 pub fn init_stderr(opts: impl Into<LogOptions>) {
     let opts = opts.into();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(&opts, "warn"))
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter(&opts, "warn"));
     let _ = match opts.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.with_writer(io::stderr).json().try_init(),
+        LogFormat::Text => builder
+            .with_writer(SafeLines(io::stderr, true))
+            .with_target(false)
+            .try_init(),
     };
 }
 
@@ -101,10 +110,24 @@ fn fmt_layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer();
     match format {
-        LogFormat::Json => layer.json().with_ansi(false).boxed(),
-        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        LogFormat::Json => layer.with_writer(writer).json().with_ansi(false).boxed(),
+        LogFormat::Text => layer
+            .with_writer(SafeLines(writer, ansi))
+            .with_ansi(ansi)
+            .boxed(),
+    }
+}
+
+/// Makes [`LineSafe`] writers over `M`'s (keeping ESC when `.1`: the
+/// formatter's own colours on a terminal).
+struct SafeLines<M>(M, bool);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for SafeLines<M> {
+    type Writer = LineSafe<M::Writer>;
+    fn make_writer(&'a self) -> Self::Writer {
+        LineSafe::new(self.0.make_writer(), self.1)
     }
 }
 
@@ -166,12 +189,40 @@ impl RotatingFile {
     }
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+/// Open (or create, owner-only) the log file at `path` for appending,
+/// without following a symlink and only if it is a regular file (a FIFO
+/// would block, a device would receive the log). The error names the path
+/// and what to do.
+pub fn open_log_file(path: &Path) -> io::Result<File> {
+    let refuse = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "refusing to log to {}: it is {what}; remove it (coltecd creates the log file itself)",
+                path.display()
+            ),
+        )
+    };
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => refuse("a symbolic link"),
+            Some(nix::libc::ENXIO) => refuse("a FIFO or socket"),
+            _ => io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())),
+        })?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    Ok(file)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    open_log_file(path)
 }
 
 impl Rotating {

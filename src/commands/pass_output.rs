@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use crate::error::{CmdResult, ExitStatus, Fail, HasExitStatus};
+use crate::escape::name as esc;
 use crate::sync::{ActionCount, PassObserver, PassReport, PlanSummary, SyncError};
 
 /// How many failed files are printed per target.
@@ -58,7 +59,7 @@ impl TargetResults {
                     println!("{}", summary_line(&report));
                 }
                 for f in report.failed.iter().take(SHOW_FAILED) {
-                    eprintln!("  failed: {}: {}", f.path, f.reason);
+                    eprintln!("  failed: {}: {}", esc(&f.path), esc(&f.reason));
                 }
                 if report.failed.len() > SHOW_FAILED {
                     eprintln!(
@@ -82,7 +83,7 @@ impl TargetResults {
                 self.unusable = self.unusable.or(Some(e.exit_status()));
             }
             Err(e) => {
-                eprintln!("coltecd: {name}: {e}");
+                eprintln!("coltecd: {}: {}", esc(name), esc(&e.to_string()));
                 let s = e.exit_status();
                 // Remote trouble (5) outranks everything: it is what to fix first.
                 self.worst = Some(match self.worst {
@@ -160,7 +161,7 @@ fn plan_text(r: &PassReport) -> String {
             HumanBytes(c.bytes)
         ));
         for path in &c.first {
-            s.push_str(&format!("    {path}\n"));
+            s.push_str(&format!("    {}\n", esc(path)));
         }
         if c.files as usize > c.first.len() {
             s.push_str(&format!(

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
@@ -40,12 +39,8 @@ pub fn run(global: &GlobalArgs) -> CmdResult {
         .map_err(|e| fail(&format!("cannot create log dir {}", log_dir.display()), e))?;
     let log_path = log_dir.join(crate::logging::DAEMON_LOG_FILE);
     // The daemon's own stdout/stderr (panics, early errors) go to its log.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| fail(&format!("cannot open {}", log_path.display()), e))?;
+    let log = crate::logging::open_log_file(&log_path)
+        .map_err(|e| Fail::new(ExitStatus::Failure, anyhow::anyhow!("{e}")))?;
     let log2 = log
         .try_clone()
         .map_err(|e| fail("cannot duplicate the log file handle", e))?;

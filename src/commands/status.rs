@@ -1,6 +1,11 @@
 //! `coltecd status [--json]`: live from the daemon's control socket, else
 //! the last status it wrote, marked "not running". Exit 0 healthy, 1
 //! degraded, 3 not running (usable as a HEALTHCHECK / probe).
+//!
+//! Only this container's daemon counts: when the state dir's pidfile was
+//! written in another container (one state volume mounted into two), the
+//! control socket is not asked (it would answer for that container) and
+//! the status says which container holds the state dir and what to do.
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::daemon::control::{self, ControlError, Request, Response};
@@ -19,7 +24,18 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
             (None, None) => unreachable_without_spec(dir.path()),
         }
     };
-    let mut st = if daemon::disabled() {
+    let foreign = pidfile::foreign(dir.path()).map(|o| foreign_note(dir.path(), &o));
+    let mut st = if let Some(note) = &foreign {
+        // Not ours: show this container's (stopped) view, never theirs.
+        let mut s = match &spec {
+            Some(spec) => daemon::status_for_spec(spec, DaemonState::Stopped),
+            None => unreachable_without_spec(dir.path()),
+        };
+        s.state = DaemonState::Stopped;
+        s.evaluate(now);
+        s.problems.push(note.clone());
+        s
+    } else if daemon::disabled() {
         let mut s = match &spec {
             Some(spec) => daemon::status_for_spec(spec, DaemonState::Disabled),
             None => from_file().unwrap_or_else(|| unreachable_without_spec(dir.path())),
@@ -52,7 +68,9 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
             },
         }
     };
-    if st.state != DaemonState::Running || st.health != status::Health::Degraded {
+    if foreign.is_none()
+        && (st.state != DaemonState::Running || st.health != status::Health::Degraded)
+    {
         st.evaluate(now);
     }
     // A status from a daemon (live or its file) names the daemon's build;
@@ -130,6 +148,27 @@ struct WithIdle<'a> {
     status: &'a DaemonStatus,
     /// How long the workspace has been idle.
     idle: Idle,
+}
+
+/// What `status` and `stop` say when the state dir's daemon (live: its
+/// control socket accepts a connection) or last pidfile belongs to another
+/// container.
+pub(super) fn foreign_note(dir: &std::path::Path, other: &pidfile::Owner) -> String {
+    let live = std::os::unix::net::UnixStream::connect(control::socket_path(dir)).is_ok();
+    let (is, whose) = if live {
+        ("is in use by", "that daemon")
+    } else {
+        ("was last used by", "it")
+    };
+    format!(
+        "the state dir {} {is} a coltecd in ANOTHER container ({}); this container's \
+         daemon is not running. `status` and `stop` here act only on this container's \
+         daemon: manage {whose} from its own container, and give each container its own \
+         state dir (persistence.daemon.state_dir or {})",
+        crate::escape::name(&dir.display().to_string()),
+        other.describe(),
+        crate::state_dir::STATE_DIR_ENV
+    )
 }
 
 /// Without a spec and without any status file there is nothing to show

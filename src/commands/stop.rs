@@ -1,5 +1,10 @@
 //! `coltecd stop`: ask the daemon to flush and exit (control socket, else
 //! SIGTERM to the pidfile's pid), wait for it, report.
+//!
+//! Never another container's daemon: when the state dir's pidfile was
+//! written in another container, nothing is sent (its control socket would
+//! reach that daemon, and its pid means nothing here); `stop` says so and
+//! exits 0, as this container's daemon is not running.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +26,13 @@ pub fn run(global: &GlobalArgs, args: &StopArgs) -> CmdResult {
         .timeout
         .map(Duration::from_secs)
         .unwrap_or(flush + Duration::from_secs(10));
+    if let Some(other) = pidfile::foreign(dir.path()) {
+        println!(
+            "coltecd: not stopping anything: {}",
+            super::status::foreign_note(dir.path(), &other)
+        );
+        return Ok(ExitStatus::Ok);
+    }
     let recorded = pidfile::live(dir.path());
     let pid = match control::request(&dir, Request::Stop) {
         Ok(Response::Stopping { pid }) => pid,

@@ -19,7 +19,7 @@ use crate::cli::{GlobalArgs, SyncArgs};
 use crate::error::{CmdResult, ExitStatus};
 use crate::remote::WriteGate;
 use crate::spec::Spec;
-use crate::state_dir::StateDir;
+use crate::state_dir::{ScratchStateDir, StateDir};
 use crate::sync::{Engine, EngineOptions, PassRequest, PassScope};
 
 pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
@@ -31,6 +31,13 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
     if args.now {
         return sync_now(&state);
     }
+    // A dry run writes nothing: without a state dir yet, it plans against
+    // a throw-away one rather than creating the workspace's.
+    let scratch = match args.dry_run && !state.path().exists() {
+        true => Some(ScratchStateDir::new()?),
+        false => None,
+    };
+    let state = scratch.as_ref().map_or(state.clone(), |s| s.dir().clone());
     let _lock = lock_state(&state)?;
     let rt = super::runtime()?;
     let cancel = CancellationToken::new();
@@ -38,7 +45,7 @@ pub fn run(global: &GlobalArgs, args: &SyncArgs) -> CmdResult {
         let _ctrl_c = cancel_on_ctrl_c(&cancel);
         let spec = Arc::new(spec);
         if args.dry_run {
-            // A dry run writes nothing: no lease needed.
+            // No lease needed either.
             return sync_once(
                 spec,
                 &state,
@@ -81,7 +88,7 @@ fn sync_now(state: &StateDir) -> CmdResult {
                 status = status.max(ExitStatus::PartialFailure);
             }
             Some(e) => {
-                println!("{}: failed: {e}", o.target);
+                println!("{}: failed: {}", o.target, crate::escape::name(&e));
                 status = status.max(ExitStatus::PartialFailure);
             }
         }

@@ -8,6 +8,13 @@
 //! runs inside `coltecd init` (then the pid is the init process, which must
 //! not be signalled to stop the daemon: that would stop the container's
 //! command too).
+//!
+//! Which container the daemon runs in is what the state-dir lock file
+//! records (`pid N on host H, container C`, written by the lock holder).
+//! Two containers sharing one state volume see each other's pidfile and
+//! control socket; `status` and `stop` act only on a daemon of their own
+//! container ([`foreign`]), and a pid from another container's pid
+//! namespace is never signalled.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -70,6 +77,74 @@ pub fn under_init(state_dir: &Path) -> bool {
         .is_ok_and(|s| s.lines().nth(1).is_some_and(|l| l.trim() == "init"))
 }
 
+/// The process holding (or last holding) a state dir, and its container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub container: String,
+    pub host: String,
+}
+
+impl Owner {
+    /// This process, in this container.
+    pub fn current() -> Owner {
+        Owner {
+            pid: std::process::id(),
+            container: crate::lease::container_id(),
+            host: crate::state_dir::hostname(),
+        }
+    }
+
+    /// The lock file's line: `pid N on host H, container C`.
+    pub fn to_line(&self) -> String {
+        format!(
+            "pid {} on host {}, container {}",
+            self.pid, self.host, self.container
+        )
+    }
+
+    /// Read back [`Owner::to_line`]; `None` for anything else (a lock file
+    /// written by an older coltecd names no container).
+    pub fn parse(line: &str) -> Option<Owner> {
+        let rest = line.trim().strip_prefix("pid ")?;
+        let (pid, rest) = rest.split_once(" on host ")?;
+        let (host, container) = rest.rsplit_once(", container ")?;
+        let container = container.trim();
+        if container.is_empty() {
+            return None;
+        }
+        Some(Owner {
+            pid: pid.parse().ok()?,
+            container: container.to_string(),
+            host: host.to_string(),
+        })
+    }
+
+    /// "pid 12, container 0123456789ab, host dev-a" (names escaped).
+    pub fn describe(&self) -> String {
+        let short: String = self.container.chars().take(12).collect();
+        format!(
+            "pid {}, container {}, host {}",
+            self.pid,
+            crate::escape::name(&short),
+            crate::escape::name(&self.host)
+        )
+    }
+}
+
+/// Who holds, or last held, the state dir (its lock file's record).
+pub fn owner(state_dir: &Path) -> Option<Owner> {
+    let text = std::fs::read_to_string(state_dir.join(crate::state_dir::LOCK_FILE)).ok()?;
+    Owner::parse(text.lines().next()?)
+}
+
+/// The state dir's holder (or last holder) when it is another container:
+/// its pid means nothing here, and the control socket reaches that
+/// container's daemon, not ours.
+pub fn foreign(state_dir: &Path) -> Option<Owner> {
+    owner(state_dir).filter(|o| o.container != crate::lease::container_id())
+}
+
 /// The pid recorded in the pidfile, unchecked.
 pub fn recorded(state_dir: &Path) -> Option<u32> {
     read_at(&state_dir.join(PID_FILE))
@@ -79,6 +154,9 @@ pub fn recorded(state_dir: &Path) -> Option<u32> {
 /// no pidfile or it is stale (dead process, or the pid now belongs to
 /// something that is not coltecd).
 pub fn live(state_dir: &Path) -> Option<u32> {
+    if foreign(state_dir).is_some() {
+        return None;
+    }
     let pid = recorded(state_dir)?;
     is_coltecd(pid).then_some(pid)
 }
@@ -134,15 +212,23 @@ mod tests {
     }
 
     #[test]
-    fn stale_pid_is_not_trusted() {
+    fn another_containers_lock_record_is_foreign_and_its_pid_never_live() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        std::fs::write(tmp.path().join(PID_FILE), format!("{dead}\n")).unwrap();
+        let pid = std::process::id();
+        std::fs::write(tmp.path().join(PID_FILE), format!("{pid}\n")).unwrap();
+        let lock = tmp.path().join(crate::state_dir::LOCK_FILE);
+        let mut me = Owner::current();
+        std::fs::write(&lock, me.to_line()).unwrap();
+        assert_eq!(owner(tmp.path()), Some(me.clone()));
+        assert_eq!(foreign(tmp.path()), None);
+        assert_eq!(live(tmp.path()), Some(pid));
+        me.container = "some-other-container".into();
+        std::fs::write(&lock, me.to_line()).unwrap();
+        assert_eq!(foreign(tmp.path()), Some(me));
         assert_eq!(live(tmp.path()), None);
-        // pid 1 exists but is not coltecd.
-        std::fs::write(tmp.path().join(PID_FILE), "1\n").unwrap();
-        assert_eq!(live(tmp.path()), None);
+        // An older lock record names no container: not known to be foreign.
+        std::fs::write(&lock, format!("pid {pid} on host h")).unwrap();
+        assert_eq!(foreign(tmp.path()), None);
+        assert_eq!(live(tmp.path()), Some(pid));
     }
 }

@@ -127,11 +127,19 @@ fn env_nonempty(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The id of the container we run in: a 64-hex id found in
-/// `/proc/self/cgroup` (cgroup v1, or v2 with a container-scoped path) or in
-/// `/proc/self/mountinfo` (docker bind-mounts `/etc/hostname` from
-/// `.../containers/<id>/hostname`), else `$HOSTNAME`, else the host name.
+/// Overrides the detected container id (a runtime coltecd cannot see
+/// through; tests simulate two containers with it).
+pub const CONTAINER_ID_ENV: &str = "COLTEC_CONTAINER_ID";
+
+/// The id of the container we run in: [`CONTAINER_ID_ENV`] when set, else a
+/// 64-hex id found in `/proc/self/cgroup` (cgroup v1, or v2 with a
+/// container-scoped path) or in `/proc/self/mountinfo` (docker bind-mounts
+/// `/etc/hostname` from `.../containers/<id>/hostname`), else `$HOSTNAME`,
+/// else the host name.
 pub fn container_id() -> String {
+    if let Some(id) = env_nonempty(CONTAINER_ID_ENV) {
+        return id;
+    }
     for file in ["/proc/self/cgroup", "/proc/self/mountinfo"] {
         if let Ok(text) = fs::read_to_string(file)
             && let Some(id) = find_container_id(&text)

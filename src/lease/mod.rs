@@ -115,6 +115,7 @@ mod timing_tests;
 
 pub use acquire::{acquire, acquire_with_clock};
 pub use error::{HeldBy, LeaseError};
+pub use identity::{CONTAINER_ID_ENV, container_id};
 pub use inspect::{LeaseView, LeaseViewState, inspect};
 pub use keeper::while_held;
 pub(crate) use nested::parse_marker_name;

@@ -16,6 +16,7 @@ mod fleet_gc;
 mod fleet_release;
 mod formats;
 mod hardening_fs;
+mod hardening_local;
 mod hardening_spec;
 mod harness;
 mod install;

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::escape::name as esc;
+
 use super::{DaemonState, DaemonStatus, Health, PrefixLease, TargetStatus, WatchModeState};
 
 impl DaemonStatus {
@@ -20,7 +22,7 @@ impl DaemonStatus {
         }
         for p in &self.problems {
             if !out.contains(p.as_str()) {
-                let _ = writeln!(out, "problem: {p}");
+                let _ = writeln!(out, "problem: {}", esc(p));
             }
         }
         out
@@ -53,9 +55,9 @@ impl DaemonStatus {
         };
         // "not running" already says it all; don't repeat it as the health.
         if self.health == Health::NotRunning {
-            let _ = writeln!(out, "coltecd {}: {state}", self.workspace);
+            let _ = writeln!(out, "coltecd {}: {state}", esc(&self.workspace));
         } else {
-            let _ = writeln!(out, "coltecd {}: {state} — {health}", self.workspace);
+            let _ = writeln!(out, "coltecd {}: {state} — {health}", esc(&self.workspace));
         }
     }
 
@@ -68,7 +70,7 @@ impl DaemonStatus {
         } else {
             format!(
                 "NOT held ({})",
-                self.leases.fenced_reason.as_deref().unwrap_or("unknown")
+                esc(self.leases.fenced_reason.as_deref().unwrap_or("unknown"))
             )
         };
         let _ = writeln!(out, "lease: {lease}");
@@ -89,16 +91,16 @@ fn render_target(out: &mut String, t: &TargetStatus, now: u64) {
         WatchModeState::Polling => "polling",
     };
     let watch = match &t.watch.reason {
-        Some(r) => format!("{mode} ({r})"),
+        Some(r) => format!("{mode} ({})", esc(r)),
         None => mode.to_string(),
     };
     let _ = writeln!(
         out,
         "{} [{}] {} → {}",
-        t.name,
+        esc(&t.name),
         t.direction,
-        t.local_path.display(),
-        t.remote
+        esc(&t.local_path.display().to_string()),
+        esc(&t.remote)
     );
     let _ = write!(out, "  {last}; watch: {watch}");
     if t.pending_files > 0 {
@@ -120,7 +122,7 @@ fn render_target(out: &mut String, t: &TargetStatus, now: u64) {
             out,
             "  conflicts: {} (latest: {})",
             t.conflicts_total,
-            t.conflicts.last().map(String::as_str).unwrap_or("-")
+            esc(t.conflicts.last().map(String::as_str).unwrap_or("-"))
         );
     }
     if let Some(s) = t.skipped.first() {
@@ -133,7 +135,7 @@ fn render_target(out: &mut String, t: &TargetStatus, now: u64) {
         );
     }
     if let Some(err) = &t.last_error {
-        let _ = writeln!(out, "  last error: {err}");
+        let _ = writeln!(out, "  last error: {}", esc(err));
     }
 }
 
@@ -167,15 +169,15 @@ fn render_activity(out: &mut String, t: &TargetStatus, now: u64) {
 /// One lease of the keeper's snapshot: where, held/lost, last renewal,
 /// holder.
 fn lease_line(l: &PrefixLease) -> String {
-    let mut line = format!("{}: {}", l.location, l.state.as_str());
+    let mut line = format!("{}: {}", esc(&l.location), l.state.as_str());
     if let Some(secs) = l.last_renewal_secs_ago {
         let _ = write!(line, ", renewed {} ago", human_secs(secs));
     }
     if let Some(h) = &l.holder {
-        let _ = write!(line, ", holder {} ({})", h.host, h.container_id);
+        let _ = write!(line, ", holder {} ({})", esc(&h.host), esc(&h.container_id));
     }
     if let Some(d) = &l.detail {
-        let _ = write!(line, " — {d}");
+        let _ = write!(line, " — {}", esc(d));
     }
     line
 }

@@ -139,6 +139,10 @@ async fn lock_state_dir(state: &StateDir, opts: &mut Options) -> Result<Option<S
         match state.lock() {
             Ok(lock) => return Ok(Some(lock)),
             Err(e @ StateDirError::Locked { .. }) => {
+                // Another container's daemon: its lock will not go away.
+                if pidfile::foreign(state.path()).is_some() {
+                    return Err(e.into());
+                }
                 if let Some(pid) = pidfile::live(state.path()) {
                     tracing::info!(pid, "another coltecd already runs for this spec");
                     if let Some(r) = opts.ready.as_mut() {
