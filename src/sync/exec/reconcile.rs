@@ -32,6 +32,46 @@ pub(in crate::sync) struct RemoteView {
     manifest_listed_without_etag: bool,
 }
 
+/// What the listing tells about the manifest before any user object is
+/// judged: an object listed without an ETag whose size is the one the
+/// manifest (or the base) records, and that the server last wrote no later
+/// than the manifest, is the object the manifest describes: every writer
+/// of this layout writes its objects before the manifest that lists them.
+/// Only a later write (or one in the manifest's own second while the dirty
+/// marker says a pass may have written after it) is undecidable: a HEAD.
+#[derive(Clone, Copy, Default)]
+struct ListedBound {
+    /// The manifest's Last-Modified in the listing (server clock).
+    manifest_ns: Option<i64>,
+    /// `.coltec/manifest.dirty` is present: a pass wrote after the manifest.
+    dirty: bool,
+}
+
+impl ListedBound {
+    fn scan(listed: &[opendal::Entry]) -> ListedBound {
+        let mut b = ListedBound::default();
+        for e in listed {
+            match e.path() {
+                MANIFEST_KEY => {
+                    b.manifest_ns = e.metadata().last_modified().and_then(layout::opendal_ns);
+                }
+                DIRTY_KEY => b.dirty = true,
+                _ => {}
+            }
+        }
+        b
+    }
+
+    /// Whether an object the server last wrote at `listed_ns` predates the manifest.
+    fn predates_manifest(&self, listed_ns: Option<i64>) -> bool {
+        match (listed_ns, self.manifest_ns) {
+            (Some(o), Some(m)) if self.dirty => o < m,
+            (Some(o), Some(m)) => o <= m,
+            _ => false,
+        }
+    }
+}
+
 /// A listed object neither the manifest nor the base knows.
 struct Unknown {
     rel: String,
@@ -52,6 +92,7 @@ impl RemoteView {
         entry: opendal::Entry,
         manifest: &Manifest,
         base: &BaseMap,
+        bound: ListedBound,
     ) -> Option<Unknown> {
         let (key, meta) = entry.into_parts();
         if meta.is_dir() {
@@ -94,10 +135,13 @@ impl RemoteView {
             });
             return None;
         }
+        // No ETag listed: the same size, written before the manifest, is
+        // the described object (see `ListedBound`); "unknown" is never "changed".
+        let untagged = meta.etag().is_none() && bound.predates_manifest(lm);
         let known = manifest
             .files
             .get(&rel)
-            .filter(|m| m.rid == rid && m.kind == kind)
+            .filter(|m| m.kind == kind && (m.rid == rid || (untagged && m.size == size)))
             .or_else(|| base.get(&rel).filter(|b| b.rid == rid && b.kind == kind));
         if let Some(k) = known {
             self.entries.insert(rel, RemoteEntry::from_base(k));
@@ -153,19 +197,26 @@ impl Exec<'_> {
     /// LIST the target and build the remote view, using the manifest and the
     /// base to avoid per-object HEADs.
     pub(in crate::sync) async fn reconcile(&self, base: &BaseMap) -> Result<RemoteView, SyncError> {
-        let manifest = self.read_manifest().await?;
+        let (manifest, read_rid) = self.read_manifest().await?;
         let listed = self.list_target().await?;
         let mut view = RemoteView::default();
         let mut unknown = Vec::new();
+        let bound = ListedBound::scan(&listed);
         for entry in listed {
-            unknown.extend(view.add_listed(entry, &manifest, base));
+            unknown.extend(view.add_listed(entry, &manifest, base, bound));
         }
         if manifest.files.len() != view.entries.len() + unknown.len() {
             view.manifest_stale = true;
         }
         // The manifest's identity is its ETag (what writing it and checking
         // it with a HEAD see); a listing without ETags (s3s-fs) needs a HEAD.
-        if view.manifest_listed_without_etag && self.ctx.local_dir.is_none() {
+        // The GET that read it told its ETag already (the identity of the
+        // very bytes read, even if it was rewritten since).
+        if view.manifest_listed_without_etag
+            && let Some(rid) = read_rid
+        {
+            view.manifest_rid = Some(rid);
+        } else if view.manifest_listed_without_etag && self.ctx.local_dir.is_none() {
             match self.net(self.op.stat(MANIFEST_KEY)).await? {
                 Ok(m) => view.manifest_rid = Some(object_rid(&m)),
                 Err(e) if e.kind() == ErrorKind::NotFound => view.manifest_rid = None,
@@ -188,19 +239,29 @@ impl Exec<'_> {
         Ok(view)
     }
 
-    /// The manifest, or an empty one when it is missing or unreadable.
-    async fn read_manifest(&self) -> Result<Manifest, SyncError> {
-        match self.net(self.op.read(MANIFEST_KEY)).await? {
-            Ok(buf) => Ok(
-                serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
+    /// The manifest (or an empty one when it is missing or unreadable) and
+    /// the ETag its GET answered with.
+    async fn read_manifest(&self) -> Result<(Manifest, Option<String>), SyncError> {
+        let reader = match self.cancellable(self.op.reader(MANIFEST_KEY)).await? {
+            Ok(r) => r,
+            Err(e) => return Err(self.remote_err("reading the manifest", e)),
+        };
+        match self.net(reader.read(..)).await? {
+            Ok(buf) => {
+                let rid = reader
+                    .metadata()
+                    .and_then(|m| m.etag())
+                    .map(str::to_string);
+                let m = serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
                     tracing::warn!(
                         target_name = self.name(),
                         "ignoring unreadable manifest: {e}"
                     );
                     Manifest::default()
-                }),
-            ),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Manifest::default()),
+                });
+                Ok((m, rid))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok((Manifest::default(), None)),
             Err(e) => Err(self.remote_err("reading the manifest", e)),
         }
     }
