@@ -5,14 +5,22 @@
 
 use std::collections::BTreeMap;
 
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use opendal::ErrorKind;
 
 use super::{Exec, object_rid};
 use crate::sync::kind::{Kind, LINK_SUFFIX};
-use crate::sync::layout::{self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry};
+use crate::sync::layout::{
+    self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry, TRASH_PREFIX,
+};
 use crate::sync::state::BaseMap;
 use crate::sync::{FailedFile, SyncError};
+
+/// Trash keys read past before the listing jumps over the rest (one page).
+const TRASH_SKIP_AFTER: usize = 1000;
+
+/// Every key under [`TRASH_PREFIX`] sorts before this one ('/' < '0').
+const TRASH_END: &str = ".coltec/trash0";
 
 /// Symlink objects larger than this are not link targets.
 const MAX_LINK: u64 = 4096;
@@ -197,6 +205,17 @@ impl Exec<'_> {
     /// LIST the target and build the remote view, using the manifest and the
     /// base to avoid per-object HEADs.
     pub(in crate::sync) async fn reconcile(&self, base: &BaseMap) -> Result<RemoteView, SyncError> {
+        self.reconcile_deferring(base, &|_| false).await
+    }
+
+    /// [`Exec::reconcile`], leaving the mtime and mode of the unknown files
+    /// `defer` names to their download (the GET's headers carry them), so
+    /// they cost no HEAD: a restore's files with nothing local to compare.
+    pub(in crate::sync) async fn reconcile_deferring(
+        &self,
+        base: &BaseMap,
+        defer: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<RemoteView, SyncError> {
         let (manifest, read_rid) = self.read_manifest().await?;
         let listed = self.list_target().await?;
         let mut view = RemoteView::default();
@@ -223,6 +242,15 @@ impl Exec<'_> {
                 Err(e) => return Err(self.remote_err("reading the manifest's identity", e)),
             }
         }
+        let (deferred, unknown): (Vec<Unknown>, Vec<Unknown>) = unknown
+            .into_iter()
+            .partition(|u| u.entry.kind == Kind::File && self.ctx.user_metadata && defer(&u.rel));
+        for u in deferred {
+            view.manifest_stale = true;
+            let mut e = u.entry;
+            (e.mtime_ns, e.mode) = (None, None);
+            view.entries.insert(u.rel, e);
+        }
         for c in self.check_unknown(unknown).await? {
             match c {
                 Ok((rel, e)) => {
@@ -248,10 +276,7 @@ impl Exec<'_> {
         };
         match self.net(reader.read(..)).await? {
             Ok(buf) => {
-                let rid = reader
-                    .metadata()
-                    .and_then(|m| m.etag())
-                    .map(str::to_string);
+                let rid = reader.metadata().and_then(|m| m.etag()).map(str::to_string);
                 let m = serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
                     tracing::warn!(
                         target_name = self.name(),
@@ -266,9 +291,18 @@ impl Exec<'_> {
         }
     }
 
-    /// Every object of the target (one recursive LIST).
+    /// Every object of the target (one recursive LIST), except the trash:
+    /// on S3 the listing skips past `.coltec/trash/` (`start-after`)
+    /// instead of paging through every old version kept there.
     async fn list_target(&self) -> Result<Vec<opendal::Entry>, SyncError> {
-        match self.net(self.op.list_with("").recursive(true)).await? {
+        let skip =
+            self.ctx.local_dir.is_none() && self.op.info().capability().list_with_start_after;
+        let listed = if skip {
+            self.list_skipping_trash().await?
+        } else {
+            self.op.list_with("").recursive(true).await
+        };
+        match listed {
             Ok(l) => Ok(l),
             // A local remote whose directory does not exist yet is empty (on
             // S3 NotFound means the bucket is missing: an error).
@@ -276,6 +310,45 @@ impl Exec<'_> {
                 Ok(Vec::new())
             }
             Err(e) => Err(self.remote_err("listing", e)),
+        }
+    }
+
+    /// The recursive listing without trash keys; once a page's worth of
+    /// them went by, resumed after the last key the trash prefix can hold.
+    async fn list_skipping_trash(&self) -> Result<opendal::Result<Vec<opendal::Entry>>, SyncError> {
+        let mut out = Vec::new();
+        let mut resumed = false;
+        loop {
+            let mut l = self.op.lister_with("").recursive(true);
+            if resumed {
+                l = l.start_after(TRASH_END);
+            }
+            let mut lister = match self.net(l).await? {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(e)),
+            };
+            let (mut hit_trash, mut trash_seen) = (false, 0usize);
+            loop {
+                let entry = match self.cancellable(lister.try_next()).await? {
+                    Ok(Some(e)) => e,
+                    Ok(None) => break,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if entry.path().starts_with(TRASH_PREFIX) {
+                    // A page's worth: skip the rest instead of paging on.
+                    trash_seen += 1;
+                    if !resumed && trash_seen >= TRASH_SKIP_AFTER {
+                        hit_trash = true;
+                        break;
+                    }
+                    continue;
+                }
+                out.push(entry);
+            }
+            if !hit_trash {
+                return Ok(Ok(out));
+            }
+            resumed = true;
         }
     }
 

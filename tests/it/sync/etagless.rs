@@ -5,6 +5,7 @@
 use std::fs;
 
 use coltecd::spec::Direction;
+use tokio_util::sync::CancellationToken;
 
 use super::world::*;
 use crate::support::proxy::Proxy;
@@ -81,5 +82,67 @@ s3_test! {
         assert_eq!((r.uploaded, r.downloaded), (0, 0), "{r:?}");
         assert_eq!(r.plan.adopt.files, 8, "{r:?}");
         assert!(fs::read_dir(&b.root).unwrap().count() >= 8);
+    }
+}
+
+s3_test! {
+    /// Restoring what rclone wrote (no manifest, mtimes and modes in user
+    /// metadata) into an empty directory sends no HEAD: each file's mtime
+    /// and mode come from its GET's response headers; trash keys in the
+    /// listing are never taken for files.
+    #[tokio::test]
+    async fn restore_takes_mtime_and_mode_from_the_get_not_a_head(server) {
+        let proxy = Proxy::start(server.endpoint());
+        let remote = Remote::s3_at(server, "restore-get-meta", &proxy.endpoint);
+        let bucket = remote.bucket().to_string();
+        let files: [(&str, &[u8], u64, &str); 3] = [
+            ("config.toml", b"a = 1\n", 1_650_000_000_250_000_000, "100600"),
+            ("deep/dir/run.sh", b"#!/bin/sh\n", 1_650_000_001_000_000_000, "100755"),
+            ("plain", b"no metadata at all", 0, ""),
+        ];
+        for (rel, body, mtime, mode) in files {
+            let m = format!("{}.{:09}", mtime / 1_000_000_000, mtime % 1_000_000_000);
+            let mut headers = vec![];
+            if mtime != 0 {
+                headers.push(("x-amz-meta-mtime", m.as_str()));
+                headers.push(("x-amz-meta-mode", mode));
+            }
+            let r = server.request("PUT", &format!("/{bucket}/{REMOTE_PATH}/{rel}"), &headers, body);
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        // Old versions in the trash that a listing must not page through.
+        for i in 0..5 {
+            let key = format!("/{bucket}/{REMOTE_PATH}/.coltec/trash/20260101T000000Z/old{i}");
+            assert_eq!(server.request("PUT", &key, &[], b"old").status, 200);
+        }
+        let b = side(&remote, &Opts::default());
+        let dest = b.root.join("r");
+        proxy.reset();
+        let r = b
+            .engine
+            .restore("state", Some(&dest), false, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(r.downloaded, 3, "{r:?}");
+        let seen = proxy.seen();
+        assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");
+        assert_eq!(seen.iter().filter(|s| s.is_list()).count(), 1, "{seen:?}");
+        assert!(!seen.iter().any(|s| s.target.contains("/.coltec/trash/")), "{seen:?}");
+        let got = snapshot(&dest);
+        for (rel, body, mtime, mode) in files {
+            let Node::File { data, mode: m, mtime: t } = &got[rel] else {
+                panic!("{rel} is not a file: {got:?}");
+            };
+            assert_eq!(data.as_slice(), body, "{rel}");
+            if mtime != 0 {
+                let want = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(mtime);
+                assert_eq!(*t, want, "{rel}");
+                assert_eq!(format!("{:o}", 0o100000 | m), mode, "{rel}");
+            } else {
+                // The server's Last-Modified (from the GET): not "now" at the
+                // epoch, not missing.
+                assert!(*t > std::time::UNIX_EPOCH, "{rel}");
+            }
+        }
     }
 }
