@@ -22,6 +22,9 @@ pub struct PassReport {
     pub conflicts: Vec<String>,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Old remote versions this pass kept in `.coltec/trash/` (what it
+    /// overwrote or deleted): the trash's growth.
+    pub trashed: u64,
     pub failed: Vec<FailedFile>,
     /// Whether this pass listed the remote (a full reconcile).
     pub remote_listed: bool,

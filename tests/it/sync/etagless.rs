@@ -5,6 +5,7 @@
 use std::fs;
 
 use coltecd::spec::Direction;
+use coltecd::sync::{PassScope, SyncError};
 use tokio_util::sync::CancellationToken;
 
 use super::world::*;
@@ -47,7 +48,7 @@ s3_test! {
             let r = a.pass(true).await;
             assert!(r.remote_listed, "{r:?}");
             assert!(r.plan.is_empty(), "round {round}: {r:?}");
-            assert_eq!((r.uploaded, r.downloaded), (0, 0), "round {round}: {r:?}");
+            assert_eq!((r.uploaded, r.downloaded, r.trashed), (0, 0, 0), "round {round}: {r:?}");
             let writes: Vec<_> = proxy.seen().into_iter().filter(|s| s.is_write()).collect();
             assert!(writes.is_empty(), "round {round}: {writes:?}");
         }
@@ -144,5 +145,55 @@ s3_test! {
                 assert!(*t > std::time::UNIX_EPOCH, "{rel}");
             }
         }
+    }
+}
+
+s3_test! {
+    /// A push-only pass that would overwrite most remote files although
+    /// their local copies did not change since the last sync (here another
+    /// tool rewrote them) stops like the mass-delete guard, writes nothing,
+    /// and proceeds with `--allow-mass-delete`; the pass reports the old
+    /// versions it kept in the trash.
+    #[tokio::test]
+    async fn mass_overwrite_of_unchanged_local_files_is_stopped(server) {
+        let remote = Remote::s3(server, "mass-overwrite");
+        let bucket = remote.bucket().to_string();
+        let opts = Opts {
+            direction: Direction::PushOnly,
+            max_files: 5,
+            ..Opts::default()
+        };
+        let a = side(&remote, &opts);
+        for i in 0..10 {
+            a.write(&format!("f{i}.txt"), format!("file {i}").as_bytes());
+        }
+        assert_eq!(a.pass(false).await.uploaded, 10);
+        for i in 0..8 {
+            let r = server.request(
+                "PUT",
+                &format!("/{bucket}/{REMOTE_PATH}/f{i}.txt"),
+                &[],
+                format!("other {i}").as_bytes(),
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let err = a
+            .try_pass(PassScope::Full { verify: true }, false)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, SyncError::MassOverwrite { .. }), "{msg}");
+        assert!(msg.contains("8 of 10") && msg.contains("--allow-mass-delete"), "{msg}");
+        assert_eq!(remote.read("f0.txt").await, b"other 0");
+        assert!(!remote.keys().iter().any(|k| k.starts_with(".coltec/trash/")));
+
+        let r = a
+            .try_pass(PassScope::Full { verify: true }, true)
+            .await
+            .unwrap();
+        assert_eq!((r.uploaded, r.trashed), (8, 8), "{r:?}");
+        assert_eq!(remote.read("f0.txt").await, b"file 0");
+        let trash = remote.keys().into_iter().filter(|k| k.starts_with(".coltec/trash/")).count();
+        assert_eq!(trash, 8);
     }
 }
