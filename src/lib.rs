@@ -29,6 +29,7 @@ pub mod error;
 pub mod fsutil;
 pub mod lease;
 pub mod logging;
+pub mod preflight;
 pub mod remote;
 pub mod runtime;
 pub mod spec;

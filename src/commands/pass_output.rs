@@ -19,6 +19,11 @@ const SHOW_FAILED: usize = 10;
 pub(super) struct TargetResults {
     worst: Option<ExitStatus>,
     partial: bool,
+    /// A target the preflight found unusable (its error's status), and
+    /// whether any other target ran: then the run is partial (6), else
+    /// that error decides.
+    unusable: Option<ExitStatus>,
+    served: bool,
     /// `--json`: reports are collected and printed by [`TargetResults::status`].
     json: Option<Vec<serde_json::Value>>,
 }
@@ -43,6 +48,7 @@ impl TargetResults {
             };
             items.push(item);
         }
+        self.served |= r.is_ok();
         match r {
             Ok(report) if self.json.is_some() => self.partial |= !report.failed.is_empty(),
             Ok(report) => {
@@ -61,6 +67,10 @@ impl TargetResults {
                     );
                 }
                 self.partial |= !report.failed.is_empty();
+            }
+            Err(e @ SyncError::Unavailable { .. }) => {
+                eprintln!("coltecd: {name}: {e}");
+                self.unusable = self.unusable.or(Some(e.exit_status()));
             }
             Err(e) => {
                 eprintln!("coltecd: {name}: {e}");
@@ -81,10 +91,11 @@ impl TargetResults {
                 .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
             println!("{text}");
         }
-        Ok(match (self.worst, self.partial) {
-            (Some(s), _) => s,
-            (None, true) => ExitStatus::PartialFailure,
-            (None, false) => ExitStatus::Ok,
+        Ok(match (self.worst, self.partial, self.unusable) {
+            (Some(s), _, _) => s,
+            (None, _, Some(s)) if !self.served => s,
+            (None, true, _) | (None, _, Some(_)) => ExitStatus::PartialFailure,
+            (None, false, None) => ExitStatus::Ok,
         })
     }
 }

@@ -55,26 +55,17 @@ pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
     if st.state != DaemonState::Running || st.health != status::Health::Degraded {
         st.evaluate(now);
     }
+    // A status from a daemon (live or its file) names the daemon's build;
+    // otherwise the build of this binary.
+    st.build.get_or_insert_with(crate::version::build_info);
     if args.json {
-        let body = serde_json::to_string_pretty(&WithBuild {
-            status: &st,
-            build: crate::version::build_info(),
-        })
-        .map_err(|e| Fail::new(ExitStatus::Failure, e))?;
+        let body =
+            serde_json::to_string_pretty(&st).map_err(|e| Fail::new(ExitStatus::Failure, e))?;
         println!("{body}");
     } else {
         print!("{}", st.render_text(now));
     }
     Ok(st.health.exit_status())
-}
-
-/// `status --json`: the status plus `"build"` (version, commit, target) of
-/// the coltecd binary that prints it, so a bug report names the build.
-#[derive(serde::Serialize)]
-struct WithBuild<'a> {
-    #[serde(flatten)]
-    status: &'a DaemonStatus,
-    build: crate::version::BuildInfo,
 }
 
 /// Without a spec and without any status file there is nothing to show
@@ -100,5 +91,6 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         },
         targets: Vec::new(),
         stop: None,
+        build: None,
     }
 }

@@ -1,7 +1,10 @@
 //! `coltecd validate [--json]`: load the spec and print what it resolves to.
 //!
 //! Exit 0 when the spec is valid, 3 when it is not (every problem is listed
-//! on stderr; with `--json` they are also printed as JSON on stdout).
+//! on stderr; with `--json` they are also printed as JSON on stdout), 6 when
+//! it is valid but a target cannot be served here ([`crate::preflight`]: the
+//! same check `start`, `run` and `sync` make, so `validate` names exactly
+//! the targets they would skip).
 //! Credentials are only ever reported as present or missing.
 
 use std::fmt::Write as _;
@@ -10,17 +13,26 @@ use serde_json::json;
 
 use crate::cli::{GlobalArgs, ValidateArgs};
 use crate::error::{CmdResult, ExitStatus, Fail};
+use crate::preflight::Unusable;
 use crate::spec::{self, RemoteKind, Spec, SpecError};
 
 pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> CmdResult {
     match spec::load(&global.config) {
         Ok(spec) => {
+            let unusable = crate::preflight::unusable_targets(&spec);
             if args.json {
-                println!("{}", to_json_pretty(&summary_json(&spec))?);
+                let mut v = summary_json(&spec);
+                v["unusable"] = unusable_json(&unusable);
+                println!("{}", to_json_pretty(&v)?);
             } else {
                 print!("{}", summary_text(&spec));
+                print!("{}", unusable_text(&unusable));
             }
-            Ok(ExitStatus::Ok)
+            Ok(if unusable.is_empty() {
+                ExitStatus::Ok
+            } else {
+                ExitStatus::PartialFailure
+            })
         }
         Err(err) => {
             if args.json {
@@ -117,6 +129,36 @@ fn describe_remote(kind: &RemoteKind) -> String {
             }
         ),
     }
+}
+
+/// The targets `start`/`run`/`sync` would skip, and why.
+fn unusable_text(unusable: &[Unusable]) -> String {
+    let mut s = String::new();
+    if unusable.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "{} target(s) cannot be served here (start, run and sync skip them; the others run):",
+        unusable.len()
+    );
+    for u in unusable {
+        let _ = writeln!(s, "  - {}: {}", u.target, u.error);
+    }
+    s
+}
+
+fn unusable_json(unusable: &[Unusable]) -> serde_json::Value {
+    unusable
+        .iter()
+        .map(|u| {
+            json!({
+                "target": u.target,
+                "error": u.error.to_string(),
+                "exit_code": u.exit_status().code(),
+            })
+        })
+        .collect()
 }
 
 /// `--json` output for a valid spec. Field names are stable.

@@ -21,7 +21,6 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -114,45 +113,63 @@ async fn supervise(
     Ok(ExitStatus::Child(child_code.unwrap_or(0)))
 }
 
-/// The signals init forwards (and SIGCHLD), delivered on `rx`.
+/// The signals init forwards (and SIGCHLD), delivered on `rx` in arrival
+/// order by one signal-hook iterator on its own thread: one registration
+/// for the whole set, and `stop` closes it and joins the thread.
 struct Listeners {
     rx: mpsc::Receiver<Signal>,
-    cancel: CancellationToken,
-    tasks: tokio::task::JoinSet<()>,
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Listeners {
     fn install() -> Result<Listeners, Fail> {
         let (tx, rx) = mpsc::channel::<Signal>(64);
-        let cancel = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
-            let mut stream = signal(SignalKind::from_raw(sig as i32)).map_err(|e| {
-                Fail::new(
-                    ExitStatus::Failure,
-                    anyhow::anyhow!("cannot install a handler for {sig}: {e}"),
-                )
-            })?;
-            let tx = tx.clone();
-            let cancel = cancel.clone();
-            tasks.spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        got = stream.recv() => match got {
-                            Some(()) => { let _ = tx.send(sig).await; }
-                            None => break,
-                        },
+        let wanted: Vec<i32> = FORWARDED
+            .into_iter()
+            .chain([Signal::SIGCHLD])
+            .map(|s| s as i32)
+            .collect();
+        let mut signals = signal_hook::iterator::Signals::new(&wanted).map_err(|e| {
+            Fail::new(
+                ExitStatus::Failure,
+                anyhow::anyhow!("cannot install the signal handlers init forwards: {e}"),
+            )
+        })?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("coltecd-init-signals".into())
+            .spawn(move || {
+                for raw in signals.forever() {
+                    let Ok(sig) = Signal::try_from(raw) else {
+                        continue;
+                    };
+                    if tx.blocking_send(sig).is_err() {
+                        break;
                     }
                 }
-            });
-        }
-        Ok(Listeners { rx, cancel, tasks })
+            })
+            .map_err(|e| {
+                Fail::new(
+                    ExitStatus::Failure,
+                    anyhow::anyhow!("cannot start init's signal thread: {e}"),
+                )
+            })?;
+        Ok(Listeners {
+            rx,
+            handle,
+            thread: Some(thread),
+        })
     }
 
     async fn stop(mut self) {
-        self.cancel.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.handle.close();
+        // The receiver goes first, so a send blocked on a full channel
+        // returns and the thread sees the closed iterator.
+        drop(self.rx);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
     }
 }
 

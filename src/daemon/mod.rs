@@ -130,6 +130,7 @@ pub fn status_for_spec(spec: &Spec, state: status::DaemonState) -> status::Daemo
         },
         targets,
         stop: None,
+        build: Some(crate::version::build_info()),
     };
     if state == status::DaemonState::Running {
         s.source = status::Source::Live;

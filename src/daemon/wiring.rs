@@ -87,13 +87,8 @@ struct Observer(Arc<PassProgress>);
 
 impl PassObserver for Observer {
     fn planned(&self, _target: &str, plan: &PlanSummary) {
-        let files = plan.upload.files
-            + plan.download.files
-            + plan.delete_remote.files
-            + plan.delete_local.files
-            + plan.conflict.files;
-        self.0
-            .planned(files, plan.upload.bytes + plan.download.bytes);
+        let totals = plan.totals();
+        self.0.planned(totals.files, totals.bytes);
     }
     fn bytes(&self, n: u64) {
         self.0.bytes(n);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::error::{HeldBy, LeaseError};
 use super::observe::{Clock, Staleness};
-use super::record::{LeaseRecord, now_rfc3339};
+use super::record::{LeaseRecord, RECORD_FORMAT, now_rfc3339};
 use super::set::{LeaseSet, lock, op_timeout};
 use super::store::CondError;
 use super::{AcquireOptions, select_targets};
@@ -171,6 +171,13 @@ impl LeaseSet {
         force: bool,
     ) -> Result<Found, LeaseError> {
         let leased = &self.inner.prefixes[i];
+        if let Some(r) = prev {
+            crate::version::check_format(
+                format!("the lease at {}", leased.location),
+                r.format,
+                RECORD_FORMAT,
+            )?;
+        }
         match prev {
             Some(r) if self.identity().wrote(r) && !r.released => return Ok(Found::OwnWrite),
             Some(r) if r.released => {}

@@ -136,6 +136,11 @@ pub enum LeaseError {
 
     #[error(transparent)]
     UnknownTarget(#[from] crate::spec::UnknownTarget),
+
+    /// The lease record was written by a newer coltecd: this one neither
+    /// takes it over nor breaks it (it might drop fields that matter).
+    #[error(transparent)]
+    FormatTooNew(#[from] crate::version::FormatTooNew),
 }
 
 impl HasExitStatus for LeaseError {
@@ -148,7 +153,7 @@ impl HasExitStatus for LeaseError {
             | LeaseError::Timeout { .. }
             | LeaseError::Contended { .. } => ExitStatus::Remote,
             LeaseError::Setup(e) => e.exit_status(),
-            LeaseError::StateDir { .. } => ExitStatus::Failure,
+            LeaseError::StateDir { .. } | LeaseError::FormatTooNew(_) => ExitStatus::Failure,
             LeaseError::UnknownTarget(e) => e.exit_status(),
         }
     }

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::LeaseError;
-use super::private_file::write_private;
 use super::record::{LeaseRecord, RECORD_FORMAT, now_rfc3339};
+use crate::fsutil::write_atomic;
 
 /// Who this process is, as far as leases are concerned.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ impl Identity {
             Ok(s) if is_lease_id(s.trim()) => s.trim().to_string(),
             Ok(_) | Err(_) => {
                 let id = random_hex();
-                write_private(&path, id.as_bytes()).map_err(|source| LeaseError::StateDir {
+                write_atomic(&path, id.as_bytes()).map_err(|source| LeaseError::StateDir {
                     path: path.clone(),
                     source,
                 })?;

@@ -94,7 +94,6 @@
 //!   [`Clock`] every reading of time goes through (tests pass a paused one).
 //! - [`store`]: conditional create/replace over S3 and local directories.
 //! - [`error`]: [`LeaseError`] and the refusal message.
-//! - `private_file`: owner-only atomic writes of the local state files.
 //! - `timing_tests`: the expiry and fencing rules on controlled time.
 
 mod acquire;
@@ -104,7 +103,6 @@ mod inspect;
 mod keeper;
 mod nested;
 pub mod observe;
-mod private_file;
 pub mod record;
 mod release;
 mod set;
@@ -134,7 +132,9 @@ pub struct AcquireOptions {
     pub force: bool,
 }
 
-/// The targets that need a lease, after `--only`.
+/// The targets that need a lease, after `--only`. A target the preflight
+/// finds unusable is not served, so it is not leased either (for a crypt
+/// target without its password, where its lease lives is not even known).
 fn select_targets<'a>(
     spec: &'a Spec,
     only: Option<&[String]>,
@@ -144,5 +144,6 @@ fn select_targets<'a>(
         .select(only.unwrap_or_default())?
         .into_iter()
         .filter(|t| t.direction.writes_remote())
+        .filter(|t| crate::preflight::check_target(t).is_ok())
         .collect())
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::private_file::write_private;
+use crate::fsutil::write_atomic;
 
 const FILE: &str = "lease-observations.json";
 /// Enough for every prefix of a spec plus their ancestors, many times over.
@@ -198,7 +198,7 @@ impl Observations {
         let Some(path) = &self.path else { return };
         match serde_json::to_vec(&self.data) {
             Ok(bytes) => {
-                if let Err(e) = write_private(path, &bytes) {
+                if let Err(e) = write_atomic(path, &bytes) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot save lease observations; a later takeover of a stale lease will wait longer");
                 }
             }

@@ -17,7 +17,7 @@
 //! Every call is bounded by a timeout.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -641,48 +641,12 @@ fn ensure_parent(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn tmp_beside(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(format!(".tmp-{}", &random_hex()[..12]));
-    PathBuf::from(name)
-}
-
-fn write_tmp(path: &Path, body: &[u8]) -> std::io::Result<PathBuf> {
-    let tmp = tmp_beside(path);
-    let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(body)?;
-        f.sync_all()
-    })();
-    match res {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-fn sync_dir(path: &Path) {
-    if let Some(p) = path.parent()
-        && let Ok(d) = fs::File::open(p)
-    {
-        let _ = d.sync_all();
-    }
-}
+/// Lease objects on a local remote are world-readable like other synced
+/// files (0644): `lease show` from another user names the holder.
+const LOCAL_LEASE_MODE: u32 = 0o644;
 
 fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let tmp = write_tmp(path, body)?;
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(path);
-    Ok(())
+    crate::fsutil::write_atomic_mode(path, body, LOCAL_LEASE_MODE)
 }
 
 /// Local create-if-absent (`expected == None`) or compare-and-replace.
@@ -693,7 +657,7 @@ fn local_conditional(
     expected: Option<&str>,
 ) -> std::io::Result<Option<String>> {
     let _lock = SidecarLock::take(path)?;
-    let tmp = write_tmp(path, body)?;
+    let tmp = crate::fsutil::write_temp(path, body, LOCAL_LEASE_MODE)?;
     let result = (|| {
         match expected {
             None => match fs::hard_link(&tmp, path) {
@@ -716,7 +680,7 @@ fn local_conditional(
                 fs::rename(&tmp, path)?;
             }
         }
-        sync_dir(path);
+        crate::fsutil::sync_parent(path);
         Ok(Some(local_version(body)))
     })();
     // After a link the temp name is a second name; after a rename it is gone.

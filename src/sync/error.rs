@@ -20,6 +20,9 @@ pub enum SyncError {
     StateDir(#[from] StateDirError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// A remote object (the manifest) written by a newer coltecd.
+    #[error(transparent)]
+    FormatTooNew(#[from] crate::version::FormatTooNew),
     #[error(
         "target '{target}': {op} failed on the remote: {source}. Check the endpoint, bucket and credentials, then retry"
     )]
@@ -94,7 +97,9 @@ impl HasExitStatus for SyncError {
             SyncError::Unavailable { status, .. } => *status,
             // The target's pass refused to run at all: a failure, not a
             // partial one (no file of that target was transferred).
-            SyncError::MassDelete { .. } | SyncError::MassOverwrite { .. } => ExitStatus::Failure,
+            SyncError::MassDelete { .. }
+            | SyncError::MassOverwrite { .. }
+            | SyncError::FormatTooNew(_) => ExitStatus::Failure,
             SyncError::State(_)
             | SyncError::Local { .. }
             | SyncError::Fenced { .. }
@@ -137,6 +142,7 @@ impl SyncError {
             | SyncError::Local { .. }
             | SyncError::MassDelete { .. }
             | SyncError::MassOverwrite { .. }
+            | SyncError::FormatTooNew(_)
             | SyncError::Unavailable { .. } => Disposition::NeedsHuman,
             SyncError::StateDir(StateDirError::Locked { .. }) => Disposition::NeedsHuman,
             SyncError::StateDir(_) | SyncError::State(_) | SyncError::Internal(_) => {
@@ -240,7 +246,7 @@ mod tests {
 
     #[test]
     fn broken_local_state_stops() {
-        let state = SyncError::State(StateError {
+        let state = SyncError::State(StateError::Db {
             path: "/s/sync.redb".into(),
             source: redb::Error::DatabaseAlreadyOpen,
         });

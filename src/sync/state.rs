@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::kind::Kind;
 use super::scan::LocalEntry;
+use crate::version::{FormatTooNew, check_format};
 
 /// A target's base: relative path -> what both sides last agreed on.
 pub type BaseMap = BTreeMap<String, BaseEntry>;
@@ -60,12 +61,26 @@ impl BaseEntry {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("sync state database {path}: {source}")]
-pub struct StateError {
-    pub path: PathBuf,
-    #[source]
-    pub source: redb::Error,
+pub enum StateError {
+    #[error("sync state database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+    /// Written by a newer coltecd (see [`crate::version`]'s format rule).
+    #[error(transparent)]
+    TooNew(#[from] FormatTooNew),
 }
+
+/// The layout of `sync.redb` this build writes. A database without the tag
+/// predates tagging and is format 1; a newer one is refused, never
+/// reinterpreted (an older binary after a downgrade would otherwise read
+/// rows it does not understand as "unknown" and re-transfer everything).
+pub const STATE_FORMAT: u32 = 1;
+
+/// Table `meta`: `format` -> [`STATE_FORMAT`] of the writer.
+const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 
 /// The opened database.
 pub struct StateDb {
@@ -112,18 +127,47 @@ impl StateDb {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| StateError {
+            .map_err(|e| StateError::Db {
                 path: path.to_path_buf(),
                 source: e.into(),
             })?;
-        Ok(StateDb {
+        let state = StateDb {
             db,
             path: path.to_path_buf(),
-        })
+        };
+        state.check_format()?;
+        Ok(state)
+    }
+
+    /// Refuse a database written by a newer coltecd; tag an untagged one.
+    fn check_format(&self) -> Result<(), StateError> {
+        let found = {
+            let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+            match txn.open_table(META) {
+                Ok(t) => t.get("format").map_err(|e| self.err(e))?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(self.err(e)),
+            }
+        };
+        match found {
+            Some(found) => Ok(check_format(
+                format!("the sync state database {}", self.path.display()),
+                found,
+                STATE_FORMAT,
+            )?),
+            None => {
+                let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+                {
+                    let mut t = txn.open_table(META).map_err(|e| self.err(e))?;
+                    t.insert("format", STATE_FORMAT).map_err(|e| self.err(e))?;
+                }
+                txn.commit().map_err(|e| self.err(e))
+            }
+        }
     }
 
     pub(super) fn err(&self, e: impl Into<redb::Error>) -> StateError {
-        StateError {
+        StateError::Db {
             path: self.path.clone(),
             source: e.into(),
         }

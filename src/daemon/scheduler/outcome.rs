@@ -162,12 +162,32 @@ impl Scheduler {
     }
 
     /// Readiness: every target's first full pass must succeed; the first
-    /// that fails fails the start.
+    /// that fails fails the start. A target that cannot be served here
+    /// (see [`crate::preflight`]) is shown in `status` and does not hold
+    /// the others up, unless no target is served at all.
     fn settle_readiness(&mut self, done: &PassDone) {
         if self.ready.is_none() {
             return;
         }
+        let settled = |t: &super::target::TargetRuntime| t.first_done || t.unusable;
         match &done.result {
+            Err(e) if matches!(**e, SyncError::Unavailable { .. }) => {
+                self.targets[done.target].unusable = true;
+                if !self.targets.iter().all(settled) {
+                    return;
+                }
+                let result = if self.targets.iter().any(|t| t.first_done) {
+                    Ok(())
+                } else {
+                    Err(TargetFailure {
+                        target: self.targets[done.target].info.name.clone(),
+                        error: e.clone(),
+                    })
+                };
+                if let Some(tx) = self.ready.take() {
+                    let _ = tx.send(result);
+                }
+            }
             Err(e) => {
                 let failure = TargetFailure {
                     target: self.targets[done.target].info.name.clone(),
@@ -177,7 +197,7 @@ impl Scheduler {
                     let _ = tx.send(Err(failure));
                 }
             }
-            Ok(_) if self.targets.iter().all(|t| t.first_done) => {
+            Ok(_) if self.targets.iter().all(settled) => {
                 if let Some(tx) = self.ready.take() {
                     let _ = tx.send(Ok(()));
                 }

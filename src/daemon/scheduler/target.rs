@@ -49,6 +49,9 @@ pub(super) struct TargetRuntime {
     pub waiting_for_human: bool,
     /// The first full pass succeeded.
     pub first_done: bool,
+    /// The target cannot be served here (the preflight's verdict, e.g. a
+    /// crypt password missing): it does not hold up readiness.
+    pub unusable: bool,
     /// No usable file events: scanned every interval.
     pub polling: bool,
     /// Something may have changed that no event named (events lost,
@@ -88,6 +91,7 @@ impl TargetRuntime {
             running: false,
             waiting_for_human: false,
             first_done: false,
+            unusable: false,
             polling,
             rescan: false,
             full_seq_started: 0,

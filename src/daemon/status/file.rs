@@ -8,20 +8,8 @@ use super::{DaemonStatus, STATUS_FILE};
 /// Write `status` to `<state_dir>/status.json` atomically (temp file +
 /// rename), so a reader never sees half a file even after `kill -9`.
 pub fn write_file(state_dir: &Path, status: &DaemonStatus) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = state_dir.join(STATUS_FILE);
-    let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
     let body = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&body)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, &path)
+    crate::fsutil::write_atomic(&state_dir.join(STATUS_FILE), &body)
 }
 
 /// The last status written, if any and readable.

@@ -41,6 +41,10 @@
 //!     "exit_code": 4,                //  on an error: why, and the changes it never pushed
 //!     "reason": "lease on ... taken over by ...",
 //!     "unpushed": [{ "target": "claude", "paths": ["/home/u/.claude/notes.md"] }]
+//!   },
+//!   "build": {                       // the daemon's build (a stopped daemon: from its file;
+//!     "version": "0.1.0",            //  no daemon ever ran: the `status` binary's own)
+//!     "commit": "f701556", "target": "x86_64-unknown-linux-gnu"
 //!   }
 //! }
 //! ```
@@ -275,6 +279,11 @@ pub struct DaemonStatus {
     /// Why the daemon stopped, when it stopped on an error (status file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopNote>,
+    /// The build of the daemon that wrote this status (absent in files
+    /// written before it was recorded): after an upgrade, `status` shows
+    /// which binary is actually running, not which one asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::version::BuildInfo>,
 }
 
 /// Why a daemon stopped on an error, and what it could not push.
@@ -330,6 +339,7 @@ pub(crate) mod tests_support {
             pid: Some(42),
             started_at: Some(now - 100),
             uptime_secs: None,
+            build: None,
             updated_at: now,
             leases: StatusLeases {
                 writes_allowed: true,

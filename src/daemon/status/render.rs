@@ -179,7 +179,9 @@ pub fn ago(now: u64, then: u64) -> String {
     format!("{} ago", human_secs(now - then))
 }
 
-/// A short duration: "12 s", "4 min", "2 h", "3 d".
+/// A short, coarse duration for ages in `status`: "12 s", "4 min", "2 h",
+/// "3 d". (humantime prints exact durations, "4m 12s": too much precision
+/// for "renewed … ago" lines that change every second.)
 pub fn human_secs(secs: u64) -> String {
     match secs {
         0..120 => format!("{secs} s"),
@@ -189,19 +191,9 @@ pub fn human_secs(secs: u64) -> String {
     }
 }
 
+/// Bytes as `sync` prints them too (indicatif's binary units).
 pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    indicatif::HumanBytes(b).to_string()
 }
 
 #[cfg(test)]
@@ -221,7 +213,7 @@ mod tests {
         );
         assert!(text.contains("synced 12 s ago"), "{text}");
         assert!(
-            text.contains("pending 2 file(s), 5.0 KiB, oldest 1 s ago"),
+            text.contains("pending 2 file(s), 5.00 KiB, oldest 1 s ago"),
             "{text}"
         );
         assert!(text.contains("next check in 48 s"), "{text}");

@@ -88,10 +88,17 @@ async fn run_inner(spec: Arc<Spec>, opts: &mut Options) -> Result<ExitStatus, Fa
     let _ = status::write_file(state.path(), &board.snapshot());
     unpushed::keep_at_start(&spec, &state, &board).await;
 
-    // Missing credentials are never silently ignored: fail now, naming
-    // the variables (the error does; it never carries a value).
-    for t in &spec.targets {
-        crate::remote::target_operator(t).map_err(Fail::from)?;
+    // A target that cannot be served here (missing credentials or crypt
+    // password) is never silently ignored: when it is the only kind there
+    // is, fail now naming the variables (the error does; it never carries
+    // a value); otherwise serve the others and show it in `status` (its
+    // passes fail as "unavailable" and wait for a human).
+    let mut unusable = crate::preflight::unusable_targets(&spec);
+    if !unusable.is_empty() && unusable.len() == spec.targets.len() {
+        return Err(Fail::from(unusable.swap_remove(0).error));
+    }
+    for u in &unusable {
+        tracing::error!(target_name = %u.target, error = %u.error, "target cannot be served here; the other targets run");
     }
 
     let seams = super::wiring::open(spec.clone(), &state).await?;
@@ -340,13 +347,21 @@ async fn supervise(
 }
 
 fn report_ready(spec: &Spec, opts: &mut Options) {
-    let summary = format!(
+    let unusable = crate::preflight::unusable_targets(spec);
+    let served = spec.targets.len().saturating_sub(unusable.len());
+    let mut summary = format!(
         "coltecd: syncing {} target{} for {} (pid {})",
-        spec.targets.len(),
-        if spec.targets.len() == 1 { "" } else { "s" },
+        served,
+        if served == 1 { "" } else { "s" },
         spec.workspace.slug(),
         std::process::id()
     );
+    for u in &unusable {
+        summary.push_str(&format!(
+            "\ncoltecd: target '{}' is not served: {} (the others are; see `coltecd status`)",
+            u.target, u.error
+        ));
+    }
     tracing::info!("ready: leases held, first sync done");
     if let Some(r) = opts.ready.as_mut() {
         r.send(&ReadyMsg::Ready {

@@ -277,14 +277,22 @@ impl Exec<'_> {
         match self.net(reader.read(..)).await? {
             Ok(buf) => {
                 let rid = reader.metadata().and_then(|m| m.etag()).map(str::to_string);
-                let m = serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
-                    tracing::warn!(
-                        target_name = self.name(),
-                        "ignoring unreadable manifest: {e}"
-                    );
-                    Manifest::default()
-                });
-                Ok((m, rid))
+                let manifest =
+                    serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
+                        tracing::warn!(
+                            target_name = self.name(),
+                            "ignoring unreadable manifest: {e}"
+                        );
+                        Manifest::default()
+                    });
+                // A newer coltecd's manifest may mean something this one
+                // cannot tell; never trust it, never overwrite it with ours.
+                crate::version::check_format(
+                    format!("the manifest of target '{}'", self.name()),
+                    manifest.version,
+                    Manifest::VERSION,
+                )?;
+                Ok((manifest, rid))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok((Manifest::default(), None)),
             Err(e) => Err(self.remote_err("reading the manifest", e)),

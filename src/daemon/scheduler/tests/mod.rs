@@ -157,6 +157,7 @@ fn board(names: &[&str]) -> Arc<Board> {
         pid: Some(1),
         started_at: Some(unix_now()),
         uptime_secs: None,
+        build: None,
         updated_at: unix_now(),
         leases: StatusLeases {
             writes_allowed: true,
