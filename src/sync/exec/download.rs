@@ -140,14 +140,11 @@ impl Exec<'_> {
                 .await?
                 .map_err(|e| ferr("download failed", e))?;
             let um = meta.user_metadata();
-            mode = mode.or_else(|| {
-                um.and_then(|m| m.get("mode"))
-                    .and_then(|v| layout::parse_mode(v))
-            });
+            mode = mode.or_else(|| um.and_then(|m| m.get("mode")).and_then(layout::parse_mode));
             mtime = mtime
                 .or_else(|| {
                     um.and_then(|m| m.get("mtime"))
-                        .and_then(|v| layout::parse_mtime(v))
+                        .and_then(layout::parse_mtime)
                 })
                 .or_else(|| meta.last_modified().and_then(layout::opendal_ns));
         }
