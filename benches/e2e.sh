@@ -4,8 +4,13 @@
 # transfers/checkers. Requests are counted at the server (moto's access log,
 # classified by benches/s3count.py). See benches/README.md for the method.
 #
-#   benches/e2e.sh [--small] [--rps N] [--bwlimit]
+#   benches/e2e.sh [--small] [--rps N] [--bwlimit] [--server moto|s3s]
 #
+#   --server   which S3 server (default moto). s3s: the patched s3s-fs the
+#              tests use (target/s3s-fs, built by tests/provision-s3s-fs.sh;
+#              verifies SigV4, lists no ETags); it has no access log, so
+#              the request columns read n/a. Run once per server for the
+#              side-by-side table.
 #   --small    1k files + 3 x 8 MiB (quick check) instead of 10k + 3 x 64 MiB
 #   --rps N    coltecd's daemon.max_requests_per_second (default: the spec
 #              default, 1000/s; rclone has no request limit by default)
@@ -18,13 +23,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-files=10000; big=3; big_mib=64; rps=""; bw=0
+files=10000; big=3; big_mib=64; rps=""; bw=0; server=moto
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) files=1000; big_mib=8 ;;
     --rps) rps=$2; shift ;;
     --bwlimit) bw=1 ;;
-    *) echo "usage: benches/e2e.sh [--small] [--rps N] [--bwlimit]" >&2; exit 2 ;;
+    --server) server=$2; shift ;;
+    *) echo "usage: benches/e2e.sh [--small] [--rps N] [--bwlimit] [--server moto|s3s]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -36,20 +42,30 @@ command -v rclone >/dev/null || { echo "rclone is not installed (apt-get install
 # with its own HTTP transport); the server is plain http anyway.
 unset AWS_CA_BUNDLE
 
-cargo build --release --quiet
-bin=$PWD/target/release/coltecd
-tests/provision-moto.sh target/moto-venv
+# COLTECD_BIN: use that binary instead of building target/release/coltecd.
+bin=${COLTECD_BIN:-}
+if [ -z "$bin" ]; then cargo build --release --quiet; bin=$PWD/target/release/coltecd; fi
 count=$PWD/benches/s3count.py
 
 work=$(mktemp -d /tmp/coltecd-e2e.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 log=$work/moto.log
-target/moto-venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+ak=bench; sk=bench-secret
+if [ "$server" = s3s ]; then
+  tests/provision-s3s-fs.sh target/s3s-fs >&2
+  ak=AKIATESTCOLTECDKEY01; sk=coltecd-bench-secret-value
+  mkdir -p "$work/s3s-data"
+  target/s3s-fs/bin/s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ak" --secret-key "$sk" \
+    "$work/s3s-data" >"$log" 2>&1 &
+else
+  tests/provision-moto.sh target/moto-venv
+  target/moto-venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+fi
 moto=$!
 trap 'kill $moto 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 endpoint=http://127.0.0.1:$port
-mkbucket() { curl -sf -X PUT "$endpoint/$1" -o /dev/null; }
+mkbucket() { rclone mkdir "moto:$1"; }
 
 # --- the tree -------------------------------------------------------------
 src=$work/src
@@ -74,7 +90,7 @@ for ex in ("node_modules/pkg", "target/debug", ".git/objects"):
 PY
 
 export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT=$endpoint \
-  RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=bench RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=bench-secret \
+  RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=$ak RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=$sk \
   RCLONE_CONFIG_MOTO_REGION=us-east-1 RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true
 export RCLONE_CONFIG=/dev/null
 rflags=(--transfers "$transfers" --checkers "$checkers" --links
@@ -95,7 +111,7 @@ persistence:
       type: s3
       bucket: $2
       options: {provider: Other, endpoint: "$endpoint", region: us-east-1,
-                access_key_id: bench, secret_access_key: bench-secret}
+                access_key_id: $ak, secret_access_key: $sk}
   sync:
     - name: tree
       path: $3
@@ -120,7 +136,8 @@ run() {
   /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" \
     || { echo "FAILED: $*" >&2; cat "$work/out" "$work/err" >&2; exit 1; }
   sleep 0.5 # let moto flush its last log lines
-  local counts; counts=$(tail -n +"$((before + 1))" "$log" | python3 "$count")
+  local counts="n/a n/a n/a n/a n/a n/a n/a"
+  [ "$server" = s3s ] || counts=$(tail -n +"$((before + 1))" "$log" | python3 "$count")
   local wall rss; read -r wall rss <"$work/time"
   RES="$wall $(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}') $counts"
 }

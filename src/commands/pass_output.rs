@@ -122,6 +122,9 @@ fn summary_line(r: &PassReport) -> String {
         r.deleted_remote,
         r.deleted_local
     );
+    if r.trashed > 0 {
+        s.push_str(&format!(", {} old versions kept in the trash", r.trashed));
+    }
     if !r.conflicts.is_empty() {
         s.push_str(&format!(", {} conflict copies", r.conflicts.len()));
     }

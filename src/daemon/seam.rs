@@ -131,6 +131,11 @@ pub(crate) fn advice(e: &SyncError, target: &str) -> String {
     let retry =
         "the daemon tries again on the next local change, on SIGHUP or on `coltecd sync --now`";
     match e {
+        SyncError::MassOverwrite { .. } => format!(
+            "waiting for you: if the local versions should win, run `coltecd stop`, then \
+             `coltecd sync --only {target} --allow-mass-delete`, then `coltecd start`; \
+             if not, restore the directory from the remote (`coltecd restore --only {target}`): {retry}"
+        ),
         SyncError::MassDelete { .. } => format!(
             "waiting for you: if the deletes are intended, run `coltecd stop`, then \
              `coltecd sync --only {target} --allow-mass-delete`, then `coltecd start`; \

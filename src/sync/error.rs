@@ -62,6 +62,20 @@ pub enum SyncError {
         max_files: u64,
         pct: String,
     },
+    #[error(
+        "target '{target}': refusing to overwrite {count} of {total} remote files whose local \
+         copies did not change since the last sync (the guard stops passes overwriting more than \
+         {max_files} files and more than {pct}% of them; the remote was rewritten by another tool, \
+         or the server reports something coltecd misreads). Nothing was changed for this target. \
+         If the local versions should win, re-run with --allow-mass-delete"
+    )]
+    MassOverwrite {
+        target: String,
+        count: u64,
+        total: u64,
+        max_files: u64,
+        pct: String,
+    },
     #[error("target '{target}': remote writes are paused ({reason}); nothing more was written")]
     Fenced { target: String, reason: String },
     #[error("target '{target}' cannot be synced: {reason}")]
@@ -112,7 +126,9 @@ impl HasExitStatus for SyncError {
             SyncError::Unavailable { status, .. } => *status,
             // The target's pass refused to run at all: a failure, not a
             // partial one (no file of that target was transferred).
-            SyncError::MassDelete { .. } | SyncError::FormatTooNew(_) => ExitStatus::Failure,
+            SyncError::MassDelete { .. }
+            | SyncError::MassOverwrite { .. }
+            | SyncError::FormatTooNew(_) => ExitStatus::Failure,
             SyncError::State(_)
             | SyncError::Local { .. }
             | SyncError::Fenced { .. }
@@ -162,6 +178,7 @@ impl SyncError {
             | SyncError::Setup(_)
             | SyncError::Local { .. }
             | SyncError::MassDelete { .. }
+            | SyncError::MassOverwrite { .. }
             | SyncError::FormatTooNew(_)
             | SyncError::Unavailable { .. } => Disposition::NeedsHuman,
             SyncError::StateDir(StateDirError::Locked { .. }) => Disposition::NeedsHuman,

@@ -24,6 +24,9 @@ pub struct PassReport {
     pub conflicts: Vec<String>,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Old remote versions this pass kept in `.coltec/trash/` (what it
+    /// overwrote or deleted): the trash's growth.
+    pub trashed: u64,
     pub failed: Vec<FailedFile>,
     /// Paths deliberately not synced (FIFOs, sockets, devices; in a local
     /// remote also symlinks coltecd did not write): each path once.

@@ -281,6 +281,7 @@ fn counts(r: &PassReport) -> PassCounts {
         bytes_up: r.bytes_up,
         bytes_down: r.bytes_down,
         failed: r.failed.len() as u64,
+        trashed: r.trashed,
     }
 }
 

@@ -153,6 +153,9 @@ pub struct PassCounts {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub failed: u64,
+    /// Old remote versions the pass kept in `.coltec/trash/`.
+    #[serde(default)]
+    pub trashed: u64,
 }
 
 /// Transfers of the pass in flight.

@@ -176,6 +176,7 @@ impl Exec<'_> {
                 }
             }
         }
+        report.trashed += self.trashed.swap(0, Ordering::SeqCst);
         // Uploads that finished before a fatal error was seen may have
         // written; assume the manifest needs rewriting.
         if out.fatal.is_some() && !out.changes.is_empty() {

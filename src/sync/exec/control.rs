@@ -3,6 +3,8 @@
 //! and the trash (`.coltec/trash/<stamp>/<key>`: old versions of what a
 //! pass overwrote or deleted, pruned once older than the retention).
 
+use std::sync::atomic::Ordering;
+
 use opendal::ErrorKind;
 
 use super::{Exec, FileErr, blocking, ferr, object_rid};
@@ -110,7 +112,10 @@ impl Exec<'_> {
         self.gate()?;
         let to = format!("{TRASH_PREFIX}{}/{key}", self.stamp);
         match self.net(self.op.copy(key, &to)).await? {
-            Ok(_) => Ok(Some(to)),
+            Ok(_) => {
+                self.trashed.fetch_add(1, Ordering::SeqCst);
+                Ok(Some(to))
+            }
             // Already gone behind our back: nothing to keep.
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ferr("cannot move the old version to the trash", e)),
@@ -121,6 +126,9 @@ impl Exec<'_> {
     /// write was refused): the trash holds only what was replaced.
     pub(super) async fn untrash(&self, copy: Option<String>) {
         let Some(copy) = copy else { return };
+        let _ = self
+            .trashed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if let Ok(Err(e)) = self.net(self.op.delete(&copy)).await
             && e.kind() != ErrorKind::NotFound
         {

@@ -103,6 +103,7 @@ impl Exec<'_> {
             .net(reader.into_bytes_stream(..))
             .await?
             .map_err(|e| ferr("download failed", e))?;
+        let (mode, mtime) = self.mode_and_mtime(r, &mut body).await?;
         let tmp = localfs::temp_path(&dest);
         let tmp2 = tmp.clone();
         let std_file = blocking(move || localfs::create_temp(&tmp2))
@@ -114,10 +115,6 @@ impl Exec<'_> {
             return Err(e);
         }
         let std_file = file.into_std().await;
-        let mode = r.mode.unwrap_or(0o644);
-        let mtime = r
-            .mtime_ns
-            .unwrap_or_else(|| layout::system_time_ns(std::time::SystemTime::now()).unwrap_or(0));
         blocking(move || -> Result<(), FileErr> {
             if let Err(e) = check_unchanged(&dest, &expect) {
                 let _ = std::fs::remove_file(&tmp);
@@ -127,6 +124,33 @@ impl Exec<'_> {
                 .map_err(|e| ferr("cannot write", e))
         })
         .await?
+    }
+
+    /// The mode and mtime to give the downloaded file: the view's, else
+    /// what the GET's response headers say (rclone's `X-Amz-Meta-Mtime`,
+    /// coltecd's mode, the server's Last-Modified): no HEAD of its own.
+    async fn mode_and_mtime(
+        &self,
+        r: &RemoteEntry,
+        body: &mut opendal::FuturesBytesStream,
+    ) -> Result<(u32, i64), FileErr> {
+        let (mut mode, mut mtime) = (r.mode, r.mtime_ns);
+        if mode.is_none() || mtime.is_none() {
+            let meta = self
+                .cancellable(body.metadata())
+                .await?
+                .map_err(|e| ferr("download failed", e))?;
+            let um = meta.user_metadata();
+            mode = mode.or_else(|| um.and_then(|m| m.get("mode")).and_then(layout::parse_mode));
+            mtime = mtime
+                .or_else(|| {
+                    um.and_then(|m| m.get("mtime"))
+                        .and_then(layout::parse_mtime)
+                })
+                .or_else(|| meta.last_modified().and_then(layout::opendal_ns));
+        }
+        let now = || layout::system_time_ns(std::time::SystemTime::now()).unwrap_or(0);
+        Ok((mode.unwrap_or(0o644), mtime.unwrap_or_else(now)))
     }
 
     /// Stream the object's body into the temp file within the bandwidth

@@ -82,6 +82,8 @@ pub(super) struct Exec<'a> {
     observer: &'a dyn PassObserver,
     /// Timestamp of this pass (trash dir, conflict names).
     stamp: String,
+    /// Old versions copied into the trash by this run (the report's `trashed`).
+    trashed: std::sync::atomic::AtomicU64,
 }
 
 impl<'a> Exec<'a> {
@@ -103,6 +105,7 @@ impl<'a> Exec<'a> {
             cancel,
             observer,
             stamp: layout::stamp(jiff::Timestamp::now()),
+            trashed: Default::default(),
         }
     }
 

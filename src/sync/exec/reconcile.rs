@@ -5,14 +5,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use opendal::{EntryMode, ErrorKind};
 
 use super::{Exec, object_rid};
 use crate::sync::kind::Kind;
-use crate::sync::layout::{self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry};
+use crate::sync::layout::{
+    self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry, TRASH_PREFIX,
+};
 use crate::sync::state::BaseMap;
 use crate::sync::{FailedFile, SkippedFile, SyncError};
+
+/// Trash keys read past before the listing jumps over the rest (one page).
+const TRASH_SKIP_AFTER: usize = 1000;
+
+/// Every key under [`TRASH_PREFIX`] sorts before this one ('/' < '0').
+const TRASH_END: &str = ".coltec/trash0";
 
 /// Symlink objects larger than this are not link targets.
 const MAX_LINK: u64 = 4096;
@@ -40,6 +48,46 @@ pub(in crate::sync) struct RemoteView {
     manifest_listed_without_etag: bool,
 }
 
+/// What the listing tells about the manifest before any user object is
+/// judged: an object listed without an ETag whose size is the one the
+/// manifest (or the base) records, and that the server last wrote no later
+/// than the manifest, is the object the manifest describes: every writer
+/// of this layout writes its objects before the manifest that lists them.
+/// Only a later write (or one in the manifest's own second while the dirty
+/// marker says a pass may have written after it) is undecidable: a HEAD.
+#[derive(Clone, Copy, Default)]
+struct ListedBound {
+    /// The manifest's Last-Modified in the listing (server clock).
+    manifest_ns: Option<i64>,
+    /// `.coltec/manifest.dirty` is present: a pass wrote after the manifest.
+    dirty: bool,
+}
+
+impl ListedBound {
+    fn scan(listed: &[opendal::Entry]) -> ListedBound {
+        let mut b = ListedBound::default();
+        for e in listed {
+            match e.path() {
+                MANIFEST_KEY => {
+                    b.manifest_ns = e.metadata().last_modified().and_then(layout::opendal_ns);
+                }
+                DIRTY_KEY => b.dirty = true,
+                _ => {}
+            }
+        }
+        b
+    }
+
+    /// Whether an object the server last wrote at `listed_ns` predates the manifest.
+    fn predates_manifest(&self, listed_ns: Option<i64>) -> bool {
+        match (listed_ns, self.manifest_ns) {
+            (Some(o), Some(m)) if self.dirty => o < m,
+            (Some(o), Some(m)) => o <= m,
+            _ => false,
+        }
+    }
+}
+
 /// A listed object neither the manifest nor the base knows.
 struct Unknown {
     rel: String,
@@ -60,6 +108,7 @@ impl RemoteView {
         entry: opendal::Entry,
         manifest: &Manifest,
         base: &BaseMap,
+        bound: ListedBound,
     ) -> Option<Unknown> {
         let (key, meta) = entry.into_parts();
         if meta.is_dir() {
@@ -111,10 +160,13 @@ impl RemoteView {
             .etag()
             .map(str::to_string)
             .unwrap_or_else(|| layout::fallback_rid(size, lm));
+        // No ETag listed: the same size, written before the manifest, is
+        // the described object (see `ListedBound`); "unknown" is never "changed".
+        let untagged = meta.etag().is_none() && bound.predates_manifest(lm);
         let known = manifest
             .files
             .get(&rel)
-            .filter(|m| m.rid == rid && m.kind == kind)
+            .filter(|m| m.kind == kind && (m.rid == rid || (untagged && m.size == size)))
             .or_else(|| base.get(&rel).filter(|b| b.rid == rid && b.kind == kind));
         if let Some(k) = known {
             self.entries.insert(rel, RemoteEntry::from_base(k));
@@ -170,12 +222,24 @@ impl Exec<'_> {
     /// LIST the target and build the remote view, using the manifest and the
     /// base to avoid per-object HEADs.
     pub(in crate::sync) async fn reconcile(&self, base: &BaseMap) -> Result<RemoteView, SyncError> {
-        let manifest = self.read_manifest().await?;
+        self.reconcile_deferring(base, &|_| false).await
+    }
+
+    /// [`Exec::reconcile`], leaving the mtime and mode of the unknown files
+    /// `defer` names to their download (the GET's headers carry them), so
+    /// they cost no HEAD: a restore's files with nothing local to compare.
+    pub(in crate::sync) async fn reconcile_deferring(
+        &self,
+        base: &BaseMap,
+        defer: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<RemoteView, SyncError> {
+        let (manifest, read_rid) = self.read_manifest().await?;
         let listed = self.list_target().await?;
         let mut view = RemoteView::default();
         let mut unknown = Vec::new();
+        let bound = ListedBound::scan(&listed);
         for entry in listed {
-            unknown.extend(view.add_listed(entry, &manifest, base));
+            unknown.extend(view.add_listed(entry, &manifest, base, bound));
         }
         if manifest.files.len() != view.entries.len() + unknown.len() {
             view.manifest_stale = true;
@@ -195,12 +259,27 @@ impl Exec<'_> {
         }
         // The manifest's identity is its ETag (what writing it and checking
         // it with a HEAD see); a listing without ETags (s3s-fs) needs a HEAD.
-        if view.manifest_listed_without_etag && self.ctx.local_dir.is_none() {
+        // The GET that read it told its ETag already (the identity of the
+        // very bytes read, even if it was rewritten since).
+        if view.manifest_listed_without_etag
+            && let Some(rid) = read_rid
+        {
+            view.manifest_rid = Some(rid);
+        } else if view.manifest_listed_without_etag && self.ctx.local_dir.is_none() {
             match self.net(self.op.stat(MANIFEST_KEY)).await? {
                 Ok(m) => view.manifest_rid = Some(object_rid(&m)),
                 Err(e) if e.kind() == ErrorKind::NotFound => view.manifest_rid = None,
                 Err(e) => return Err(self.remote_err("reading the manifest's identity", e)),
             }
+        }
+        let (deferred, unknown): (Vec<Unknown>, Vec<Unknown>) = unknown
+            .into_iter()
+            .partition(|u| u.entry.kind == Kind::File && self.ctx.user_metadata && defer(&u.rel));
+        for u in deferred {
+            view.manifest_stale = true;
+            let mut e = u.entry;
+            (e.mtime_ns, e.mode) = (None, None);
+            view.entries.insert(u.rel, e);
         }
         for c in self.check_unknown(unknown).await? {
             match c {
@@ -218,10 +297,16 @@ impl Exec<'_> {
         Ok(view)
     }
 
-    /// The manifest, or an empty one when it is missing or unreadable.
-    async fn read_manifest(&self) -> Result<Manifest, SyncError> {
-        match self.net(self.op.read(MANIFEST_KEY)).await? {
+    /// The manifest (or an empty one when it is missing or unreadable) and
+    /// the ETag its GET answered with.
+    async fn read_manifest(&self) -> Result<(Manifest, Option<String>), SyncError> {
+        let reader = match self.cancellable(self.op.reader(MANIFEST_KEY)).await? {
+            Ok(r) => r,
+            Err(e) => return Err(self.remote_err("reading the manifest", e)),
+        };
+        match self.net(reader.read(..)).await? {
             Ok(buf) => {
+                let rid = reader.metadata().and_then(|m| m.etag()).map(str::to_string);
                 let manifest =
                     serde_json::from_slice::<Manifest>(&buf.to_vec()).unwrap_or_else(|e| {
                         tracing::warn!(
@@ -237,16 +322,25 @@ impl Exec<'_> {
                     manifest.version,
                     Manifest::VERSION,
                 )?;
-                Ok(manifest)
+                Ok((manifest, rid))
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok((Manifest::default(), None)),
             Err(e) => Err(self.remote_err("reading the manifest", e)),
         }
     }
 
-    /// Every object of the target (one recursive LIST).
+    /// Every object of the target (one recursive LIST), except the trash:
+    /// on S3 the listing skips past `.coltec/trash/` (`start-after`)
+    /// instead of paging through every old version kept there.
     async fn list_target(&self) -> Result<Vec<opendal::Entry>, SyncError> {
-        match self.net(self.op.list_with("").recursive(true)).await? {
+        let skip =
+            self.ctx.local_dir.is_none() && self.op.info().capability().list_with_start_after;
+        let listed = if skip {
+            self.list_skipping_trash().await?
+        } else {
+            self.op.list_with("").recursive(true).await
+        };
+        match listed {
             Ok(l) => Ok(l),
             // A local remote whose directory does not exist yet is empty (on
             // S3 NotFound means the bucket is missing: an error).
@@ -254,6 +348,45 @@ impl Exec<'_> {
                 Ok(Vec::new())
             }
             Err(e) => Err(self.remote_err("listing", e)),
+        }
+    }
+
+    /// The recursive listing without trash keys; once a page's worth of
+    /// them went by, resumed after the last key the trash prefix can hold.
+    async fn list_skipping_trash(&self) -> Result<opendal::Result<Vec<opendal::Entry>>, SyncError> {
+        let mut out = Vec::new();
+        let mut resumed = false;
+        loop {
+            let mut l = self.op.lister_with("").recursive(true);
+            if resumed {
+                l = l.start_after(TRASH_END);
+            }
+            let mut lister = match self.net(l).await? {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(e)),
+            };
+            let (mut hit_trash, mut trash_seen) = (false, 0usize);
+            loop {
+                let entry = match self.cancellable(lister.try_next()).await? {
+                    Ok(Some(e)) => e,
+                    Ok(None) => break,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if entry.path().starts_with(TRASH_PREFIX) {
+                    // A page's worth: skip the rest instead of paging on.
+                    trash_seen += 1;
+                    if !resumed && trash_seen >= TRASH_SKIP_AFTER {
+                        hit_trash = true;
+                        break;
+                    }
+                    continue;
+                }
+                out.push(entry);
+            }
+            if !hit_trash {
+                return Ok(Ok(out));
+            }
+            resumed = true;
         }
     }
 

@@ -57,6 +57,11 @@ impl Pass<'_> {
         self.settled = self.settled_rows(&actions, &candidates, base, local, remote);
         self.report.plan = plan::summarize(&actions);
         self.guard(base, local, remote, &self.report.plan)?;
+        if !self.req.allow_mass_delete {
+            let remote_total = self.side_totals(base, local, remote).remote;
+            let safety = &self.engine.inner.spec.safety;
+            guard::check_overwrites(safety, &t.name, &actions, &base.map, remote_total)?;
+        }
         Ok(actions)
     }
 

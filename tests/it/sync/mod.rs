@@ -183,7 +183,6 @@ async fn directions_local() {
 }
 
 s3_test! {
-    known_gap_on_s3s: "known gap (#12): on a listing without ETags each object not yet identified costs one HEAD";
     #[tokio::test]
     async fn idle_pass_makes_no_requests_and_changes_cost_no_listing(server) {
         let proxy = Proxy::start(server.endpoint());
@@ -459,7 +458,6 @@ async fn trash_retention_and_pruning_local() {
 }
 
 s3_test! {
-    known_gap_on_s3s: "known gap (#12): on a listing without ETags adoption HEADs each object";
     #[tokio::test]
     async fn rclone_layout_is_adopted_without_upload_s3(server) {
         let proxy = Proxy::start(server.endpoint());
@@ -840,7 +838,6 @@ async fn excludes_prune_and_never_delete_local() {
 }
 
 s3_test! {
-    known_gap_on_s3s: "known gap (#12): restore HEADs objects the listing cannot identify";
     #[tokio::test]
     async fn restore_of_a_coltecd_tree_needs_no_head_requests(server) {
         let proxy = Proxy::start(server.endpoint());
