@@ -65,4 +65,4 @@ targets=(--all-targets)
 for a in "$@"; do
   case $a in --lib | --bins | --bin | --test | --tests | --bench | --benches | --doc | --example*) targets=() ;; esac
 done
-cargo test "${targets[@]}" "$@"
+cargo test --no-fail-fast "${targets[@]}" "$@"

@@ -100,6 +100,12 @@ pub struct TargetMeta {
     /// container) is not trusted to say what was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<super::root::RootId>,
+    /// Which remote the base describes (a digest of the target's location
+    /// and endpoint, see [`super::target::remote_identity`]): a spec edited
+    /// to point the target elsewhere must not read the new, empty remote
+    /// as "everything was deleted there".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
@@ -347,6 +353,7 @@ mod tests {
         let m = TargetMeta {
             manifest_rid: Some("x".into()),
             root: None,
+            remote: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
         };
         db.save_meta("t", &m).unwrap();
         assert_eq!(db.load_meta("t").unwrap(), m);

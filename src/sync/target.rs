@@ -114,3 +114,24 @@ pub(super) struct TargetMemory {
     /// trusted, so the next process lists again and they stay visible.
     pub(super) remote_unsettled: bool,
 }
+
+/// Which remote `t` syncs with, as a short digest of its location and
+/// endpoint (the endpoint may carry userinfo: only the digest is stored).
+pub(crate) fn remote_identity(t: &Target) -> String {
+    use md5::Digest;
+    fn endpoint(r: &crate::spec::RemoteSpec) -> Option<&str> {
+        match &r.kind {
+            crate::spec::RemoteKind::S3(s3) => s3.endpoint.as_deref(),
+            crate::spec::RemoteKind::Crypt(c) => c.wrapped.as_deref().and_then(endpoint),
+            crate::spec::RemoteKind::Local(_) => None,
+        }
+    }
+    let mut h = md5::Md5::new();
+    h.update(t.location().to_string().as_bytes());
+    h.update(b"\n");
+    h.update(endpoint(&t.remote).unwrap_or_default().as_bytes());
+    h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+}

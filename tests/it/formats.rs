@@ -173,3 +173,44 @@ fn a_state_database_from_before_format_tags_is_read_and_tagged_without_resyncing
         .map(|v| v.value());
     assert_eq!(tag, Some(1));
 }
+
+/// Found while hardening (#12 item 6): a spec edited to point a target at
+/// another bucket or directory, with the same state dir, read the new empty
+/// remote against the old base as "deleted there" and deleted the local
+/// file. The base now records which remote it describes.
+#[test]
+fn pointing_a_target_at_another_remote_never_deletes_local_files() {
+    let w = World::new();
+    let spec_for = |remote: &Path| {
+        format!(
+            "  default_remote: local\n  remotes:\n    local: {{type: local, path_prefix: {}}}\n  sync:\n    - {{name: notes, path: {}, direction: bidirectional}}\n",
+            remote.display(),
+            w.path("notes").display()
+        )
+    };
+    std::fs::create_dir_all(w.path("notes")).unwrap();
+    std::fs::write(w.path("notes/keep.txt"), "precious").unwrap();
+    w.write_spec(&spec_for(&w.path("old-remote")), "");
+    let o = w.run(&["sync"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    w.write_spec(&spec_for(&w.path("new-remote")), "");
+    let o = w.run(&["sync"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert_eq!(
+        std::fs::read_to_string(w.path("notes/keep.txt")).unwrap(),
+        "precious",
+        "the local file was deleted: {t}"
+    );
+    assert!(
+        w.path("new-remote/acme/widget/dev-a/notes/keep.txt")
+            .is_file(),
+        "the file was not pushed to the new remote: {t}"
+    );
+    // And back again: the old remote still has it, nothing is lost either way.
+    w.write_spec(&spec_for(&w.path("old-remote")), "");
+    let o = w.run(&["sync"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(w.path("notes/keep.txt").is_file());
+}

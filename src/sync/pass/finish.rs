@@ -62,6 +62,7 @@ impl Pass<'_> {
         let meta = TargetMeta {
             manifest_rid: self.meta.manifest_rid.clone(),
             root: self.root_now,
+            remote: self.meta.remote.clone(),
         };
         self.engine
             .void_base(&self.st.target.name, meta.clone())
@@ -123,6 +124,7 @@ impl Pass<'_> {
         let meta = TargetMeta {
             manifest_rid: trusted_rid,
             root: self.root_now.or(self.meta.root),
+            remote: Some(crate::sync::target::remote_identity(t)),
         };
         if meta != self.meta {
             self.engine.save_meta(&t.name, meta).await?;

@@ -152,7 +152,27 @@ impl<'a> Pass<'a> {
                 create_root(&root, &t.name).await?;
             }
         }
-        let meta = engine.load_meta(&t.name).await?;
+        let mut meta = engine.load_meta(&t.name).await?;
+        let remote_now = super::target::remote_identity(t);
+        if meta.remote.as_ref().is_some_and(|r| *r != remote_now) && !req.dry_run {
+            // The spec now points this target at another remote: the base
+            // describes the old one. Read against it, the new remote's
+            // missing files would be deletions to apply locally. Forget it:
+            // this pass is a first sync (it never deletes) of both sides.
+            tracing::warn!(
+                target_name = %t.name,
+                location = %t.location(),
+                "this target now points at a different remote than its sync state describes; \
+                 that state is discarded and both sides are merged like a first sync (nothing is deleted)"
+            );
+            meta = TargetMeta {
+                manifest_rid: None,
+                root: meta.root,
+                remote: Some(remote_now),
+            };
+            engine.void_base(&t.name, meta.clone()).await?;
+            full = true;
+        }
         let root_now = RootId::of(&root).await;
         let suspect =
             root::suspect_at_start(root_missing, meta.root, root_now, req.allow_mass_delete);
