@@ -71,7 +71,8 @@ fn fleet_shows_running_stopped_killed_and_never_leased_targets_and_idle_exit_cod
     std::fs::write(never.path("data/notes.md"), "never").unwrap();
     let o = run_as(&never, "slot-never", &["sync"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = stopped.run(&["stop"]);
+    // `stop` acts only on this container's daemon: run it "in" the same one.
+    let o = run_as(&stopped, "slot-stopped", &["stop"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let pid = killed.pid().expect("killed's pidfile");
     nix::sys::signal::kill(
@@ -135,18 +136,22 @@ fn fleet_shows_running_stopped_killed_and_never_leased_targets_and_idle_exit_cod
 
     // status --idle-for: 0 when idle at least that long, 1 otherwise.
     assert_eq!(
-        running.run(&["status", "--idle-for", "0s"]).status.code(),
+        run_as(&running, "slot-running", &["status", "--idle-for", "0s"])
+            .status
+            .code(),
         Some(0)
     );
     assert_eq!(
-        running.run(&["status", "--idle-for", "1h"]).status.code(),
+        run_as(&running, "slot-running", &["status", "--idle-for", "1h"])
+            .status
+            .code(),
         Some(1)
     );
-    let o = running.run(&["status", "--json"]);
+    let o = run_as(&running, "slot-running", &["status", "--json"]);
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(st["idle"]["idle_secs"].is_u64(), "{st}");
     assert!(st["idle"]["last_local_change_at"].is_u64(), "{st}");
-    let o = running.run(&["status"]);
+    let o = run_as(&running, "slot-running", &["status"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("since the last local change"),
         "{}",

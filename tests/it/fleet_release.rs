@@ -77,6 +77,6 @@ fn lease_release_frees_a_slot_for_the_next_container_and_refuses_anothers() {
         text(&o)
     );
     assert!(lease.is_file(), "another container's lease was released");
-    let o = b.run(&["stop"]);
+    let o = run_as(&b, "slot-b", &["stop"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -103,7 +103,7 @@ impl Exec<'_> {
             .net(reader.into_bytes_stream(..))
             .await?
             .map_err(|e| ferr("download failed", e))?;
-        let (mode, mtime) = self.mode_and_mtime(r, &mut body).await?;
+        let (mode, mtime) = self.mode_and_mtime(key, r, &mut body).await?;
         let tmp = localfs::temp_path(&dest);
         let tmp2 = tmp.clone();
         let std_file = blocking(move || localfs::create_temp(&tmp2))
@@ -131,15 +131,22 @@ impl Exec<'_> {
     /// coltecd's mode, the server's Last-Modified): no HEAD of its own.
     async fn mode_and_mtime(
         &self,
+        key: &str,
         r: &RemoteEntry,
         body: &mut opendal::FuturesBytesStream,
     ) -> Result<(u32, i64), FileErr> {
         let (mut mode, mut mtime) = (r.mode, r.mtime_ns);
         if mode.is_none() || mtime.is_none() {
-            let meta = self
-                .cancellable(body.metadata())
-                .await?
-                .map_err(|e| ferr("download failed", e))?;
+            let meta = match self.cancellable(body.metadata()).await? {
+                Ok(meta) => meta,
+                // A service without response metadata (the guarded local
+                // remote): ask it directly, which there is a local stat.
+                Err(e) if e.kind() == opendal::ErrorKind::Unsupported => self
+                    .net(self.op.stat(key))
+                    .await?
+                    .map_err(|e| ferr("download failed", e))?,
+                Err(e) => return Err(ferr("download failed", e)),
+            };
             let um = meta.user_metadata();
             mode = mode.or_else(|| um.and_then(|m| m.get("mode")).and_then(layout::parse_mode));
             mtime = mtime

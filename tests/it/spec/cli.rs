@@ -249,7 +249,16 @@ fn validate_exit_codes_for_every_compat_file() {
             &["validate", "--config", path.to_str().unwrap()],
             &refs(&env),
         );
-        let want = if name.starts_with("invalid_") { 3 } else { 0 };
+        // The test env's RCLONE_CRYPT_PASSWORD is not in rclone's obscured
+        // form: the incumbent's encrypted target cannot be served (6, the
+        // preflight), its other targets can.
+        let want = if name.starts_with("invalid_") {
+            3
+        } else if name == "incumbent_repo_workspace.yaml" {
+            6
+        } else {
+            0
+        };
         assert_eq!(out.status.code(), Some(want), "{name}: {:?}", text(&out));
     }
 }
