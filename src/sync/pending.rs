@@ -242,24 +242,7 @@ impl StateDb {
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         self.apply_in(&txn, target, base)?;
-        if !pending.is_empty() {
-            let name = pending_table(target);
-            let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-            let mut table = txn.open_table(def).map_err(|e| self.err(e))?;
-            for (k, v) in pending {
-                match v {
-                    Some(p) => {
-                        let bytes = serde_json::to_vec(p).unwrap_or_default();
-                        table
-                            .insert(k.as_str(), bytes.as_slice())
-                            .map_err(|e| self.err(e))?;
-                    }
-                    None => {
-                        table.remove(k.as_str()).map_err(|e| self.err(e))?;
-                    }
-                }
-            }
-        }
+        self.write_rows(&txn, &pending_table(target), pending)?;
         txn.commit().map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -276,16 +276,27 @@ impl StateDb {
         target: &str,
         changes: &BaseChanges,
     ) -> Result<(), StateError> {
+        self.write_rows(txn, &table_name(target), changes)
+    }
+
+    /// Upsert (`Some`, as JSON) or remove (`None`) rows of table `name`
+    /// inside an open transaction: the one writer of per-path tables (the
+    /// base and the journal of pending transfers).
+    pub(super) fn write_rows<T: Serialize>(
+        &self,
+        txn: &redb::WriteTransaction,
+        name: &str,
+        changes: &BTreeMap<String, Option<T>>,
+    ) -> Result<(), StateError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let name = table_name(target);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(name);
         let mut table = txn.open_table(def).map_err(|e| self.err(e))?;
         for (k, v) in changes {
             match v {
-                Some(entry) => {
-                    let bytes = serde_json::to_vec(entry).unwrap_or_default();
+                Some(row) => {
+                    let bytes = serde_json::to_vec(row).unwrap_or_default();
                     table
                         .insert(k.as_str(), bytes.as_slice())
                         .map_err(|e| self.err(e))?;
