@@ -69,8 +69,13 @@ enum Attempt {
     Changed,
 }
 
-fn attempt(path: &std::path::Path) -> Result<Attempt, FileErr> {
-    let mut f = std::fs::OpenOptions::new()
+/// Open the regular file at `path` for reading, never through a final
+/// symlink, with its metadata: a file gone or replaced by something else
+/// since the scan "changed while being read". Every upload reads through it.
+pub(super) fn open_regular(
+    path: &std::path::Path,
+) -> Result<(std::fs::File, std::fs::Metadata), FileErr> {
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
@@ -81,10 +86,29 @@ fn attempt(path: &std::path::Path) -> Result<Attempt, FileErr> {
                 ferr("cannot open", e)
             }
         })?;
-    let before = f.metadata().map_err(|e| ferr("cannot stat", e))?;
-    if !before.is_file() {
+    let md = f.metadata().map_err(|e| ferr("cannot stat", e))?;
+    if !md.is_file() {
         return Err(changed_while_read());
     }
+    Ok((f, md))
+}
+
+/// The entry an upload stores for a regular file with this metadata.
+pub(super) fn entry_of(md: &std::fs::Metadata) -> LocalEntry {
+    LocalEntry {
+        kind: Kind::File,
+        size: md.len(),
+        mtime_ns: md
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec()),
+        mode: md.permissions().mode() & 0o7777,
+        link: None,
+    }
+}
+
+fn attempt(path: &std::path::Path) -> Result<Attempt, FileErr> {
+    let (mut f, before) = open_regular(path)?;
     if before.len() > SNAPSHOT_MAX {
         return Ok(Attempt::TooBig);
     }
@@ -102,17 +126,7 @@ fn attempt(path: &std::path::Path) -> Result<Attempt, FileErr> {
     if buf.len() as u64 != before.len() || Version::of(&after) != v || Version::of(&at_path) != v {
         return Ok(Attempt::Changed);
     }
-    let entry = LocalEntry {
-        kind: Kind::File,
-        size: before.len(),
-        mtime_ns: before
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(before.mtime_nsec()),
-        mode: before.permissions().mode() & 0o7777,
-        link: None,
-    };
-    Ok(Attempt::Copy(Bytes::from(buf), entry))
+    Ok(Attempt::Copy(Bytes::from(buf), entry_of(&before)))
 }
 
 #[cfg(test)]

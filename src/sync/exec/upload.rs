@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use super::apply::Done;
 use super::guard::{Expect, conditioned, refused};
-use super::snapshot::{self, changed_while_read};
+use super::snapshot::{self, changed_while_read, entry_of};
 use super::{Exec, FileErr, blocking, ferr, object_rid};
 use crate::sync::SyncError;
 use crate::sync::kind::Kind;
@@ -48,20 +48,6 @@ fn same_as(md: &std::fs::Metadata, l: &LocalEntry) -> bool {
 }
 
 /// The entry of an opened regular file.
-fn entry_of(md: &std::fs::Metadata) -> LocalEntry {
-    use std::os::unix::fs::PermissionsExt;
-    LocalEntry {
-        kind: Kind::File,
-        size: md.len(),
-        mtime_ns: md
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.mtime_nsec()),
-        mode: md.permissions().mode() & 0o7777,
-        link: None,
-    }
-}
-
 /// One write about to be made: its key, what it expects there, and
 /// whether it replaces an object whose old version goes to the trash.
 struct Put<'a> {
@@ -366,23 +352,9 @@ impl Exec<'_> {
 /// Open the regular file at `path` (never through a final symlink) and
 /// take its entry: what a streamed upload stores.
 async fn open_file(path: &Path) -> Result<(tokio::fs::File, LocalEntry), FileErr> {
-    let file = tokio::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .await
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                changed_while_read()
-            } else {
-                ferr("cannot open", e)
-            }
-        })?;
-    let md = file.metadata().await.map_err(|e| ferr("cannot stat", e))?;
-    if !md.is_file() {
-        return Err(changed_while_read());
-    }
-    Ok((file, entry_of(&md)))
+    let path = path.to_path_buf();
+    let (file, md) = blocking(move || snapshot::open_regular(&path)).await??;
+    Ok((tokio::fs::File::from_std(file), entry_of(&md)))
 }
 
 /// Abort an upload (removes its multipart parts), bounded in time: it runs
