@@ -1,36 +1,44 @@
 #!/usr/bin/env bash
 # End-to-end comparison: `coltecd sync --once` vs `rclone sync` against the
-# same local moto_server, on the same generated tree, with the same
-# transfers/checkers. Requests are counted at the server (moto's access log,
+# same local S3 server (moto, s3s-fs, or both one after the other in one
+# invocation), on the same generated tree, with the same transfers/checkers.
+# Requests are counted at the server where it logs them (moto's access log,
 # classified by benches/s3count.py). See benches/README.md for the method.
 #
-#   benches/e2e.sh [--small] [--rps N] [--bwlimit] [--server moto|s3s]
+#   benches/e2e.sh [--small] [--rps N] [--bwlimit] [--server moto|s3s|both]
 #
 #   --server   which S3 server (default moto). s3s: the patched s3s-fs the
 #              tests use (target/s3s-fs, built by tests/provision-s3s-fs.sh;
 #              verifies SigV4, lists no ETags); it has no access log, so
-#              the request columns read n/a. Run once per server for the
-#              side-by-side table.
+#              its request columns read n/a. both: moto, then s3s-fs, on
+#              the same tree, then one summary table of the ratios.
 #   --small    1k files + 3 x 8 MiB (quick check) instead of 10k + 3 x 64 MiB
 #   --rps N    coltecd's daemon.max_requests_per_second (default: the spec
 #              default, 1000/s; rclone has no request limit by default)
 #   --bwlimit  also time a 64 MiB upload with `bwlimit: 10M` (coltecd and
 #              rclone --bwlimit 10M; about 7 s each)
 #
+# Per server: initial push, no-op pass, one file changed, restore into an
+# empty directory (each coltecd then rclone), and the time-to-ready of
+# `coltecd start` (a bidirectional target on an empty directory whose remote
+# holds the pushed tree: start returns once the lease is held and the first
+# restore is done). Peak RSS is GNU time's, process start to exit.
+#
 # Needs: python3 (moto is installed into target/moto-venv), rclone (Debian:
 # apt-get install rclone), GNU time (/usr/bin/time; apt-get install time).
-# Prints a markdown table on stdout; progress on stderr.
+# Prints markdown tables on stdout; progress on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-files=10000; big=3; big_mib=64; rps=""; bw=0; server=moto
+files=10000; big=3; big_mib=64; rps=""; bw=0; servers=moto
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) files=1000; big_mib=8 ;;
     --rps) rps=$2; shift ;;
     --bwlimit) bw=1 ;;
-    --server) server=$2; shift ;;
-    *) echo "usage: benches/e2e.sh [--small] [--rps N] [--bwlimit] [--server moto|s3s]" >&2; exit 2 ;;
+    --server) case "$2" in both) servers="moto s3s" ;; moto|s3s) servers=$2 ;;
+                *) echo "--server moto|s3s|both" >&2; exit 2 ;; esac; shift ;;
+    *) echo "usage: benches/e2e.sh [--small] [--rps N] [--bwlimit] [--server moto|s3s|both]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -46,26 +54,23 @@ unset AWS_CA_BUNDLE
 bin=${COLTECD_BIN:-}
 if [ -z "$bin" ]; then cargo build --release --quiet; bin=$PWD/target/release/coltecd; fi
 count=$PWD/benches/s3count.py
+for s in $servers; do
+  case $s in
+    s3s) tests/provision-s3s-fs.sh target/s3s-fs >&2 ;;
+    moto) tests/provision-moto.sh target/moto-venv >&2 ;;
+  esac
+done
 
 work=$(mktemp -d /tmp/coltecd-e2e.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-log=$work/moto.log
-ak=bench; sk=bench-secret
-if [ "$server" = s3s ]; then
-  tests/provision-s3s-fs.sh target/s3s-fs >&2
-  ak=AKIATESTCOLTECDKEY01; sk=coltecd-bench-secret-value
-  mkdir -p "$work/s3s-data"
-  target/s3s-fs/bin/s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ak" --secret-key "$sk" \
-    "$work/s3s-data" >"$log" 2>&1 &
-else
-  tests/provision-moto.sh target/moto-venv
-  target/moto-venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
-fi
-moto=$!
-trap 'kill $moto 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-endpoint=http://127.0.0.1:$port
-mkbucket() { rclone mkdir "moto:$1"; }
+srv=""; sw=""
+cleanup() {
+  if [ -n "$sw" ] && [ -f "$sw/ready-spec.yaml" ]; then
+    COLTEC_STATE_DIR=$sw/state-ready "$bin" --config "$sw/ready-spec.yaml" stop >/dev/null 2>&1 || true
+  fi
+  [ -z "$srv" ] || kill "$srv" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # --- the tree -------------------------------------------------------------
 src=$work/src
@@ -89,14 +94,12 @@ for ex in ("node_modules/pkg", "target/debug", ".git/objects"):
         with open(os.path.join(d, f"x{i}"), "wb") as f: f.write(b"x" * 4096)
 PY
 
-export RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT=$endpoint \
-  RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=$ak RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=$sk \
-  RCLONE_CONFIG_MOTO_REGION=us-east-1 RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE=true
-export RCLONE_CONFIG=/dev/null
+
 rflags=(--transfers "$transfers" --checkers "$checkers" --links
         --exclude 'node_modules/**' --exclude 'target/**' --exclude '.git/**')
 
-# spec PATH BUCKET ROOT [EXTRA-TARGET-YAML]: a one-target push-only spec.
+# spec PATH BUCKET ROOT [EXTRA-TARGET-YAML] [DIRECTION]: a one-target spec
+# (push-only unless said).
 spec() {
   cat >"$1" <<YAML
 name: bench
@@ -104,10 +107,10 @@ metadata: {org: bench, project: e2e, environment: dev}
 persistence:
   enabled: true
   mode: replicated
-  default_remote: moto
+  default_remote: s3
   defaults: {transfers: $transfers, checkers: $checkers}
   remotes:
-    moto:
+    s3:
       type: s3
       bucket: $2
       options: {provider: Other, endpoint: "$endpoint", region: us-east-1,
@@ -116,61 +119,105 @@ persistence:
     - name: tree
       path: $3
       remote_path: "{org}/{project}/{env}/tree"
-      direction: push-only
+      direction: ${5:-push-only}
       interval: 60
       exclude: ["node_modules/**", "target/**", ".git/**"]
 ${4:-}
   daemon:
-    log_dir: $work/logs
+    log_dir: $sw/logs
 ${rps:+    max_requests_per_second: $rps}
 YAML
 }
-spec "$work/spec.yaml" coltecd-bench "$src"
-mkbucket coltecd-bench; mkbucket rclone-bench
-export COLTEC_STATE_DIR=$work/state
 
 # run CMD... : sets RES to "wall_s rss_mib LIST GET HEAD PUT DELETE MPU OTHER"
 # (not a subshell, so a failing command stops the script).
 run() {
   local before; before=$(wc -l <"$log")
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" \
-    || { echo "FAILED: $*" >&2; cat "$work/out" "$work/err" >&2; exit 1; }
+  /usr/bin/time -f '%e %M' -o "$sw/time" "$@" >"$sw/out" 2>"$sw/err" \
+    || { echo "FAILED: $*" >&2; cat "$sw/out" "$sw/err" >&2; exit 1; }
   sleep 0.5 # let moto flush its last log lines
   local counts="n/a n/a n/a n/a n/a n/a n/a"
-  [ "$server" = s3s ] || counts=$(tail -n +"$((before + 1))" "$log" | python3 "$count")
-  local wall rss; read -r wall rss <"$work/time"
+  if [ "$server" != s3s ]; then
+    tail -n +"$((before + 1))" "$log" >"$sw/slice.log"
+    counts=$(python3 "$count" <"$sw/slice.log")
+  fi
+  local wall rss; read -r wall rss <"$sw/time"
   RES="$wall $(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}') $counts"
 }
 
-# step LABEL TOOL CMD... : run and print one table row.
+# step KEY LABEL TOOL CMD... : run and print one table row; the result is
+# kept in $sw/res-KEY-TOOL for the summary.
 step() {
-  local label=$1 tool=$2; shift 2
+  local key=$1 label=$2 tool=$3; shift 3
   run "$@"
+  echo "$RES" >"$sw/res-$key-$tool"
   # shellcheck disable=SC2086
   set -- $RES
-  printf '| %s | %s | %s s | %s MiB | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$tool" "$@"
-  printf '%s: %s %s s\n' "$label" "$tool" "$1" >&2
+  printf '| %s | %s | %s | %s s | %s MiB | %s | %s | %s | %s | %s | %s | %s |\n' "$server" "$label" "$tool" "$@"
+  printf '%s %s: %s %s s\n' "$server" "$label" "$tool" "$1" >&2
 }
 
-c=("$bin" --config "$work/spec.yaml")
-r=(rclone sync)
 change() { python3 -c "import sys; open(sys.argv[1],'ab').write(b'changed')" "$src/d07/s03/f00357.txt"; }
 
-echo "| step | tool | wall | peak RSS | LIST | GET | HEAD | PUT | DELETE | multipart | other |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
-step "initial push" coltecd "${c[@]}" sync --once
-step "initial push" rclone "${r[@]}" "$src" moto:rclone-bench/tree "${rflags[@]}"
-step "no-op pass" coltecd "${c[@]}" sync --once
-step "no-op pass" rclone "${r[@]}" "$src" moto:rclone-bench/tree "${rflags[@]}"
-change
-step "one file changed" coltecd "${c[@]}" sync --once
-step "one file changed" rclone "${r[@]}" "$src" moto:rclone-bench/tree "${rflags[@]}"
-step "restore (empty dir)" coltecd "${c[@]}" restore --to "$work/restore-coltecd"
-step "restore (empty dir)" rclone "${r[@]}" moto:rclone-bench/tree "$work/restore-rclone" "${rflags[@]}"
+# bench SERVER: start the server, run every scenario against it, stop it.
+bench() {
+  server=$1; sw=$work/$server; mkdir -p "$sw"
+  log=$sw/server.log
+  local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  if [ "$server" = s3s ]; then
+    ak=AKIATESTCOLTECDKEY01; sk=coltecd-bench-secret-value
+    mkdir -p "$sw/s3s-data"
+    target/s3s-fs/bin/s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ak" --secret-key "$sk" \
+      "$sw/s3s-data" >"$log" 2>&1 &
+  else
+    ak=bench; sk=bench-secret
+    target/moto-venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  fi
+  srv=$!
+  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  endpoint=http://127.0.0.1:$port
+  export RCLONE_CONFIG_S3_TYPE=s3 RCLONE_CONFIG_S3_PROVIDER=Other RCLONE_CONFIG_S3_ENDPOINT=$endpoint \
+    RCLONE_CONFIG_S3_ACCESS_KEY_ID=$ak RCLONE_CONFIG_S3_SECRET_ACCESS_KEY=$sk \
+    RCLONE_CONFIG_S3_REGION=us-east-1 RCLONE_CONFIG_S3_FORCE_PATH_STYLE=true
+  export RCLONE_CONFIG=/dev/null
+  rclone mkdir s3:coltecd-bench; rclone mkdir s3:rclone-bench
+  spec "$sw/spec.yaml" coltecd-bench "$src"
+  export COLTEC_STATE_DIR=$sw/state
+  echo "$server: load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  echo "$(date -u +%H:%M:%S) $server start, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/loads"
+
+  local c=("$bin" --config "$sw/spec.yaml") r=(rclone sync)
+  echo
+  echo "### $server (load average at start: $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo
+  echo "| server | step | tool | wall | peak RSS | LIST | GET | HEAD | PUT | DELETE | multipart | other |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  step push "initial push" coltecd "${c[@]}" sync --once
+  step push "initial push" rclone "${r[@]}" "$src" s3:rclone-bench/tree "${rflags[@]}"
+  step noop "no-op pass" coltecd "${c[@]}" sync --once
+  if [ "$server" != s3s ]; then # what a one-shot no-op costs, request by request
+    echo "$server: the no-op pass's requests (coltecd):" >&2
+    python3 "$count" --by-key <"$sw/slice.log" 2>&1 >/dev/null | sed 's/^/    /' >&2
+  fi
+  step noop "no-op pass" rclone "${r[@]}" "$src" s3:rclone-bench/tree "${rflags[@]}"
+  change
+  step one "one file changed" coltecd "${c[@]}" sync --once
+  step one "one file changed" rclone "${r[@]}" "$src" s3:rclone-bench/tree "${rflags[@]}"
+  step restore "restore (empty dir)" coltecd "${c[@]}" restore --to "$sw/restore-coltecd"
+  step restore "restore (empty dir)" rclone "${r[@]}" s3:rclone-bench/tree "$sw/restore-rclone" "${rflags[@]}"
+
+  # Time-to-ready: a new host (own state dir) starts a bidirectional target
+  # on an empty directory whose remote holds the tree; `start` returns once
+  # the lease is held and the first restore is done.
+  mkdir -p "$sw/ready"
+  spec "$sw/ready-spec.yaml" coltecd-bench "$sw/ready" "" bidirectional
+  COLTEC_STATE_DIR=$sw/state-ready step ready "start until ready (empty dir)" coltecd \
+    "$bin" --config "$sw/ready-spec.yaml" start
+  COLTEC_STATE_DIR=$sw/state-ready "$bin" --config "$sw/ready-spec.yaml" stop >/dev/null
 
 # Both restores must equal the source (minus the excluded dirs): same
 # files, same bytes, same mtimes (to the second).
-python3 - "$src" "$work/restore-coltecd" "$work/restore-rclone" <<'PY' >&2
+python3 - "$src" "$sw/restore-coltecd" "$sw/restore-rclone" "$sw/ready" <<'PY' >&2
 import hashlib, os, sys
 def tree(root, skip=("node_modules", "target", ".git", ".coltec")):
     out = {}
@@ -191,21 +238,48 @@ for r in sys.argv[2:]:
     print(f"{r}: {len(got)} files, {'identical to the source' if not bad else f'{len(bad)} DIFFER, e.g. {sorted(bad)[:3]}'}")
 PY
 
-if [ "$bw" = 1 ]; then
-  # bwlimit 10M = 10 MiB/s: one 64 MiB file should take ~6.4 s.
-  mkdir -p "$work/bw"
-  head -c $((64 << 20)) /dev/urandom >"$work/bw/one.bin"
-  spec "$work/spec-bw.yaml" coltecd-bench "$work/bw" "      bwlimit: 10M"
-  sed -i 's|name: tree|name: bw|; s|/tree"|/bw"|' "$work/spec-bw.yaml"
-  COLTEC_STATE_DIR=$work/state-bw run "$bin" --config "$work/spec-bw.yaml" sync --once
-  echo "$RES" >"$work/bw-c"
-  run rclone copy "$work/bw" moto:rclone-bench/bw --bwlimit 10M --transfers "$transfers"
-  echo "$RES" >"$work/bw-r"
-  echo
-  echo "| bwlimit 10M, one 64 MiB file | wall | effective rate | vs 10 MiB/s |"
-  echo "|---|---|---|---|"
-  for t in coltecd rclone; do
-    read -r wall _ <"$work/bw-${t:0:1}"
-    awk -v t="$t" -v w="$wall" 'BEGIN{r=64/w; printf "| %s | %s s | %.2f MiB/s | %+.1f%% |\n", t, w, r, (r/10-1)*100}'
+
+  if [ "$bw" = 1 ]; then
+    # bwlimit 10M = 10 MiB/s: one 64 MiB file should take ~6.4 s.
+    mkdir -p "$sw/bw"
+    head -c $((64 << 20)) /dev/urandom >"$sw/bw/one.bin"
+    spec "$sw/spec-bw.yaml" coltecd-bench "$sw/bw" "      bwlimit: 10M"
+    sed -i 's|name: tree|name: bw|; s|/tree"|/bw"|' "$sw/spec-bw.yaml"
+    COLTEC_STATE_DIR=$sw/state-bw run "$bin" --config "$sw/spec-bw.yaml" sync --once
+    echo "$RES" >"$sw/bw-coltecd"
+    run rclone copy "$sw/bw" s3:rclone-bench/bw --bwlimit 10M --transfers "$transfers"
+    echo "$RES" >"$sw/bw-rclone"
+    echo
+    echo "| server | bwlimit 10M, one 64 MiB file | wall | effective rate | vs 10 MiB/s |"
+    echo "|---|---|---|---|---|"
+    for t in coltecd rclone; do
+      read -r wall _ <"$sw/bw-$t"
+      awk -v s="$server" -v t="$t" -v w="$wall" 'BEGIN{r=64/w; printf "| %s | %s | %s s | %.2f MiB/s | %+.1f%% |\n", s, t, w, r, (r/10-1)*100}'
+    done
+  fi
+  kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; srv=""
+  echo "$(date -u +%H:%M:%S) $server end, load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/loads"
+}
+
+for s in $servers; do bench "$s"; done
+
+# The ratios coltecd/rclone per server, from the rows above.
+echo
+echo "### Summary: coltecd / rclone"
+echo
+echo "| scenario | server | rclone | coltecd | ratio | coltecd peak RSS |"
+echo "|---|---|---|---|---|---|"
+for key in push noop one restore; do
+  for s in $servers; do
+    read -r rw _ <"$work/$s/res-$key-rclone"
+    read -r cw crss _ <"$work/$s/res-$key-coltecd"
+    awk -v k="$key" -v s="$s" -v r="$rw" -v c="$cw" -v m="$crss" \
+      'BEGIN{printf "| %s | %s | %s s | %s s | %.3fx | %s MiB |\n", k, s, r, c, (r > 0 ? c / r : 0), m}'
   done
-fi
+done
+for s in $servers; do
+  read -r cw crss _ <"$work/$s/res-ready-coltecd"
+  echo "| start until ready | $s | | $cw s | | $crss MiB (the foreground process) |"
+done
+echo
+echo "Load averages:"; sed 's/^/    /' "$work/loads"
