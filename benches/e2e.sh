@@ -24,6 +24,9 @@
 # holds the pushed tree: start returns once the lease is held and the first
 # restore is done). Peak RSS is GNU time's, process start to exit.
 #
+# Env: COLTECD_BIN (the binary to measure; default: build target/release),
+# E2E_TMPDIR (the work directory's parent, default /tmp).
+#
 # Needs: python3 (moto is installed into target/moto-venv), rclone (Debian:
 # apt-get install rclone), GNU time (/usr/bin/time; apt-get install time).
 # Prints markdown tables on stdout; progress on stderr.
@@ -61,7 +64,9 @@ for s in $servers; do
   esac
 done
 
-work=$(mktemp -d /tmp/coltecd-e2e.XXXXXX)
+# E2E_TMPDIR: where the trees, restores and the servers' data live (default
+# /tmp; the issue #12 table used a tmpfs, e.g. E2E_TMPDIR=/dev/shm).
+work=$(mktemp -d "${E2E_TMPDIR:-/tmp}/coltecd-e2e.XXXXXX")
 srv=""; sw=""
 cleanup() {
   if [ -n "$sw" ] && [ -f "$sw/ready-spec.yaml" ]; then

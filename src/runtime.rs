@@ -7,6 +7,9 @@ use crate::error::{ExitStatus, Fail};
 /// A multi-threaded runtime with I/O and timers (the daemon spawns passes
 /// onto it; commands that talk to remotes block on it).
 pub fn multi_thread() -> Result<tokio::runtime::Runtime, Fail> {
+    // Few malloc arenas for one-shot commands too (the daemon's reason,
+    // `daemon::memory`): a push's peak RSS is a target of its own.
+    crate::daemon::memory::limit_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

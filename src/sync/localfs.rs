@@ -1,9 +1,12 @@
 //! Writing into the local sync root safely.
 //!
 //! Every write lands in a temp file in the destination directory, gets its
-//! mode and mtime, is fsynced, and is renamed into place (then the
-//! directory is fsynced: [`fsutil::rename_into_place`]), so a crash leaves
-//! either the old or the new file.
+//! mode and mtime, and is renamed into place, so a crash (`kill -9`) leaves
+//! either the old or the new file, never a torn one under its final name.
+//! A file that replaces an existing one is also fsynced before the rename
+//! and its directory after it ([`fsutil::rename_into_place`]); a new file
+//! is made durable by the caller's batch barrier instead (see
+//! [`finish_file`]).
 //! Parent directories are checked component by component with
 //! `symlink_metadata`: a symlink anywhere above the destination (for
 //! example one planted by a hostile remote, `a -> /etc`, followed by
@@ -115,24 +118,43 @@ pub fn system_time(ns: i64) -> SystemTime {
     }
 }
 
-/// fsync, apply mode and mtime, rename into place, fsync the directory.
+/// Apply mode and mtime and rename into place; with `durable`, fsync the
+/// file before the rename and the directory after it.
+///
+/// Without `durable` (a download that creates a new file) the rename alone
+/// already guarantees that a killed process leaves no torn file under the
+/// final name: the page cache survives `kill -9`, only a power loss can
+/// lose unflushed data. Against that the caller issues one
+/// [`fsutil::sync_filesystem`] before it records the batch in the state
+/// database, so a file is never in the base before it is on disk. Two
+/// fsyncs per file (file + directory, each a journal commit) were most of
+/// a restore's time on a fast server; rclone does none. A file replacing
+/// an existing one stays fsynced per file: losing it to a power cut would
+/// leave a zeroed file where the base still describes the old one, which
+/// the next pass would take for a local edit and upload.
 pub fn finish_file(
     file: File,
     tmp: &Path,
     dest: &Path,
     mode: u32,
     mtime_ns: i64,
+    durable: bool,
 ) -> io::Result<()> {
     let r = (|| {
         // setuid/setgid/sticky bits from a remote are never applied.
         file.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
         file.set_modified(system_time(mtime_ns))?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         drop(file);
         Ok(())
     })();
     match r {
-        Ok(()) => fsutil::rename_into_place(tmp, dest),
+        Ok(()) if durable => fsutil::rename_into_place(tmp, dest),
+        Ok(()) => fs::rename(tmp, dest).inspect_err(|_| {
+            let _ = fs::remove_file(tmp);
+        }),
         Err(e) => {
             let _ = fs::remove_file(tmp);
             Err(e)

@@ -176,6 +176,12 @@ impl Exec<'_> {
                 }
             }
         }
+        // The caller commits the rest of the base after this returns.
+        if let Err(e) = self.durability_barrier().await
+            && out.fatal.is_none()
+        {
+            out.fatal = Some(e);
+        }
         report.trashed += self.trashed.swap(0, Ordering::SeqCst);
         // Uploads that finished before a fatal error was seen may have
         // written; assume the manifest needs rewriting.
@@ -222,7 +228,13 @@ impl Exec<'_> {
 
     /// Commit finished changes early (the pass commits everything at its
     /// end anyway, so a failure here only costs re-checking after a crash).
+    /// New local files first reach the disk (a row is never committed
+    /// before its file is durable); if that fails nothing is committed.
     async fn checkpoint(&self, u: Unsaved) {
+        if let Err(e) = self.durability_barrier().await {
+            tracing::warn!("checkpoint of sync state skipped: {e}");
+            return;
+        }
         let inner = self.inner.clone();
         let name = self.name().to_string();
         match blocking(move || inner.db.apply_with_pending(&name, &u.base, &u.pending)).await {

@@ -19,6 +19,7 @@
 //!   compare just before the write) and what a refused one becomes.
 //! - `download`: fetching remote files into the root, local deletes and
 //!   conflict copies.
+//! - `memory`: the budget bounding uploads' buffers.
 //! - `control`: coltecd's control objects: the manifest, its dirty marker,
 //!   the trash.
 
@@ -26,6 +27,7 @@ mod apply;
 mod control;
 mod download;
 mod guard;
+mod memory;
 mod reconcile;
 mod settle;
 mod snapshot;
@@ -84,6 +86,11 @@ pub(super) struct Exec<'a> {
     stamp: String,
     /// Old versions copied into the trash by this run (the report's `trashed`).
     trashed: std::sync::atomic::AtomicU64,
+    /// New local files written since the last durability barrier
+    /// (`download`).
+    unsynced: std::sync::atomic::AtomicBool,
+    /// Memory for uploads' file content (`memory`).
+    memory: memory::Budget,
 }
 
 impl<'a> Exec<'a> {
@@ -106,6 +113,8 @@ impl<'a> Exec<'a> {
             observer,
             stamp: layout::stamp(jiff::Timestamp::now()),
             trashed: Default::default(),
+            unsynced: Default::default(),
+            memory: Default::default(),
         }
     }
 

@@ -28,10 +28,14 @@ use crate::sync::names;
 use crate::sync::scan::LocalEntry;
 use crate::sync::state::BaseEntry;
 
-/// Multipart part size: S3 needs ≥ 5 MiB parts; memory per upload is
-/// bounded by `CHUNK * UPLOAD_CONCURRENCY` plus one read buffer.
+/// Multipart part size: S3 needs ≥ 5 MiB parts. opendal holds up to
+/// `CHUNK * (UPLOAD_CONCURRENCY + 2)` per upload (the chunk being filled,
+/// the last one held back until it is known not to be the final part, and
+/// the parts in flight); `memory` reserves that before a stream starts.
+/// One part in flight: reading the next chunk still overlaps the upload,
+/// and a second part in flight cost 8 MiB more per stream.
 const CHUNK: usize = 8 * 1024 * 1024;
-const UPLOAD_CONCURRENCY: usize = 2;
+const UPLOAD_CONCURRENCY: usize = 1;
 const READ_BUF: usize = 256 * 1024;
 /// How long aborting an upload may take.
 const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -85,7 +89,13 @@ impl Exec<'_> {
         self.gate()?;
         let (meta, stored) = match l.kind {
             Kind::Symlink => (self.upload_symlink(&put, l, d).await?, l.clone()),
-            Kind::File => self.upload_file(rel, &put, d).await?,
+            Kind::File => {
+                let stream_need = (CHUNK * (UPLOAD_CONCURRENCY + 2)) as u64;
+                let _mem = self.reserve_upload_memory(l.size, stream_need).await?;
+                // The wait may have been long: the gate may have closed.
+                self.gate()?;
+                self.upload_file(rel, &put, d).await?
+            }
         };
         d.uploaded += 1;
         d.remote_changed = true;
