@@ -130,7 +130,8 @@ impl Exec<'_> {
         })
         .await??;
         if !durable {
-            self.unsynced.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.unsynced
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
     }
@@ -213,7 +214,10 @@ impl Exec<'_> {
     /// batch instead of two fsyncs per file (see `localfs::finish_file`).
     /// Nothing to do when no new file was written since the last barrier.
     pub(super) async fn durability_barrier(&self) -> Result<(), SyncError> {
-        if !self.unsynced.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if !self
+            .unsynced
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             return Ok(());
         }
         let root = self.root.clone();
@@ -221,7 +225,8 @@ impl Exec<'_> {
             .await?
             .map_err(|e| {
                 // Not recorded: the next barrier tries again.
-                self.unsynced.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.unsynced
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 SyncError::Internal(format!(
                     "cannot flush downloaded files to disk ({}): {e}",
                     self.root.display()

@@ -32,10 +32,11 @@ use crate::sync::state::BaseEntry;
 /// `CHUNK * (UPLOAD_CONCURRENCY + 2)` per upload (the chunk being filled,
 /// the last one held back until it is known not to be the final part, and
 /// the parts in flight); `memory` reserves that before a stream starts.
-/// One part in flight: reading the next chunk still overlaps the upload,
-/// and a second part in flight cost 8 MiB more per stream.
-const CHUNK: usize = 8 * 1024 * 1024;
-const UPLOAD_CONCURRENCY: usize = 1;
+/// Two parts in flight, not one: with one, opendal uploads each part
+/// inside `write` itself, so a write dropped when the gate closes takes
+/// the retry layer's writer with it and the abort never reaches the server.
+const CHUNK: usize = 7 * 1024 * 1024;
+const UPLOAD_CONCURRENCY: usize = 2;
 const READ_BUF: usize = 256 * 1024;
 /// How long aborting an upload may take.
 const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
