@@ -123,6 +123,7 @@ pub(crate) fn initial_target_status(t: &crate::spec::Target, watch: WatchState) 
         conflicts_total: 0,
         last_pass: None,
         skipped: Vec::new(),
+        undecryptable: Default::default(),
         last_local_change_at: None,
         last_remote_change_at: None,
     }

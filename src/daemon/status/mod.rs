@@ -202,12 +202,24 @@ pub struct TargetStatus {
     /// entries in a local remote), as of the last pass.
     #[serde(default)]
     pub skipped: Vec<SkippedPath>,
+    /// Crypt objects whose names do not decrypt with the target's
+    /// password and salt, as of the last full pass: left alone.
+    #[serde(default)]
+    pub undecryptable: UndecryptableNames,
     /// Last pass that found local changes and pushed them (unix seconds).
     #[serde(default)]
     pub last_local_change_at: Option<u64>,
     /// Last pass that changed the remote or found it changed (unix seconds).
     #[serde(default)]
     pub last_remote_change_at: Option<u64>,
+}
+
+/// Objects of a crypt target whose names do not decrypt: how many, and
+/// the first raw (encrypted) keys, relative to the target's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndecryptableNames {
+    pub count: u64,
+    pub first: Vec<String>,
 }
 
 /// A path a target does not sync, and why.
@@ -397,6 +409,7 @@ pub(crate) mod tests_support {
                 conflicts_total: 0,
                 last_pass: Some(PassCounts::default()),
                 skipped: vec![],
+                undecryptable: UndecryptableNames::default(),
                 last_local_change_at: None,
                 last_remote_change_at: None,
             }],

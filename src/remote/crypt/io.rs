@@ -261,16 +261,35 @@ pub struct CryptLister {
     inner: Result<oio::Lister>,
     shared: Arc<Shared>,
     checked: bool,
+    /// Hand names that do not decrypt on, marked (see [`UNDECRYPTABLE`]):
+    /// listings of the target's files do; listings of control objects
+    /// (`.coltec/…`, the trash) only skip them.
+    report: bool,
 }
 
 impl CryptLister {
-    pub(super) fn new(inner: Result<oio::Lister>, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(inner: Result<oio::Lister>, shared: Arc<Shared>, path: &str) -> Self {
         CryptLister {
             inner,
             shared,
             checked: false,
+            report: !is_control(path) && path != ".coltec",
         }
     }
+}
+
+/// The content type of a listed entry whose name does not decrypt: its
+/// mode is `EntryMode::Unknown` (never a file to sync) and its path is
+/// the raw physical key, relative to the target's physical directory, so
+/// that the sync engine reports it without ever reading, moving or
+/// deleting it.
+pub const UNDECRYPTABLE: &str = "application/x-coltec-undecryptable-name";
+
+fn undecryptable_entry(path: &str, meta: Metadata) -> oio::Entry {
+    let mut b = meta.into_builder();
+    b.set_unknown();
+    b.content_type(UNDECRYPTABLE);
+    oio::Entry::new(path, b.build())
 }
 
 impl oio::List for CryptLister {
@@ -299,11 +318,14 @@ impl oio::List for CryptLister {
             let plain = match self.shared.plain_of(&path) {
                 Ok(p) => p,
                 Err(why) => {
-                    tracing::warn!(
+                    tracing::debug!(
                         remote = %self.shared.remote,
                         object = %path,
-                        "skipping an object whose name does not decrypt ({why}); it is left as it is"
+                        "an object whose name does not decrypt ({why}); it is left as it is"
                     );
+                    if self.report && !meta.is_dir() {
+                        return Ok(Some(undecryptable_entry(&path, meta)));
+                    }
                     continue;
                 }
             };

@@ -192,6 +192,7 @@ fn board(names: &[&str]) -> Arc<Board> {
                 conflicts_total: 0,
                 last_pass: None,
                 skipped: vec![],
+                undecryptable: Default::default(),
                 last_local_change_at: None,
                 last_remote_change_at: None,
             })
