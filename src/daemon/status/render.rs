@@ -141,7 +141,12 @@ fn render_target(out: &mut String, t: &TargetStatus, now: u64) {
              and salt, left alone (e.g. {}): written with another password/salt or tool; \
              decrypt them with the right config or move them out of the prefix",
             t.undecryptable.count,
-            esc(t.undecryptable.first.first().map(String::as_str).unwrap_or("-"))
+            esc(t
+                .undecryptable
+                .first
+                .first()
+                .map(String::as_str)
+                .unwrap_or("-"))
         );
     }
     if let Some(err) = &t.last_error {

@@ -278,18 +278,30 @@ impl CryptLister {
     }
 }
 
-/// The content type of a listed entry whose name does not decrypt: its
-/// mode is `EntryMode::Unknown` (never a file to sync) and its path is
-/// the raw physical key, relative to the target's physical directory, so
-/// that the sync engine reports it without ever reading, moving or
-/// deleting it.
+/// Where a listing shows an object whose name does not decrypt: its raw
+/// physical key (relative to the target's physical directory) below this
+/// reserved control prefix, in an entry of unknown mode with content type
+/// [`UNDECRYPTABLE`]. The sync engine reports it and never reads, moves or
+/// deletes it; the prefix also keeps opendal's listing completion (a stat
+/// of every entry of unknown mode) from looking for the raw key as a
+/// plaintext name: [`undecryptable_meta`] answers that stat.
+pub const UNDECRYPTABLE_PREFIX: &str = ".coltec/undecryptable/";
+
+/// The content type of such an entry.
 pub const UNDECRYPTABLE: &str = "application/x-coltec-undecryptable-name";
 
-fn undecryptable_entry(path: &str, meta: Metadata) -> oio::Entry {
-    let mut b = meta.into_builder();
-    b.set_unknown();
+/// The metadata of an entry below [`UNDECRYPTABLE_PREFIX`].
+pub(super) fn undecryptable_meta() -> Metadata {
+    let mut b = opendal::MetadataBuilder::unknown();
     b.content_type(UNDECRYPTABLE);
-    oio::Entry::new(path, b.build())
+    b.build()
+}
+
+fn undecryptable_entry(path: &str) -> oio::Entry {
+    oio::Entry::new(
+        &format!("{UNDECRYPTABLE_PREFIX}{path}"),
+        undecryptable_meta(),
+    )
 }
 
 impl oio::List for CryptLister {
@@ -324,7 +336,7 @@ impl oio::List for CryptLister {
                         "an object whose name does not decrypt ({why}); it is left as it is"
                     );
                     if self.report && !meta.is_dir() {
-                        return Ok(Some(undecryptable_entry(&path, meta)));
+                        return Ok(Some(undecryptable_entry(&path)));
                     }
                     continue;
                 }

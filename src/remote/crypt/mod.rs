@@ -16,7 +16,8 @@
 //! the object's encrypted name, wrapped in `~` so that rclone never takes
 //! them for files even where `.coltec/` itself is visible to it. A name
 //! that does not decrypt is listed as an entry of unknown mode marked
-//! [`UNDECRYPTABLE`] under its raw name: the engine reports it (pass
+//! [`UNDECRYPTABLE`], its raw name below [`UNDECRYPTABLE_PREFIX`]: the
+//! engine reports it (pass
 //! report, `sync`/`restore` output, `status`) and never reads, trashes or
 //! deletes it. Before the first operation, [`check`] makes
 //! sure the password and salt fit the tree already there.
@@ -35,7 +36,7 @@ mod io;
 mod paths;
 
 pub use build::{operator, physical, stores_user_metadata};
-pub use io::UNDECRYPTABLE;
+pub use io::{UNDECRYPTABLE, UNDECRYPTABLE_PREFIX};
 
 const CONTROL: &str = ".coltec";
 const TRASH: &str = ".coltec/trash/";
@@ -121,6 +122,10 @@ impl Service for CryptService {
 
     async fn stat(&self, ctx: &OperationContext, path: &str, args: OpStat) -> Result<RpStat> {
         self.shared.ready().await?;
+        if path.starts_with(UNDECRYPTABLE_PREFIX) {
+            // The listing's own entry, completed by opendal (see `io`).
+            return Ok(RpStat::new(io::undecryptable_meta()));
+        }
         let rp = self
             .inner
             .stat(ctx, &self.shared.phys_of(path), args)

@@ -126,12 +126,10 @@ impl RemoteView {
             self.dirty_marker = true;
             return None;
         }
-        if meta.mode() == EntryMode::Unknown
+        if let Some(raw) = key.strip_prefix(crate::remote::crypt::UNDECRYPTABLE_PREFIX)
             && meta.content_type() == Some(crate::remote::crypt::UNDECRYPTABLE)
         {
-            if !key.starts_with(".coltec/") {
-                self.undecryptable.push(key);
-            }
+            self.undecryptable.push(raw.to_string());
             return None;
         }
         if meta.mode() == EntryMode::Unknown {

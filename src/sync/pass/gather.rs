@@ -4,13 +4,13 @@
 
 use super::{Pass, RemoteMap};
 use crate::sync::PassScope;
-use crate::sync::{SyncError, Undecryptable};
 use crate::sync::base::PassBase;
 use crate::sync::layout::RemoteEntry;
 use crate::sync::local::{LocalSide, gather_local, remove_stale_temps};
 use crate::sync::pending;
 use crate::sync::root::{self, RootSuspect};
 use crate::sync::target::Marker;
+use crate::sync::{SyncError, Undecryptable};
 
 impl Pass<'_> {
     /// Stage 2, gather: the base rows and the local side the pass needs.
