@@ -6,9 +6,11 @@
 # #11 item 5: crypt push and restore at >= 80% of the plain path; peak RSS
 # bounded by transfers x chunk buffers, not by file size.
 #
-#   benches/crypt.sh [--small] [--server moto|s3s]
+#   benches/crypt.sh [--small] [--big-mib N] [--server moto|s3s]
 #
 #   --small    1k files + 3 x 8 MiB instead of 10k + 3 x 64 MiB
+#   --big-mib  the size of the 3 big files (after --small: peak RSS
+#              against file size on the same small tree)
 #   --server   moto (default) or s3s (the patched s3s-fs the tests use)
 #
 # A separate script (not a mode of benches/e2e.sh) so that both evolve
@@ -21,8 +23,9 @@ files=10000; big=3; big_mib=64; server=moto
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) files=1000; big_mib=8 ;;
+    --big-mib) big_mib=$2; shift ;;
     --server) server=$2; shift ;;
-    *) echo "usage: benches/crypt.sh [--small] [--server moto|s3s]" >&2; exit 2 ;;
+    *) echo "usage: benches/crypt.sh [--small] [--big-mib N] [--server moto|s3s]" >&2; exit 2 ;;
   esac
   shift
 done
