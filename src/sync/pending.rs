@@ -122,7 +122,7 @@ pub(super) fn forces_full(rows: &PendingMap) -> bool {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().to_string()
+    crate::clock::rfc3339_now_precise()
 }
 
 /// The row written ahead of `a` (`None` for actions that transfer nothing).
