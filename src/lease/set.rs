@@ -85,7 +85,7 @@ fn floors(remote: &crate::spec::RemoteSpec, prefix: &Prefix) -> (usize, usize) {
     use crate::spec::RemoteKind;
     match &remote.kind {
         RemoteKind::Local(l) => {
-            let root = Store::prefix_of(&crate::spec::Location::Local {
+            let root = Prefix::of(&crate::spec::Location::Local {
                 dir: l.root.clone(),
             });
             let hard = if prefix.0.starts_with(&root.0) {
@@ -225,7 +225,7 @@ impl LeaseSet {
             // A crypt target leases where its ciphertext lives.
             let (remote, location) = crate::remote::crypt::physical(&t.remote, &t.location())?;
             let store = Store::for_location(&remote, &location)?;
-            let prefix = Store::prefix_of(&location);
+            let prefix = Prefix::of(&location);
             let display = store.display(&prefix);
             if let Some(s) = prefixes.iter_mut().find(|s| s.location == display) {
                 s.targets.push(t.name.clone());

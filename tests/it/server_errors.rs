@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use coltecd::lease::LeaseError;
-use coltecd::lease::store::Store;
+use coltecd::lease::store::{Prefix, Store};
 use coltecd::remote::Problem;
 use coltecd::spec::Location;
 
@@ -225,7 +225,7 @@ s3_test! {
             key_prefix: "acme/widget/dev-a/state".into(),
         };
         let store = Store::for_location(&remote, &location).unwrap();
-        let prefix = Store::prefix_of(&location);
+        let prefix = Prefix::of(&location);
         let err = store
             .probe(&remote.name, &prefix, Duration::from_secs(20))
             .await
