@@ -120,6 +120,30 @@ pub(super) struct PrefixHold {
     pub(super) detail: Option<String>,
 }
 
+impl PrefixHold {
+    /// A prefix not (yet) held, in `state`.
+    fn unheld(state: HoldState, detail: Option<String>) -> PrefixHold {
+        PrefixHold {
+            state,
+            taken_over: false,
+            etag: None,
+            seq: 0,
+            acquired_at: String::new(),
+            last_ok: None,
+            holder: None,
+            detail,
+        }
+    }
+}
+
+/// What the next write of a held lease record is conditional on.
+pub(super) struct HeldVersion {
+    pub(super) etag: Option<String>,
+    pub(super) seq: u64,
+    pub(super) acquired_at: String,
+    pub(super) taken_over: bool,
+}
+
 /// The shared state behind a [`LeaseSet`].
 pub(super) struct Inner {
     pub(super) enabled: bool,
@@ -157,6 +181,17 @@ pub(super) fn op_timeout(ttl: Duration) -> Duration {
 }
 
 impl LeaseSet {
+    /// The version the next record write of prefix `i` builds on.
+    pub(super) fn held_version(&self, i: usize) -> HeldVersion {
+        let st = &lock(&self.inner.holds)[i];
+        HeldVersion {
+            etag: st.etag.clone(),
+            seq: st.seq,
+            acquired_at: st.acquired_at.clone(),
+            taken_over: st.taken_over,
+        }
+    }
+
     pub(super) fn off(spec: &Spec, targets: &[&Target]) -> LeaseSet {
         let mut by_loc: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for t in targets {
@@ -180,15 +215,11 @@ impl LeaseSet {
             .collect::<Vec<_>>();
         let holds = prefixes
             .iter()
-            .map(|_| PrefixHold {
-                state: HoldState::Off,
-                taken_over: false,
-                etag: None,
-                seq: 0,
-                acquired_at: String::new(),
-                last_ok: None,
-                holder: None,
-                detail: Some("leasing is off in the spec (`lease: off`)".into()),
+            .map(|_| {
+                PrefixHold::unheld(
+                    HoldState::Off,
+                    Some("leasing is off in the spec (`lease: off`)".into()),
+                )
             })
             .collect();
         LeaseSet {
@@ -250,16 +281,7 @@ impl LeaseSet {
             .clamp(Duration::from_millis(10), ttl / 3);
         let holds = prefixes
             .iter()
-            .map(|_| PrefixHold {
-                state: HoldState::Released,
-                taken_over: false,
-                etag: None,
-                seq: 0,
-                acquired_at: String::new(),
-                last_ok: None,
-                holder: None,
-                detail: None,
-            })
+            .map(|_| PrefixHold::unheld(HoldState::Released, None))
             .collect();
         Ok(LeaseSet {
             inner: Arc::new(Inner {
