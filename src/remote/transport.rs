@@ -258,6 +258,18 @@ async fn check_answer(
         let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
         return Err(not_s3(what, transient, None));
     }
+    // S3 explains a refused method in an XML body; a web server that only
+    // serves files (a public bucket URL, a CDN) answers 405 with nothing.
+    if bytes.is_empty() && status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(http::header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .map(|a| format!(" (it allows only {a})"))
+            .unwrap_or_default();
+        let what = format!("HTTP {status} to a {method} without S3's XML error{allow}");
+        return Err(not_s3(what, false, None));
+    }
     let len = bytes.len() as u64;
     let body = HttpBody::new(stream::iter([Ok(Buffer::from(bytes))]), Some(len));
     Ok(Response::from_parts(parts, body))

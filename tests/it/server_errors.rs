@@ -220,6 +220,11 @@ fn an_endpoint_answering_garbage_or_html_is_not_an_s3_server() {
             &b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\n404 page not found"[..],
             "not S3's XML error",
         ),
+        (
+            // A static file server or public bucket URL: no S3 API behind it.
+            &b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET,HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..],
+            "it allows only GET,HEAD",
+        ),
     ] {
         let (endpoint, connections) = answering(reply);
         let dir = tempfile::tempdir().unwrap();
