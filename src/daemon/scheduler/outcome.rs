@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::seam::{Disposition, PassResult, advice, disposition, error_chain};
-use super::super::status::{PassCounts, SkippedPath, UndecryptableNames, unix_now};
+use super::super::status::{PassCounts, SkippedPath, UndecryptableNames};
 use super::event_loop::{SETTLE_TRIM_AFTER, Scheduler};
 use super::{TargetFailure, TargetSynced};
 use crate::sync::{PassReport, SyncError};
@@ -245,7 +245,7 @@ impl Scheduler {
     }
 
     fn record_on_board(&self, i: usize, summary: PassSummary) {
-        let now_unix = unix_now();
+        let now_unix = crate::clock::unix_now();
         self.board.update(|s| {
             let Some(ts) = s.targets.get_mut(i) else {
                 return;

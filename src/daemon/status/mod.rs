@@ -68,7 +68,7 @@
 //! - `file`: `status.json` in the state dir (atomic write, read back).
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -330,17 +330,6 @@ pub struct UnpushedFiles {
     pub target: String,
     /// Absolute local paths.
     pub paths: Vec<PathBuf>,
-}
-
-/// Now as unix seconds.
-pub fn unix_now() -> u64 {
-    to_unix(SystemTime::now())
-}
-
-pub fn to_unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 pub use file::{read_file, write_file};
