@@ -57,6 +57,14 @@ pub struct PassReport {
 /// Objects of a crypt target whose names do not decrypt: how many, and
 /// the first [`UNDECRYPTABLE_FIRST_N`] raw (encrypted, not secret) keys,
 /// relative to the target's physical directory.
+///
+/// A warning, not a failure (the exit status and the daemon's health are
+/// unchanged): they are not this target's data as configured (another
+/// password or salt, another tool), everything that decrypts was synced,
+/// and a failing status would stay failing until a human removes objects
+/// coltecd itself must never delete. rclone skips such names too; the
+/// difference here is that they are named in `sync`/`restore` output,
+/// their `--json` and `status`, so that they are not missed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Undecryptable {
     pub count: u64,
