@@ -301,10 +301,19 @@ impl Exec<'_> {
                 self.request_slot().await?;
             }
             self.inner.limits.bytes(Dir::Up, n, self.cancel).await?;
-            tokio::select! {
-                r = w.write(buf.freeze()) => r.map_err(|e| ferr("upload failed", e))?,
-                _ = self.cancel.cancelled() => return Err(SyncError::Cancelled.into()),
-                _ = self.inner.gate.closed() => return Err(self.gate_closed().into()),
+            let write = w.write(buf.freeze());
+            tokio::pin!(write);
+            let stopped = tokio::select! {
+                r = &mut write => {
+                    r.map_err(|e| ferr("upload failed", e))?;
+                    None
+                }
+                _ = self.cancel.cancelled() => Some(SyncError::Cancelled),
+                _ = self.inner.gate.closed() => Some(self.gate_closed()),
+            };
+            if let Some(e) = stopped {
+                settle(write).await;
+                return Err(e.into());
             }
             d.bytes_up += n as u64;
             self.observer.bytes(n as u64);
@@ -355,6 +364,15 @@ async fn open_file(path: &Path) -> Result<(tokio::fs::File, LocalEntry), FileErr
     let path = path.to_path_buf();
     let (file, md) = blocking(move || snapshot::open_regular(&path)).await??;
     Ok((tokio::fs::File::from_std(file), entry_of(&md)))
+}
+
+/// Let a write interrupted by cancellation or fencing finish (bounded by
+/// [`ABORT_TIMEOUT`]) instead of dropping it: a write may be creating the
+/// multipart upload, and a create whose answer is dropped leaves an upload
+/// the writer never learns the id of, so the abort that follows could not
+/// remove it. Once the answer is in, the abort knows the upload.
+async fn settle(write: impl std::future::Future<Output = opendal::Result<()>>) {
+    let _ = tokio::time::timeout(ABORT_TIMEOUT, write).await;
 }
 
 /// Abort an upload (removes its multipart parts), bounded in time: it runs

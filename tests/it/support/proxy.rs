@@ -5,7 +5,9 @@
 //! can be answered with `503 SlowDown` to exercise retries, or every request
 //! a rule picks with `500 InternalError` ([`Proxy::fail_when`]). Each connection
 //! carries exactly one request (responses say `Connection: close`), which
-//! keeps the framing trivial.
+//! keeps the framing trivial. [`Proxy::hold_answers_when`] forwards the
+//! requests a rule picks but keeps their answers back until
+//! [`Proxy::release`] ("the answer arrives late").
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -48,11 +50,22 @@ impl Seen {
 /// Picks the requests answered with `500 InternalError`.
 type Rule = Arc<Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>>;
 
+/// Requests whose answers are held back, and whether they are released.
+#[derive(Default)]
+struct Hold {
+    rule: Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>,
+    released: Mutex<bool>,
+    wake: std::sync::Condvar,
+    /// Answers received from upstream and held so far.
+    held: AtomicU32,
+}
+
 pub struct Proxy {
     pub endpoint: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     fail_next: Arc<AtomicU32>,
     rule: Rule,
+    hold: Arc<Hold>,
 }
 
 impl Proxy {
@@ -64,13 +77,15 @@ impl Proxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let fail_next = Arc::new(AtomicU32::new(0));
         let rule: Rule = Arc::new(Mutex::new(None));
-        let (s2, f2, r2) = (seen.clone(), fail_next.clone(), rule.clone());
+        let hold = Arc::new(Hold::default());
+        let (s2, f2, r2, h2) = (seen.clone(), fail_next.clone(), rule.clone(), hold.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (up, s3, f3, r3) = (upstream.clone(), s2.clone(), f2.clone(), r2.clone());
+                let h3 = h2.clone();
                 std::thread::spawn(move || {
-                    let _ = handle(conn, &up, &s3, &f3, &r3);
+                    let _ = handle(conn, &up, &s3, &f3, &r3, &h3);
                 });
             }
         });
@@ -79,7 +94,27 @@ impl Proxy {
             seen,
             fail_next,
             rule,
+            hold,
         }
+    }
+
+    /// Forward the requests `rule` picks (applied upstream) but hold
+    /// their answers back until [`Proxy::release`].
+    pub fn hold_answers_when(&self, rule: impl Fn(&Seen) -> bool + Send + 'static) {
+        *self.hold.released.lock().unwrap() = false;
+        *self.hold.rule.lock().unwrap() = Some(Box::new(rule));
+    }
+
+    /// How many answers have been applied upstream and held so far.
+    pub fn held(&self) -> u32 {
+        self.hold.held.load(Ordering::SeqCst)
+    }
+
+    /// Deliver every held answer (and stop holding).
+    pub fn release(&self) {
+        *self.hold.rule.lock().unwrap() = None;
+        *self.hold.released.lock().unwrap() = true;
+        self.hold.wake.notify_all();
     }
 
     /// Answer every request `rule` picks with `500 InternalError` (until
@@ -112,6 +147,7 @@ fn handle(
     seen: &Mutex<Vec<Seen>>,
     fail_next: &AtomicU32,
     rule: &Rule,
+    hold: &Hold,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
@@ -176,6 +212,7 @@ fn handle(
     };
     let ruled = !fault && rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
     this.faulted |= ruled;
+    let held = hold.rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
     let index = {
         let mut seen = seen.lock().unwrap();
         seen.push(this);
@@ -217,6 +254,13 @@ fn handle(
         && let Some(s) = seen.lock().unwrap().get_mut(index)
     {
         s.reply = String::from_utf8_lossy(&resp).into_owned();
+    }
+    if held {
+        hold.held.fetch_add(1, Ordering::SeqCst);
+        let mut released = hold.released.lock().unwrap();
+        while !*released {
+            released = hold.wake.wait(released).unwrap();
+        }
     }
     // Make sure the client does not reuse this connection.
     if let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
