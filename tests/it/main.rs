@@ -10,6 +10,7 @@ mod crash;
 mod crypt;
 mod daemon;
 mod daemon_sync;
+mod faults_matrix;
 mod faults_sync;
 mod fleet;
 mod fleet_gc;

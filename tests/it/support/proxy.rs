@@ -7,12 +7,16 @@
 //! carries exactly one request (responses say `Connection: close`), which
 //! keeps the framing trivial. [`Proxy::hold_answers_when`] forwards the
 //! requests a rule picks but keeps their answers back until
-//! [`Proxy::release`] ("the answer arrives late").
+//! [`Proxy::release`] ("the answer arrives late"). [`Proxy::inject`]
+//! turns on seeded random faults ([`FaultPlan`]: errors, resets before or
+//! after forwarding, stalls, truncated GET bodies), counted by kind.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+
+pub use super::fault_proxy::{Fault, FaultCounts, FaultPlan};
 
 /// One request as the proxy saw it.
 #[derive(Debug, Clone)]
@@ -47,13 +51,16 @@ impl Seen {
     }
 }
 
+/// Picks requests (see where it is used).
+type Pick = Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>;
+
 /// Picks the requests answered with `500 InternalError`.
-type Rule = Arc<Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>>;
+type Rule = Arc<Pick>;
 
 /// Requests whose answers are held back, and whether they are released.
 #[derive(Default)]
 struct Hold {
-    rule: Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>,
+    rule: Pick,
     released: Mutex<bool>,
     wake: std::sync::Condvar,
     /// Answers received from upstream and held so far.
@@ -66,7 +73,10 @@ pub struct Proxy {
     fail_next: Arc<AtomicU32>,
     rule: Rule,
     hold: Arc<Hold>,
+    faults: Faults,
 }
+
+type Faults = Arc<Mutex<Option<FaultPlan>>>;
 
 impl Proxy {
     /// Start a proxy in front of `upstream` (`http://host:port`).
@@ -78,14 +88,16 @@ impl Proxy {
         let fail_next = Arc::new(AtomicU32::new(0));
         let rule: Rule = Arc::new(Mutex::new(None));
         let hold = Arc::new(Hold::default());
+        let faults: Faults = Arc::new(Mutex::new(None));
         let (s2, f2, r2, h2) = (seen.clone(), fail_next.clone(), rule.clone(), hold.clone());
+        let p2 = faults.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (up, s3, f3, r3) = (upstream.clone(), s2.clone(), f2.clone(), r2.clone());
-                let h3 = h2.clone();
+                let (h3, p3) = (h2.clone(), p2.clone());
                 std::thread::spawn(move || {
-                    let _ = handle(conn, &up, &s3, &f3, &r3, &h3);
+                    let _ = handle(conn, &up, &s3, &f3, &r3, &h3, &p3);
                 });
             }
         });
@@ -95,7 +107,19 @@ impl Proxy {
             fail_next,
             rule,
             hold,
+            faults,
         }
+    }
+
+    /// Inject seeded random faults from now on (replacing any plan).
+    pub fn inject(&self, plan: FaultPlan) {
+        *self.faults.lock().unwrap() = Some(plan);
+    }
+
+    /// Stop injecting; what the plan injected.
+    pub fn stop_faults(&self) -> FaultCounts {
+        let plan = self.faults.lock().unwrap().take();
+        plan.map(|p| p.counts()).unwrap_or_default()
     }
 
     /// Forward the requests `rule` picks (applied upstream) but hold
@@ -148,6 +172,7 @@ fn handle(
     fail_next: &AtomicU32,
     rule: &Rule,
     hold: &Hold,
+    faults: &Faults,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
@@ -213,14 +238,28 @@ fn handle(
     let ruled = !fault && rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
     this.faulted |= ruled;
     let held = hold.rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
+    let (drawn, stall) = match faults.lock().unwrap().as_mut() {
+        Some(p) if !fault && !ruled => (p.pick(&method), p.stall),
+        _ => (None, std::time::Duration::ZERO),
+    };
+    this.faulted |= drawn.is_some();
     let index = {
         let mut seen = seen.lock().unwrap();
         seen.push(this);
         seen.len() - 1
     };
     let mut client = conn;
-    if fault || ruled {
-        let (status, code) = if ruled {
+    match drawn {
+        Some(Fault::ResetBefore) => return Ok(()),
+        Some(Fault::Stall) => {
+            std::thread::sleep(stall);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let slow_down = drawn == Some(Fault::SlowDown);
+    if fault || ruled || drawn == Some(Fault::Error500) || slow_down {
+        let (status, code) = if !slow_down && (ruled || drawn.is_some()) {
             ("500 Internal Server Error", "InternalError")
         } else {
             ("503 Service Unavailable", "SlowDown")
@@ -254,6 +293,22 @@ fn handle(
         && let Some(s) = seen.lock().unwrap().get_mut(index)
     {
         s.reply = String::from_utf8_lossy(&resp).into_owned();
+    }
+    if drawn == Some(Fault::ResetAfter) {
+        return Ok(());
+    }
+    if drawn == Some(Fault::Truncate)
+        && resp.starts_with(b"HTTP/1.1 200")
+        && let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n")
+        && resp.len() > pos + 5
+    {
+        let half = pos + 4 + (resp.len() - pos - 4) / 2;
+        if let Some(p) = faults.lock().unwrap().as_mut() {
+            p.applied(Fault::Truncate);
+        }
+        client.write_all(&resp[..half])?;
+        client.flush()?;
+        return Ok(());
     }
     if held {
         hold.held.fetch_add(1, Ordering::SeqCst);
