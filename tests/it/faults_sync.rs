@@ -25,6 +25,7 @@ use crate::support::s3::S3Server;
 
 mod conditional;
 mod crash;
+mod disk_full;
 mod gate;
 mod hot;
 mod pending;
