@@ -10,8 +10,8 @@
 //! `target/fault-matrix/<server>.md`.
 //!
 //! Knobs (env): `COLTEC_FAULT_SEED` (printed), `COLTEC_FAULT_FILES`
-//! (small files, default 600), `COLTEC_FAULT_PERCENT` (default 25),
-//! `COLTEC_FAULT_STALL_MS` (default 1500; coltecd's own I/O timeout is
+//! (small files, default 500), `COLTEC_FAULT_PERCENT` (default 25),
+//! `COLTEC_FAULT_STALL_MS` (default 1000; coltecd's own I/O timeout is
 //! 30 s, set 31000 to trip it), `COLTEC_FAULT_LARGE` (multipart files,
 //! default 2).
 
@@ -254,8 +254,8 @@ fn matrix(server: S3Server) {
         t.as_secs() ^ u64::from(t.subsec_nanos())
     });
     let percent = knob("COLTEC_FAULT_PERCENT", 25);
-    let stall = knob("COLTEC_FAULT_STALL_MS", 1500);
-    let small = knob("COLTEC_FAULT_FILES", 600) as usize;
+    let stall = knob("COLTEC_FAULT_STALL_MS", 1000);
+    let small = knob("COLTEC_FAULT_FILES", 500) as usize;
     let large = knob("COLTEC_FAULT_LARGE", 2) as usize;
     eprintln!("fault matrix on {server:?}: seed {seed} (COLTEC_FAULT_SEED to replay), {percent}%");
 
