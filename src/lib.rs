@@ -22,6 +22,7 @@
 //! - [`version`]: which build this is, and the rule for versioned formats.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod crypt;
 pub mod daemon;

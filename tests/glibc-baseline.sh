@@ -25,7 +25,7 @@ export PATH="$PWD/$venv/bin:$PATH"
 status=0
 for triple in "$@"; do
   cargo zigbuild --release --locked --bin coltecd --target "$triple.$baseline"
-  bin=target/$triple/release/coltecd
+  bin=${CARGO_TARGET_DIR:-target}/$triple/release/coltecd
   # Versioned imports, e.g. "GLIBC_2.17"; readelf reads any architecture.
   need=$(readelf --dyn-syms --wide "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' |
     sed 's/^GLIBC_//' | sort -uV | tail -n 1)

@@ -4,14 +4,24 @@
 # both), runs the tests, stops both afterwards.
 #   tests/run.sh [extra cargo test args]
 # Needs ../shared beside the repository (the s3s-fs patch; COLTEC_SHARED_DIR
-# overrides) and systemd-analyze (package systemd) for the unit checks.
+# overrides) and systemd-analyze (package systemd, installed when missing
+# and run as root with apt-get) for the unit checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 
+# systemd-analyze checks the shipped units (tests/it/daemon.rs); provisioned
+# like rclone: Debian's package, when missing and apt-get can install it.
 if ! command -v systemd-analyze >/dev/null; then
-  echo "tests/run.sh: systemd-analyze is missing (apt-get install systemd);" >&2
-  echo "  the systemd unit test fails without it." >&2
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tests/run.sh: installing systemd (for systemd-analyze)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+  fi
+  command -v systemd-analyze >/dev/null || {
+    echo "tests/run.sh: systemd-analyze is missing and could not be installed" >&2
+    echo "  (apt-get install systemd as root); the systemd unit test fails without it." >&2
+  }
 fi
 
 venv=target/moto-venv

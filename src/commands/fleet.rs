@@ -44,7 +44,7 @@ fn list(spec: &Spec, args: &FleetListArgs) -> CmdResult {
         sizes: args.sizes,
         trash: args.trash,
     };
-    let now = fleet::unix_now();
+    let now = crate::clock::unix_now();
     let mut report = FleetReport {
         schema: FLEET_SCHEMA,
         generated_at: now,

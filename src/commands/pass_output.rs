@@ -76,6 +76,7 @@ impl TargetResults {
                         report.skipped.len() - SHOW_FAILED
                     );
                 }
+                print_undecryptable(&report);
                 self.partial |= !report.failed.is_empty();
             }
             Err(e @ SyncError::Unavailable { .. }) => {
@@ -110,6 +111,25 @@ impl TargetResults {
     }
 }
 
+/// Crypt objects whose names do not decrypt: a warning (exit status
+/// unchanged, see `Undecryptable`), their raw names and what to do.
+fn print_undecryptable(report: &PassReport) {
+    let u = &report.undecryptable;
+    if u.is_empty() {
+        return;
+    }
+    eprintln!("  warning: {}", u.advice());
+    for k in &u.first {
+        eprintln!("  undecryptable: {}", esc(k));
+    }
+    if u.count > u.first.len() as u64 {
+        eprintln!(
+            "  ... and {} more undecryptable",
+            u.count - u.first.len() as u64
+        );
+    }
+}
+
 /// `name: ↑ 3 files (1.2 MiB), ↓ 0, deleted 1 remote / 0 local, 0 conflicts`.
 fn summary_line(r: &PassReport) -> String {
     let mut s = format!(
@@ -136,6 +156,12 @@ fn summary_line(r: &PassReport) -> String {
     }
     if !r.skipped.is_empty() {
         s.push_str(&format!(" ({} skipped)", r.skipped.len()));
+    }
+    if !r.undecryptable.is_empty() {
+        s.push_str(&format!(
+            " ({} undecryptable names left alone)",
+            r.undecryptable.count
+        ));
     }
     s
 }

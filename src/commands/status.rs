@@ -9,12 +9,12 @@
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::daemon::control::{self, ControlError, Request, Response};
-use crate::daemon::status::{self, DaemonState, DaemonStatus, unix_now};
+use crate::daemon::status::{self, DaemonState, DaemonStatus};
 use crate::daemon::{self, pidfile};
 use crate::error::{CmdResult, ExitStatus, Fail};
 
 pub fn run(global: &GlobalArgs, args: &StatusArgs) -> CmdResult {
-    let now = unix_now();
+    let now = crate::clock::unix_now();
     let (spec, dir) = daemon::locate(&global.config)?;
     let from_file = || -> Option<DaemonStatus> { status::read_file(dir.path()) };
     let fallback = |spec_state: DaemonState| -> DaemonStatus {
@@ -185,7 +185,7 @@ fn unreachable_without_spec(dir: &std::path::Path) -> DaemonStatus {
         pid: None,
         started_at: None,
         uptime_secs: None,
-        updated_at: unix_now(),
+        updated_at: crate::clock::unix_now(),
         leases: status::StatusLeases {
             writes_allowed: false,
             fenced_reason: None,

@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let (tx, mut rx) = mpsc::channel::<SchedulerCommand>(4);
         let cancel = CancellationToken::new();
-        let now = super::super::status::unix_now();
+        let now = crate::clock::unix_now();
         let snapshot = crate::daemon::status::tests_support::sample(now);
         let snap2 = snapshot.clone();
         let server = tokio::spawn(serve(

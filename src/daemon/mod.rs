@@ -86,7 +86,7 @@ fn is_truthy(v: &str) -> bool {
 /// nothing synced yet.
 pub fn status_for_spec(spec: &Spec, state: status::DaemonState) -> status::DaemonStatus {
     use status::{WatchModeState, WatchState};
-    let now = status::unix_now();
+    let now = crate::clock::unix_now();
     let targets = spec
         .targets
         .iter()

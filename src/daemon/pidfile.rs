@@ -16,8 +16,6 @@
 //! container ([`foreign`]), and a pid from another container's pid
 //! namespace is never signalled.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::kill;
@@ -32,24 +30,17 @@ pub struct PidFile {
     pid: u32,
 }
 
-/// Write our pid (atomically: temp + rename); `under_init` marks a daemon
+/// Write our pid (atomically: [`crate::fsutil::write_atomic_mode`]); `under_init` marks a daemon
 /// running inside `coltecd init`. Call only while holding the state-dir lock.
 pub fn write(state_dir: &Path, under_init: bool) -> std::io::Result<PidFile> {
     let pid = std::process::id();
     let path = state_dir.join(PID_FILE);
-    let tmp = state_dir.join(format!(".{PID_FILE}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    writeln!(f, "{pid}")?;
-    if under_init {
-        writeln!(f, "init")?;
-    }
-    f.sync_data()?;
-    std::fs::rename(&tmp, &path)?;
+    let body = if under_init {
+        format!("{pid}\ninit\n")
+    } else {
+        format!("{pid}\n")
+    };
+    crate::fsutil::write_atomic_mode(&path, body.as_bytes(), 0o644)?;
     Ok(PidFile { path, pid })
 }
 

@@ -56,11 +56,11 @@ pub(crate) fn record(
     let path = state_dir.join(UNPUSHED_FILE);
     let mut rec = read(&path).unwrap_or_else(|| Record {
         reason: reason.to_string(),
-        at: super::status::unix_now(),
+        at: crate::clock::unix_now(),
         targets: Vec::new(),
     });
     rec.reason = reason.to_string();
-    rec.at = super::status::unix_now();
+    rec.at = crate::clock::unix_now();
     for f in files {
         match rec.targets.iter_mut().find(|t| t.target == f.target) {
             Some(t) => {

@@ -138,7 +138,7 @@ pub async fn collect(
         root: root.clone(),
         op,
         store,
-        base: Store::prefix_of(&location),
+        base: Prefix::of(&location),
         obs,
         settings,
         report,

@@ -75,8 +75,6 @@ mod gc_rules;
 pub mod view;
 pub mod walk;
 
-use std::time::SystemTime;
-
 use serde::Serialize;
 
 use crate::error::{ExitStatus, HasExitStatus};
@@ -160,14 +158,6 @@ pub fn root_location(remote: &RemoteSpec, prefix: &str) -> Result<Location, Flee
         },
         RemoteKind::Crypt(_) => return Err(FleetError::Crypt(remote.name.clone())),
     })
-}
-
-/// Unix seconds now (this machine).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Every target under `remote` (+ `prefix`), as of `now`.

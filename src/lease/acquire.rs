@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::error::{HeldBy, LeaseError};
 use super::observe::{Clock, Staleness};
-use super::record::{LeaseRecord, RECORD_FORMAT, now_rfc3339};
+use super::record::{LeaseRecord, RECORD_FORMAT};
 use super::set::{LeaseSet, lock, op_timeout};
 use super::store::CondError;
 use super::{AcquireOptions, select_targets};
@@ -116,7 +116,7 @@ impl LeaseSet {
         let first_sent = self.now();
         for _ in 0..8 {
             let sent = self.now();
-            let acquired_at = now_rfc3339();
+            let acquired_at = crate::clock::rfc3339_now();
             let current = leased.store.read(&leased.key, t).await?;
             let (result, previous) = match current {
                 None => {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::LeaseError;
-use super::record::{LeaseRecord, RECORD_FORMAT, now_rfc3339};
+use super::record::{LeaseRecord, RECORD_FORMAT};
 use crate::fsutil::write_atomic;
 
 /// Who this process is, as far as leases are concerned.
@@ -100,7 +100,7 @@ impl Identity {
             workspace: workspace.to_string(),
             location: location.to_string(),
             acquired_at: acquired_at.to_string(),
-            renewed_at: now_rfc3339(),
+            renewed_at: crate::clock::rfc3339_now(),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             session: self.session.clone(),
             seq,

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::LeaseError;
 use super::record::LeaseRecord;
-use super::set::{HoldState, LeaseSet, lock, op_timeout};
+use super::set::{HeldVersion, HoldState, LeaseSet, lock, op_timeout};
 use super::store::CondError;
 use super::{AcquireOptions, acquire};
 use crate::remote::WriteGate;
@@ -214,15 +214,12 @@ impl LeaseSet {
     /// `Err` taken over.
     async fn renew_prefix(&self, i: usize) -> Result<bool, LeaseError> {
         let leased = &self.inner.prefixes[i];
-        let (etag, seq, acquired_at, taken_over) = {
-            let st = &lock(&self.inner.holds)[i];
-            (
-                st.etag.clone(),
-                st.seq,
-                st.acquired_at.clone(),
-                st.taken_over,
-            )
-        };
+        let HeldVersion {
+            etag,
+            seq,
+            acquired_at,
+            taken_over,
+        } = self.held_version(i);
         let Some(etag) = etag else {
             return Ok(false);
         };

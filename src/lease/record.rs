@@ -4,7 +4,7 @@
 //! them (see the module doc of [`crate::lease`]). Who wrote a record is
 //! judged by the holder identity (`lease::identity`).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -124,10 +124,6 @@ fn short(id: &str) -> &str {
     } else {
         id
     }
-}
-
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

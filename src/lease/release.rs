@@ -5,7 +5,7 @@
 
 use super::error::LeaseError;
 use super::record::LeaseRecord;
-use super::set::{HoldState, LeaseSet, lock, op_timeout};
+use super::set::{HeldVersion, HoldState, LeaseSet, lock, op_timeout};
 use super::store::CondError;
 
 impl LeaseSet {
@@ -16,15 +16,12 @@ impl LeaseSet {
         let t = op_timeout(self.inner.ttl);
         for &i in which {
             let leased = &self.inner.prefixes[i];
-            let (etag, seq, acquired_at, taken_over) = {
-                let st = &lock(&self.inner.holds)[i];
-                (
-                    st.etag.clone(),
-                    st.seq,
-                    st.acquired_at.clone(),
-                    st.taken_over,
-                )
-            };
+            let HeldVersion {
+                etag,
+                seq,
+                acquired_at,
+                taken_over,
+            } = self.held_version(i);
             if let (Some(etag), false) = (etag, taken_over) {
                 let (mut etag, mut seq) = (etag, seq);
                 for _ in 0..4 {

@@ -85,7 +85,7 @@ fn floors(remote: &crate::spec::RemoteSpec, prefix: &Prefix) -> (usize, usize) {
     use crate::spec::RemoteKind;
     match &remote.kind {
         RemoteKind::Local(l) => {
-            let root = Store::prefix_of(&crate::spec::Location::Local {
+            let root = Prefix::of(&crate::spec::Location::Local {
                 dir: l.root.clone(),
             });
             let hard = if prefix.0.starts_with(&root.0) {
@@ -118,6 +118,30 @@ pub(super) struct PrefixHold {
     pub(super) last_ok: Option<Duration>,
     pub(super) holder: Option<LeaseRecord>,
     pub(super) detail: Option<String>,
+}
+
+impl PrefixHold {
+    /// A prefix not (yet) held, in `state`.
+    fn unheld(state: HoldState, detail: Option<String>) -> PrefixHold {
+        PrefixHold {
+            state,
+            taken_over: false,
+            etag: None,
+            seq: 0,
+            acquired_at: String::new(),
+            last_ok: None,
+            holder: None,
+            detail,
+        }
+    }
+}
+
+/// What the next write of a held lease record is conditional on.
+pub(super) struct HeldVersion {
+    pub(super) etag: Option<String>,
+    pub(super) seq: u64,
+    pub(super) acquired_at: String,
+    pub(super) taken_over: bool,
 }
 
 /// The shared state behind a [`LeaseSet`].
@@ -157,6 +181,17 @@ pub(super) fn op_timeout(ttl: Duration) -> Duration {
 }
 
 impl LeaseSet {
+    /// The version the next record write of prefix `i` builds on.
+    pub(super) fn held_version(&self, i: usize) -> HeldVersion {
+        let st = &lock(&self.inner.holds)[i];
+        HeldVersion {
+            etag: st.etag.clone(),
+            seq: st.seq,
+            acquired_at: st.acquired_at.clone(),
+            taken_over: st.taken_over,
+        }
+    }
+
     pub(super) fn off(spec: &Spec, targets: &[&Target]) -> LeaseSet {
         let mut by_loc: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for t in targets {
@@ -180,15 +215,11 @@ impl LeaseSet {
             .collect::<Vec<_>>();
         let holds = prefixes
             .iter()
-            .map(|_| PrefixHold {
-                state: HoldState::Off,
-                taken_over: false,
-                etag: None,
-                seq: 0,
-                acquired_at: String::new(),
-                last_ok: None,
-                holder: None,
-                detail: Some("leasing is off in the spec (`lease: off`)".into()),
+            .map(|_| {
+                PrefixHold::unheld(
+                    HoldState::Off,
+                    Some("leasing is off in the spec (`lease: off`)".into()),
+                )
             })
             .collect();
         LeaseSet {
@@ -225,7 +256,7 @@ impl LeaseSet {
             // A crypt target leases where its ciphertext lives.
             let (remote, location) = crate::remote::crypt::physical(&t.remote, &t.location())?;
             let store = Store::for_location(&remote, &location)?;
-            let prefix = Store::prefix_of(&location);
+            let prefix = Prefix::of(&location);
             let display = store.display(&prefix);
             if let Some(s) = prefixes.iter_mut().find(|s| s.location == display) {
                 s.targets.push(t.name.clone());
@@ -250,16 +281,7 @@ impl LeaseSet {
             .clamp(Duration::from_millis(10), ttl / 3);
         let holds = prefixes
             .iter()
-            .map(|_| PrefixHold {
-                state: HoldState::Released,
-                taken_over: false,
-                etag: None,
-                seq: 0,
-                acquired_at: String::new(),
-                last_ok: None,
-                holder: None,
-                detail: None,
-            })
+            .map(|_| PrefixHold::unheld(HoldState::Released, None))
             .collect();
         Ok(LeaseSet {
             inner: Arc::new(Inner {

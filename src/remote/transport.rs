@@ -8,7 +8,8 @@
 //! - Connect failures that no retry can fix are marked persistent, so the
 //!   retry layer gives up at once: a host name that does not resolve
 //!   (`Name or service not known`, not the temporary `EAI_AGAIN`) and a
-//!   name TLS refuses. A refused connection is retried here, quickly
+//!   name TLS refuses, and a TLS handshake that fails (an `https://`
+//!   endpoint that answers in plain text, an untrusted certificate). A refused connection is retried here, quickly
 //!   ([`REFUSED_RETRIES`] times, nothing was sent so it is always safe),
 //!   then reported as persistent: a server that is restarting comes back
 //!   within that, a wrong port never does.
@@ -52,6 +53,12 @@ pub(crate) enum ConnectFailure {
     NotHttp,
     /// The peer closed or reset the connection before answering.
     Closed,
+    /// An `https://` endpoint answered in plain text: it does not speak TLS.
+    NotTls,
+    /// The server's TLS certificate is not trusted here.
+    UntrustedCertificate,
+    /// Any other TLS handshake failure (an alert, no common protocol).
+    TlsHandshake,
 }
 
 impl ConnectFailure {
@@ -59,7 +66,13 @@ impl ConnectFailure {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
         let mut found = None;
         while let Some(e) = cur {
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return Some(ConnectFailure::of_tls(tls));
+            }
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if let Some(tls) = tls_inside(io) {
+                    return Some(ConnectFailure::of_tls(tls));
+                }
                 match io.kind() {
                     std::io::ErrorKind::ConnectionRefused => return Some(ConnectFailure::Refused),
                     std::io::ErrorKind::TimedOut => found = Some(ConnectFailure::TimedOut),
@@ -100,11 +113,24 @@ impl ConnectFailure {
         found
     }
 
+    fn of_tls(e: &rustls::Error) -> ConnectFailure {
+        match e {
+            rustls::Error::InvalidMessage(_) => ConnectFailure::NotTls,
+            rustls::Error::InvalidCertificate(_) => ConnectFailure::UntrustedCertificate,
+            _ => ConnectFailure::TlsHandshake,
+        }
+    }
+
     /// No retry can fix it.
     fn is_permanent(self) -> bool {
         matches!(
             self,
-            ConnectFailure::NoSuchHost | ConnectFailure::InvalidName | ConnectFailure::NotHttp
+            ConnectFailure::NoSuchHost
+                | ConnectFailure::InvalidName
+                | ConnectFailure::NotHttp
+                | ConnectFailure::NotTls
+                | ConnectFailure::UntrustedCertificate
+                | ConnectFailure::TlsHandshake
         )
     }
 
@@ -117,12 +143,37 @@ impl ConnectFailure {
             ConnectFailure::TimedOut => "no answer in time (connection timed out)",
             ConnectFailure::NotHttp => "it answered bytes that are not HTTP",
             ConnectFailure::Closed => "the connection was closed before an answer",
+            ConnectFailure::NotTls => {
+                "it does not speak TLS (it answered an https:// request in plain text; if the server takes plain HTTP, write the endpoint as http://)"
+            }
+            ConnectFailure::UntrustedCertificate => {
+                "its TLS certificate is not trusted here (self-signed, expired or issued for another name); add its CA to the container's trust store"
+            }
+            ConnectFailure::TlsHandshake => "the TLS handshake failed",
         }
     }
 }
 
+/// The rustls error inside `io`: tokio-rustls reports a failed handshake as
+/// an io::Error wrapping it (wrapped again by the connector), and
+/// `source()` skips the wrapped error itself, so the payloads are unwrapped
+/// here.
+fn tls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
+    let mut inner = io.get_ref();
+    while let Some(e) = inner {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        inner = e.downcast_ref::<std::io::Error>()?.get_ref();
+    }
+    None
+}
+
 /// The transport for an S3 operator.
 pub(super) fn s3_transport() -> HttpTransporter {
+    // rustls on ring, process-wide (reqwest is built without a provider of
+    // its own). `Err` means one is installed already: the same one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
@@ -207,6 +258,18 @@ async fn check_answer(
         let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
         return Err(not_s3(what, transient, None));
     }
+    // S3 explains a refused method in an XML body; a web server that only
+    // serves files (a public bucket URL, a CDN) answers 405 with nothing.
+    if bytes.is_empty() && status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(http::header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .map(|a| format!(" (it allows only {a})"))
+            .unwrap_or_default();
+        let what = format!("HTTP {status} to a {method} without S3's XML error{allow}");
+        return Err(not_s3(what, false, None));
+    }
     let len = bytes.len() as u64;
     let body = HttpBody::new(stream::iter([Ok(Buffer::from(bytes))]), Some(len));
     Ok(Response::from_parts(parts, body))
@@ -267,5 +330,39 @@ mod tests {
         assert!(!ConnectFailure::DnsTemporary.is_permanent());
         let other = Error::new(ErrorKind::Unexpected, "SlowDown");
         assert_eq!(ConnectFailure::of(&other), None);
+    }
+
+    #[test]
+    fn tls_failures_are_found_inside_nested_io_errors_and_are_permanent() {
+        let nest = |tls: rustls::Error| {
+            let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+            let outer = std::io::Error::other(inner);
+            Error::new(ErrorKind::Unexpected, "send http request").set_source(outer)
+        };
+        let plain = nest(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert_eq!(ConnectFailure::of(&plain), Some(ConnectFailure::NotTls));
+        let cert = nest(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(
+            ConnectFailure::of(&cert),
+            Some(ConnectFailure::UntrustedCertificate)
+        );
+        let alert = nest(rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure,
+        ));
+        assert_eq!(
+            ConnectFailure::of(&alert),
+            Some(ConnectFailure::TlsHandshake)
+        );
+        for f in [
+            ConnectFailure::NotTls,
+            ConnectFailure::UntrustedCertificate,
+            ConnectFailure::TlsHandshake,
+        ] {
+            assert!(f.is_permanent(), "{f:?}");
+        }
     }
 }

@@ -117,7 +117,7 @@ pub use pass::{PassRequest, PassScope};
 pub use pending::{PendingFile, PendingSummary, Transfer};
 pub use report::{
     ActionCount, FailedFile, PLAN_FIRST_N, PassObserver, PassReport, PlanSummary, PlanTotals,
-    SkippedFile,
+    SkippedFile, UNDECRYPTABLE_FIRST_N, Undecryptable,
 };
 pub use root::{RootGuard, RootId, RootSuspect};
 

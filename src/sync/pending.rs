@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::kind::Kind;
@@ -122,7 +121,7 @@ pub(super) fn forces_full(rows: &PendingMap) -> bool {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().to_string()
+    crate::clock::rfc3339_now_precise()
 }
 
 /// The row written ahead of `a` (`None` for actions that transfer nothing).
@@ -210,23 +209,14 @@ fn pending_table(target: &str) -> String {
 impl StateDb {
     /// Every pending row of `target`.
     pub fn load_pending(&self, target: &str) -> Result<PendingMap, StateError> {
-        let name = pending_table(target);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(self.err(e)),
-        };
         let mut out = BTreeMap::new();
-        for row in table.iter().map_err(|e| self.err(e))? {
-            let (k, v) = row.map_err(|e| self.err(e))?;
+        self.for_each_row(&pending_table(target), |k, v| {
             // An undecodable row is dropped: the next full pass finds the
             // path again from both sides.
-            if let Ok(p) = serde_json::from_slice::<Pending>(v.value()) {
-                out.insert(k.value().to_string(), p);
+            if let Ok(p) = serde_json::from_slice::<Pending>(v) {
+                out.insert(k.to_string(), p);
             }
-        }
+        })?;
         Ok(out)
     }
 

@@ -12,6 +12,9 @@ use super::root::RootGuard;
 /// How many paths per action a [`PlanSummary`] lists.
 pub const PLAN_FIRST_N: usize = 10;
 
+/// How many undecryptable names an [`Undecryptable`] lists.
+pub const UNDECRYPTABLE_FIRST_N: usize = 20;
+
 /// The outcome of one pass over one target.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassReport {
@@ -45,6 +48,72 @@ pub struct PassReport {
     /// paths with their error, and not call the target "up to date"
     /// while `files > 0`.
     pub pending: PendingSummary,
+    /// Objects in a crypt target whose names do not decrypt with its
+    /// password and salt, as of the last full reconcile: never deleted,
+    /// trashed or downloaded (a warning: the pass still succeeds).
+    pub undecryptable: Undecryptable,
+}
+
+/// Objects of a crypt target whose names do not decrypt: how many, and
+/// the first [`UNDECRYPTABLE_FIRST_N`] raw (encrypted, not secret) keys,
+/// relative to the target's physical directory.
+///
+/// A warning, not a failure (the exit status and the daemon's health are
+/// unchanged): they are not this target's data as configured (another
+/// password or salt, another tool), everything that decrypts was synced,
+/// and a failing status would stay failing until a human removes objects
+/// coltecd itself must never delete. rclone skips such names too; the
+/// difference here is that they are named in `sync`/`restore` output,
+/// their `--json` and `status`, so that they are not missed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Undecryptable {
+    pub count: u64,
+    pub first: Vec<String>,
+}
+
+impl Undecryptable {
+    /// The summary of `keys` (sorted, each once).
+    pub(super) fn of(keys: &[String]) -> Undecryptable {
+        let mut keys: Vec<&String> = keys.iter().collect();
+        keys.sort();
+        keys.dedup();
+        Undecryptable {
+            count: keys.len() as u64,
+            first: keys
+                .into_iter()
+                .take(UNDECRYPTABLE_FIRST_N)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Warn about them (once per change: a pass logs what it found).
+    pub(super) fn log(&self, target: &str) {
+        if !self.is_empty() {
+            tracing::warn!(
+                target_name = %target,
+                objects = self.count,
+                first = ?self.first,
+                "{}", self.advice()
+            );
+        }
+    }
+
+    /// What they are and what to do about them.
+    pub fn advice(&self) -> String {
+        format!(
+            "{} object(s) in the crypt remote have names that do not decrypt with this \
+             target's password and salt; they are left as they are (never downloaded, \
+             trashed or deleted). They were written with another password/salt or by \
+             another tool: decrypt them with the right rclone crypt config, or move them \
+             out of the target's prefix",
+            self.count
+        )
+    }
 }
 
 impl PassReport {

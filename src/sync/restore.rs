@@ -77,6 +77,8 @@ impl Engine {
         for s in &report.skipped {
             tracing::warn!(target_name = %t.name, path = ?s.path, "not synced: {}", s.reason);
         }
+        report.undecryptable = crate::sync::Undecryptable::of(&rv.undecryptable);
+        report.undecryptable.log(&t.name);
         let actions = restore_actions(t, &local, &rv.entries);
         report.plan = plan::summarize(&actions);
         if dry_run {

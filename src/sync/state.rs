@@ -181,20 +181,30 @@ impl StateDb {
 
     /// All base entries of a target.
     pub fn load(&self, target: &str) -> Result<BaseMap, StateError> {
-        let name = table_name(target);
-        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
+        let mut out = BTreeMap::new();
+        self.for_each_row(&table_name(target), |k, v| insert_row(&mut out, k, v))?;
+        Ok(out)
+    }
+
+    /// Every row of the table `name` (none when it does not exist yet), in
+    /// key order, in one read transaction.
+    pub(super) fn for_each_row(
+        &self,
+        name: &str,
+        mut row_fn: impl FnMut(&str, &[u8]),
+    ) -> Result<(), StateError> {
+        let def: TableDefinition<&str, &[u8]> = TableDefinition::new(name);
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = match txn.open_table(def) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
             Err(e) => return Err(self.err(e)),
         };
-        let mut out = BTreeMap::new();
         for row in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
-            insert_row(&mut out, k.value(), v.value());
+            row_fn(k.value(), v.value());
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The base entries of `paths` and of everything under them (a path

@@ -113,6 +113,9 @@ pub(super) struct TargetMemory {
     /// keys, conflicts, foreign entries): the manifest is not recorded as
     /// trusted, so the next process lists again and they stay visible.
     pub(super) remote_unsettled: bool,
+    /// Crypt objects whose names do not decrypt, as of the last full
+    /// reconcile (every pass reports them).
+    pub(super) undecryptable: super::Undecryptable,
 }
 
 /// Which remote `t` syncs with, as a short digest of its location and

@@ -65,15 +65,29 @@ pub struct Fx {
     pub bucket: String,
     pub names: &'static str,
     pub dirs: bool,
+    pub server: S3Server,
+    /// Where coltecd reaches the server (the server, or a proxy in front
+    /// of it); rclone always talks to the server itself.
+    pub endpoint: String,
+    /// Indented YAML under `persistence.daemon`.
+    pub daemon_extra: String,
 }
 
 impl Fx {
     pub fn new(tag: &str, names: &'static str, dirs: bool) -> Fx {
+        Fx::on(SERVER, tag, names, dirs)
+    }
+
+    /// The same on `server`.
+    pub fn on(server: S3Server, tag: &str, names: &'static str, dirs: bool) -> Fx {
         Fx {
             tmp: tempfile::tempdir().unwrap(),
-            bucket: SERVER.bucket(tag),
+            bucket: server.bucket(tag),
             names,
             dirs,
+            server,
+            endpoint: server.endpoint().to_string(),
+            daemon_extra: String::new(),
         }
     }
 
@@ -111,14 +125,15 @@ persistence:
   daemon:
     state_dir: {state}
     log_dir: {logs}
-",
+{daemon_extra}",
             bucket = self.bucket,
-            endpoint = SERVER.endpoint(),
+            endpoint = self.endpoint,
             names = self.names,
             dirs = self.dirs,
             local = self.path("local").display(),
             state = self.path("state").display(),
             logs = self.path("logs").display(),
+            daemon_extra = self.daemon_extra,
         );
         let p = self.path("workspace-spec.yaml");
         fs::write(&p, yaml).unwrap();
@@ -152,7 +167,7 @@ persistence:
             .env("RCLONE_CONFIG_MOTO_PROVIDER", "Other")
             .env("RCLONE_CONFIG_MOTO_ACCESS_KEY_ID", s3::ACCESS_KEY)
             .env("RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-            .env("RCLONE_CONFIG_MOTO_ENDPOINT", SERVER.endpoint())
+            .env("RCLONE_CONFIG_MOTO_ENDPOINT", self.server.endpoint())
             .env("RCLONE_CONFIG_MOTO_REGION", "us-east-1")
             .env("RCLONE_CONFIG_MOTO_FORCE_PATH_STYLE", "true")
             .env("RCLONE_CONFIG_MOTO_NO_CHECK_BUCKET", "true")
@@ -185,7 +200,7 @@ persistence:
         let objects = snapshot(&dir);
         assert_eq!(
             objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>(),
-            SERVER.list_keys(&self.bucket, "")
+            self.server.list_keys(&self.bucket, "")
         );
         objects
     }

@@ -8,6 +8,7 @@ mod support;
 
 mod crash;
 mod crypt;
+mod crypt_daemon;
 mod daemon;
 mod daemon_sync;
 mod faults_matrix;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use coltecd::lease::LeaseError;
-use coltecd::lease::store::Store;
+use coltecd::lease::store::{Prefix, Store};
 use coltecd::remote::Problem;
 use coltecd::spec::Location;
 
@@ -143,6 +143,53 @@ fn closed_port_is_cannot_reach_exit_5_for_sync_and_start() {
     assert!(!t.contains("will retry"), "{t}");
 }
 
+/// TLS is rustls on ring, installed by coltecd itself (reqwest is built
+/// without a provider): an `https://` endpoint gets a real TLS ClientHello,
+/// and a server that answers it with plain HTTP is a clear exit 5, never a
+/// panic about a missing crypto provider, and not retried.
+#[test]
+fn an_https_endpoint_gets_a_tls_handshake_and_a_plain_text_answer_is_cannot_reach_exit_5() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("https://{}", l.local_addr().unwrap());
+    let first_bytes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = first_bytes.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 5];
+            if c.read_exact(&mut buf).is_ok() {
+                seen.lock().unwrap().push(buf);
+            }
+            let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), &endpoint, "acme-state", "", "");
+    let out = coltecd(dir.path(), &spec, &["sync"], &[]);
+    let t = text(&out);
+    assert_actionable(
+        &out,
+        5,
+        &[
+            &format!("cannot reach {endpoint}"),
+            "does not speak TLS",
+            "http://",
+        ],
+        &[],
+    );
+    assert!(
+        !t.contains("panicked") && !t.contains("CryptoProvider"),
+        "{t}"
+    );
+    let hellos = first_bytes.lock().unwrap().clone();
+    // A TLS record header: handshake (22), TLS major version 3.
+    assert!(
+        !hellos.is_empty() && hellos.iter().all(|h| h[0] == 22 && h[1] == 3),
+        "no TLS ClientHello seen: {hellos:?}\n{t}"
+    );
+}
+
 #[test]
 fn unresolvable_host_is_cannot_reach_without_retries() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,6 +219,11 @@ fn an_endpoint_answering_garbage_or_html_is_not_an_s3_server() {
         (
             &b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 18\r\nConnection: close\r\n\r\n404 page not found"[..],
             "not S3's XML error",
+        ),
+        (
+            // A static file server or public bucket URL: no S3 API behind it.
+            &b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET,HEAD\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..],
+            "it allows only GET,HEAD",
         ),
     ] {
         let (endpoint, connections) = answering(reply);
@@ -225,7 +277,7 @@ s3_test! {
             key_prefix: "acme/widget/dev-a/state".into(),
         };
         let store = Store::for_location(&remote, &location).unwrap();
-        let prefix = Store::prefix_of(&location);
+        let prefix = Prefix::of(&location);
         let err = store
             .probe(&remote.name, &prefix, Duration::from_secs(20))
             .await

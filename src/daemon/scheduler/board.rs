@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::super::seam::{LeaseSeam, PassProgress};
-use super::super::status::{DaemonStatus, StatusLeases, TargetStatus, WatchState, unix_now};
+use super::super::status::{DaemonStatus, StatusLeases, TargetStatus, WatchState};
 
 /// The live status, shared by the scheduler (writer) and the control socket
 /// and status-file writer (readers).
@@ -92,7 +92,7 @@ impl Board {
         for (t, p) in s.targets.iter_mut().zip(&self.progress) {
             t.in_flight = t.pass_running.then(|| p.view());
         }
-        let now = unix_now();
+        let now = crate::clock::unix_now();
         s.updated_at = now;
         s.evaluate(now);
         s
@@ -123,6 +123,7 @@ pub(crate) fn initial_target_status(t: &crate::spec::Target, watch: WatchState) 
         conflicts_total: 0,
         last_pass: None,
         skipped: Vec::new(),
+        undecryptable: Default::default(),
         last_local_change_at: None,
         last_remote_change_at: None,
     }

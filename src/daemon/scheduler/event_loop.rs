@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::seam::SyncSeam;
-use super::super::status::{WatchModeState, WatchState, to_unix};
+use super::super::status::{WatchModeState, WatchState};
 use super::super::stop_budget::StopBudget;
 use super::super::watcher::WatchMsg;
 use super::board::Board;
@@ -364,13 +364,13 @@ impl Scheduler {
             .map(|t| {
                 let files = (t.pending.len() + t.inflight.len()) as u64;
                 let bytes = t.pending.values().chain(t.inflight.values()).sum();
-                let oldest = t.oldest_pending().map(to_unix);
+                let oldest = t.oldest_pending().map(crate::clock::to_unix);
                 let next = if t.running || t.waiting_for_human {
                     None
                 } else {
                     let at = t.full_at.max(t.not_before);
                     let delta = at.saturating_duration_since(now);
-                    Some(to_unix(now_sys + delta))
+                    Some(crate::clock::to_unix(now_sys + delta))
                 };
                 (files, bytes, oldest, t.running, next)
             })

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::seam::{Disposition, PassResult, advice, disposition, error_chain};
-use super::super::status::{PassCounts, SkippedPath, unix_now};
+use super::super::status::{PassCounts, SkippedPath, UndecryptableNames};
 use super::event_loop::{SETTLE_TRIM_AFTER, Scheduler};
 use super::{TargetFailure, TargetSynced};
 use crate::sync::{PassReport, SyncError};
@@ -53,6 +53,8 @@ struct PassSummary {
     conflicts: Vec<String>,
     /// What the pass skipped on purpose (`None`: the pass did not run).
     skipped: Option<Vec<SkippedPath>>,
+    /// Crypt names that do not decrypt (`None`: the pass did not run).
+    undecryptable: Option<UndecryptableNames>,
     /// Why the target switches to polling, when the pass showed it.
     missed_events: Option<String>,
     for_waiters: TargetSynced,
@@ -115,6 +117,10 @@ impl Scheduler {
                     })
                     .collect(),
             ),
+            undecryptable: Some(UndecryptableNames {
+                count: out.undecryptable.count,
+                first: out.undecryptable.first.clone(),
+            }),
             missed_events,
         }
     }
@@ -169,6 +175,7 @@ impl Scheduler {
             counts: None,
             conflicts: Vec::new(),
             skipped: None,
+            undecryptable: None,
             missed_events: None,
         })
     }
@@ -238,7 +245,7 @@ impl Scheduler {
     }
 
     fn record_on_board(&self, i: usize, summary: PassSummary) {
-        let now_unix = unix_now();
+        let now_unix = crate::clock::unix_now();
         self.board.update(|s| {
             let Some(ts) = s.targets.get_mut(i) else {
                 return;
@@ -262,6 +269,9 @@ impl Scheduler {
             }
             if let Some(skipped) = summary.skipped {
                 ts.skipped = skipped;
+            }
+            if let Some(u) = summary.undecryptable {
+                ts.undecryptable = u;
             }
             ts.conflicts_total += summary.conflicts.len() as u64;
             ts.conflicts.extend(summary.conflicts);

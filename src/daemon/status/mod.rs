@@ -68,7 +68,7 @@
 //! - `file`: `status.json` in the state dir (atomic write, read back).
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -202,12 +202,24 @@ pub struct TargetStatus {
     /// entries in a local remote), as of the last pass.
     #[serde(default)]
     pub skipped: Vec<SkippedPath>,
+    /// Crypt objects whose names do not decrypt with the target's
+    /// password and salt, as of the last full pass: left alone.
+    #[serde(default)]
+    pub undecryptable: UndecryptableNames,
     /// Last pass that found local changes and pushed them (unix seconds).
     #[serde(default)]
     pub last_local_change_at: Option<u64>,
     /// Last pass that changed the remote or found it changed (unix seconds).
     #[serde(default)]
     pub last_remote_change_at: Option<u64>,
+}
+
+/// Objects of a crypt target whose names do not decrypt: how many, and
+/// the first raw (encrypted) keys, relative to the target's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndecryptableNames {
+    pub count: u64,
+    pub first: Vec<String>,
 }
 
 /// A path a target does not sync, and why.
@@ -320,17 +332,6 @@ pub struct UnpushedFiles {
     pub paths: Vec<PathBuf>,
 }
 
-/// Now as unix seconds.
-pub fn unix_now() -> u64 {
-    to_unix(SystemTime::now())
-}
-
-pub fn to_unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 pub use file::{read_file, write_file};
 pub(crate) use health::name_paths;
 pub use render::{ago, human_bytes, human_secs};
@@ -397,6 +398,7 @@ pub(crate) mod tests_support {
                 conflicts_total: 0,
                 last_pass: Some(PassCounts::default()),
                 skipped: vec![],
+                undecryptable: UndecryptableNames::default(),
                 last_local_change_at: None,
                 last_remote_change_at: None,
             }],

@@ -134,6 +134,21 @@ fn render_target(out: &mut String, t: &TargetStatus, now: u64) {
             s.reason
         );
     }
+    if t.undecryptable.count > 0 {
+        let _ = writeln!(
+            out,
+            "  undecryptable: {} object name(s) do not decrypt with this target's password \
+             and salt, left alone (e.g. {}): written with another password/salt or tool; \
+             decrypt them with the right config or move them out of the prefix",
+            t.undecryptable.count,
+            esc(t
+                .undecryptable
+                .first
+                .first()
+                .map(String::as_str)
+                .unwrap_or("-"))
+        );
+    }
     if let Some(err) = &t.last_error {
         let _ = writeln!(out, "  last error: {}", esc(err));
     }

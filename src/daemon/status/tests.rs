@@ -100,4 +100,12 @@ fn status_text_and_json_snapshots() {
     degraded.targets[0].failing_since = Some(now - 30);
     degraded.evaluate(now);
     insta::assert_snapshot!("status_text_degraded", degraded.render_text(now));
+
+    let mut crypt = sample(now);
+    crypt.targets[0].undecryptable = super::UndecryptableNames {
+        count: 2,
+        first: vec!["not-a-crypt-name".into(), "ab/other".into()],
+    };
+    crypt.evaluate(now);
+    insta::assert_snapshot!("status_text_undecryptable", crypt.render_text(now));
 }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::ready::{Readiness, ReadyMsg};
 use super::scheduler::{Board, Inputs, Scheduler, SchedulerExit, TargetFailure, TargetInfo};
 use super::seam::{Seams, error_chain, fail, fail_from};
-use super::status::{self, DaemonState, DaemonStatus, unix_now};
+use super::status::{self, DaemonState, DaemonStatus};
 use super::stop_budget::StopBudget;
 use super::workers::{self, WorkerEnd, WorkerKind, WorkerSetup};
 use super::{control, pidfile, sdnotify, unpushed};
@@ -164,7 +164,7 @@ async fn lock_state_dir(state: &StateDir, opts: &mut Options) -> Result<Option<S
 fn initial_status(spec: &Spec) -> DaemonStatus {
     let mut s = super::status_for_spec(spec, DaemonState::Running);
     s.pid = Some(std::process::id());
-    s.started_at = Some(unix_now());
+    s.started_at = Some(crate::clock::unix_now());
     s
 }
 

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::scheduler::{Board, Unflushed};
 use super::super::seam::{Seams, error_chain, fail, fail_from};
-use super::super::status::{self, StopNote, unix_now};
+use super::super::status::{self, StopNote};
 use super::super::stop_budget::StopBudget;
 use super::super::unpushed;
 use super::super::workers::{WorkerEnd, WorkerKind};
@@ -37,8 +37,8 @@ pub(super) async fn release_and_record(
             "stop budget: no time left to release the lease; it will expire after its TTL"
         ),
     }
-    let mut last = board.snapshot().as_stopped(unix_now());
-    last.updated_at = unix_now();
+    let mut last = board.snapshot().as_stopped(crate::clock::unix_now());
+    last.updated_at = crate::clock::unix_now();
     if let Err(e) = status::write_file(state.path(), &last) {
         tracing::warn!(error = %e, "cannot write the final status file");
     }

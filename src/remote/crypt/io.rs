@@ -261,16 +261,47 @@ pub struct CryptLister {
     inner: Result<oio::Lister>,
     shared: Arc<Shared>,
     checked: bool,
+    /// Hand names that do not decrypt on, marked (see [`UNDECRYPTABLE`]):
+    /// listings of the target's files do; listings of control objects
+    /// (`.coltec/…`, the trash) only skip them.
+    report: bool,
 }
 
 impl CryptLister {
-    pub(super) fn new(inner: Result<oio::Lister>, shared: Arc<Shared>) -> Self {
+    pub(super) fn new(inner: Result<oio::Lister>, shared: Arc<Shared>, path: &str) -> Self {
         CryptLister {
             inner,
             shared,
             checked: false,
+            report: !is_control(path) && path != ".coltec",
         }
     }
+}
+
+/// Where a listing shows an object whose name does not decrypt: its raw
+/// physical key (relative to the target's physical directory) below this
+/// reserved control prefix, in an entry of unknown mode with content type
+/// [`UNDECRYPTABLE`]. The sync engine reports it and never reads, moves or
+/// deletes it; the prefix also keeps opendal's listing completion (a stat
+/// of every entry of unknown mode) from looking for the raw key as a
+/// plaintext name: [`undecryptable_meta`] answers that stat.
+pub const UNDECRYPTABLE_PREFIX: &str = ".coltec/undecryptable/";
+
+/// The content type of such an entry.
+pub const UNDECRYPTABLE: &str = "application/x-coltec-undecryptable-name";
+
+/// The metadata of an entry below [`UNDECRYPTABLE_PREFIX`].
+pub(super) fn undecryptable_meta() -> Metadata {
+    let mut b = opendal::MetadataBuilder::unknown();
+    b.content_type(UNDECRYPTABLE);
+    b.build()
+}
+
+fn undecryptable_entry(path: &str) -> oio::Entry {
+    oio::Entry::new(
+        &format!("{UNDECRYPTABLE_PREFIX}{path}"),
+        undecryptable_meta(),
+    )
 }
 
 impl oio::List for CryptLister {
@@ -299,11 +330,14 @@ impl oio::List for CryptLister {
             let plain = match self.shared.plain_of(&path) {
                 Ok(p) => p,
                 Err(why) => {
-                    tracing::warn!(
+                    tracing::debug!(
                         remote = %self.shared.remote,
                         object = %path,
-                        "skipping an object whose name does not decrypt ({why}); it is left as it is"
+                        "an object whose name does not decrypt ({why}); it is left as it is"
                     );
+                    if self.report && !meta.is_dir() {
+                        return Ok(Some(undecryptable_entry(&path)));
+                    }
                     continue;
                 }
             };

@@ -15,8 +15,11 @@
 //! names that do not decrypt) and encrypted contents; trash copies keep
 //! the object's encrypted name, wrapped in `~` so that rclone never takes
 //! them for files even where `.coltec/` itself is visible to it. A name
-//! that does not decrypt is logged and left alone: the engine never sees
-//! it, so never deletes it. Before the first operation, [`check`] makes
+//! that does not decrypt is listed as an entry of unknown mode marked
+//! [`UNDECRYPTABLE`], its raw name below [`UNDECRYPTABLE_PREFIX`]: the
+//! engine reports it (pass
+//! report, `sync`/`restore` output, `status`) and never reads, trashes or
+//! deletes it. Before the first operation, [`check`] makes
 //! sure the password and salt fit the tree already there.
 
 use std::sync::Arc;
@@ -33,6 +36,7 @@ mod io;
 mod paths;
 
 pub use build::{operator, physical, stores_user_metadata};
+pub use io::{UNDECRYPTABLE, UNDECRYPTABLE_PREFIX};
 
 const CONTROL: &str = ".coltec";
 const TRASH: &str = ".coltec/trash/";
@@ -118,6 +122,10 @@ impl Service for CryptService {
 
     async fn stat(&self, ctx: &OperationContext, path: &str, args: OpStat) -> Result<RpStat> {
         self.shared.ready().await?;
+        if path.starts_with(UNDECRYPTABLE_PREFIX) {
+            // The listing's own entry, completed by opendal (see `io`).
+            return Ok(RpStat::new(io::undecryptable_meta()));
+        }
         let rp = self
             .inner
             .stat(ctx, &self.shared.phys_of(path), args)
@@ -157,7 +165,7 @@ impl Service for CryptService {
 
     fn list(&self, ctx: &OperationContext, path: &str, args: OpList) -> Result<Self::Lister> {
         let inner = self.inner.list(ctx, &self.shared.phys_of(path), args);
-        Ok(io::CryptLister::new(inner, self.shared.clone()))
+        Ok(io::CryptLister::new(inner, self.shared.clone(), path))
     }
 
     fn copy(

@@ -191,7 +191,7 @@ async fn control_objects_keep_their_names_and_trash_copies_round_trip() {
 }
 
 #[tokio::test]
-async fn names_that_do_not_decrypt_are_skipped_and_left_alone() {
+async fn names_that_do_not_decrypt_are_listed_marked_under_their_raw_name_and_left_alone() {
     let f = Fixture::new();
     let op = f.op(zero(NameMode::Standard));
     op.write("kept", b"x".to_vec()).await.unwrap();
@@ -199,7 +199,28 @@ async fn names_that_do_not_decrypt_are_skipped_and_left_alone() {
     let foreign = f.dir.path().join(&target).join("not-encrypted.txt");
     std::fs::write(&foreign, b"plain").unwrap();
     assert_eq!(listed(&op, "").await, vec![("kept".to_string(), 1)]);
-    assert!(foreign.exists());
+    let marked: Vec<(String, Option<String>)> = op
+        .list_with("")
+        .recursive(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.metadata().mode() == opendal::EntryMode::Unknown)
+        .map(|e| {
+            let ct = e.metadata().content_type().map(str::to_string);
+            (e.path().to_string(), ct)
+        })
+        .collect();
+    assert_eq!(
+        marked,
+        vec![(
+            format!("{UNDECRYPTABLE_PREFIX}not-encrypted.txt"),
+            Some(UNDECRYPTABLE.to_string())
+        )]
+    );
+    // Listings of control objects only skip them.
+    assert!(listed(&op, ".coltec/").await.is_empty());
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"plain");
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ impl Exec<'_> {
     pub(in crate::sync) async fn write_dirty_marker(&self) -> Result<(), SyncError> {
         let body = serde_json::json!({
             "writer": self.inner.host,
-            "since": jiff::Timestamp::now().to_string(),
+            "since": crate::clock::rfc3339_now(),
         })
         .to_string();
         self.gate()?;

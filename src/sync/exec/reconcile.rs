@@ -33,6 +33,9 @@ pub(in crate::sync) struct RemoteView {
     /// Entries that are not objects coltecd syncs (in a local remote:
     /// special files and symlinks it did not write).
     pub(in crate::sync) skipped: Vec<SkippedFile>,
+    /// Raw keys of crypt objects whose names do not decrypt (reported,
+    /// never touched).
+    pub(in crate::sync) undecryptable: Vec<String>,
     /// Paths held by both a file and a symlink object (`x`, `x.rclonelink`):
     /// not synced at all until one is removed.
     pub(in crate::sync) conflicted: BTreeSet<String>,
@@ -121,6 +124,12 @@ impl RemoteView {
         }
         if key == DIRTY_KEY {
             self.dirty_marker = true;
+            return None;
+        }
+        if let Some(raw) = key.strip_prefix(crate::remote::crypt::UNDECRYPTABLE_PREFIX)
+            && meta.content_type() == Some(crate::remote::crypt::UNDECRYPTABLE)
+        {
+            self.undecryptable.push(raw.to_string());
             return None;
         }
         if meta.mode() == EntryMode::Unknown {

@@ -4,13 +4,13 @@
 
 use super::{Pass, RemoteMap};
 use crate::sync::PassScope;
-use crate::sync::SyncError;
 use crate::sync::base::PassBase;
 use crate::sync::layout::RemoteEntry;
 use crate::sync::local::{LocalSide, gather_local, remove_stale_temps};
 use crate::sync::pending;
 use crate::sync::root::{self, RootSuspect};
 use crate::sync::target::Marker;
+use crate::sync::{SyncError, Undecryptable};
 
 impl Pass<'_> {
     /// Stage 2, gather: the base rows and the local side the pass needs.
@@ -66,6 +66,7 @@ impl Pass<'_> {
         let skipped = std::mem::take(&mut local.skipped);
         self.memory.skips.note(&t.name, skipped, whole_root, false);
         self.report.skipped = self.memory.skips.all();
+        self.report.undecryptable = self.memory.undecryptable.clone();
         Ok((base, local))
     }
 
@@ -139,8 +140,16 @@ impl Pass<'_> {
                 .collect());
         }
         let rv = self.exec.reconcile(&base.map).await?;
-        self.memory.remote_unsettled =
-            !(rv.problems.is_empty() && rv.conflicted.is_empty() && rv.skipped.is_empty());
+        self.memory.remote_unsettled = !(rv.problems.is_empty()
+            && rv.conflicted.is_empty()
+            && rv.skipped.is_empty()
+            && rv.undecryptable.is_empty());
+        let found = Undecryptable::of(&rv.undecryptable);
+        if found != self.memory.undecryptable {
+            found.log(&self.st.target.name);
+        }
+        self.memory.undecryptable = found;
+        self.report.undecryptable = self.memory.undecryptable.clone();
         self.report.failed.extend(rv.problems);
         let t = &self.st.target;
         self.memory.skips.note(&t.name, rv.skipped, true, true);

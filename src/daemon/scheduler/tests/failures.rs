@@ -75,7 +75,7 @@ async fn a_mass_delete_refusal_is_not_retried_until_a_local_change_and_status_sa
     );
     assert_eq!(t.next_check_at, None);
     assert_eq!(t.pending_files, 1, "the refused change stays pending");
-    let text = st.render_text(unix_now());
+    let text = st.render_text(crate::clock::unix_now());
     assert!(text.contains("--allow-mass-delete"), "{text}");
     // Something changed locally: the target gets its pass again.
     h.change("/x/back", 1).await;

@@ -29,7 +29,7 @@ use super::*;
 use crate::daemon::seam::{PassProgress, PassResult, Scope, SyncSeam};
 use crate::daemon::status::{
     DaemonState, DaemonStatus, Health, STATUS_SCHEMA, Source, StatusLeases, TargetStatus,
-    WatchModeState, WatchState, unix_now,
+    WatchModeState, WatchState,
 };
 use crate::daemon::watcher::{DrainRequest, WatchMsg};
 use crate::remote::{GateController, gate};
@@ -155,10 +155,10 @@ fn board(names: &[&str]) -> Arc<Board> {
         workspace: "o/p/e".into(),
         spec: "/s".into(),
         pid: Some(1),
-        started_at: Some(unix_now()),
+        started_at: Some(crate::clock::unix_now()),
         uptime_secs: None,
         build: None,
-        updated_at: unix_now(),
+        updated_at: crate::clock::unix_now(),
         leases: StatusLeases {
             writes_allowed: true,
             fenced_reason: None,
@@ -192,6 +192,7 @@ fn board(names: &[&str]) -> Arc<Board> {
                 conflicts_total: 0,
                 last_pass: None,
                 skipped: vec![],
+                undecryptable: Default::default(),
                 last_local_change_at: None,
                 last_remote_change_at: None,
             })

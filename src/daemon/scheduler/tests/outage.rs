@@ -30,7 +30,7 @@ async fn status_is_degraded_from_the_first_failed_pass_with_since_and_pending() 
     assert!(problem.contains("t (failing since"), "{problem}");
     assert!(problem.contains("remote unreachable"), "{problem}");
     assert!(problem.contains("1 file(s) pending, oldest"), "{problem}");
-    let text = st.render_text(unix_now());
+    let text = st.render_text(crate::clock::unix_now());
     assert!(text.contains("DEGRADED"), "{text}");
     // The retry succeeds: healthy again, nothing failing.
     eventually(|| rec.count() == 3).await;

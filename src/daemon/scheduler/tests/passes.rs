@@ -210,7 +210,7 @@ async fn partial_event_filesystems_keep_events_and_say_so() {
     eventually(|| board.snapshot().targets[0].watch.reason.is_some()).await;
     let st = board.snapshot();
     assert_eq!(st.targets[0].watch.mode, WatchModeState::Events);
-    let text = st.render_text(unix_now());
+    let text = st.render_text(crate::clock::unix_now());
     assert!(text.contains("events (on nfs: ...)"), "{text}");
     h.stop().await;
 }

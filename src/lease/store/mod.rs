@@ -15,11 +15,13 @@
 //! S3 goes through its own operator rooted at the bucket (never the sync
 //! engine's limiters or queues, so renewals cannot starve behind transfers).
 //! Every call is bounded by a timeout.
+//!
+//! This file holds the store and its S3 side; [`local`] the blocking
+//! filesystem side, [`prefix`] the key form both share.
 
-use std::fs;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+mod local;
+mod prefix;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,6 +31,7 @@ use opendal::{ErrorKind, Operator};
 use super::error::LeaseError;
 use crate::remote::ServerError;
 use crate::spec::{Location, RemoteSpec};
+pub use prefix::Prefix;
 
 /// Where lease objects of one remote live.
 #[derive(Clone)]
@@ -42,30 +45,6 @@ pub enum Store {
     /// A local directory tree. `cut`, set only by tests, makes every call
     /// fail like a network outage (a holder that cannot renew).
     Local { cut: Arc<AtomicBool> },
-}
-
-/// A prefix inside a store, as path segments (empty = the store root).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Prefix(pub Vec<String>);
-
-impl Prefix {
-    /// Every enclosing prefix, nearest first, down to the store root.
-    pub fn ancestors(&self) -> Vec<Prefix> {
-        (0..self.0.len())
-            .rev()
-            .map(|n| Prefix(self.0[..n].to_vec()))
-            .collect()
-    }
-
-    pub fn child(&self, names: &[&str]) -> Prefix {
-        let mut v = self.0.clone();
-        v.extend(names.iter().map(|s| s.to_string()));
-        Prefix(v)
-    }
-
-    pub fn is_strictly_inside(&self, other: &Prefix) -> bool {
-        self.0.len() > other.0.len() && self.0.starts_with(&other.0)
-    }
 }
 
 /// A write that must not happen unless the precondition holds.
@@ -102,37 +81,6 @@ impl Store {
                 remote: remote.name.clone(),
             }
             .into()),
-        }
-    }
-
-    /// The prefix a target location leases.
-    pub fn prefix_of(location: &Location) -> Prefix {
-        match location {
-            Location::S3 { key_prefix, .. } | Location::Crypt { key_prefix, .. } => Prefix(
-                key_prefix
-                    .split('/')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            ),
-            Location::Local { dir } => {
-                let abs = if dir.is_absolute() {
-                    dir.clone()
-                } else {
-                    std::env::current_dir().unwrap_or_default().join(dir)
-                };
-                let mut segs: Vec<String> = Vec::new();
-                for c in abs.components() {
-                    match c {
-                        Component::Normal(s) => segs.push(s.to_string_lossy().into_owned()),
-                        Component::ParentDir => {
-                            segs.pop();
-                        }
-                        _ => {}
-                    }
-                }
-                Prefix(segs)
-            }
         }
     }
 
@@ -190,14 +138,6 @@ impl Store {
 
     fn s3_key(p: &Prefix) -> String {
         p.0.join("/")
-    }
-
-    fn path(p: &Prefix) -> PathBuf {
-        let mut b = PathBuf::from("/");
-        for s in &p.0 {
-            b.push(s);
-        }
-        b
     }
 
     /// A failed request: diagnosed ("cannot reach", "not an S3 server",
@@ -267,13 +207,8 @@ impl Store {
                 }
                 Store::Local { cut } => {
                     Self::reachable(cut, self, "read", key)?;
-                    let path = Self::path(key);
-                    let res = blocking(move || match fs::read(&path) {
-                        Ok(b) => Ok(Some((local_version(&b), b))),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                        Err(e) => Err(e),
-                    })
-                    .await;
+                    let path = local::path_of(key);
+                    let res = blocking(move || local::read(&path)).await;
                     res.map_err(|e| self.io_err("read", key, e))
                 }
             }
@@ -353,9 +288,9 @@ impl Store {
                 }
                 Store::Local { cut } => {
                     Self::reachable(cut, self, opname, key)?;
-                    let path = Self::path(key);
+                    let path = local::path_of(key);
                     let res =
-                        blocking(move || local_conditional(&path, &body, expected.as_deref()))
+                        blocking(move || local::conditional(&path, &body, expected.as_deref()))
                             .await;
                     match res {
                         Ok(Some(v)) => Ok(v),
@@ -391,13 +326,10 @@ impl Store {
                     .map_err(|e| self.remote_err("write", key, e)),
                 Store::Local { cut } => {
                     Self::reachable(cut, self, "write", key)?;
-                    let path = Self::path(key);
-                    blocking(move || {
-                        ensure_parent(&path)?;
-                        write_atomic(&path, &body)
-                    })
-                    .await
-                    .map_err(|e| self.io_err("write", key, e))
+                    let path = local::path_of(key);
+                    blocking(move || local::put(&path, &body))
+                        .await
+                        .map_err(|e| self.io_err("write", key, e))
                 }
             }
         })
@@ -430,20 +362,10 @@ impl Store {
                 },
                 Store::Local { cut } => {
                     Self::reachable(cut, self, "delete", key)?;
-                    let path = Self::path(key);
-                    blocking(move || {
-                        let _lock = if locked {
-                            Some(SidecarLock::take(&path)?)
-                        } else {
-                            None
-                        };
-                        match fs::remove_file(&path) {
-                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                            _ => Ok(()),
-                        }
-                    })
-                    .await
-                    .map_err(|e| self.io_err("delete", key, e))
+                    let path = local::path_of(key);
+                    blocking(move || local::delete(&path, locked))
+                        .await
+                        .map_err(|e| self.io_err("delete", key, e))
                 }
             }
         })
@@ -468,29 +390,10 @@ impl Store {
                 }
                 Store::Local { cut } => {
                     Self::reachable(cut, self, "list", dir)?;
-                    let path = Self::path(dir);
-                    blocking(move || {
-                        let rd = match fs::read_dir(&path) {
-                            Ok(rd) => rd,
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                                return Ok(Vec::new());
-                            }
-                            Err(e) => return Err(e),
-                        };
-                        let mut names = Vec::new();
-                        for entry in rd {
-                            let entry = entry?;
-                            if entry.file_type()?.is_file() {
-                                let name = entry.file_name().to_string_lossy().into_owned();
-                                if name.ends_with(".json") {
-                                    names.push(name);
-                                }
-                            }
-                        }
-                        Ok(names)
-                    })
-                    .await
-                    .map_err(|e| self.io_err("list", dir, e))
+                    let path = local::path_of(dir);
+                    blocking(move || local::list(&path))
+                        .await
+                        .map_err(|e| self.io_err("list", dir, e))
                 }
             }
         })
@@ -524,129 +427,14 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// FNV-1a 64 of the content: stable across processes and versions.
-fn local_version(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("\"{h:016x}-{}\"", bytes.len())
-}
-
-/// The exclusive lock on `<file>.lock` next to a lease file.
-struct SidecarLock(#[allow(dead_code)] fs::File);
-
-impl SidecarLock {
-    fn take(path: &Path) -> std::io::Result<SidecarLock> {
-        ensure_parent(path)?;
-        let mut name = path.as_os_str().to_os_string();
-        name.push(".lock");
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(PathBuf::from(name))?;
-        // Held for a few syscalls only. Poll rather than block, so a holder
-        // that is stopped mid-operation cannot pin a blocking thread forever.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            match f.try_lock() {
-                Ok(()) => return Ok(SidecarLock(f)),
-                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the lease lock file stays locked by another process",
-                    ));
-                }
-                Err(fs::TryLockError::Error(e)) => return Err(e),
-            }
-        }
-    }
-}
-
-fn ensure_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(p) => fs::create_dir_all(p),
-        None => Ok(()),
-    }
-}
-
-/// Lease objects on a local remote are world-readable like other synced
-/// files (0644): `lease show` from another user names the holder.
-const LOCAL_LEASE_MODE: u32 = 0o644;
-
-fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    crate::fsutil::write_atomic_mode(path, body, LOCAL_LEASE_MODE)
-}
-
-/// Local create-if-absent (`expected == None`) or compare-and-replace.
-/// `Ok(None)` = precondition failed.
-fn local_conditional(
-    path: &Path,
-    body: &[u8],
-    expected: Option<&str>,
-) -> std::io::Result<Option<String>> {
-    let _lock = SidecarLock::take(path)?;
-    let tmp = crate::fsutil::write_temp(path, body, LOCAL_LEASE_MODE)?;
-    let result = (|| {
-        match expected {
-            None => match fs::hard_link(&tmp, path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-                Err(e) => return Err(e),
-            },
-            Some(expected) => {
-                let mut current = Vec::new();
-                match fs::File::open(path) {
-                    Ok(mut f) => {
-                        f.read_to_end(&mut current)?;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-                if local_version(&current) != expected {
-                    return Ok(None);
-                }
-                fs::rename(&tmp, path)?;
-            }
-        }
-        crate::fsutil::sync_parent(path);
-        Ok(Some(local_version(body)))
-    })();
-    // After a link the temp name is a second name; after a rename it is gone.
-    let _ = fs::remove_file(&tmp);
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn prefixes_and_ancestors() {
-        let p = Prefix(vec!["a".into(), "b".into(), "c%d".into()]);
-        let anc = p.ancestors();
-        assert_eq!(anc.len(), 3);
-        assert_eq!(anc[0], Prefix(vec!["a".into(), "b".into()]));
-        assert_eq!(anc[2], Prefix(vec![]));
-        assert!(p.is_strictly_inside(&anc[2]));
-        assert!(!p.is_strictly_inside(&p));
-        let local = Store::prefix_of(&Location::Local {
-            dir: PathBuf::from("/x/./y/../z"),
-        });
-        assert_eq!(local, Prefix(vec!["x".into(), "z".into()]));
-    }
-
     #[tokio::test]
     async fn local_conditional_semantics() {
         let tmp = tempfile::tempdir().unwrap();
-        let base = Store::prefix_of(&Location::Local {
+        let base = Prefix::of(&Location::Local {
             dir: tmp.path().to_path_buf(),
         });
         let key = base.child(&[".coltec", "lease.json"]);
