@@ -179,7 +179,12 @@ fn until_ok(proxy: &Proxy, plan: FaultPlan, spec: &Path, state: &Path, args: &[&
             "{args:?} run {} exited {:?}: {}",
             runs.invocations,
             o.status.code(),
-            err.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+            err.lines()
+                .filter(|l| !l.contains("will retry"))
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         // A bad spec or usage is no fault to retry through.
         assert!(!matches!(o.status.code(), Some(2 | 3)), "{args:?}: {err}");
