@@ -237,6 +237,10 @@ pub(crate) struct RawCrypt {
     /// Default true.
     #[serde(default)]
     pub directory_name_encryption: Option<bool>,
+    /// rclone's encoding of encrypted names: only `base32` (rclone's
+    /// default) is supported.
+    #[serde(default)]
+    pub filename_encoding: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

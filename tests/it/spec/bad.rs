@@ -322,6 +322,13 @@ fn cases() -> Vec<Case> {
             "set `wrap_remote:`",
         ),
         case(
+            "crypt with a filename_encoding other than base32",
+            crypt_remotes("    enc:\n      type: crypt\n      wrap_remote: r2\n      crypt: {password_env: RCLONE_CRYPT_PASSWORD, filename_encoding: base64}\n"),
+            "persistence.remotes.enc.crypt.filename_encoding",
+            "uses filename_encoding `base64`; coltecd reads and writes only rclone's default, base32",
+            "keep syncing it with rclone",
+        ),
+        case(
             "crypt without crypt settings",
             crypt_remotes("    enc:\n      type: crypt\n      wrap_remote: r2\n"),
             "persistence.remotes.enc.crypt",

@@ -90,6 +90,18 @@ impl Resolver<'_> {
             );
             return None;
         };
+        if let Some(enc) = &c.filename_encoding
+            && !enc.eq_ignore_ascii_case("base32")
+        {
+            self.err(
+                format!("{field}.crypt.filename_encoding"),
+                format!(
+                    "crypt remote `{name}` uses filename_encoding `{enc}`; coltecd reads and writes only rclone's default, base32"
+                ),
+                "a tree rclone wrote with another encoding cannot be served by coltecd; keep syncing it with rclone, or copy it into a crypt remote with `filename_encoding: base32` (remove the key)",
+            );
+            return None;
+        }
         let wrap_path = match &r.wrap_path {
             Some(p) => self.key_prefix(&format!("{field}.wrap_path"), Some(p))?,
             None => String::new(),
