@@ -25,6 +25,8 @@ use crate::support::s3::S3Server;
 
 mod conditional;
 mod crash;
+mod disk_full;
+mod gate;
 mod hot;
 mod pending;
 mod root;
@@ -196,17 +198,17 @@ fn make_spec(root: &Path, log_dir: &Path, remote: &Remote, o: &Opts) -> Spec {
 }
 
 fn side(remote: &Remote, o: &Opts) -> Side {
+    side_with_gate(remote, o, WriteGate::always_open())
+}
+
+/// A side whose writes pass `gate` (closed by the test: "fenced").
+fn side_with_gate(remote: &Remote, o: &Opts, gate: WriteGate) -> Side {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     fs::create_dir_all(&root).unwrap();
     let state = tmp.path().join("state");
     let spec = Arc::new(make_spec(&root, tmp.path(), remote, o));
-    let engine = Engine::open(
-        spec.clone(),
-        &StateDir::at(&state),
-        WriteGate::always_open(),
-    )
-    .unwrap();
+    let engine = Engine::open(spec.clone(), &StateDir::at(&state), gate).unwrap();
     Side {
         _tmp: tmp,
         root,

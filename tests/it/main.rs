@@ -11,6 +11,7 @@ mod crypt;
 mod crypt_daemon;
 mod daemon;
 mod daemon_sync;
+mod faults_matrix;
 mod faults_sync;
 mod fleet;
 mod fleet_gc;

@@ -4,10 +4,12 @@
 //! - `s3`: the two real S3 servers (moto, s3s-fs), buckets, listings and
 //!   the one S3 remote builder; [`s3_test!`] runs a test against both;
 //! - `sigv4`: signed raw requests for setup and inspection;
-//! - `proxy`, `lease_proxy`: HTTP proxies that count or break requests.
+//! - `proxy`, `lease_proxy`: HTTP proxies that count or break requests;
+//!   `fault_proxy`: the seeded random faults `proxy` injects.
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod lease_proxy;
 pub mod proxy;
 pub mod s3;

@@ -5,12 +5,18 @@
 //! can be answered with `503 SlowDown` to exercise retries, or every request
 //! a rule picks with `500 InternalError` ([`Proxy::fail_when`]). Each connection
 //! carries exactly one request (responses say `Connection: close`), which
-//! keeps the framing trivial.
+//! keeps the framing trivial. [`Proxy::hold_answers_when`] forwards the
+//! requests a rule picks but keeps their answers back until
+//! [`Proxy::release`] ("the answer arrives late"). [`Proxy::inject`]
+//! turns on seeded random faults ([`FaultPlan`]: errors, resets before or
+//! after forwarding, stalls, truncated GET bodies), counted by kind.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+
+pub use super::fault_proxy::{Fault, FaultCounts, FaultPlan};
 
 /// One request as the proxy saw it.
 #[derive(Debug, Clone)]
@@ -45,15 +51,32 @@ impl Seen {
     }
 }
 
+/// Picks requests (see where it is used).
+type Pick = Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>;
+
 /// Picks the requests answered with `500 InternalError`.
-type Rule = Arc<Mutex<Option<Box<dyn Fn(&Seen) -> bool + Send>>>>;
+type Rule = Arc<Pick>;
+
+/// Requests whose answers are held back, and whether they are released.
+#[derive(Default)]
+struct Hold {
+    rule: Pick,
+    released: Mutex<bool>,
+    wake: std::sync::Condvar,
+    /// Answers received from upstream and held so far.
+    held: AtomicU32,
+}
 
 pub struct Proxy {
     pub endpoint: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     fail_next: Arc<AtomicU32>,
     rule: Rule,
+    hold: Arc<Hold>,
+    faults: Faults,
 }
+
+type Faults = Arc<Mutex<Option<FaultPlan>>>;
 
 impl Proxy {
     /// Start a proxy in front of `upstream` (`http://host:port`).
@@ -64,13 +87,17 @@ impl Proxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let fail_next = Arc::new(AtomicU32::new(0));
         let rule: Rule = Arc::new(Mutex::new(None));
-        let (s2, f2, r2) = (seen.clone(), fail_next.clone(), rule.clone());
+        let hold = Arc::new(Hold::default());
+        let faults: Faults = Arc::new(Mutex::new(None));
+        let (s2, f2, r2, h2) = (seen.clone(), fail_next.clone(), rule.clone(), hold.clone());
+        let p2 = faults.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (up, s3, f3, r3) = (upstream.clone(), s2.clone(), f2.clone(), r2.clone());
+                let (h3, p3) = (h2.clone(), p2.clone());
                 std::thread::spawn(move || {
-                    let _ = handle(conn, &up, &s3, &f3, &r3);
+                    let _ = handle(conn, &up, &s3, &f3, &r3, &h3, &p3);
                 });
             }
         });
@@ -79,7 +106,39 @@ impl Proxy {
             seen,
             fail_next,
             rule,
+            hold,
+            faults,
         }
+    }
+
+    /// Inject seeded random faults from now on (replacing any plan).
+    pub fn inject(&self, plan: FaultPlan) {
+        *self.faults.lock().unwrap() = Some(plan);
+    }
+
+    /// Stop injecting; what the plan injected.
+    pub fn stop_faults(&self) -> FaultCounts {
+        let plan = self.faults.lock().unwrap().take();
+        plan.map(|p| p.counts()).unwrap_or_default()
+    }
+
+    /// Forward the requests `rule` picks (applied upstream) but hold
+    /// their answers back until [`Proxy::release`].
+    pub fn hold_answers_when(&self, rule: impl Fn(&Seen) -> bool + Send + 'static) {
+        *self.hold.released.lock().unwrap() = false;
+        *self.hold.rule.lock().unwrap() = Some(Box::new(rule));
+    }
+
+    /// How many answers have been applied upstream and held so far.
+    pub fn held(&self) -> u32 {
+        self.hold.held.load(Ordering::SeqCst)
+    }
+
+    /// Deliver every held answer (and stop holding).
+    pub fn release(&self) {
+        *self.hold.rule.lock().unwrap() = None;
+        *self.hold.released.lock().unwrap() = true;
+        self.hold.wake.notify_all();
     }
 
     /// Answer every request `rule` picks with `500 InternalError` (until
@@ -112,6 +171,8 @@ fn handle(
     seen: &Mutex<Vec<Seen>>,
     fail_next: &AtomicU32,
     rule: &Rule,
+    hold: &Hold,
+    faults: &Faults,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
@@ -176,14 +237,29 @@ fn handle(
     };
     let ruled = !fault && rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
     this.faulted |= ruled;
+    let held = hold.rule.lock().unwrap().as_ref().is_some_and(|r| r(&this));
+    let (drawn, stall) = match faults.lock().unwrap().as_mut() {
+        Some(p) if !fault && !ruled => (p.pick(&method), p.stall),
+        _ => (None, std::time::Duration::ZERO),
+    };
+    this.faulted |= drawn.is_some();
     let index = {
         let mut seen = seen.lock().unwrap();
         seen.push(this);
         seen.len() - 1
     };
     let mut client = conn;
-    if fault || ruled {
-        let (status, code) = if ruled {
+    match drawn {
+        Some(Fault::ResetBefore) => return Ok(()),
+        Some(Fault::Stall) => {
+            std::thread::sleep(stall);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let slow_down = drawn == Some(Fault::SlowDown);
+    if fault || ruled || drawn == Some(Fault::Error500) || slow_down {
+        let (status, code) = if !slow_down && (ruled || drawn.is_some()) {
             ("500 Internal Server Error", "InternalError")
         } else {
             ("503 Service Unavailable", "SlowDown")
@@ -217,6 +293,29 @@ fn handle(
         && let Some(s) = seen.lock().unwrap().get_mut(index)
     {
         s.reply = String::from_utf8_lossy(&resp).into_owned();
+    }
+    if drawn == Some(Fault::ResetAfter) {
+        return Ok(());
+    }
+    if drawn == Some(Fault::Truncate)
+        && resp.starts_with(b"HTTP/1.1 200")
+        && let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n")
+        && resp.len() > pos + 5
+    {
+        let half = pos + 4 + (resp.len() - pos - 4) / 2;
+        if let Some(p) = faults.lock().unwrap().as_mut() {
+            p.applied(Fault::Truncate);
+        }
+        client.write_all(&resp[..half])?;
+        client.flush()?;
+        return Ok(());
+    }
+    if held {
+        hold.held.fetch_add(1, Ordering::SeqCst);
+        let mut released = hold.released.lock().unwrap();
+        while !*released {
+            released = hold.wake.wait(released).unwrap();
+        }
     }
     // Make sure the client does not reuse this connection.
     if let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
