@@ -1060,7 +1060,6 @@ s3_test! {
 }
 
 s3_test! {
-    known_gap_on_s3s: "known gap: opendal aborts a multipart upload without waiting for parts in flight; s3s-fs stores a late part";
     #[tokio::test]
     async fn closing_the_gate_aborts_an_upload_in_flight(server) {
         let proxy = Arc::new(Proxy::start(server.endpoint()));
