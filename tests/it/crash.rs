@@ -3,11 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::s3::{self, S3Server};
-use crate::support::{coltecd_bin, s3_test};
+use crate::support::cli::{coltecd_s3 as coltecd, described as text};
+use crate::support::s3::S3Server;
+use crate::support::s3_test;
 
 const BIG: usize = 24 << 20;
 
@@ -50,29 +51,6 @@ persistence:
     let path = dir.join(format!("{direction}.yaml"));
     fs::write(&path, yaml).unwrap();
     path
-}
-
-fn coltecd(spec: &Path, state: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(coltecd_bin());
-    s3::with_credentials(&mut cmd)
-        .arg("--config")
-        .arg(spec)
-        .args(args)
-        .env("COLTEC_STATE_DIR", state)
-        .env_remove("COLTEC_DISABLED")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Start `cmd`, wait until `in_flight` says the transfer is under way, then

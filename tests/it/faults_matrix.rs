@@ -19,14 +19,15 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::support::cli::coltecd_s3;
 use crate::support::proxy::{Fault, FaultCounts, FaultPlan, Proxy};
-use crate::support::s3::{self, S3Server};
-use crate::support::{coltecd_bin, repo_root, s3_test};
+use crate::support::s3::S3Server;
+use crate::support::{repo_root, s3_test};
 
 const PREFIX: &str = "acme/widget/fm/data/";
 /// Runs of one command before the test gives up.
@@ -159,16 +160,7 @@ fn until_ok(proxy: &Proxy, plan: FaultPlan, spec: &Path, state: &Path, args: &[&
     let mut runs = Runs::default();
     proxy.inject(plan);
     let ok = loop {
-        let mut cmd = Command::new(coltecd_bin());
-        let o: Output = s3::with_credentials(&mut cmd)
-            .arg("--config")
-            .arg(spec)
-            .args(args)
-            .env("COLTEC_STATE_DIR", state)
-            .env_remove("COLTEC_DISABLED")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let o: Output = coltecd_s3(spec, state, args).output().unwrap();
         runs.invocations += 1;
         let err = String::from_utf8_lossy(&o.stderr);
         runs.retries += err.matches("will retry").count();

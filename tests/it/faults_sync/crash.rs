@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::s3::{self, S3Server};
-use crate::support::{coltecd_bin, s3_test};
+use crate::support::cli::{coltecd_s3 as coltecd, described as text};
+use crate::support::s3::S3Server;
+use crate::support::s3_test;
 
 const FILES: usize = 16;
 const FILE_SIZE: usize = 96 * 1024;
@@ -65,29 +65,6 @@ persistence:
     path
 }
 
-fn coltecd(spec: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(coltecd_bin());
-    s3::with_credentials(&mut cmd)
-        .arg("--config")
-        .arg(spec)
-        .arg("sync")
-        .env("COLTEC_STATE_DIR", state)
-        .env_remove("COLTEC_DISABLED")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// The target's data objects on the bucket.
 fn stored(server: S3Server, bucket: &str) -> BTreeSet<String> {
     server
@@ -131,7 +108,7 @@ fn trial(server: S3Server, seed: u64) -> usize {
     // Kill the first run once `at` files are stored (throttled, so the
     // run is still going).
     let at = 1 + rng.below(FILES - 4);
-    let mut child = coltecd(&spec, &state).spawn().unwrap();
+    let mut child = coltecd(&spec, &state, &["sync"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while stored(server, &bucket).len() < at && Instant::now() < deadline {
         assert!(
@@ -162,7 +139,7 @@ fn trial(server: S3Server, seed: u64) -> usize {
         .cloned()
         .collect();
 
-    let o = coltecd(&spec, &state).output().unwrap();
+    let o = coltecd(&spec, &state, &["sync"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "seed {seed}: {}", text(&o));
     assert_eq!(
         local_files(&local),
@@ -175,7 +152,7 @@ fn trial(server: S3Server, seed: u64) -> usize {
         "seed {seed} ({direction}, killed at {pushed}): the remote does not mirror the local side"
     );
     // Settled: a further run has nothing to do.
-    let o = coltecd(&spec, &state).output().unwrap();
+    let o = coltecd(&spec, &state, &["sync"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "seed {seed}: {}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("up to date")

@@ -10,10 +10,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use crate::support::s3::{self, S3Server};
-use crate::support::{coltecd_bin, s3_test};
+use crate::support::cli::{coltecd_s3, described as text};
+use crate::support::s3::S3Server;
+use crate::support::s3_test;
 
 const FILES: usize = 24;
 const FILE_SIZE: usize = 256 * 1024;
@@ -89,26 +90,9 @@ persistence:
     path
 }
 
-fn coltecd(spec: &Path, state: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(coltecd_bin());
-    s3::with_credentials(&mut cmd)
-        .arg("--config")
-        .arg(spec)
-        .args(args)
-        .env("COLTEC_STATE_DIR", state)
-        .env_remove("COLTEC_DISABLED")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `coltecd <args>`, run to completion.
+fn coltecd(spec: &Path, state: &Path, args: &[&str]) -> std::process::Output {
+    coltecd_s3(spec, state, args).output().unwrap()
 }
 
 /// Every key under the target's prefix (control objects included).

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fault_proxy;
 pub mod lease_proxy;
 pub mod proxy;
