@@ -251,6 +251,13 @@ fn upload(rel: &str, l: &LocalEntry, r: Option<&RemoteEntry>) -> Action {
     }
 }
 
+/// What a pull plans for a remote file with nothing local and no base at
+/// its path (see [`first_sync`]): fetch it. A restore that starts
+/// downloading while it lists plans these one by one.
+pub(super) fn fetch_new(rel: &str, r: &RemoteEntry) -> Action {
+    download(rel, r, None, false)
+}
+
 fn download(rel: &str, r: &RemoteEntry, l: Option<&LocalEntry>, keep_local: bool) -> Action {
     Action::Download {
         rel: rel.to_string(),
@@ -300,7 +307,7 @@ pub(super) fn summarize(actions: &[Action]) -> PlanSummary {
             Action::DeleteRemote { rel, remote } => s.delete_remote.add(rel, remote.size),
             Action::DeleteLocal { rel, local } => s.delete_local.add(rel, local.size),
             Action::Conflict { rel, local, remote } => {
-                s.conflict.add(rel, local.size + remote.size)
+                s.conflict.add(rel, local.size.saturating_add(remote.size))
             }
             Action::Adopt { rel, local, .. } => s.adopt.add(rel, local.size),
             Action::Forget { .. } => {}

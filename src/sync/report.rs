@@ -213,11 +213,20 @@ pub struct ActionCount {
 
 impl ActionCount {
     pub(super) fn add(&mut self, rel: &str, bytes: u64) {
-        self.files += 1;
-        self.bytes += bytes;
+        self.files = self.files.saturating_add(1);
+        // Sizes come from the remote's listing: saturate, never panic.
+        self.bytes = self.bytes.saturating_add(bytes);
         if self.first.len() < PLAN_FIRST_N {
             self.first.push(rel.to_string());
         }
+    }
+
+    /// Count `other`'s actions too (a plan that arrives in batches).
+    fn merge(&mut self, other: ActionCount) {
+        self.files = self.files.saturating_add(other.files);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        let room = PLAN_FIRST_N.saturating_sub(self.first.len());
+        self.first.extend(other.first.into_iter().take(room));
     }
 }
 
@@ -234,6 +243,16 @@ pub struct PlanSummary {
 }
 
 impl PlanSummary {
+    /// Add a later batch of the same plan.
+    pub(super) fn merge(&mut self, other: PlanSummary) {
+        self.upload.merge(other.upload);
+        self.download.merge(other.download);
+        self.delete_remote.merge(other.delete_remote);
+        self.delete_local.merge(other.delete_local);
+        self.conflict.merge(other.conflict);
+        self.adopt.merge(other.adopt);
+    }
+
     /// Whether the plan moves or deletes anything.
     pub fn is_empty(&self) -> bool {
         self.totals().files == 0
@@ -246,12 +265,18 @@ impl PlanSummary {
     /// adoptions move nothing.
     pub fn totals(&self) -> PlanTotals {
         PlanTotals {
-            files: self.upload.files
-                + self.download.files
-                + self.delete_remote.files
-                + self.delete_local.files
-                + self.conflict.files,
-            bytes: self.upload.bytes + self.download.bytes + self.conflict.bytes,
+            files: [
+                &self.upload,
+                &self.download,
+                &self.delete_remote,
+                &self.delete_local,
+                &self.conflict,
+            ]
+            .iter()
+            .fold(0u64, |n, c| n.saturating_add(c.files)),
+            bytes: [&self.upload, &self.download, &self.conflict]
+                .iter()
+                .fold(0u64, |n, c| n.saturating_add(c.bytes)),
         }
     }
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::exec::Exec;
+use futures::StreamExt;
+
+use super::exec::{Exec, RemoteView};
 use super::layout::RemoteEntry;
 use super::local::{LocalSide, create_root, gather_local, root_is_dir};
 use super::plan::{self, Action};
@@ -67,31 +69,63 @@ impl Engine {
         // A file with nothing local to compare needs no HEAD: its GET
         // tells its mtime and mode.
         let absent = |rel: &str| !local.entries.contains_key(rel);
-        let rv = exec.reconcile_deferring(&base, &absent).await?;
         let mut report = PassReport::new(&t.name, true);
         report.failed.extend(local.problems.iter().cloned());
-        report.failed.extend(rv.problems);
-        report.skipped = local.skipped.iter().chain(&rv.skipped).cloned().collect();
-        report.skipped.sort();
-        report.skipped.dedup();
-        for s in &report.skipped {
-            tracing::warn!(target_name = %t.name, path = ?s.path, "not synced: {}", s.reason);
-        }
-        report.undecryptable = crate::sync::Undecryptable::of(&rv.undecryptable);
-        report.undecryptable.log(&t.name);
-        let actions = restore_actions(t, &local, &rv.entries);
-        report.plan = plan::summarize(&actions);
         if dry_run {
+            let rv = exec.reconcile_deferring(&base, &absent).await?;
+            let actions = restore_actions(t, &local, &rv.entries);
+            report.plan = plan::summarize(&actions);
+            take_view(&mut report, &local, rv);
             return Ok(report);
         }
-        observer.planned(&t.name, &report.plan);
-        drop((local, base, rv.entries));
         let prior = if persist {
             self.load_pending(&t.name).await?
         } else {
             Default::default()
         };
-        let executed = exec.run(actions, &prior, &mut report).await;
+        // Objects with nothing local at their path start downloading while
+        // the listing goes on (`exec::streamed`); the rest follow it.
+        let fresh =
+            |rel: &str| absent(rel) && !scan::excluded_with_parents(&t.excludes, rel, false);
+        let (start, started) = futures::channel::mpsc::unbounded();
+        let (streamed, mut executed) = tokio::join!(
+            exec.reconcile_streaming(&base, &fresh, start),
+            exec.run_batches(started.ready_chunks(256), &prior, &mut report, true),
+        );
+        let streamed = match streamed {
+            Ok(s) => s,
+            Err(e) => {
+                // What was fetched is recorded before the error is told.
+                if persist {
+                    self.save_base(&t.name, &executed.changes, &executed.pending)
+                        .await?;
+                }
+                return Err(e);
+            }
+        };
+        let (view, started) = (streamed.view, streamed.started);
+        exec.undo(
+            &view.conflicted,
+            &started,
+            &base,
+            &mut executed.changes,
+            &mut report,
+        )
+        .await;
+        let rest: BTreeMap<String, RemoteEntry> = view
+            .entries
+            .iter()
+            .filter(|(rel, _)| !started.contains(*rel))
+            .map(|(rel, e)| (rel.clone(), e.clone()))
+            .collect();
+        let actions = restore_actions(t, &local, &rest);
+        report.plan.merge(plan::summarize(&actions));
+        take_view(&mut report, &local, view);
+        if executed.fatal.is_none() && !actions.is_empty() {
+            observer.planned(&t.name, &report.plan);
+            drop((local, rest));
+            executed.absorb(exec.run(actions, &prior, &mut report).await);
+        }
         if persist {
             self.save_base(&t.name, &executed.changes, &executed.pending)
                 .await?;
@@ -100,6 +134,21 @@ impl Engine {
         executed.fatal.map_or(Ok(()), Err)?;
         Ok(report)
     }
+}
+
+/// What the reconcile found besides the objects to fetch: files it could
+/// not take, entries it skipped, names that do not decrypt.
+fn take_view(report: &mut PassReport, local: &LocalSide, rv: RemoteView) {
+    let name = report.target.clone();
+    report.failed.extend(rv.problems);
+    report.skipped = local.skipped.iter().chain(&rv.skipped).cloned().collect();
+    report.skipped.sort();
+    report.skipped.dedup();
+    for s in &report.skipped {
+        tracing::warn!(target_name = %name, path = ?s.path, "not synced: {}", s.reason);
+    }
+    report.undecryptable = crate::sync::Undecryptable::of(&rv.undecryptable);
+    report.undecryptable.log(&name);
 }
 
 /// Pull-only with no base: every remote file not excluded, none deleted.

@@ -1,4 +1,5 @@
-//! Running a plan: its actions, `transfers` at a time; what each finished
+//! Running a plan: its actions, `transfers` at a time (as one batch, or in
+//! batches that arrive while a restore still lists); what each finished
 //! action changed, folded into the pass's report, the base changes and
 //! the journal of pending transfers (see [`crate::sync::pending`]): the
 //! planned transfers are written ahead, and each outcome is committed with
@@ -9,18 +10,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, stream};
+use futures::{Stream, StreamExt, stream};
 
 use super::{Exec, FileErr, blocking, ferr};
-use crate::sync::layout::{RemoteEntry, key_for};
-use crate::sync::localfs;
+use crate::sync::layout::key_for;
 use crate::sync::names;
 use crate::sync::pending::{self, PendingChanges, PendingMap};
-use crate::sync::plan::Action;
+use crate::sync::plan::{self, Action};
 use crate::sync::scan::LocalEntry;
 use crate::sync::state::BaseChanges;
 use crate::sync::state::BaseEntry;
-use crate::sync::{FailedFile, PassReport, SyncError};
+use crate::sync::{FailedFile, PassReport, PlanSummary, SyncError};
 
 /// Finished actions are committed to redb at least this often...
 const CHECKPOINT_EVERY: usize = 256;
@@ -39,6 +39,19 @@ pub(in crate::sync) struct Executed {
     /// next pass should list it.
     pub(in crate::sync) remote_stale: bool,
     pub(in crate::sync) fatal: Option<SyncError>,
+}
+
+impl Executed {
+    /// Add what a later run of the same pass did.
+    pub(in crate::sync) fn absorb(&mut self, later: Executed) {
+        self.changes.extend(later.changes);
+        self.pending.extend(later.pending);
+        self.remote_changed |= later.remote_changed;
+        self.remote_stale |= later.remote_stale;
+        if self.fatal.is_none() {
+            self.fatal = later.fatal;
+        }
+    }
 }
 
 /// What one action did.
@@ -71,6 +84,21 @@ impl Done {
     }
 }
 
+/// An action with the journal row written ahead of it, or why the batch
+/// it came in could not be journaled.
+enum Queued {
+    Run(Action, Option<pending::Pending>),
+    Fatal(SyncError),
+}
+
+/// An action's path, its journal row, its transfer and how it ended.
+type Outcome = (
+    String,
+    Option<pending::Pending>,
+    Option<pending::Transfer>,
+    Result<Done, FileErr>,
+);
+
 /// Changes not committed yet.
 #[derive(Default)]
 struct Unsaved {
@@ -87,13 +115,29 @@ impl Unsaved {
 }
 
 impl Exec<'_> {
-    /// Run `actions`. `prior` are the journal rows the pass found for its
-    /// paths.
+    /// Run `actions`, a planned pass (the caller reported the plan).
+    /// `prior` are the journal rows the pass found for its paths.
     pub(in crate::sync) async fn run(
         &self,
         actions: Vec<Action>,
         prior: &PendingMap,
         report: &mut PassReport,
+    ) -> Executed {
+        self.run_batches(stream::iter([actions]), prior, report, false)
+            .await
+    }
+
+    /// Run actions as their batches arrive (a restore starts downloading
+    /// while it still lists), `transfers` at a time across batches; each
+    /// batch is journaled ahead before its first action starts. With
+    /// `announce`, each batch is added to the report's plan and the
+    /// observer hears the plan so far.
+    pub(in crate::sync) async fn run_batches(
+        &self,
+        batches: impl Stream<Item = Vec<Action>>,
+        prior: &PendingMap,
+        report: &mut PassReport,
+        announce: bool,
     ) -> Executed {
         let mut out = Executed {
             changes: BTreeMap::new(),
@@ -102,39 +146,105 @@ impl Exec<'_> {
             remote_stale: false,
             fatal: None,
         };
-        let ahead = match self.write_ahead(&actions, prior).await {
-            Ok(a) => a,
-            Err(e) => {
-                out.fatal = Some(e);
-                return out;
-            }
-        };
-        let transfers = self.ctx.target.transfers.max(1);
+        let announced = &std::sync::Mutex::new(PlanSummary::default());
         // After a fatal error no new action starts, but those in flight are
         // drained (not dropped), so each aborts its own multipart upload or
         // temp file and whatever did finish is recorded.
         let stopping = &AtomicBool::new(false);
-        let mut results = stream::iter(actions)
-            .map(|a| async move {
+        let transfers = self.ctx.target.transfers.max(1);
+        let (feed, queued) = futures::channel::mpsc::channel::<Queued>(transfers);
+        let feeder = self.feed(batches, feed, prior, announce.then_some(announced));
+        let results = queued
+            .map(|q| async move {
+                let (a, row) = match q {
+                    Queued::Run(a, row) => (a, row),
+                    Queued::Fatal(e) => return (String::new(), None, None, Err(FileErr::Fatal(e))),
+                };
                 let rel = a.rel().to_string();
                 let transfer = pending::transfer_of(&a);
                 if stopping.load(Ordering::SeqCst) {
-                    return (rel, transfer, Err(FileErr::Skipped));
+                    return (rel, row, transfer, Err(FileErr::Skipped));
                 }
                 let r = self.action(a).await;
                 self.observer.file_done();
-                (rel, transfer, r)
+                (rel, row, transfer, r)
             })
             .buffer_unordered(transfers);
+        let consumer = self.collect(results, prior, stopping, &mut out, report);
+        futures::join!(feeder, consumer);
+        // The caller commits the rest of the base after this returns.
+        if let Err(e) = self.durability_barrier().await
+            && out.fatal.is_none()
+        {
+            out.fatal = Some(e);
+        }
+        if announce && let Ok(plan) = announced.lock() {
+            report.plan.merge(plan.clone());
+        }
+        report.trashed += self.trashed.swap(0, Ordering::SeqCst);
+        // Uploads that finished before a fatal error was seen may have
+        // written; assume the manifest needs rewriting.
+        if out.fatal.is_some() && !out.changes.is_empty() {
+            out.remote_changed = true;
+        }
+        out
+    }
+
+    /// Journal each batch ahead and queue its actions for the executor;
+    /// with `announced`, the plan so far is told first. Stops feeding at
+    /// the first batch that cannot be journaled (its actions never start).
+    async fn feed(
+        &self,
+        batches: impl Stream<Item = Vec<Action>>,
+        mut queue: futures::channel::mpsc::Sender<Queued>,
+        prior: &PendingMap,
+        announced: Option<&std::sync::Mutex<PlanSummary>>,
+    ) {
+        use futures::SinkExt;
+        let mut batches = std::pin::pin!(batches);
+        while let Some(batch) = batches.next().await {
+            if let Some(Ok(mut plan)) = announced.map(|a| a.lock()) {
+                plan.merge(plan::summarize(&batch));
+                self.observer.planned(self.name(), &plan);
+            }
+            let mut ahead = match self.write_ahead(&batch, prior).await {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = queue.send(Queued::Fatal(e)).await;
+                    return;
+                }
+            };
+            for a in batch {
+                let row = ahead.remove(a.rel());
+                // The executor drains the queue to its end: a send fails
+                // only if it is gone, and then nothing more is to run.
+                if queue.send(Queued::Run(a, row)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Fold each finished action into `out` and `report`, committing the
+    /// base and the journal at checkpoints.
+    async fn collect(
+        &self,
+        results: impl Stream<Item = Outcome>,
+        prior: &PendingMap,
+        stopping: &AtomicBool,
+        out: &mut Executed,
+        report: &mut PassReport,
+    ) {
+        let mut results = std::pin::pin!(results);
         let mut unsaved = Unsaved::default();
-        while let Some((rel, transfer, r)) = results.next().await {
-            let journaled = ahead.get(&rel).or_else(|| prior.get(&rel));
+        while let Some((rel, ahead, transfer, r)) = results.next().await {
+            let journaled = ahead.as_ref().or_else(|| prior.get(&rel));
             let row = match r {
                 Ok(d) => {
                     if self.persist {
                         unsaved.base.extend(d.changes.iter().cloned());
                     }
-                    d.add_to(&mut out, report);
+                    d.add_to(out, report);
                     journaled.map(|_| None)
                 }
                 Err(e @ (FileErr::File(_) | FileErr::RemoteChanged)) => {
@@ -176,19 +286,6 @@ impl Exec<'_> {
                 }
             }
         }
-        // The caller commits the rest of the base after this returns.
-        if let Err(e) = self.durability_barrier().await
-            && out.fatal.is_none()
-        {
-            out.fatal = Some(e);
-        }
-        report.trashed += self.trashed.swap(0, Ordering::SeqCst);
-        // Uploads that finished before a fatal error was seen may have
-        // written; assume the manifest needs rewriting.
-        if out.fatal.is_some() && !out.changes.is_empty() {
-            out.remote_changed = true;
-        }
-        out
     }
 
     /// Journal the transfers about to run (one transaction): the rows a
@@ -288,60 +385,6 @@ impl Exec<'_> {
             Action::Forget { rel } => d.changes.push((rel, None)),
         }
         Ok(d)
-    }
-
-    /// Fetch `rel`; with `keep_local`, the local version is first renamed
-    /// aside as a conflict copy (and stored, when this target writes the
-    /// remote).
-    async fn download_action(
-        &self,
-        rel: String,
-        remote: RemoteEntry,
-        local: Option<LocalEntry>,
-        keep_local: bool,
-        d: &mut Done,
-    ) -> Result<(), FileErr> {
-        let expect = if keep_local && let Some(l) = &local {
-            let copy = self.keep_local_copy(&rel, l).await?;
-            // The old local version becomes a new file of its own.
-            if self.ctx.target.direction.writes_remote() {
-                let b = self
-                    .upload(&copy, &self.read_local(&copy).await?, None, d)
-                    .await?;
-                d.changes.push((copy.clone(), Some(b)));
-            }
-            d.conflicts.push(copy);
-            None
-        } else {
-            local
-        };
-        let got = self
-            .download(&rel, &rel, &remote, expect.as_ref(), d)
-            .await?;
-        d.changes
-            .push((rel, Some(BaseEntry::from_local(&got, remote.rid.clone()))));
-        Ok(())
-    }
-
-    /// Both sides changed: the remote version lands as a conflict copy next
-    /// to the local one; a target that writes the remote stores both.
-    pub(super) async fn conflict_action(
-        &self,
-        rel: String,
-        local: LocalEntry,
-        remote: RemoteEntry,
-        d: &mut Done,
-    ) -> Result<(), FileErr> {
-        let copy = localfs::conflict_name(&rel, &self.inner.host, &self.stamp);
-        let got = self.download(&copy, &rel, &remote, None, d).await?;
-        d.conflicts.push(copy.clone());
-        if self.ctx.target.direction.writes_remote() {
-            let b = self.upload(&copy, &got, None, d).await?;
-            d.changes.push((copy, Some(b)));
-            let b = self.upload(&rel, &local, Some(&remote), d).await?;
-            d.changes.push((rel, Some(b)));
-        }
-        Ok(())
     }
 
     /// Read a local entry that must exist.

@@ -1,4 +1,5 @@
-//! Writing to the local root: fetching a remote object into a temp file
+//! Writing to the local root: a download action (with its conflict copy
+//! when both sides changed); fetching a remote object into a temp file
 //! that is renamed into place (through [`localfs`]), only when the
 //! destination still is what the plan saw (new files are made durable in
 //! batches: [`Exec::durability_barrier`]); local deletes and renaming a
@@ -18,6 +19,7 @@ use crate::sync::limits::Dir;
 use crate::sync::localfs;
 use crate::sync::names;
 use crate::sync::scan::LocalEntry;
+use crate::sync::state::BaseEntry;
 
 /// Fail unless `dest` still holds `expect` (`None`: nothing).
 fn check_unchanged(dest: &Path, expect: &Option<LocalEntry>) -> Result<(), FileErr> {
@@ -276,5 +278,59 @@ impl Exec<'_> {
             }
         })
         .await?
+    }
+
+    /// Fetch `rel`; with `keep_local`, the local version is first renamed
+    /// aside as a conflict copy (and stored, when this target writes the
+    /// remote).
+    pub(super) async fn download_action(
+        &self,
+        rel: String,
+        remote: RemoteEntry,
+        local: Option<LocalEntry>,
+        keep_local: bool,
+        d: &mut Done,
+    ) -> Result<(), FileErr> {
+        let expect = if keep_local && let Some(l) = &local {
+            let copy = self.keep_local_copy(&rel, l).await?;
+            // The old local version becomes a new file of its own.
+            if self.ctx.target.direction.writes_remote() {
+                let b = self
+                    .upload(&copy, &self.read_local(&copy).await?, None, d)
+                    .await?;
+                d.changes.push((copy.clone(), Some(b)));
+            }
+            d.conflicts.push(copy);
+            None
+        } else {
+            local
+        };
+        let got = self
+            .download(&rel, &rel, &remote, expect.as_ref(), d)
+            .await?;
+        d.changes
+            .push((rel, Some(BaseEntry::from_local(&got, remote.rid.clone()))));
+        Ok(())
+    }
+
+    /// Both sides changed: the remote version lands as a conflict copy next
+    /// to the local one; a target that writes the remote stores both.
+    pub(super) async fn conflict_action(
+        &self,
+        rel: String,
+        local: LocalEntry,
+        remote: RemoteEntry,
+        d: &mut Done,
+    ) -> Result<(), FileErr> {
+        let copy = localfs::conflict_name(&rel, &self.inner.host, &self.stamp);
+        let got = self.download(&copy, &rel, &remote, None, d).await?;
+        d.conflicts.push(copy.clone());
+        if self.ctx.target.direction.writes_remote() {
+            let b = self.upload(&copy, &got, None, d).await?;
+            d.changes.push((copy, Some(b)));
+            let b = self.upload(&rel, &local, Some(&remote), d).await?;
+            d.changes.push((rel, Some(b)));
+        }
+        Ok(())
     }
 }

@@ -11,6 +11,8 @@
 //! - `mod.rs`: [`Exec`] and the plumbing every remote call goes through
 //!   (request budget, cancellation, write gate, error mapping).
 //! - `reconcile`: the full reconcile (LIST + manifest) into a `RemoteView`.
+//! - `streamed`: a restore's reconcile that starts downloads while it lists.
+//! - `list`: the recursive LIST of a target, without the trash.
 //! - `settle`: would-be conflicts of equal content become adoptions.
 //! - `apply`: running a plan's actions, checkpointing the base.
 //! - `upload`: storing local files on the remote, deleting remote ones.
@@ -27,11 +29,15 @@ mod apply;
 mod control;
 mod download;
 mod guard;
+mod list;
 mod memory;
 mod reconcile;
 mod settle;
 mod snapshot;
+mod streamed;
 mod upload;
+
+pub(super) use reconcile::RemoteView;
 
 use std::future::IntoFuture;
 use std::path::PathBuf;

@@ -5,22 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 use opendal::{EntryMode, ErrorKind};
 
 use super::{Exec, object_rid};
 use crate::sync::kind::Kind;
-use crate::sync::layout::{
-    self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry, TRASH_PREFIX,
-};
+use crate::sync::layout::{self, DIRTY_KEY, HostileKey, MANIFEST_KEY, Manifest, RemoteEntry};
 use crate::sync::state::BaseMap;
 use crate::sync::{FailedFile, SkippedFile, SyncError};
-
-/// Trash keys read past before the listing jumps over the rest (one page).
-const TRASH_SKIP_AFTER: usize = 1000;
-
-/// Every key under [`TRASH_PREFIX`] sorts before this one ('/' < '0').
-const TRASH_END: &str = ".coltec/trash0";
 
 /// Symlink objects larger than this are not link targets.
 const MAX_LINK: u64 = 4096;
@@ -59,7 +51,7 @@ pub(in crate::sync) struct RemoteView {
 /// Only a later write (or one in the manifest's own second while the dirty
 /// marker says a pass may have written after it) is undecidable: a HEAD.
 #[derive(Clone, Copy, Default)]
-struct ListedBound {
+pub(super) struct ListedBound {
     /// The manifest's Last-Modified in the listing (server clock).
     manifest_ns: Option<i64>,
     /// `.coltec/manifest.dirty` is present: a pass wrote after the manifest.
@@ -70,15 +62,21 @@ impl ListedBound {
     fn scan(listed: &[opendal::Entry]) -> ListedBound {
         let mut b = ListedBound::default();
         for e in listed {
-            match e.path() {
-                MANIFEST_KEY => {
-                    b.manifest_ns = e.metadata().last_modified().and_then(layout::opendal_ns);
-                }
-                DIRTY_KEY => b.dirty = true,
-                _ => {}
-            }
+            b.observe(e);
         }
         b
+    }
+
+    /// Take what one listed entry tells (the bound is complete once every
+    /// entry was observed).
+    pub(super) fn observe(&mut self, e: &opendal::Entry) {
+        match e.path() {
+            MANIFEST_KEY => {
+                self.manifest_ns = e.metadata().last_modified().and_then(layout::opendal_ns);
+            }
+            DIRTY_KEY => self.dirty = true,
+            _ => {}
+        }
     }
 
     /// Whether an object the server last wrote at `listed_ns` predates the manifest.
@@ -92,10 +90,10 @@ impl ListedBound {
 }
 
 /// A listed object neither the manifest nor the base knows.
-struct Unknown {
-    rel: String,
+pub(super) struct Unknown {
+    pub(super) rel: String,
     key: String,
-    entry: RemoteEntry,
+    pub(super) entry: RemoteEntry,
     /// The backend's own mtime from the listing.
     listed_mtime: Option<i64>,
 }
@@ -106,7 +104,7 @@ type Checked = Result<(String, RemoteEntry), (String, String)>;
 impl RemoteView {
     /// Take one listed object into the view; returns it when it needs a
     /// request of its own to be known.
-    fn add_listed(
+    pub(super) fn add_listed(
         &mut self,
         entry: opendal::Entry,
         manifest: &Manifest,
@@ -250,6 +248,22 @@ impl Exec<'_> {
         for entry in listed {
             unknown.extend(view.add_listed(entry, &manifest, base, bound));
         }
+        self.complete(view, unknown, &manifest, read_rid, base, defer)
+            .await
+    }
+
+    /// The rest of a reconcile once every object was listed and taken into
+    /// `view`: conflicting pairs, the manifest's identity, the unknown
+    /// objects (deferred to their download, or asked about).
+    pub(super) async fn complete(
+        &self,
+        mut view: RemoteView,
+        mut unknown: Vec<Unknown>,
+        manifest: &Manifest,
+        read_rid: Option<String>,
+        base: &BaseMap,
+        defer: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<RemoteView, SyncError> {
         if manifest.files.len() != view.entries.len() + unknown.len() {
             view.manifest_stale = true;
         }
@@ -293,7 +307,7 @@ impl Exec<'_> {
         for c in self.check_unknown(unknown).await? {
             match c {
                 Ok((rel, e)) => {
-                    let (e, in_manifest) = confirm_unknown(&manifest, base, &rel, e);
+                    let (e, in_manifest) = confirm_unknown(manifest, base, &rel, e);
                     view.manifest_stale |= !in_manifest;
                     view.entries.insert(rel, e);
                 }
@@ -308,7 +322,7 @@ impl Exec<'_> {
 
     /// The manifest (or an empty one when it is missing or unreadable) and
     /// the ETag its GET answered with.
-    async fn read_manifest(&self) -> Result<(Manifest, Option<String>), SyncError> {
+    pub(super) async fn read_manifest(&self) -> Result<(Manifest, Option<String>), SyncError> {
         let reader = match self.cancellable(self.op.reader(MANIFEST_KEY)).await? {
             Ok(r) => r,
             Err(e) => return Err(self.remote_err("reading the manifest", e)),
@@ -335,67 +349,6 @@ impl Exec<'_> {
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok((Manifest::default(), None)),
             Err(e) => Err(self.remote_err("reading the manifest", e)),
-        }
-    }
-
-    /// Every object of the target (one recursive LIST), except the trash:
-    /// on S3 the listing skips past `.coltec/trash/` (`start-after`)
-    /// instead of paging through every old version kept there.
-    async fn list_target(&self) -> Result<Vec<opendal::Entry>, SyncError> {
-        let skip =
-            self.ctx.local_dir.is_none() && self.op.info().capability().list_with_start_after;
-        let listed = if skip {
-            self.list_skipping_trash().await?
-        } else {
-            self.op.list_with("").recursive(true).await
-        };
-        match listed {
-            Ok(l) => Ok(l),
-            // A local remote whose directory does not exist yet is empty (on
-            // S3 NotFound means the bucket is missing: an error).
-            Err(e) if e.kind() == ErrorKind::NotFound && self.ctx.local_dir.is_some() => {
-                Ok(Vec::new())
-            }
-            Err(e) => Err(self.remote_err("listing", e)),
-        }
-    }
-
-    /// The recursive listing without trash keys; once a page's worth of
-    /// them went by, resumed after the last key the trash prefix can hold.
-    async fn list_skipping_trash(&self) -> Result<opendal::Result<Vec<opendal::Entry>>, SyncError> {
-        let mut out = Vec::new();
-        let mut resumed = false;
-        loop {
-            let mut l = self.op.lister_with("").recursive(true);
-            if resumed {
-                l = l.start_after(TRASH_END);
-            }
-            let mut lister = match self.net(l).await? {
-                Ok(l) => l,
-                Err(e) => return Ok(Err(e)),
-            };
-            let (mut hit_trash, mut trash_seen) = (false, 0usize);
-            loop {
-                let entry = match self.cancellable(lister.try_next()).await? {
-                    Ok(Some(e)) => e,
-                    Ok(None) => break,
-                    Err(e) => return Ok(Err(e)),
-                };
-                if entry.path().starts_with(TRASH_PREFIX) {
-                    // A page's worth: skip the rest instead of paging on.
-                    trash_seen += 1;
-                    if !resumed && trash_seen >= TRASH_SKIP_AFTER {
-                        hit_trash = true;
-                        break;
-                    }
-                    continue;
-                }
-                out.push(entry);
-            }
-            if !hit_trash {
-                return Ok(Ok(out));
-            }
-            resumed = true;
         }
     }
 

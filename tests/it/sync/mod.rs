@@ -15,6 +15,7 @@ use crate::support::s3::S3Server;
 use crate::support::s3_test;
 
 mod etagless;
+mod restore_stream;
 mod world;
 
 use world::*;
