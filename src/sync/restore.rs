@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use futures::StreamExt;
-
 use super::exec::{Exec, RemoteView};
 use super::layout::RemoteEntry;
 use super::local::{LocalSide, create_root, gather_local, root_is_dir};
@@ -87,13 +85,11 @@ impl Engine {
         // the listing goes on (`exec::streamed`); the rest follow it.
         let fresh =
             |rel: &str| absent(rel) && !scan::excluded_with_parents(&t.excludes, rel, false);
-        let (start, started) = futures::channel::mpsc::unbounded();
-        let (streamed, mut executed) = tokio::join!(
-            exec.reconcile_streaming(&base, &fresh, start),
-            exec.run_batches(started.ready_chunks(256), &prior, &mut report, true),
-        );
-        let streamed = match streamed {
-            Ok(s) => s,
+        let (streamed, mut executed) = exec
+            .fetch_while_listing(&base, &fresh, &prior, &mut report)
+            .await;
+        let (view, started) = match streamed {
+            Ok(s) => (s.view, s.started),
             Err(e) => {
                 // What was fetched is recorded before the error is told.
                 if persist {
@@ -103,15 +99,6 @@ impl Engine {
                 return Err(e);
             }
         };
-        let (view, started) = (streamed.view, streamed.started);
-        exec.undo(
-            &view.conflicted,
-            &started,
-            &base,
-            &mut executed.changes,
-            &mut report,
-        )
-        .await;
         let rest: BTreeMap<String, RemoteEntry> = view
             .entries
             .iter()

@@ -37,6 +37,7 @@ mod snapshot;
 mod streamed;
 mod upload;
 
+pub(super) use apply::Executed;
 pub(super) use reconcile::RemoteView;
 
 use std::future::IntoFuture;

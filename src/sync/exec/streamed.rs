@@ -19,12 +19,14 @@
 
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
 
-use super::Exec;
 use super::reconcile::{ListedBound, RemoteView, Unknown};
+use super::{Exec, Executed};
 use crate::sync::kind::Kind;
 use crate::sync::layout;
+use crate::sync::pending::PendingMap;
 use crate::sync::plan::{self, Action};
 use crate::sync::state::{BaseChanges, BaseMap};
 use crate::sync::{PassReport, SyncError};
@@ -37,14 +39,47 @@ pub(in crate::sync) struct Streamed {
     pub(in crate::sync) started: BTreeSet<String>,
 }
 
+/// Actions per batch the executor journals at once (about a LIST page).
+const BATCH: usize = 256;
+
 impl Exec<'_> {
+    /// List the target and fetch each object `fresh` names as soon as it is
+    /// listed, `transfers` at a time; then take back what a conflict
+    /// forbids ([`Exec::undo`]). Returns the whole view (or why the listing
+    /// failed) and what the downloads did, which the caller records even
+    /// when the listing failed.
+    pub(in crate::sync) async fn fetch_while_listing(
+        &self,
+        base: &BaseMap,
+        fresh: &(dyn Fn(&str) -> bool + Sync),
+        prior: &PendingMap,
+        report: &mut PassReport,
+    ) -> (Result<Streamed, SyncError>, Executed) {
+        let (start, started) = futures::channel::mpsc::unbounded();
+        let (streamed, mut executed) = tokio::join!(
+            self.reconcile_streaming(base, fresh, start),
+            self.run_batches(started.ready_chunks(BATCH), prior, report, true),
+        );
+        if let Ok(s) = &streamed {
+            self.undo(
+                &s.view.conflicted,
+                &s.started,
+                base,
+                &mut executed.changes,
+                report,
+            )
+            .await;
+        }
+        (streamed, executed)
+    }
+
     /// List the target; each object `fresh` names (nothing local at its
     /// path, not excluded) is sent to `start` as its download when it is
     /// listed. Without the whole listing an object listed without an ETag
     /// is not matched to the manifest by its time (see `ListedBound`):
     /// such a file is fetched with its mtime and mode from the GET, as a
     /// restore does for every object it cannot identify.
-    pub(in crate::sync) async fn reconcile_streaming(
+    async fn reconcile_streaming(
         &self,
         base: &BaseMap,
         fresh: &(dyn Fn(&str) -> bool + Sync),
@@ -102,7 +137,7 @@ impl Exec<'_> {
     /// file was created by this restore; it is removed only while it still
     /// is what was downloaded, and its base row goes back to what `base`
     /// says (a checkpoint may have committed the download's row already).
-    pub(in crate::sync) async fn undo(
+    async fn undo(
         &self,
         conflicted: &BTreeSet<String>,
         started: &BTreeSet<String>,

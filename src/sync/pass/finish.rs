@@ -28,10 +28,14 @@ impl Pass<'_> {
         self.void_base().await?;
         self.mark_dirty().await?;
         drop(local);
-        let executed = self
+        let mut executed = self
             .exec
             .run(actions, &self.pending, &mut self.report)
             .await;
+        if let Some(mut early) = self.early.take() {
+            early.absorb(executed);
+            executed = early;
+        }
         let mut changes = std::mem::take(&mut self.repairs);
         changes.extend(executed.changes);
         let mut journal = std::mem::take(&mut self.settled);

@@ -5,6 +5,7 @@
 use super::{Pass, RemoteMap};
 use crate::sync::PassScope;
 use crate::sync::base::PassBase;
+use crate::sync::exec::RemoteView;
 use crate::sync::layout::RemoteEntry;
 use crate::sync::local::{LocalSide, gather_local, remove_stale_temps};
 use crate::sync::pending;
@@ -140,6 +141,12 @@ impl Pass<'_> {
                 .collect());
         }
         let rv = self.exec.reconcile(&base.map).await?;
+        Ok(self.take_view(rv))
+    }
+
+    /// What a full reconcile found, kept in the target's memory and the
+    /// report; the remote's entries.
+    pub(super) fn take_view(&mut self, rv: RemoteView) -> RemoteMap {
         self.memory.remote_unsettled = !(rv.problems.is_empty()
             && rv.conflicted.is_empty()
             && rv.skipped.is_empty()
@@ -162,6 +169,6 @@ impl Pass<'_> {
             Marker::Absent
         };
         self.memory.manifest_dirty |= rv.manifest_stale;
-        Ok(rv.entries)
+        rv.entries
     }
 }

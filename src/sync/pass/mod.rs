@@ -1,7 +1,9 @@
 //! One sync pass over one target, as explicit stages that each do one
 //! thing: **scope** (what to look at; whether to list the remote or trust
 //! its manifest) → **gather** (the base rows and the local side) →
-//! **remote view** (a LIST, or the base as the remote's state) →
+//! **remote view** (a LIST, or the base as the remote's state; a root
+//! created for a target never synced here starts downloading meanwhile:
+//! `early`) →
 //! **plan and guard** (the 3-way plan, settled, checked by the mass-delete
 //! guard) → **execute** (dirty marker first, then the transfers) →
 //! **manifest** (rewrite it, clear the marker, prune the trash).
@@ -13,6 +15,7 @@
 //! become the base) and a local root that cannot be trusted to say what
 //! was deleted (see [`super::root`]: the pass restores instead).
 
+mod early;
 mod finish;
 mod gather;
 mod planning;
@@ -23,7 +26,7 @@ use std::path::PathBuf;
 use tokio::sync::MutexGuard;
 use tokio_util::sync::CancellationToken;
 
-use super::exec::Exec;
+use super::exec::{Exec, Executed};
 use super::layout::RemoteEntry;
 use super::local::{create_root, root_is_dir};
 use super::pending::{self, PendingChanges, PendingMap, PendingSummary, Transfer};
@@ -75,7 +78,11 @@ impl Engine {
         let st = self.served(target)?;
         let mut pass = Pass::scope(self, &st, req, cancel, observer).await?;
         let (mut base, local) = pass.gather().await?;
-        let remote = pass.remote_view(&base, &local).await?;
+        let remote = if pass.fetches_early(&base, &local) {
+            pass.remote_view_fetching(&base, &local).await?
+        } else {
+            pass.remote_view(&base, &local).await?
+        };
         pass.repair(&mut base, &remote);
         let actions = pass.plan_and_guard(&base, &local, &remote).await?;
         if pass.req.dry_run {
@@ -120,6 +127,8 @@ struct Pass<'a> {
     stale: bool,
     /// The target's stored meta as the pass found it.
     meta: TargetMeta,
+    /// What the downloads started while listing did (see `early`).
+    early: Option<Executed>,
     /// The manifest's identity as of now.
     manifest_rid: Option<String>,
     report: PassReport,
@@ -217,6 +226,7 @@ impl<'a> Pass<'a> {
             stale: false,
             manifest_rid: meta.manifest_rid.clone(),
             meta,
+            early: None,
             report: PassReport::default(),
         };
         pass.trust_manifest().await?;

@@ -55,7 +55,8 @@ impl Pass<'_> {
         }
         let actions = self.exec.settle_equal(actions).await;
         self.settled = self.settled_rows(&actions, &candidates, base, local, remote);
-        self.report.plan = plan::summarize(&actions);
+        // After what an early fetch (`early`) planned already, if anything.
+        self.report.plan.merge(plan::summarize(&actions));
         self.guard(base, local, remote, &self.report.plan)?;
         if !self.req.allow_mass_delete {
             let remote_total = self.side_totals(base, local, remote).remote;
