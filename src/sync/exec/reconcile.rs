@@ -80,7 +80,7 @@ impl ListedBound {
     }
 
     /// Whether an object the server last wrote at `listed_ns` predates the manifest.
-    fn predates_manifest(&self, listed_ns: Option<i64>) -> bool {
+    pub(super) fn predates_manifest(&self, listed_ns: Option<i64>) -> bool {
         match (listed_ns, self.manifest_ns) {
             (Some(o), Some(m)) if self.dirty => o < m,
             (Some(o), Some(m)) => o <= m,
@@ -95,7 +95,7 @@ pub(super) struct Unknown {
     key: String,
     pub(super) entry: RemoteEntry,
     /// The backend's own mtime from the listing.
-    listed_mtime: Option<i64>,
+    pub(super) listed_mtime: Option<i64>,
 }
 
 /// A checked unknown object, or (its key, why it could not be checked).

@@ -37,6 +37,10 @@ pub(in crate::sync) struct Streamed {
     pub(in crate::sync) view: RemoteView,
     /// Paths whose download was sent to the executor while listing.
     pub(in crate::sync) started: BTreeSet<String>,
+    /// Started paths the whole listing identified as the manifest's
+    /// objects, with that identity (what their base rows must say, so the
+    /// next reconcile, which identifies them the same way, sees no change).
+    identified: Vec<(String, String)>,
 }
 
 /// Actions per batch the executor journals at once (about a LIST page).
@@ -61,6 +65,11 @@ impl Exec<'_> {
             self.run_batches(started.ready_chunks(BATCH), prior, report, true),
         );
         if let Ok(s) = &streamed {
+            for (rel, rid) in &s.identified {
+                if let Some(Some(row)) = executed.changes.get_mut(rel) {
+                    row.rid.clone_from(rid);
+                }
+            }
             self.undo(
                 &s.view.conflicted,
                 &s.started,
@@ -89,6 +98,7 @@ impl Exec<'_> {
         let mut view = RemoteView::default();
         let mut unknown: Vec<Unknown> = Vec::new();
         let mut held = Vec::new();
+        let mut unmatched = Vec::new();
         let mut started = BTreeSet::new();
         let mut bound = ListedBound::default();
         let meta_from_get = self.ctx.user_metadata;
@@ -101,7 +111,14 @@ impl Exec<'_> {
                 Ok(Some((rel, Kind::File))) if fresh(&rel) => rel,
                 _ => return held.push(entry),
             };
+            let untagged = entry.metadata().etag().is_none();
             if let Some(u) = view.add_listed(entry, &manifest, base, ListedBound::default()) {
+                // Judged against the manifest once the bound is known.
+                if untagged {
+                    unmatched.push((u.rel.clone(), u.entry.size, u.listed_mtime));
+                } else {
+                    view.manifest_stale = true;
+                }
                 let mut e = u.entry;
                 if meta_from_get {
                     (e.mtime_ns, e.mode) = (None, None);
@@ -125,10 +142,27 @@ impl Exec<'_> {
         for entry in held {
             unknown.extend(view.add_listed(entry, &manifest, base, bound));
         }
+        // An object listed without an ETag is the one the manifest
+        // describes when the whole listing's bound says so (`ListedBound`):
+        // its identity is the manifest's, as a full reconcile would have
+        // said. Any other the manifest does not describe: it is stale.
+        let mut identified = Vec::new();
+        for (rel, size, listed) in unmatched {
+            match manifest.files.get(&rel).filter(|m| {
+                m.kind == Kind::File && m.size == size && bound.predates_manifest(listed)
+            }) {
+                Some(m) => identified.push((rel, m.rid.clone())),
+                None => view.manifest_stale = true,
+            }
+        }
         let view = self
             .complete(view, unknown, &manifest, read_rid, base, fresh)
             .await?;
-        Ok(Streamed { view, started })
+        Ok(Streamed {
+            view,
+            started,
+            identified,
+        })
     }
 
     /// Take back the downloads of paths that turned out to be held by both
