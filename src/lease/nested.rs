@@ -18,6 +18,9 @@ use super::record::{LeaseRecord, RECORD_FORMAT};
 use super::set::{LeaseSet, LeasedPrefix};
 use super::store::Prefix;
 
+/// Leases of descendant prefixes read at once by the nested check.
+const NESTED_READS: usize = 8;
+
 /// Written under every ancestor's `.coltec/nested/` by the holder of a
 /// descendant prefix, so the holder of the ancestor can find it with one LIST.
 /// It only says where to look: the truth is the descendant's lease object.
@@ -31,20 +34,25 @@ pub struct NestedMarker {
 }
 
 impl LeaseSet {
-    /// Our markers under every ancestor's `.coltec/nested/`.
+    /// Our markers under every ancestor's `.coltec/nested/`, written side
+    /// by side (each is its own object; a one-shot `sync` waits for them).
     pub(super) async fn write_markers(&self, i: usize, t: Duration) -> Result<(), LeaseError> {
         let leased = &self.inner.prefixes[i];
         let id = &self.identity().lease_id;
-        for anc in leased.ancestors() {
+        let marker = NestedMarker {
+            format: RECORD_FORMAT,
+            segments: leased.prefix.0.clone(),
+            location: leased.location.clone(),
+            lease_id: id.clone(),
+        };
+        let body = serde_json::to_vec_pretty(&marker).unwrap_or_default();
+        let writes = leased.ancestors().into_iter().map(|anc| {
             let key = marker_key(&leased.prefix, &anc, id);
-            let marker = NestedMarker {
-                format: RECORD_FORMAT,
-                segments: leased.prefix.0.clone(),
-                location: leased.location.clone(),
-                lease_id: id.clone(),
-            };
-            let body = serde_json::to_vec_pretty(&marker).unwrap_or_default();
-            match leased.store.put(&key, body, t).await {
+            let body = body.clone();
+            async move { (leased.store.put(&key, body, t).await, anc) }
+        });
+        for (written, anc) in futures::future::join_all(writes).await {
+            match written {
                 Err(e) if leased.tolerable(&anc, &e) => {
                     tracing::warn!(location = %leased.store.display(&anc), error = %e, "cannot mark this enclosing prefix (outside the remote's path_prefix); a holder there will not see this lease");
                 }
@@ -54,13 +62,17 @@ impl LeaseSet {
         Ok(())
     }
 
-    /// Remove our markers (best effort: a stale marker only costs one read).
+    /// Remove our markers, side by side (best effort: a stale marker only
+    /// costs one read).
     pub(super) async fn delete_markers(&self, i: usize, t: Duration) {
         let leased = &self.inner.prefixes[i];
         let id = &self.identity().lease_id;
-        for anc in leased.ancestors() {
+        let deletes = leased.ancestors().into_iter().map(|anc| {
             let key = marker_key(&leased.prefix, &anc, id);
-            if let Err(e) = leased.store.delete(&key, t).await {
+            async move { leased.store.delete(&key, t).await }
+        });
+        for deleted in futures::future::join_all(deletes).await {
+            if let Err(e) = deleted {
                 tracing::debug!(error = %e, "cannot delete a nested-prefix marker");
             }
         }
@@ -75,25 +87,35 @@ impl LeaseSet {
         Ok(())
     }
 
+    /// The reads of the nested check (every marker is written before any of
+    /// them starts) go out side by side: the lease of each enclosing
+    /// prefix and the LIST of our own marker folder, then the lease of
+    /// each descendant that LIST names.
     async fn check_nested(&self, i: usize, t: Duration) -> Result<(), LeaseError> {
         let leased = &self.inner.prefixes[i];
         let ours: Vec<&Prefix> = self.inner.prefixes.iter().map(|s| &s.prefix).collect();
         // Enclosing prefixes: one read each, bounded by depth.
-        for anc in leased.ancestors() {
-            if ours.contains(&&anc) {
-                continue;
-            }
-            match self.check_foreign(leased, &anc, t).await {
+        let enclosing = leased
+            .ancestors()
+            .into_iter()
+            .filter(|anc| !ours.contains(&anc))
+            .map(|anc| async move { (self.check_foreign(leased, &anc, t).await, anc) });
+        // Nested prefixes: one LIST of our own marker folder.
+        let marker_folder = marker_dir(&leased.prefix);
+        let (checked, names) = futures::join!(
+            futures::future::join_all(enclosing),
+            leased.store.list(&marker_folder, t)
+        );
+        for (result, anc) in checked {
+            match result {
                 Err(e) if leased.tolerable(&anc, &e) => {
                     tracing::warn!(location = %leased.store.display(&anc), error = %e, "cannot check for a lease on this enclosing prefix (outside the remote's path_prefix)");
                 }
                 other => other?,
             }
         }
-        // Nested prefixes: one LIST of our own marker folder.
-        let names = leased.store.list(&marker_dir(&leased.prefix), t).await?;
         let mut descendants: Vec<Prefix> = Vec::new();
-        for name in names {
+        for name in names? {
             let Some(rel) = decode_marker_name(&name) else {
                 continue;
             };
@@ -107,8 +129,14 @@ impl LeaseSet {
                 descendants.push(d);
             }
         }
-        for d in descendants {
-            self.check_foreign(leased, &d, t).await?;
+        // Whoever can write the bucket can plant markers: a bounded number
+        // of reads at once, however many there are.
+        use futures::StreamExt;
+        let mut nested = futures::stream::iter(descendants)
+            .map(|d| async move { self.check_foreign(leased, &d, t).await })
+            .buffer_unordered(NESTED_READS);
+        while let Some(result) = nested.next().await {
+            result?;
         }
         Ok(())
     }

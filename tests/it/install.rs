@@ -384,7 +384,17 @@ fn upgrade_replacing_the_binary_under_a_running_daemon_then_stop_start_resumes()
     let bin_dir = w.path("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     let bin = bin_dir.join("coltecd");
-    std::fs::copy(coltecd_bin(), &bin).unwrap();
+    // Copied by a child process, not `std::fs::copy`: a write descriptor
+    // of ours on `bin` would be inherited by any process another test
+    // thread forks meanwhile, and exec'ing `bin` would then fail with
+    // ETXTBSY ("Text file busy").
+    let o = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(coltecd_bin())
+        .arg(&bin)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
     // The world's environment, this copy of the binary.
     let run = |args: &[&str]| -> Output {
         let mut c = Command::new(&bin);

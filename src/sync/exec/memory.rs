@@ -21,8 +21,8 @@ use super::snapshot::SNAPSHOT_MAX;
 use crate::sync::SyncError;
 
 /// Bytes of file content the uploads of one run may hold at once.
-/// One multipart stream (28 MiB) plus room for small files beside it.
-pub(super) const UPLOAD_MEMORY: u64 = 36 * 1024 * 1024;
+/// One multipart stream (20 MiB) plus room for small files beside it.
+pub(super) const UPLOAD_MEMORY: u64 = 28 * 1024 * 1024;
 /// Permits count KiB (a `u32` of bytes would not hold large budgets).
 const UNIT: u64 = 1024;
 

@@ -35,7 +35,10 @@ use crate::sync::state::BaseEntry;
 /// Two parts in flight, not one: with one, opendal uploads each part
 /// inside `write` itself, so a write dropped when the gate closes takes
 /// the retry layer's writer with it and the abort never reaches the server.
-const CHUNK: usize = 7 * 1024 * 1024;
+/// Parts are S3's minimum size, so a stream holds 20 MiB: with 7 MiB parts
+/// (28 MiB) the initial push of a 10k tree peaked above 50 MB (issue #12);
+/// the cost is a few more part requests (13 instead of 10 for 64 MiB).
+const CHUNK: usize = 5 * 1024 * 1024;
 const UPLOAD_CONCURRENCY: usize = 2;
 const READ_BUF: usize = 256 * 1024;
 /// How long aborting an upload may take.

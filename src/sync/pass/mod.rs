@@ -252,7 +252,13 @@ impl<'a> Pass<'a> {
         let Some(rid) = &self.meta.manifest_rid else {
             return Ok(());
         };
-        if self.exec.manifest_unchanged(rid).await? && !self.exec.dirty_marker_exists().await? {
+        // Both HEADs at once: on the usual path (nothing changed) both are
+        // needed, and a one-shot `sync` waits for them.
+        let (unchanged, dirty) = futures::join!(
+            self.exec.manifest_unchanged(rid),
+            self.exec.dirty_marker_exists()
+        );
+        if unchanged? && !dirty? {
             self.full = false;
             self.trusted = true;
             self.memory.marker = Marker::Absent;

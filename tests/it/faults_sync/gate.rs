@@ -36,8 +36,8 @@ s3_test! {
         let remote = Remote::s3_at(server, "gate-late-create", &proxy.endpoint);
         let (ctl, gate) = coltecd::remote::gate();
         let a = side_with_gate(&remote, &Opts::default(), gate);
-        // Past the snapshot limit: streamed, multipart (created once two
-        // 8 MiB parts were read).
+        // Past the snapshot limit: streamed, multipart (created once the
+        // first parts were read).
         let body: Vec<u8> = (0..20u32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         a.write("big.bin", &body);
         proxy.hold_answers_when(is_create);
