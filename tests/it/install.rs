@@ -377,6 +377,21 @@ fn completions_and_man_from_the_binary_name_real_subcommands() {
 /// The README's upgrade procedure: `install` a new binary over the path a
 /// daemon runs from, `coltecd stop`, `coltecd start`; the new process takes
 /// over the state dir and lease, and changes made meanwhile are pushed.
+/// Put a copy of the coltecd binary at `to` with install(1) (unlink +
+/// create). A child process makes the copy, not `std::fs::copy`: a write
+/// descriptor of ours on `to` would be inherited by any process another
+/// test thread forks meanwhile, and exec'ing `to` would then fail with
+/// ETXTBSY ("Text file busy").
+fn install_binary(to: &Path) {
+    let o = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(coltecd_bin())
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 #[test]
 fn upgrade_replacing_the_binary_under_a_running_daemon_then_stop_start_resumes() {
     let w = World::new();
@@ -384,17 +399,7 @@ fn upgrade_replacing_the_binary_under_a_running_daemon_then_stop_start_resumes()
     let bin_dir = w.path("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     let bin = bin_dir.join("coltecd");
-    // Copied by a child process, not `std::fs::copy`: a write descriptor
-    // of ours on `bin` would be inherited by any process another test
-    // thread forks meanwhile, and exec'ing `bin` would then fail with
-    // ETXTBSY ("Text file busy").
-    let o = Command::new("install")
-        .args(["-m", "0755"])
-        .arg(coltecd_bin())
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    install_binary(&bin);
     // The world's environment, this copy of the binary.
     let run = |args: &[&str]| -> Output {
         let mut c = Command::new(&bin);
@@ -418,13 +423,7 @@ fn upgrade_replacing_the_binary_under_a_running_daemon_then_stop_start_resumes()
     eventually("before.txt pushed", pushed("before.txt"));
 
     // Replace the binary the daemon runs from (unlink + create: `install`).
-    let o = Command::new("install")
-        .args(["-m", "0755"])
-        .arg(coltecd_bin())
-        .arg(&bin)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    install_binary(&bin);
     let exe = std::fs::read_link(format!("/proc/{old_pid}/exe")).unwrap();
     assert!(
         exe.to_string_lossy().ends_with(" (deleted)"),

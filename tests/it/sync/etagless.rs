@@ -6,7 +6,6 @@ use std::fs;
 
 use coltecd::spec::Direction;
 use coltecd::sync::{PassScope, SyncError};
-use tokio_util::sync::CancellationToken;
 
 use super::world::*;
 use crate::support::proxy::Proxy;
@@ -119,11 +118,7 @@ s3_test! {
         let b = side(&remote, &Opts::default());
         let dest = b.root.join("r");
         proxy.reset();
-        let r = b
-            .engine
-            .restore("state", Some(&dest), false, &CancellationToken::new())
-            .await
-            .unwrap();
+        let r = b.restore_to(&dest).await;
         assert_eq!(r.downloaded, 3, "{r:?}");
         let seen = proxy.seen();
         assert!(!seen.iter().any(|s| s.is_head()), "{seen:?}");

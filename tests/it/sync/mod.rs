@@ -74,11 +74,7 @@ async fn round_trip(remote: Remote) {
     // A fresh container restores the same tree.
     let b = side(&remote, &Opts::default());
     let dest = b.root.join("restored");
-    let r = b
-        .engine
-        .restore("state", Some(&dest), false, &CancellationToken::new())
-        .await
-        .unwrap();
+    let r = b.restore_to(&dest).await;
     assert!(r.failed.is_empty(), "{:?}", r.failed);
     assert_eq!(r.downloaded, 8);
     assert_eq!(snapshot(&a.root), snapshot(&dest));
@@ -851,11 +847,7 @@ s3_test! {
         proxy.reset();
         let b = side(&remote, &Opts::default());
         let dest = b.root.join("r");
-        let r = b
-            .engine
-            .restore("state", Some(&dest), false, &CancellationToken::new())
-            .await
-            .unwrap();
+        let r = b.restore_to(&dest).await;
         assert_eq!(r.downloaded, 3);
         assert_eq!(snapshot(&a.root), snapshot(&dest));
         let seen = proxy.seen();

@@ -157,11 +157,7 @@ s3_test! {
         remote.put("y.txt", b"kept").await;
         let b = side(&remote, &Opts::default());
         let dest = b.root.join("r");
-        let report = b
-            .engine
-            .restore("state", Some(&dest), false, &CancellationToken::new())
-            .await
-            .unwrap();
+        let report = b.restore_to(&dest).await;
         assert!(
             report
                 .failed

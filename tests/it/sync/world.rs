@@ -286,6 +286,14 @@ impl Side {
         r
     }
 
+    /// `restore` of target "state" into `dest` (a new directory).
+    pub(crate) async fn restore_to(&self, dest: &Path) -> PassReport {
+        self.engine
+            .restore("state", Some(dest), false, &CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
     pub(crate) fn write(&self, rel: &str, body: &[u8]) {
         let p = self.root.join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
