@@ -363,7 +363,7 @@ impl Scheduler {
             .iter()
             .map(|t| {
                 let files = (t.pending.len() + t.inflight.len()) as u64;
-                let bytes = t.pending.values().chain(t.inflight.values()).sum();
+                let bytes = t.pending.bytes().saturating_add(t.inflight.bytes());
                 let oldest = t.oldest_pending().map(crate::clock::to_unix);
                 let next = if t.running || t.waiting_for_human {
                     None

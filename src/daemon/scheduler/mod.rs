@@ -48,6 +48,7 @@
 mod board;
 mod event_loop;
 mod outcome;
+mod paths;
 mod stop;
 mod target;
 #[cfg(test)]

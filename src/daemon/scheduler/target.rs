@@ -5,7 +5,6 @@
 //! Everything here is plain state and arithmetic on instants handed in by
 //! the caller, so the rules are unit-tested without running a scheduler.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +12,7 @@ use tokio::time::Instant;
 
 use super::super::seam::{Disposition, Scope};
 use super::TargetInfo;
+use super::paths::SizedPaths;
 use crate::sync::PassReport;
 
 /// First retry delay after a failed pass; doubles up to the target interval.
@@ -29,10 +29,10 @@ const MISSED_EVENT_STRIKES: u32 = 2;
 pub(super) struct TargetRuntime {
     pub info: TargetInfo,
     /// Changed paths (with their sizes) not yet handed to a pass.
-    pub pending: BTreeMap<PathBuf, u64>,
+    pub pending: SizedPaths,
     pub pending_since: Option<SystemTime>,
     /// Paths of the pass in flight; back to pending if it fails.
-    pub inflight: BTreeMap<PathBuf, u64>,
+    pub inflight: SizedPaths,
     pub inflight_since: Option<SystemTime>,
     last_event: Option<Instant>,
     /// When the current batch of pending changes began.
@@ -79,9 +79,9 @@ impl TargetRuntime {
     pub fn new(info: TargetInfo, polling: bool, now: Instant) -> TargetRuntime {
         TargetRuntime {
             info,
-            pending: BTreeMap::new(),
+            pending: SizedPaths::default(),
             pending_since: None,
-            inflight: BTreeMap::new(),
+            inflight: SizedPaths::default(),
             inflight_since: None,
             last_event: None,
             first_event: None,
@@ -239,7 +239,7 @@ impl TargetRuntime {
     pub fn pass_failed(&mut self, how: Disposition, now: Instant) -> Option<Duration> {
         self.running = false;
         for (p, size) in std::mem::take(&mut self.inflight) {
-            self.pending.entry(p).or_insert(size);
+            self.pending.insert_if_absent(p, size);
         }
         self.pending_since = min_time(self.pending_since, self.inflight_since.take());
         self.first_event = self.first_event.or(Some(now));
@@ -306,7 +306,7 @@ impl TargetRuntime {
             self.pending_since = Some(SystemTime::now());
         }
         for p in paths {
-            self.pending.entry(p).or_insert(0);
+            self.pending.insert_if_absent(p, 0);
         }
     }
 
