@@ -11,9 +11,8 @@
 //! on the half-dozen thread-pool round trips per file of the streamed
 //! path, on a 2-core host where the S3 server needs that CPU too.
 
-use std::path::{Path, PathBuf};
-
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use tokio::io::AsyncWriteExt;
@@ -40,6 +39,15 @@ fn check_unchanged(dest: &Path, expect: &Option<LocalEntry>) -> Result<(), FileE
         return Err(changed_locally());
     }
     Ok(())
+}
+
+/// What a download just placed at `dest`.
+fn read_back(dest: &Path) -> Result<LocalEntry, FileErr> {
+    match LocalEntry::read(dest) {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => Err(FileErr::File("vanished right after download".into())),
+        Err(e) => Err(ferr("cannot stat", e)),
+    }
 }
 
 /// The object's body is not the size the plan saw (`got`: what arrived;
@@ -85,11 +93,7 @@ impl Exec<'_> {
             Kind::File => self.download_file(&key, r, dest.clone(), expect, d).await?,
         }
         d.downloaded += 1;
-        match blocking(move || LocalEntry::read(&dest)).await? {
-            Ok(Some(e)) => Ok(e),
-            Ok(None) => Err(FileErr::File("vanished right after download".into())),
-            Err(e) => Err(ferr("cannot stat", e)),
-        }
+        blocking(move || read_back(&dest)).await?
     }
 
     async fn download_symlink(
@@ -163,17 +167,10 @@ impl Exec<'_> {
             }
             localfs::finish_file(file, &tmp, &dest, mode, mtime, durable)
                 .map_err(|e| ferr("cannot write", e))?;
-            match LocalEntry::read(&dest) {
-                Ok(Some(e)) => Ok(e),
-                Ok(None) => Err(FileErr::File("vanished right after download".into())),
-                Err(e) => Err(ferr("cannot stat", e)),
-            }
+            read_back(&dest)
         })
         .await??;
-        if !durable {
-            self.unsynced
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
+        self.placed(durable);
         Ok(got)
     }
 
@@ -250,10 +247,7 @@ impl Exec<'_> {
                 .map_err(|e| ferr("cannot write", e))
         })
         .await??;
-        if !durable {
-            self.unsynced
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
+        self.placed(durable);
         Ok(())
     }
 
@@ -312,6 +306,15 @@ impl Exec<'_> {
             return Err(size_changed(r, Some(got)));
         }
         Ok(())
+    }
+
+    /// A file was renamed into place; one that was not fsynced waits for
+    /// the next [`Exec::durability_barrier`].
+    fn placed(&self, durable: bool) {
+        if !durable {
+            self.unsynced
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Make the files this run created durable before their base rows are
